@@ -1,0 +1,191 @@
+"""SamClient: the model server's HTTP API as Python calls (no torch needed).
+
+Example::
+
+    client = SamClient("http://127.0.0.1:9090", token="...")
+    info = client.add_image("photo.jpg")        # uploads only if the server lacks it
+    [obj] = client.predict(info.image_id, points=[[120, 80]], labels=[1])
+    obj.best                                     # HxW bool, the top-ranked mask
+
+Connection errors (server not reachable, connection reset) are retried with
+exponential backoff; every API call is idempotent (uploading the same image
+twice computes once, a prediction has no side effect besides a new
+``logits_id``), so a retried request that already reached the server is
+harmless. Timeouts and HTTP errors are not retried. Server errors raise
+:class:`SamServerError` with the server's status, code and message.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import requests
+
+from backend.client.base import ImageInfo, ImageSource, ObjectMasks, SamClientBase
+from backend.errors import SamError
+
+
+class SamServerError(SamError):
+    """An error answered by the model server (or the server is unreachable).
+
+    Attributes:
+        status: HTTP status (503 when the server could not be reached).
+        code: The server's machine-readable error code.
+        detail: The server's message (how to fix the request).
+    """
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(detail, code=code)
+        self.status = status
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.code}: {super().__str__()}"
+
+    @property
+    def detail(self) -> str:
+        """The server's message."""
+        return str(self.args[0])
+
+
+def _as_list(value: Any) -> Any:
+    return value.tolist() if isinstance(value, np.ndarray) else value
+
+
+class SamClient(SamClientBase):
+    """Client of one ``sam-server``.
+
+    Args:
+        url: Base URL, e.g. ``http://127.0.0.1:9090``.
+        token: Access token, sent as ``Authorization: Bearer <token>``.
+        timeout: Seconds to wait for each answer (an upload computes the
+            embedding first, which can take seconds on a CPU).
+        retries: Extra attempts after a connection error.
+        backoff: First retry delay in seconds, doubled each attempt.
+    """
+
+    def __init__(
+        self, url: str, token: str | None = None, *, timeout: float = 60.0, retries: int = 3, backoff: float = 0.25
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self._session = requests.Session()
+        if token:
+            self._session.headers["Authorization"] = f"Bearer {token}"
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self._session.close()
+
+    def __enter__(self) -> SamClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------- transport
+    def _request(self, method: str, path: str, *, ok: tuple[int, ...] = (200,), **kwargs: Any) -> requests.Response:
+        """One API call with retries on connection errors; raises :class:`SamServerError`."""
+        for attempt in range(self.retries + 1):
+            try:
+                response = self._session.request(method, self.url + path, timeout=self.timeout, **kwargs)
+                break
+            except requests.ConnectionError as exc:
+                if attempt == self.retries:
+                    raise SamServerError(503, "unreachable", f"cannot reach the model server at {self.url}: {exc}") from exc
+                time.sleep(self.backoff * 2**attempt)
+            except requests.Timeout as exc:
+                raise SamServerError(504, "timeout", f"no answer from {self.url} within {self.timeout} s") from exc
+        if response.status_code not in ok:
+            raise self._error(response)
+        return response
+
+    @staticmethod
+    def _error(response: requests.Response) -> SamServerError:
+        try:
+            body = response.json()
+            return SamServerError(response.status_code, str(body["error"]), str(body["detail"]))
+        except (ValueError, KeyError, TypeError):
+            return SamServerError(response.status_code, "http_error", response.text[:500] or response.reason)
+
+    # ------------------------------------------------------------------- API
+    def add_image(self, image: ImageSource) -> ImageInfo:
+        """Register an image; uploads only when the server does not hold it yet.
+
+        Args:
+            image: A path, encoded bytes, an ``HxWx3`` uint8 RGB array or a PIL image.
+        """
+        from backend.formats.images import compute_image_id, decode_image, encode_png, load_image
+
+        if isinstance(image, (str, Path)):
+            image = Path(image).read_bytes()
+        if isinstance(image, (bytes, bytearray)):
+            payload = bytes(image)
+            pixels = decode_image(payload)
+        else:
+            pixels = load_image(image)
+            payload = encode_png(pixels)
+        image_id = compute_image_id(pixels)
+        response = self._request("GET", f"/v1/images/{image_id}", ok=(200, 404))
+        if response.status_code == 404:
+            response = self._request("POST", "/v1/images", data=payload,
+                                     headers={"Content-Type": "application/octet-stream"})
+        body = response.json()
+        return ImageInfo(image_id=body["image_id"], width=int(body["width"]), height=int(body["height"]))
+
+    def predict(
+        self,
+        image_id: str,
+        *,
+        points: Sequence[Sequence[float]] | np.ndarray | None = None,
+        labels: Sequence[int] | np.ndarray | None = None,
+        box: Sequence[float] | None = None,
+        boxes: Sequence[Sequence[float]] | np.ndarray | None = None,
+        mask_input: str | None = None,
+        text: str | None = None,
+        multimask: bool = True,
+    ) -> list[ObjectMasks]:
+        """Ranked masks per object (see :meth:`SamClientBase.predict`)."""
+        from backend.formats.mask_codecs import from_coco_rle
+
+        body: dict[str, Any] = {"image_id": image_id, "multimask": multimask, "format": "coco_rle"}
+        for name, value in (("points", points), ("labels", labels), ("box", box), ("boxes", boxes),
+                            ("mask_input", mask_input), ("text", text)):
+            if value is not None:
+                body[name] = _as_list(value)
+        answer = self._request("POST", "/v1/predict", json=body).json()
+        objects = []
+        for obj in answer["objects"]:
+            candidates = obj["masks"]
+            objects.append(
+                ObjectMasks(
+                    masks=np.stack([from_coco_rle(m["segmentation"]) for m in candidates]),
+                    scores=np.asarray([m["score"] for m in candidates], dtype=np.float32),
+                    stability_scores=np.asarray([m["stability_score"] for m in candidates], dtype=np.float32),
+                    logits_id=obj.get("logits_id"),
+                    labels=list(obj.get("labels", [])),
+                )
+            )
+        return objects
+
+    def automask(self, image_id: str, **params: Any) -> list[dict[str, Any]]:
+        """Segment everything: SA-1B records, ``segmentation`` as COCO RLE."""
+        return self._request("POST", "/v1/automask", json={"image_id": image_id, **params}).json()["records"]
+
+    def models(self) -> list[dict[str, Any]]:
+        """The loaded model(s)."""
+        return self._request("GET", "/v1/models").json()["models"]
+
+    def ready(self) -> bool:
+        """True when the server answers and its model is loaded."""
+        try:
+            return self._request("GET", "/ready", ok=(200, 503)).status_code == 200
+        except SamServerError as exc:
+            if exc.code in ("unreachable", "timeout"):
+                return False
+            raise

@@ -1,0 +1,130 @@
+"""LocalSamClient: the :class:`SamClientBase` interface over an in-process model.
+
+For a notebook that has the GPU itself: no HTTP, the same return values and
+the same errors as :class:`~backend.client.http_client.SamClient` (every
+error is a :class:`~backend.client.http_client.SamServerError` carrying the
+status and code the server would have answered). torch and the model are
+imported when the client is created, not when this module is imported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
+
+from backend.client.base import ImageInfo, ImageSource, ObjectMasks, SamClientBase
+from backend.client.http_client import SamServerError
+from backend.errors import SamError
+
+if TYPE_CHECKING:
+    from backend.serving.service import SamService
+
+T = TypeVar("T")
+
+
+def _call(fn: Callable[[], T]) -> T:
+    """Run ``fn``; a :class:`SamError` becomes the :class:`SamServerError` a server would send."""
+    try:
+        return fn()
+    except SamServerError:
+        raise
+    except SamError as exc:
+        raise SamServerError(exc.status, exc.code, exc.detail) from exc
+
+
+class LocalSamClient(SamClientBase):
+    """In-process client: loads the model and serves it from this process.
+
+    Args:
+        model: Registry name (``demo``, ``vit_b``...), checkpoint path, or a
+            built ``Sam`` module.
+        device: ``auto`` (cuda, mps, cpu) or a torch device string.
+        dtype: ``float32``, ``float16`` or ``bfloat16``.
+        cache_mb: Embedding cache budget, MiB.
+        max_pixels: Largest accepted image, pixels.
+        load_timeout: Seconds to wait for the model to load.
+    """
+
+    def __init__(
+        self,
+        model: Any = "demo",
+        *,
+        device: str = "auto",
+        dtype: str = "float32",
+        cache_mb: int = 1024,
+        max_pixels: int = 50_000_000,
+        load_timeout: float | None = None,
+    ) -> None:
+        from backend.serving.config import ServerConfig
+        from backend.serving.service import SamService
+
+        config = ServerConfig(model=model, device=device, dtype=dtype, cache_mb=cache_mb, max_pixels=max_pixels,
+                              plugins=False)
+        self._service = SamService(config).start()
+        self._owns_service = True
+        if not self._service.wait_ready(load_timeout):
+            self._service.close()
+            _call(self._service.require_ready)  # raises the load error as the server would answer it
+
+    @classmethod
+    def from_service(cls, service: SamService) -> LocalSamClient:
+        """A client over an existing (started) service, e.g. the server's own for plugins."""
+        client = cls.__new__(cls)
+        client._service = service
+        client._owns_service = False
+        return client
+
+    @property
+    def service(self) -> SamService:
+        """The in-process service."""
+        return self._service
+
+    def close(self) -> None:
+        """Stop the model worker (only if this client started it)."""
+        if self._owns_service:
+            self._service.close()
+
+    def add_image(self, image: ImageSource) -> ImageInfo:
+        """Register an image; its embedding is computed once and cached."""
+        from backend.formats.images import load_image
+
+        def add() -> ImageInfo:
+            if isinstance(image, (bytes, bytearray, memoryview)):
+                return self._service.add_image(bytes(image))
+            return self._service.add_image(load_image(image, max_pixels=self._service.config.max_pixels))
+
+        return _call(add)
+
+    def predict(
+        self,
+        image_id: str,
+        *,
+        points: Sequence[Sequence[float]] | np.ndarray | None = None,
+        labels: Sequence[int] | np.ndarray | None = None,
+        box: Sequence[float] | None = None,
+        boxes: Sequence[Sequence[float]] | np.ndarray | None = None,
+        mask_input: str | None = None,
+        text: str | None = None,
+        multimask: bool = True,
+    ) -> list[ObjectMasks]:
+        """Ranked masks per object (see :meth:`SamClientBase.predict`)."""
+        return _call(lambda: self._service.predict(
+            image_id, points=points, labels=labels, box=box, boxes=boxes, mask_input=mask_input, text=text,
+            multimask=multimask,
+        ))
+
+    def automask(self, image_id: str, **params: Any) -> list[dict[str, Any]]:
+        """Segment everything: SA-1B records, ``segmentation`` as COCO RLE."""
+        from backend.serving.responses import to_jsonable
+
+        return _call(lambda: to_jsonable(self._service.automask(image_id, **params)))
+
+    def models(self) -> list[dict[str, Any]]:
+        """The loaded model."""
+        return self._service.models()
+
+    def ready(self) -> bool:
+        """True once the model is loaded."""
+        return self._service.ready()

@@ -1,0 +1,342 @@
+"""Segment everything: masks for a whole image from a grid of point prompts.
+
+The fully automatic stage of SAM's data engine, with the parameters and
+defaults of Meta's ``SamAutomaticMaskGenerator``. For each crop (the full
+image, then optional crop layers) the image is embedded once and a grid of
+single-point prompts is decoded in batches. Candidates are filtered by
+predicted IoU on the raw scores first; only the survivors are upscaled, a
+bounded number at a time, to compute the stability score at the image's
+resolution (the same numbers as upscaling everything) and to threshold,
+box and RLE-encode them. So no more than ``upscale_pixel_budget`` logit
+pixels are held at full resolution at once, whatever the image size.
+Duplicates are removed by box NMS within each crop and across crops
+(preferring masks from smaller crops).
+
+Output records follow SA-1B: ``segmentation`` (COCO RLE), ``area`` (pixels),
+``bbox`` (``[x, y, w, h]`` integer pixels, inclusive extent as in SA-1B:
+``w = x2 - x1`` of the tight box's pixel indices), ``predicted_iou``,
+``stability_score``, ``point_coords`` (``[[x, y]]`` original pixels) and
+``crop_box`` (``[x, y, w, h]``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torchvision.ops import batched_nms
+
+from backend.errors import InvalidInput
+from backend.formats.mask_codecs import from_coco_rle, to_coco_rle
+from backend.inference.crops import CropBox, boxes_touching_crop_edge, crop_boxes
+from backend.inference.mask_ops import MASK_THRESHOLD, masks_to_boxes_xyxy, stability_score
+from backend.inference.mask_regions import remove_small_regions, require_opencv
+from backend.inference.point_grids import layer_point_grids
+from backend.inference.predictor import SamPredictor
+
+if TYPE_CHECKING:
+    from backend.model import Sam
+
+#: Default bound on logit pixels (float32) upscaled at once: 128 MiB.
+DEFAULT_UPSCALE_PIXEL_BUDGET = 2**25
+
+
+@dataclass
+class _Candidates:
+    """Masks kept so far, one entry per mask, in the original image frame.
+
+    Attributes:
+        rles: COCO RLEs at the original image size.
+        areas: Mask areas in pixels.
+        boxes: ``Nx4`` int64 XYXY boxes (inclusive pixel indices).
+        iou: ``N`` float32 predicted IoU.
+        stability: ``N`` float32 stability scores.
+        points: ``Nx2`` float64 ``(x, y)`` prompt points.
+        crops: The crop each mask came from.
+    """
+
+    rles: list[dict[str, Any]] = field(default_factory=list)
+    areas: list[int] = field(default_factory=list)
+    boxes: list[torch.Tensor] = field(default_factory=list)
+    iou: list[torch.Tensor] = field(default_factory=list)
+    stability: list[torch.Tensor] = field(default_factory=list)
+    points: list[np.ndarray] = field(default_factory=list)
+    crops: list[CropBox] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.rles)
+
+    def extend(self, other: _Candidates) -> None:
+        """Append all masks of ``other``."""
+        for name in ("rles", "areas", "boxes", "iou", "stability", "points", "crops"):
+            getattr(self, name).extend(getattr(other, name))
+
+    def stacked(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(boxes Nx4 int64, iou N, stability N)`` as tensors."""
+        if not self.rles:
+            return torch.zeros(0, 4, dtype=torch.int64), torch.zeros(0), torch.zeros(0)
+        return torch.stack(self.boxes), torch.stack(self.iou), torch.stack(self.stability)
+
+    def select(self, keep: torch.Tensor) -> _Candidates:
+        """The masks at indices ``keep`` (1-D int tensor), in that order."""
+        out = _Candidates()
+        for i in keep.tolist():
+            out.rles.append(self.rles[i])
+            out.areas.append(self.areas[i])
+            out.boxes.append(self.boxes[i])
+            out.iou.append(self.iou[i])
+            out.stability.append(self.stability[i])
+            out.points.append(self.points[i])
+            out.crops.append(self.crops[i])
+        return out
+
+
+class AutomaskGenerator:
+    """Generates all masks of an image with a SAM model.
+
+    Args:
+        model: A :class:`backend.model.Sam` in eval mode.
+        points_per_side: Grid points along each side of the image (total
+            ``points_per_side**2``); ``None`` when ``point_grids`` is given.
+        points_per_batch: Point prompts decoded together.
+        pred_iou_thresh: Keep masks whose predicted IoU is above this (0 keeps all).
+        stability_score_thresh: Keep masks whose stability score is at least
+            this (0 keeps all non-empty masks).
+        stability_score_offset: Logit offset of the two thresholds compared by
+            the stability score.
+        box_nms_thresh: Box IoU above which a mask is a duplicate within a crop.
+        crop_n_layers: Crop layers below the full image; layer ``i`` has
+            ``2**i x 2**i`` crops.
+        crop_nms_thresh: Box IoU above which a mask is a duplicate across crops.
+        crop_overlap_ratio: Overlap of layer-1 crops as a fraction of the
+            image's short side (scaled down in deeper layers).
+        crop_n_points_downscale_factor: Points a side in layer ``i`` are
+            ``points_per_side / factor**i``.
+        point_grids: Explicit ``Nx2`` grids in ``[0, 1]`` ``(x, y)``, one per
+            layer; exclusive with ``points_per_side``.
+        min_mask_region_area: If > 0, fill holes and remove islands smaller
+            than this many pixels, then rerun NMS (needs OpenCV).
+        upscale_pixel_budget: Most logit pixels upscaled to full resolution
+            at once (at least one mask is always allowed); bounds peak memory.
+    """
+
+    def __init__(
+        self,
+        model: Sam,
+        *,
+        points_per_side: int | None = 32,
+        points_per_batch: int = 64,
+        pred_iou_thresh: float = 0.88,
+        stability_score_thresh: float = 0.95,
+        stability_score_offset: float = 1.0,
+        box_nms_thresh: float = 0.7,
+        crop_n_layers: int = 0,
+        crop_nms_thresh: float = 0.7,
+        crop_overlap_ratio: float = 512 / 1500,
+        crop_n_points_downscale_factor: int = 1,
+        point_grids: list[np.ndarray] | None = None,
+        min_mask_region_area: int = 0,
+        upscale_pixel_budget: int = DEFAULT_UPSCALE_PIXEL_BUDGET,
+    ) -> None:
+        if (points_per_side is None) == (point_grids is None):
+            raise InvalidInput("give exactly one of points_per_side or point_grids")
+        if crop_n_layers < 0:
+            raise InvalidInput(f"crop_n_layers must be >= 0, got {crop_n_layers}")
+        if points_per_side is not None:
+            grids = layer_point_grids(points_per_side, crop_n_layers, crop_n_points_downscale_factor)
+        else:
+            grids = [_check_grid(g) for g in point_grids or []]
+            if len(grids) != crop_n_layers + 1:
+                raise InvalidInput(f"point_grids needs one grid per layer: {crop_n_layers + 1}, got {len(grids)}")
+        if points_per_batch < 1:
+            raise InvalidInput(f"points_per_batch must be >= 1, got {points_per_batch}")
+        for name, value in (
+            ("pred_iou_thresh", pred_iou_thresh),
+            ("stability_score_thresh", stability_score_thresh),
+            ("box_nms_thresh", box_nms_thresh),
+            ("crop_nms_thresh", crop_nms_thresh),
+        ):
+            if not 0.0 <= value <= 1.0:
+                raise InvalidInput(f"{name} must be in [0, 1], got {value}")
+        if not 0.0 <= crop_overlap_ratio < 1.0:
+            raise InvalidInput(f"crop_overlap_ratio must be in [0, 1), got {crop_overlap_ratio}")
+        if min_mask_region_area < 0:
+            raise InvalidInput(f"min_mask_region_area must be >= 0, got {min_mask_region_area}")
+        if min_mask_region_area > 0:
+            require_opencv()
+        if upscale_pixel_budget < 1:
+            raise InvalidInput(f"upscale_pixel_budget must be >= 1, got {upscale_pixel_budget}")
+        self.model = model
+        self.point_grids = grids
+        self.points_per_batch = points_per_batch
+        self.pred_iou_thresh = pred_iou_thresh
+        self.stability_score_thresh = stability_score_thresh
+        self.stability_score_offset = stability_score_offset
+        self.box_nms_thresh = box_nms_thresh
+        self.crop_n_layers = crop_n_layers
+        self.crop_nms_thresh = crop_nms_thresh
+        self.crop_overlap_ratio = crop_overlap_ratio
+        self.min_mask_region_area = min_mask_region_area
+        self.upscale_pixel_budget = upscale_pixel_budget
+
+    @torch.inference_mode()
+    def generate(self, image: np.ndarray, *, predictor: SamPredictor | None = None) -> list[dict[str, Any]]:
+        """All masks of an image, as SA-1B records.
+
+        Args:
+            image: ``HxWx3`` uint8 RGB.
+            predictor: Optional predictor that already holds this image's
+                embedding; the full-image crop then reuses it.
+
+        Returns:
+            Records (see the module docstring), best first within NMS order.
+        """
+        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise InvalidInput(f"image must be an HxWx3 uint8 RGB array, got shape {getattr(image, 'shape', None)}")
+        height, width = image.shape[:2]
+        if predictor is not None and predictor.original_size != (height, width):
+            raise InvalidInput(
+                f"the predictor holds a {predictor.original_size[1]}x{predictor.original_size[0]} image, "
+                f"not this {width}x{height} one; pass the predictor of the same image or none"
+            )
+        crops = crop_boxes(height, width, self.crop_n_layers, self.crop_overlap_ratio)
+        own = SamPredictor(self.model)
+        found = _Candidates()
+        for crop in crops:
+            if crop.layer == 0 and predictor is not None:
+                crop_predictor = predictor
+            else:
+                x1, y1, x2, y2 = crop.box
+                own.set_image(np.ascontiguousarray(image[y1:y2, x1:x2]))
+                crop_predictor = own
+            found.extend(self._process_crop(crop_predictor, crop, height, width))
+        own.reset_image()
+
+        if len(crops) > 1 and len(found) > 0:
+            boxes, _, _ = found.stacked()
+            prefer_small = 1.0 / torch.tensor([c.area for c in found.crops], dtype=torch.float32)
+            keep = batched_nms(boxes.float(), prefer_small, torch.zeros(len(found)), self.crop_nms_thresh)
+            found = found.select(keep)
+        if self.min_mask_region_area > 0 and len(found) > 0:
+            found = self._remove_small_regions(found)
+        return _records(found)
+
+    def _process_crop(self, predictor: SamPredictor, crop: CropBox, height: int, width: int) -> _Candidates:
+        """Decode the crop's point grid; filter, NMS, and move to the original frame."""
+        crop_h, crop_w = predictor.original_size
+        points = self.point_grids[crop.layer] * np.array([[crop_w, crop_h]], dtype=np.float64)
+        found = _Candidates()
+        for start in range(0, len(points), self.points_per_batch):
+            found.extend(self._process_batch(predictor, points[start : start + self.points_per_batch], crop, height, width))
+        if len(found) == 0:
+            return found
+        boxes, iou, _ = found.stacked()
+        keep = batched_nms(boxes.float(), iou, torch.zeros(len(found)), self.box_nms_thresh)
+        found = found.select(keep)
+        x0, y0 = crop.box[0], crop.box[1]
+        found.boxes = [b + torch.tensor([x0, y0, x0, y0]) for b in found.boxes]
+        found.points = [p + np.array([x0, y0], dtype=np.float64) for p in found.points]
+        return found
+
+    def _process_batch(
+        self, predictor: SamPredictor, points: np.ndarray, crop: CropBox, height: int, width: int
+    ) -> _Candidates:
+        """Decode ``Bx2`` crop-pixel points; keep masks passing every filter (boxes in the crop frame)."""
+        device = predictor.device
+        coords = torch.as_tensor(points, dtype=torch.float32, device=device)[:, None, :]
+        labels = torch.ones(len(points), 1, dtype=torch.int64, device=device)
+        low_res, iou = predictor.predict_torch(coords, labels, multimask_output=True, sort=False)
+        per_point = low_res.shape[1]
+        low_res = low_res.flatten(0, 1)
+        iou = iou.flatten(0, 1).float()
+        point_index = torch.arange(len(points), device=device).repeat_interleave(per_point)
+        if self.pred_iou_thresh > 0.0:
+            keep = iou > self.pred_iou_thresh
+            low_res, iou, point_index = low_res[keep], iou[keep], point_index[keep]
+
+        found = _Candidates()
+        crop_h, crop_w = predictor.original_size
+        per_chunk = max(1, self.upscale_pixel_budget // (predictor.image_size**2 + crop_h * crop_w))
+        for start in range(0, len(low_res), per_chunk):
+            chunk = slice(start, start + per_chunk)
+            logits = predictor.upscale_logits(low_res[chunk, None].float())[:, 0]
+            stability = stability_score(logits, MASK_THRESHOLD, self.stability_score_offset)
+            masks = logits > MASK_THRESHOLD
+            del logits
+            areas = masks.sum(dim=(1, 2))
+            keep = areas > 0
+            if self.stability_score_thresh > 0.0:
+                keep &= stability >= self.stability_score_thresh
+            boxes = masks_to_boxes_xyxy(masks)
+            keep &= ~boxes_touching_crop_edge(boxes, crop, height, width)
+            for i in torch.nonzero(keep).flatten().tolist():
+                found.rles.append(to_coco_rle(_uncrop_mask(masks[i].cpu().numpy(), crop, height, width)))
+                found.areas.append(int(areas[i]))
+                found.boxes.append(boxes[i].cpu())
+                found.iou.append(iou[start + i].cpu())
+                found.stability.append(stability[i].cpu())
+                found.points.append(points[int(point_index[start + i])])
+                found.crops.append(crop)
+        return found
+
+    def _remove_small_regions(self, found: _Candidates) -> _Candidates:
+        """Fill small holes, drop small islands, and rerun NMS preferring unchanged masks."""
+        changed: dict[int, tuple[dict[str, Any], int, torch.Tensor]] = {}
+        boxes = []
+        for i, rle in enumerate(found.rles):
+            mask = from_coco_rle(rle)
+            mask, holes = remove_small_regions(mask, self.min_mask_region_area, "holes")
+            mask, islands = remove_small_regions(mask, self.min_mask_region_area, "islands")
+            if holes or islands:
+                box = masks_to_boxes_xyxy(torch.from_numpy(mask))
+                changed[i] = (to_coco_rle(mask), int(mask.sum()), box)
+                boxes.append(box)
+            else:
+                boxes.append(found.boxes[i])
+        unchanged = torch.tensor([0.0 if i in changed else 1.0 for i in range(len(found))])
+        nms_thresh = max(self.box_nms_thresh, self.crop_nms_thresh)
+        keep = batched_nms(torch.stack(boxes).float(), unchanged, torch.zeros(len(found)), nms_thresh)
+        for i, (rle, area, box) in changed.items():
+            found.rles[i], found.areas[i], found.boxes[i] = rle, area, box
+        return found.select(keep)
+
+
+def _uncrop_mask(mask: np.ndarray, crop: CropBox, height: int, width: int) -> np.ndarray:
+    """Place an ``hxw`` crop mask into an all-false ``HxW`` original-size mask."""
+    x1, y1, x2, y2 = crop.box
+    if (x1, y1, x2, y2) == (0, 0, width, height):
+        return mask
+    full = np.zeros((height, width), dtype=bool)
+    full[y1:y2, x1:x2] = mask
+    return full
+
+
+def _check_grid(grid: np.ndarray) -> np.ndarray:
+    """An ``Nx2`` grid with coordinates in ``[0, 1]``."""
+    grid = np.asarray(grid, dtype=np.float64)
+    if grid.ndim != 2 or grid.shape[1] != 2 or len(grid) == 0:
+        raise InvalidInput(f"each point grid must be a non-empty Nx2 array of (x, y), got shape {grid.shape}")
+    if not np.isfinite(grid).all() or grid.min() < 0.0 or grid.max() > 1.0:
+        raise InvalidInput("point grid coordinates are fractions of the image size: they must be in [0, 1]")
+    return grid
+
+
+def _records(found: _Candidates) -> list[dict[str, Any]]:
+    """SA-1B records of the kept masks."""
+    records = []
+    for i in range(len(found)):
+        x1, y1, x2, y2 = (int(v) for v in found.boxes[i].tolist())
+        records.append(
+            {
+                "segmentation": found.rles[i],
+                "area": found.areas[i],
+                "bbox": [x1, y1, x2 - x1, y2 - y1],
+                "predicted_iou": float(found.iou[i]),
+                "point_coords": [[float(v) for v in found.points[i]]],
+                "stability_score": float(found.stability[i]),
+                "crop_box": found.crops[i].xywh,
+            }
+        )
+    return records

@@ -1,0 +1,83 @@
+"""Pure functions on mask logits and binary masks (torch).
+
+Logits are the decoder's raw outputs; a pixel belongs to the mask when its
+logit is above ``mask_threshold`` (0.0).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+MASK_THRESHOLD = 0.0
+
+
+def upscale_logits(
+    low_res: torch.Tensor,
+    *,
+    image_size: int,
+    input_size: tuple[int, int],
+    original_size: tuple[int, int],
+) -> torch.Tensor:
+    """Low-res logits -> logits at the original image size.
+
+    The logits cover the padded square model input: they are resized to
+    ``image_size``, the padding is cropped, and the rest is resized to the
+    original size (bilinear both times, as the model was trained).
+
+    Args:
+        low_res: ``BxKxLxL`` logits.
+        image_size: Side of the square model input, in pixels.
+        input_size: ``(h, w)`` of the resized image inside the model input.
+        original_size: ``(H, W)`` of the original image.
+
+    Returns:
+        ``BxKxHxW`` logits, same dtype as ``low_res``.
+    """
+    x = F.interpolate(low_res, (image_size, image_size), mode="bilinear", align_corners=False)
+    x = x[..., : input_size[0], : input_size[1]]
+    return F.interpolate(x, original_size, mode="bilinear", align_corners=False)
+
+
+def stability_score(logits: torch.Tensor, mask_threshold: float = MASK_THRESHOLD, offset: float = 1.0) -> torch.Tensor:
+    """IoU between the masks thresholded at ``mask_threshold +/- offset``.
+
+    A stable mask barely changes when the threshold moves, so the score is
+    close to 1.
+
+    Args:
+        logits: ``...xHxW`` mask logits.
+        mask_threshold: The 0-logit threshold of the model.
+        offset: How far the threshold moves each way.
+
+    Returns:
+        ``...`` float32 scores in [0, 1] (1 for an empty mask at both thresholds).
+    """
+    intersections = (logits > (mask_threshold + offset)).sum(dim=(-1, -2), dtype=torch.int32)
+    unions = (logits > (mask_threshold - offset)).sum(dim=(-1, -2), dtype=torch.int32)
+    return torch.where(unions > 0, intersections.float() / unions.clamp(min=1).float(), torch.ones_like(unions, dtype=torch.float32))
+
+
+def masks_to_boxes_xyxy(masks: torch.Tensor) -> torch.Tensor:
+    """Tight XYXY boxes around binary masks; ``[0, 0, 0, 0]`` for an empty mask.
+
+    Args:
+        masks: ``...xHxW`` bool.
+
+    Returns:
+        ``...x4`` int64 boxes ``[x1, y1, x2, y2]`` with inclusive pixel indices.
+    """
+    if masks.numel() == 0:
+        return torch.zeros(*masks.shape[:-2], 4, dtype=torch.int64, device=masks.device)
+    height, width = masks.shape[-2:]
+    rows = masks.any(dim=-1)  # ...xH
+    cols = masks.any(dim=-2)  # ...xW
+    y_idx = torch.arange(height, device=masks.device)
+    x_idx = torch.arange(width, device=masks.device)
+    y2 = torch.where(rows, y_idx, -1).amax(dim=-1)
+    x2 = torch.where(cols, x_idx, -1).amax(dim=-1)
+    y1 = torch.where(rows, y_idx, height).amin(dim=-1)
+    x1 = torch.where(cols, x_idx, width).amin(dim=-1)
+    boxes = torch.stack([x1, y1, x2, y2], dim=-1)
+    empty = ~rows.any(dim=-1)
+    return torch.where(empty[..., None], torch.zeros_like(boxes), boxes)

@@ -1,0 +1,326 @@
+"""Image -> embedding once, then any number of prompts -> three ranked masks.
+
+The predictor owns the per-image state (embedding, sizes); the network stays
+stateless. Two entry points: :meth:`SamPredictor.predict` takes numpy arrays
+in original-image pixels and returns numpy masks; :meth:`predict_torch` takes
+batched tensors and returns low-res logits, for callers (segment-everything,
+the server's micro-batcher) that upscale only what they keep.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from backend.errors import InvalidInput
+from backend.formats.coordinates import resized_shape, to_model_boxes, to_model_points
+from backend.inference.mask_ops import MASK_THRESHOLD, stability_score, upscale_logits
+
+if TYPE_CHECKING:
+    from backend.model import Sam
+
+ArrayLike = np.ndarray | Sequence
+
+
+@dataclass
+class PredictorOutput:
+    """Candidate masks for B objects, ranked best first.
+
+    Attributes:
+        masks: ``BxKxHxW`` bool at the original image size.
+        scores: ``BxK`` float32 predicted IoU, descending along K.
+        stability_scores: ``BxK`` float32.
+        low_res_logits: ``BxKxLxL`` float32, for refinement (``mask_input``).
+    """
+
+    masks: np.ndarray
+    scores: np.ndarray
+    stability_scores: np.ndarray
+    low_res_logits: np.ndarray
+
+
+class SamPredictor:
+    """Holds one image's embedding and answers prompts on it.
+
+    Args:
+        model: A :class:`backend.model.Sam` in eval mode, on its device and dtype.
+    """
+
+    def __init__(self, model: Sam) -> None:
+        self.model = model
+        self.image_size: int = model.config.image_size
+        self.low_res_size: int = model.config.low_res_size
+        self._embedding: torch.Tensor | None = None
+        self._original_size: tuple[int, int] | None = None
+        self._input_size: tuple[int, int] | None = None
+        self._dense_pe: torch.Tensor | None = None
+
+    # ------------------------------------------------------------------ image
+    @property
+    def device(self) -> torch.device:
+        return self.model.pixel_mean.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @property
+    def embedding(self) -> torch.Tensor:
+        """``1xCxExE`` image embedding of the current image."""
+        return self._require_image()[0]
+
+    @property
+    def original_size(self) -> tuple[int, int]:
+        """``(height, width)`` of the current image in pixels."""
+        return self._require_image()[1]
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """``(height, width)`` of the resized image inside the model input."""
+        return self._require_image()[2]
+
+    def _require_image(self) -> tuple[torch.Tensor, tuple[int, int], tuple[int, int]]:
+        if self._embedding is None or self._original_size is None or self._input_size is None:
+            raise InvalidInput("no image is set: call set_image() or set_embedding() first")
+        return self._embedding, self._original_size, self._input_size
+
+    def preprocess(self, image: np.ndarray) -> torch.Tensor:
+        """``HxWx3`` uint8 RGB -> ``1x3xSxS`` normalised, padded model input."""
+        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            shape = getattr(image, "shape", None)
+            raise InvalidInput(f"image must be an HxWx3 uint8 RGB array, got shape {shape}")
+        new_h, new_w = resized_shape(image.shape[0], image.shape[1], self.image_size)
+        resized = np.array(Image.fromarray(image).resize((new_w, new_h), Image.BILINEAR))
+        x = torch.from_numpy(resized).to(self.device).permute(2, 0, 1)[None].float()
+        x = (x - self.model.pixel_mean) / self.model.pixel_std
+        x = torch.nn.functional.pad(x, (0, self.image_size - new_w, 0, self.image_size - new_h))
+        return x.to(self.dtype)
+
+    @torch.inference_mode()
+    def compute_embedding(self, image: np.ndarray) -> torch.Tensor:
+        """``HxWx3`` uint8 RGB -> ``1xCxExE`` embedding (does not change the current image)."""
+        return self.model.image_encoder(self.preprocess(image))
+
+    def set_image(self, image: np.ndarray) -> None:
+        """Compute and keep the embedding of an ``HxWx3`` uint8 RGB image."""
+        embedding = self.compute_embedding(image)
+        self.set_embedding(embedding, original_size=(image.shape[0], image.shape[1]))
+
+    def set_embedding(self, embedding: torch.Tensor, *, original_size: tuple[int, int]) -> None:
+        """Use a precomputed ``1xCxExE`` embedding (e.g. from a cache).
+
+        Args:
+            embedding: Output of the image encoder for this image.
+            original_size: ``(height, width)`` of the image in pixels.
+        """
+        expected = (self.model.config.prompt_embed_dim, self.model.config.embedding_size)
+        if embedding.ndim != 4 or embedding.shape[0] != 1 or embedding.shape[1] != expected[0] or embedding.shape[2] != expected[1]:
+            raise InvalidInput(f"embedding must be 1x{expected[0]}x{expected[1]}x{expected[1]}, got {tuple(embedding.shape)}")
+        self._embedding = embedding.to(self.device, self.dtype)
+        self._original_size = (int(original_size[0]), int(original_size[1]))
+        self._input_size = resized_shape(original_size[0], original_size[1], self.image_size)
+
+    def reset_image(self) -> None:
+        """Forget the current image."""
+        self._embedding = self._original_size = self._input_size = None
+
+    # ---------------------------------------------------------------- prompts
+    def predict(
+        self,
+        *,
+        point_coords: ArrayLike | None = None,
+        point_labels: ArrayLike | None = None,
+        box: ArrayLike | None = None,
+        mask_input: ArrayLike | None = None,
+        multimask_output: bool = True,
+    ) -> PredictorOutput:
+        """Masks for a prompt on the current image.
+
+        Args:
+            point_coords: ``Nx2`` ``(x, y)`` in original pixels.
+            point_labels: ``N`` ints, 1 = foreground, 0 = background.
+            box: ``4`` or ``Bx4`` XYXY boxes in original pixels; B boxes give
+                B objects, each with the same points.
+            mask_input: ``1xLxL`` or ``Bx1xLxL`` low-res logits from an earlier
+                answer (``low_res_logits[:, :1]`` of the chosen candidate).
+            multimask_output: Three candidates (True) or one (False).
+
+        Returns:
+            A :class:`PredictorOutput` with B objects (B = 1 without boxes).
+        """
+        height, width = self.original_size
+        coords, labels = _check_points(point_coords, point_labels, width, height)
+        boxes = _check_boxes(box, width, height)
+        masks = self._check_mask_input(mask_input)
+        if coords is None and boxes is None and masks is None:
+            raise InvalidInput("give at least one prompt: points, a box or a mask_input")
+
+        batch = max(len(boxes) if boxes is not None else 1, len(masks) if masks is not None else 1)
+        if boxes is not None and masks is not None and len(masks) not in (1, batch):
+            raise InvalidInput(f"mask_input has {len(masks)} masks for {batch} boxes; give 1 or {batch}")
+        tensors = self._to_tensors(coords, labels, boxes, masks, batch)
+        low_res, scores = self.predict_torch(*tensors, multimask_output=multimask_output)
+        logits = self.upscale_logits(low_res).float()
+        return PredictorOutput(
+            masks=(logits > MASK_THRESHOLD).cpu().numpy(),
+            scores=scores.float().cpu().numpy(),
+            stability_scores=stability_score(logits).cpu().numpy(),
+            low_res_logits=low_res.float().cpu().numpy(),
+        )
+
+    def _to_tensors(
+        self,
+        coords: np.ndarray | None,
+        labels: np.ndarray | None,
+        boxes: np.ndarray | None,
+        masks: np.ndarray | None,
+        batch: int,
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+        """Numpy prompts -> batched tensors on the model's device (B copies of the points)."""
+        device = self.device
+        coords_t = labels_t = boxes_t = masks_t = None
+        if coords is not None and labels is not None:
+            coords_t = torch.as_tensor(coords, dtype=torch.float32, device=device)[None].expand(batch, -1, -1)
+            labels_t = torch.as_tensor(labels, dtype=torch.int64, device=device)[None].expand(batch, -1)
+        if boxes is not None:
+            boxes_t = torch.as_tensor(boxes, dtype=torch.float32, device=device)
+        if masks is not None:
+            masks_t = torch.as_tensor(masks, dtype=torch.float32, device=device).expand(batch, -1, -1, -1)
+        return coords_t, labels_t, boxes_t, masks_t
+
+    @torch.inference_mode()
+    def predict_torch(
+        self,
+        point_coords: torch.Tensor | None = None,
+        point_labels: torch.Tensor | None = None,
+        boxes: torch.Tensor | None = None,
+        mask_input: torch.Tensor | None = None,
+        *,
+        multimask_output: bool = True,
+        sort: bool = True,
+        embedding: torch.Tensor | None = None,
+        original_size: tuple[int, int] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batched prompts -> low-res logits and scores (no upscaling, no checks).
+
+        Args:
+            point_coords: ``BxNx2`` float, original pixels.
+            point_labels: ``BxN`` int (1 foreground, 0 background, -1 padding).
+            boxes: ``Bx4`` XYXY float, original pixels.
+            mask_input: ``Bx1xLxL`` logits.
+            multimask_output: Three candidates (True) or one (False).
+            sort: Rank candidates by predicted IoU, best first.
+            embedding: ``1xCxExE`` or ``BxCxExE`` embeddings to use instead of
+                the current image's (micro-batching across images); needs
+                ``original_size``, shared by the batch.
+            original_size: ``(H, W)`` that the coordinates refer to.
+
+        Returns:
+            ``(low_res_logits BxKxLxL, iou_scores BxK)`` in the model's dtype.
+        """
+        if embedding is None:
+            embedding, original_size = self.embedding, self.original_size
+        elif original_size is None:
+            raise InvalidInput("original_size is required with an explicit embedding")
+        input_size = resized_shape(original_size[0], original_size[1], self.image_size)
+        dtype = self.dtype
+        points = None
+        if point_coords is not None and point_labels is not None:
+            points = (to_model_points(point_coords, original_size, input_size).to(dtype), point_labels)
+        if boxes is not None:
+            boxes = to_model_boxes(boxes, original_size, input_size).to(dtype)
+        if mask_input is not None:
+            mask_input = mask_input.to(dtype)
+        sparse, dense = self.model.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
+        low_res, scores = self.model.mask_decoder(
+            image_embeddings=embedding,
+            image_pe=self._dense_positional_encoding(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=multimask_output,
+        )
+        if sort and scores.shape[1] > 1:
+            scores, order = scores.sort(dim=1, descending=True)
+            low_res = torch.gather(low_res, 1, order[:, :, None, None].expand_as(low_res))
+        return low_res, scores
+
+    def _dense_positional_encoding(self) -> torch.Tensor:
+        """``1xCxExE`` positional encoding of the embedding grid (image independent, computed once)."""
+        if self._dense_pe is None:
+            self._dense_pe = self.model.prompt_encoder.get_dense_pe()
+        return self._dense_pe
+
+    def upscale_logits(self, low_res: torch.Tensor, original_size: tuple[int, int] | None = None) -> torch.Tensor:
+        """``BxKxLxL`` low-res logits -> ``BxKxHxW`` logits at the original image size."""
+        size = original_size or self.original_size
+        return upscale_logits(
+            low_res,
+            image_size=self.image_size,
+            input_size=resized_shape(size[0], size[1], self.image_size),
+            original_size=size,
+        )
+
+    def _check_mask_input(self, mask_input: ArrayLike | None) -> np.ndarray | None:
+        """``1xLxL`` or ``Bx1xLxL`` -> ``Bx1xLxL`` float32, or a clear error."""
+        if mask_input is None:
+            return None
+        side = self.low_res_size
+        masks = np.asarray(mask_input, dtype=np.float32)
+        if masks.ndim == 3:
+            masks = masks[None]
+        if masks.ndim != 4 or masks.shape[1:] != (1, side, side):
+            raise InvalidInput(f"mask_input must be 1x{side}x{side} or Bx1x{side}x{side} logits, got {masks.shape}")
+        if not np.isfinite(masks).all():
+            raise InvalidInput("mask_input contains NaN or infinite values")
+        return masks
+
+
+def _check_points(
+    point_coords: ArrayLike | None, point_labels: ArrayLike | None, width: int, height: int
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Validate ``Nx2`` points and ``N`` labels inside a ``width x height`` image."""
+    if point_coords is None and point_labels is None:
+        return None, None
+    if point_coords is None or point_labels is None:
+        raise InvalidInput("points and labels go together: give both or neither")
+    coords = np.asarray(point_coords, dtype=np.float64)
+    labels = np.asarray(point_labels)
+    if coords.size == 0 and labels.size == 0:
+        return None, None
+    if coords.ndim != 2 or coords.shape[1] != 2:
+        raise InvalidInput(f"points must be a list of [x, y] pairs (Nx2), got shape {coords.shape}")
+    if labels.ndim != 1 or len(labels) != len(coords):
+        raise InvalidInput(f"got {len(coords)} points but {labels.size} labels; give one label (1 or 0) per point")
+    if not np.isin(labels, (0, 1)).all():
+        raise InvalidInput("labels must be 1 (foreground) or 0 (background)")
+    _check_inside(coords, width, height, "point")
+    return coords, labels.astype(np.int64)
+
+
+def _check_boxes(box: ArrayLike | None, width: int, height: int) -> np.ndarray | None:
+    """Validate one ``4`` box or ``Bx4`` boxes (XYXY) -> ``Bx4``."""
+    if box is None:
+        return None
+    boxes = np.asarray(box, dtype=np.float64)
+    if boxes.ndim == 1:
+        boxes = boxes[None]
+    if boxes.ndim != 2 or boxes.shape[1] != 4 or len(boxes) == 0:
+        raise InvalidInput(f"a box is [x1, y1, x2, y2]; boxes are a list of those, got shape {boxes.shape}")
+    _check_inside(boxes.reshape(-1, 2), width, height, "box corner")
+    if (boxes[:, 2] < boxes[:, 0]).any() or (boxes[:, 3] < boxes[:, 1]).any():
+        raise InvalidInput("box is inverted: need x1 <= x2 and y1 <= y2 ([x1, y1, x2, y2])")
+    return boxes
+
+
+def _check_inside(xy: np.ndarray, width: int, height: int, what: str) -> None:
+    """Finite ``Nx2`` coordinates within ``[0, width] x [0, height]``."""
+    if not np.isfinite(xy).all():
+        raise InvalidInput(f"{what} coordinates must be finite numbers (got NaN or infinity)")
+    outside = (xy[:, 0] < 0) | (xy[:, 0] > width) | (xy[:, 1] < 0) | (xy[:, 1] > height)
+    if outside.any():
+        x, y = xy[np.argmax(outside)]
+        raise InvalidInput(f"{what} ({x:g}, {y:g}) is outside the {width}x{height} image; use pixel coordinates")

@@ -1,0 +1,158 @@
+"""SAM's mask decoder: two-way transformer, upscaling, hypernetwork masks, IoU head."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from .common import MLP, LayerNorm2d
+from .transformer import TwoWayTransformer
+
+
+class DecoderImageCache(NamedTuple):
+    """Prompt-independent decoder inputs of one image, from :meth:`MaskDecoder.precompute`.
+
+    Attributes:
+        keys: 1xNxC image tokens with the "no mask" dense embedding added.
+        key_pe: 1xNxC positional encoding of the image tokens.
+        first_projections: the first two-way block's image-side projections of ``keys``.
+        image_embeddings: 1xCxhxw, as given (used when a mask prompt is present).
+    """
+
+    keys: Tensor
+    key_pe: Tensor
+    first_projections: tuple[Tensor, Tensor, Tensor]
+    image_embeddings: Tensor
+
+
+class MaskDecoder(nn.Module):
+    """Predicts ``num_multimask_outputs + 1`` masks and their IoU from image and prompt embeddings.
+
+    Mask 0 is the single-mask output; masks ``1..num_multimask_outputs`` are the
+    multimask (ambiguity-aware) outputs.
+    """
+
+    def __init__(
+        self,
+        *,
+        transformer_dim: int,
+        transformer: TwoWayTransformer,
+        num_multimask_outputs: int = 3,
+        iou_head_depth: int = 3,
+        iou_head_hidden_dim: int = 256,
+    ) -> None:
+        super().__init__()
+        self.transformer_dim = transformer_dim
+        self.transformer = transformer
+        self.num_multimask_outputs = num_multimask_outputs
+        self.iou_token = nn.Embedding(1, transformer_dim)
+        self.num_mask_tokens = num_multimask_outputs + 1
+        self.mask_tokens = nn.Embedding(self.num_mask_tokens, transformer_dim)
+        self.output_upscaling = nn.Sequential(
+            nn.ConvTranspose2d(transformer_dim, transformer_dim // 4, kernel_size=2, stride=2),
+            LayerNorm2d(transformer_dim // 4),
+            nn.GELU(),
+            nn.ConvTranspose2d(transformer_dim // 4, transformer_dim // 8, kernel_size=2, stride=2),
+            nn.GELU(),
+        )
+        self.output_hypernetworks_mlps = nn.ModuleList(
+            MLP(transformer_dim, transformer_dim, transformer_dim // 8, 3) for _ in range(self.num_mask_tokens)
+        )
+        self.iou_prediction_head = MLP(transformer_dim, iou_head_hidden_dim, self.num_mask_tokens, iou_head_depth)
+
+    def forward(
+        self,
+        image_embeddings: Tensor,
+        image_pe: Tensor,
+        sparse_prompt_embeddings: Tensor,
+        dense_prompt_embeddings: Tensor,
+        multimask_output: bool,
+    ) -> tuple[Tensor, Tensor]:
+        """Predict masks.
+
+        Args:
+            image_embeddings: 1xCxhxw (shared by all prompts, broadcast without
+                copying) or BxCxhxw (embedding ``i`` goes with prompt ``i``).
+            image_pe: 1xCxhxw positional encoding of the embedding grid.
+            sparse_prompt_embeddings: BxTxC point / box tokens.
+            dense_prompt_embeddings: (1|B)xCxhxw mask-prompt embeddings.
+            multimask_output: return masks 1..3 (True) or mask 0 only (False).
+
+        Returns:
+            Low-res mask logits Bx(3|1)x(4h)x(4w) and IoU predictions Bx(3|1).
+        """
+        keys = (image_embeddings + dense_prompt_embeddings).flatten(2).transpose(1, 2)
+        key_pe = image_pe.flatten(2).transpose(1, 2)
+        size = image_embeddings.shape[-2:]
+        return self._decode(keys, key_pe, None, sparse_prompt_embeddings, multimask_output, size)
+
+    def precompute(self, image_embeddings: Tensor, image_pe: Tensor, no_mask_embedding: Tensor) -> DecoderImageCache:
+        """Prompt-independent work for one image (pure function of its inputs).
+
+        Args:
+            image_embeddings: 1xCxhxw.
+            image_pe: 1xCxhxw (``PromptEncoder.get_dense_pe()``).
+            no_mask_embedding: the dense embedding used when no mask prompt is
+                given: ``PromptEncoder.no_mask_embed.weight`` (1xC) or any tensor
+                broadcastable to ``image_embeddings``.
+        """
+        if no_mask_embedding.dim() == 2:
+            no_mask_embedding = no_mask_embedding.reshape(1, -1, 1, 1)
+        keys = (image_embeddings + no_mask_embedding).flatten(2).transpose(1, 2).contiguous()
+        key_pe = image_pe.flatten(2).transpose(1, 2).contiguous()
+        first = self.transformer.layers[0].image_projections(keys, key_pe) if self.transformer.layers else ()
+        return DecoderImageCache(keys, key_pe, first, image_embeddings)  # type: ignore[arg-type]
+
+    def forward_cached(
+        self,
+        cache: DecoderImageCache,
+        sparse_prompt_embeddings: Tensor,
+        dense_prompt_embeddings: Tensor | None,
+        multimask_output: bool,
+    ) -> tuple[Tensor, Tensor]:
+        """As :meth:`forward` with the image side from :meth:`precompute`.
+
+        ``dense_prompt_embeddings`` is ``None`` for "no mask prompt" (the cached
+        keys already hold the "no mask" embedding) or the BxCxhxw embedding of
+        a mask prompt.
+        """
+        if dense_prompt_embeddings is None:
+            return self._decode(
+                cache.keys,
+                cache.key_pe,
+                cache.first_projections or None,
+                sparse_prompt_embeddings,
+                multimask_output,
+                cache.image_embeddings.shape[-2:],
+            )
+        keys = (cache.image_embeddings + dense_prompt_embeddings).flatten(2).transpose(1, 2)
+        size = cache.image_embeddings.shape[-2:]
+        return self._decode(keys, cache.key_pe, None, sparse_prompt_embeddings, multimask_output, size)
+
+    def _decode(
+        self,
+        keys: Tensor,
+        key_pe: Tensor,
+        first_projections: tuple[Tensor, Tensor, Tensor] | None,
+        sparse: Tensor,
+        multimask_output: bool,
+        size: tuple[int, int],
+    ) -> tuple[Tensor, Tensor]:
+        b = sparse.shape[0]
+        output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
+        tokens = torch.cat([output_tokens.unsqueeze(0).expand(b, -1, -1), sparse.to(output_tokens.dtype)], dim=1)
+        hs, src = self.transformer.forward_tokens(keys, key_pe, tokens, first_projections)
+
+        sel = slice(1, self.num_mask_tokens) if multimask_output else slice(0, 1)
+        idx = range(self.num_mask_tokens)[sel]
+        h, w = size
+        src = src.transpose(1, 2).reshape(b, self.transformer_dim, h, w)
+        upscaled = self.output_upscaling(src)
+        hyper_in = torch.stack([self.output_hypernetworks_mlps[i](hs[:, 1 + i]) for i in idx], dim=1)
+        bb, c, uh, uw = upscaled.shape
+        masks = (hyper_in @ upscaled.reshape(bb, c, uh * uw)).view(bb, -1, uh, uw)
+        iou_pred = self.iou_prediction_head(hs[:, 0])[:, sel]
+        return masks, iou_pred
+

@@ -1,0 +1,31 @@
+"""Operational routes: ``/health``, ``/ready``, ``/metrics``."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify
+
+from backend.serving.metrics import ServerMetrics
+from backend.serving.service import SamService
+
+
+def create_ops_blueprint(service: SamService, metrics: ServerMetrics) -> Blueprint:
+    """Routes that monitoring and Label Studio's health check call."""
+    bp = Blueprint("ops", __name__)
+
+    @bp.get("/health")
+    def health() -> Response:
+        """The process is up (the model may still be loading)."""
+        return jsonify(status="UP")
+
+    @bp.get("/ready")
+    def ready() -> tuple[Response, int]:
+        """200 once the model is loaded, 503 before."""
+        is_ready = service.ready()
+        return jsonify(ready=is_ready, model=service.model_name), 200 if is_ready else 503
+
+    @bp.get("/metrics")
+    def prometheus() -> Response:
+        """Prometheus text format."""
+        return Response(metrics.render(), mimetype="text/plain; version=0.0.4; charset=utf-8")
+
+    return bp

@@ -1,0 +1,67 @@
+"""The model API under ``/v1``: images, predict, automask, models."""
+
+from __future__ import annotations
+
+import time
+
+from flask import Blueprint, Response, jsonify, request
+
+from backend.errors import InvalidImage
+from backend.serving.request_body import parse_request
+from backend.serving.responses import object_to_json, to_jsonable
+from backend.serving.schemas import AutomaskRequest, PredictRequest
+from backend.serving.service import SamService
+
+
+def create_v1_blueprint(service: SamService) -> Blueprint:
+    """Routes that map typed requests onto :class:`SamService` calls."""
+    bp = Blueprint("v1", __name__, url_prefix="/v1")
+
+    @bp.post("/images")
+    def add_image() -> Response:
+        """Raw image bytes -> ``{"image_id", "width", "height"}``; the embedding is cached."""
+        data = request.get_data(cache=False)
+        if not data:
+            raise InvalidImage("the request body is empty; send the image file's bytes (JPEG, PNG, WebP, TIFF, BMP)")
+        info = service.add_image(data)
+        return jsonify(image_id=info.image_id, width=info.width, height=info.height)
+
+    @bp.get("/images/<image_id>")
+    def image_info(image_id: str) -> Response:
+        """200 with the image's size when the server holds its embedding, else 404."""
+        info = service.image_info(image_id)
+        return jsonify(image_id=info.image_id, width=info.width, height=info.height)
+
+    @bp.post("/predict")
+    def predict() -> Response:
+        """A prompt -> ranked masks for each object."""
+        start = time.perf_counter()
+        body = parse_request(request.get_data(cache=False), PredictRequest)
+        objects = service.predict(
+            body.image_id,
+            points=body.points,
+            labels=body.labels,
+            box=body.box,
+            boxes=body.boxes,
+            mask_input=body.mask_input,
+            text=body.text,
+            multimask=body.multimask,
+        )
+        encoded = [object_to_json(obj, body.format) for obj in objects]
+        return jsonify(objects=encoded, model=service.model_name, timing_ms=(time.perf_counter() - start) * 1000.0)
+
+    @bp.post("/automask")
+    def automask() -> Response:
+        """Segment everything: SA-1B records (cached per image and parameters)."""
+        start = time.perf_counter()
+        body = parse_request(request.get_data(cache=False), AutomaskRequest)
+        params = body.model_dump(exclude={"image_id"})
+        records = service.automask(body.image_id, **params)
+        return jsonify(records=to_jsonable(records), model=service.model_name, timing_ms=(time.perf_counter() - start) * 1000.0)
+
+    @bp.get("/models")
+    def models() -> Response:
+        """What is loaded."""
+        return jsonify(models=service.models())
+
+    return bp

@@ -1,0 +1,65 @@
+"""Settings of one model server, shared by the CLI, the Flask app and the service.
+
+Every field has a ``sam-server`` flag and a ``SAM_*`` environment variable
+(see :mod:`backend.serving.cli`); tests build a :class:`ServerConfig` directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerConfig:
+    """What to load and how to serve it.
+
+    Attributes:
+        model: Registry name (``vit_h``, ``vit_l``, ``vit_b``, ``vit_t``,
+            ``demo``) or a checkpoint path; or an already built ``Sam`` module
+            (tests, notebooks).
+        device: ``auto`` (cuda, then mps, then cpu), or a torch device string.
+        dtype: Model weights dtype: ``float32``, ``float16`` or ``bfloat16``.
+        host: Interface to listen on.
+        port: TCP port.
+        token: When set, every route but ``/health`` needs
+            ``Authorization: Bearer <token>``.
+        cache_mb: Budget of the embedding cache, in MiB.
+        image_store_mb: Budget for decoded pixels kept for segment-everything
+            and text prompts, in MiB.
+        logits_store_mb: Budget for low-res logits kept for refinement, in MiB.
+        automask_store_mb: Budget for cached segment-everything results, in MiB.
+        cache_dtype: Storage dtype of cached embeddings: ``auto`` (float16 on
+            CUDA, the model's dtype elsewhere), ``float16``, ``float32``.
+        max_pixels: Largest accepted image, in pixels (width x height).
+        max_body_mb: Largest accepted request body, in MiB (413 above).
+        max_batch: Most prompts per decoder call; 1 disables micro-batching.
+        batch_wait_ms: Longest wait for more decode requests, in milliseconds.
+        threads: HTTP threads of the gunicorn worker.
+        log_level: Python logging level name.
+        plugins: Mount blueprints from the ``sam_server.blueprints`` entry points.
+    """
+
+    model: Any = "demo"
+    device: str = "auto"
+    dtype: str = "float32"
+    host: str = "127.0.0.1"
+    port: int = 9090
+    token: str | None = None
+    cache_mb: int = 1024
+    image_store_mb: int = 512
+    logits_store_mb: int = 256
+    automask_store_mb: int = 128
+    cache_dtype: str = "auto"
+    max_pixels: int = 50_000_000
+    max_body_mb: int = 100
+    max_batch: int = 16
+    batch_wait_ms: float = 3.0
+    threads: int = 16
+    log_level: str = "INFO"
+    plugins: bool = True
+
+    @property
+    def model_label(self) -> str:
+        """A printable model name (``custom`` for a module passed in directly)."""
+        return self.model if isinstance(self.model, str) else "custom"

@@ -1,0 +1,69 @@
+"""Prometheus metrics of one app: requests, latencies, caches, queue depth.
+
+Each app owns its :class:`~prometheus_client.CollectorRegistry`, so several
+apps (tests) never clash in the global registry. Cache and queue figures are
+read from the service when ``/metrics`` is scraped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from backend.serving.service import SamService
+
+LATENCY_BUCKETS_S = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+
+
+class _ServiceCollector(Collector):
+    """Reads cache counters and queue depth from the service at scrape time."""
+
+    def __init__(self, service: SamService) -> None:
+        self._service = service
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        stats = self._service.cache_stats()
+        hits = CounterMetricFamily("sam_cache_hits", "Cache lookups that found their key.", labels=["cache"])
+        misses = CounterMetricFamily("sam_cache_misses", "Cache lookups that missed.", labels=["cache"])
+        nbytes = GaugeMetricFamily("sam_cache_bytes", "Bytes held by each cache.", labels=["cache"])
+        entries = GaugeMetricFamily("sam_cache_entries", "Entries held by each cache.", labels=["cache"])
+        for name, s in stats.items():
+            hits.add_metric([name], s.hits)
+            misses.add_metric([name], s.misses)
+            nbytes.add_metric([name], s.nbytes)
+            entries.add_metric([name], s.entries)
+        yield from (hits, misses, nbytes, entries)
+        yield GaugeMetricFamily("sam_queue_depth", "Work items waiting for the GPU worker.", value=self._service.queue_depth())
+        yield CounterMetricFamily("sam_decoder_calls", "Batched mask-decoder calls.", value=self._service.decoder_calls)
+        yield CounterMetricFamily("sam_encoder_calls", "Image-encoder calls.", value=self._service.encoder_calls)
+        yield GaugeMetricFamily("sam_model_ready", "1 when the model is loaded.", value=float(self._service.ready()))
+
+
+class ServerMetrics:
+    """The metrics of one Flask app."""
+
+    def __init__(self, service: SamService) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "sam_http_requests", "HTTP requests by route, method and status.",
+            ["route", "method", "status"], registry=self.registry,
+        )
+        self.latency = Histogram(
+            "sam_http_request_seconds", "HTTP request latency by route.",
+            ["route", "method"], buckets=LATENCY_BUCKETS_S, registry=self.registry,
+        )
+        self.registry.register(_ServiceCollector(service))
+
+    def observe(self, *, route: str, method: str, status: int, seconds: float) -> None:
+        """Count one finished request."""
+        self.requests.labels(route, method, str(status)).inc()
+        self.latency.labels(route, method).observe(seconds)
+
+    def render(self) -> bytes:
+        """Prometheus text exposition format."""
+        return generate_latest(self.registry)

@@ -1,0 +1,165 @@
+"""Check a client's prompt against its image and turn it into a decode job.
+
+Clients send plain lists (HTTP JSON or Python); the service must reject
+anything the decoder cannot answer with an :class:`~backend.errors.InvalidInput`
+that says how to fix it, before the request reaches the GPU queue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from backend.errors import InvalidInput
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A validated prompt for B objects on one image (original pixels).
+
+    Attributes:
+        points: ``Nx2`` float32 ``(x, y)`` or None.
+        labels: ``N`` int64 (1 foreground, 0 background) or None.
+        boxes: ``Bx4`` float32 XYXY or None; B boxes give B objects, each with
+            the same points.
+    """
+
+    points: np.ndarray | None
+    labels: np.ndarray | None
+    boxes: np.ndarray | None
+
+    @property
+    def batch_size(self) -> int:
+        """Number of objects (B)."""
+        return 1 if self.boxes is None else len(self.boxes)
+
+
+def check_prompt(
+    *,
+    width: int,
+    height: int,
+    points: Sequence[Sequence[float]] | np.ndarray | None,
+    labels: Sequence[int] | np.ndarray | None,
+    box: Sequence[float] | np.ndarray | None,
+    boxes: Sequence[Sequence[float]] | np.ndarray | None,
+    has_mask_input: bool,
+) -> Prompt:
+    """Validate a prompt on a ``width x height`` image.
+
+    Raises:
+        InvalidInput: Shapes, label count, NaN/inf, coordinates outside the
+            image, inverted boxes, or no prompt at all.
+    """
+    coords, point_labels = _points(points, labels, width, height)
+    if box is not None and boxes is not None:
+        raise InvalidInput("give either box (one object) or boxes (one object each), not both")
+    all_boxes = None
+    if box is not None:
+        all_boxes = _boxes(np.asarray(box, dtype=np.float64).reshape(1, -1) if np.size(box) == 4 else box, width, height)
+    elif boxes is not None:
+        all_boxes = _boxes(boxes, width, height)
+    if coords is None and all_boxes is None and not has_mask_input:
+        raise InvalidInput("give a prompt: points with labels, a box, boxes, mask_input or text")
+    return Prompt(points=coords, labels=point_labels, boxes=all_boxes)
+
+
+def _points(points: object, labels: object, width: int, height: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+    if points is None and labels is None:
+        return None, None
+    if points is None or labels is None:
+        raise InvalidInput("points and labels go together: give both or neither")
+    try:
+        coords = np.asarray(points, dtype=np.float64)
+        point_labels = np.asarray(labels, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput("points must be [[x, y], ...] numbers and labels [1, 0, ...]") from exc
+    if coords.size == 0 and point_labels.size == 0:
+        return None, None
+    if coords.ndim != 2 or coords.shape[1] != 2:
+        raise InvalidInput(f"points must be a list of [x, y] pairs (Nx2), got shape {list(coords.shape)}")
+    if point_labels.ndim != 1 or len(point_labels) != len(coords):
+        raise InvalidInput(
+            f"got {len(coords)} points but {point_labels.size} labels; give one label (1 or 0) per point"
+        )
+    if not np.isin(point_labels, (0, 1)).all():
+        raise InvalidInput("labels must be 1 (foreground) or 0 (background)")
+    _inside(coords, width, height, "point")
+    return coords.astype(np.float32), point_labels.astype(np.int64)
+
+
+def _boxes(boxes: object, width: int, height: int) -> np.ndarray:
+    try:
+        array = np.asarray(boxes, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput("a box is [x1, y1, x2, y2] numbers; boxes are a list of those") from exc
+    if array.ndim != 2 or array.shape[1] != 4 or len(array) == 0:
+        raise InvalidInput(f"a box is [x1, y1, x2, y2]; boxes are a non-empty list of those, got shape {list(array.shape)}")
+    _inside(array.reshape(-1, 2), width, height, "box corner")
+    if (array[:, 2] < array[:, 0]).any() or (array[:, 3] < array[:, 1]).any():
+        raise InvalidInput("box is inverted: need x1 <= x2 and y1 <= y2 ([x1, y1, x2, y2] in pixels)")
+    return array.astype(np.float32)
+
+
+def _inside(xy: np.ndarray, width: int, height: int, what: str) -> None:
+    if not np.isfinite(xy).all():
+        raise InvalidInput(f"{what} coordinates must be finite numbers (got NaN or infinity)")
+    outside = (xy[:, 0] < 0) | (xy[:, 0] > width) | (xy[:, 1] < 0) | (xy[:, 1] > height)
+    if outside.any():
+        x, y = xy[int(np.argmax(outside))]
+        raise InvalidInput(f"{what} ({x:g}, {y:g}) is outside the {width}x{height} image; use pixel coordinates")
+
+
+@dataclass
+class DecodeJob:
+    """One request's work for the micro-batched decoder.
+
+    Attributes:
+        embedding: ``1xCxExE`` cached embedding (storage dtype, on the device).
+        original_size: ``(H, W)`` of the image in pixels.
+        prompt: The validated prompt (B objects).
+        mask_input: ``1x1xLxL`` or ``Bx1xLxL`` float logits, or None.
+        multimask: Three candidates per object (True) or one.
+    """
+
+    embedding: torch.Tensor
+    original_size: tuple[int, int]
+    prompt: Prompt
+    mask_input: torch.Tensor | None
+    multimask: bool
+
+    @property
+    def batch_size(self) -> int:
+        """Objects in this job (B)."""
+        return self.prompt.batch_size
+
+    @property
+    def signature(self) -> Hashable:
+        """Jobs that can share a decoder call: same image size and prompt shape."""
+        points = None if self.prompt.points is None else len(self.prompt.points)
+        return (
+            self.original_size,
+            points,
+            self.prompt.boxes is not None,
+            self.mask_input is not None,
+            self.multimask,
+        )
+
+
+@dataclass
+class DecodeResult:
+    """Decoder answer for one job (B objects, K candidates each, best first).
+
+    Attributes:
+        masks: ``BxKxHxW`` bool at the original size.
+        scores: ``BxK`` float32 predicted IoU, descending.
+        stability_scores: ``BxK`` float32.
+        best_logits: ``Bx1xLxL`` float32 low-res logits of each best mask.
+    """
+
+    masks: np.ndarray
+    scores: np.ndarray
+    stability_scores: np.ndarray
+    best_logits: torch.Tensor

@@ -1,0 +1,153 @@
+"""Typed request and response bodies of the HTTP API (pydantic).
+
+These models are the single description of the wire format: the Flask routes
+validate requests with them and :mod:`backend.serving.openapi` builds the
+OpenAPI document from them. Non-finite numbers (NaN, infinity) are rejected
+everywhere. Coordinates are pixels of the original image, ``(x, y)``, origin
+top-left; prompt boxes are ``[x1, y1, x2, y2]``; mask ``bbox`` fields are COCO
+``[x, y, width, height]`` like the SA-1B records.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+Point = tuple[Finite, Finite]
+Box = tuple[Finite, Finite, Finite, Finite]
+MaskFormat = Literal["coco_rle", "png", "polygon"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class AutomaskParams(_Strict):
+    """Parameters of segment-everything (see ``AutomaskGenerator``)."""
+
+    points_per_side: int = Field(32, ge=1, le=128, description="Grid of point prompts per image side.")
+    points_per_batch: int = Field(64, ge=1, le=1024, description="Point prompts per decoder call.")
+    pred_iou_thresh: float = Field(0.88, ge=0.0, le=1.0, description="Drop masks with lower predicted IoU.")
+    stability_score_thresh: float = Field(0.95, ge=0.0, le=1.0, description="Drop less stable masks.")
+    stability_score_offset: float = Field(1.0, gt=0.0, le=100.0, description="Logit offset of the stability score.")
+    box_nms_thresh: float = Field(0.7, ge=0.0, le=1.0, description="Box IoU for non-maximum suppression.")
+    crop_n_layers: int = Field(0, ge=0, le=3, description="Layers of image crops (0: whole image only).")
+    crop_nms_thresh: float = Field(0.7, ge=0.0, le=1.0, description="Box IoU for NMS between crops.")
+    crop_overlap_ratio: float = Field(512 / 1500, ge=0.0, lt=1.0, description="Overlap of neighbouring crops.")
+    crop_n_points_downscale_factor: int = Field(1, ge=1, le=16, description="Point grid reduction per crop layer.")
+    min_mask_region_area: int = Field(0, ge=0, description="Remove holes and islands below this area (pixels).")
+
+
+class AutomaskRequest(AutomaskParams):
+    """``POST /v1/automask``."""
+
+    image_id: str = Field(min_length=1, max_length=128, description="From POST /v1/images.")
+
+
+class PredictRequest(_Strict):
+    """``POST /v1/predict``: a prompt on an uploaded image."""
+
+    image_id: str = Field(min_length=1, max_length=128, description="From POST /v1/images.")
+    points: list[Point] | None = Field(None, max_length=1000, description="Nx2 pixel (x, y) clicks.")
+    labels: list[int] | None = Field(None, max_length=1000, description="N labels: 1 foreground, 0 background.")
+    box: Box | None = Field(None, description="One [x1, y1, x2, y2] box in pixels (one object).")
+    boxes: list[Box] | None = Field(None, min_length=1, max_length=256, description="Bx4 boxes, one object each; points apply to every box.")
+    mask_input: str | None = Field(None, max_length=64, description="logits_id of an earlier answer, to refine that object.")
+    text: str | None = Field(None, max_length=500, description="Text prompt (CLIP), alone or with points or one box.")
+    multimask: bool = Field(True, description="Three ranked candidates (true) or one mask (false).")
+    format: MaskFormat = Field("coco_rle", description="Encoding of each mask's segmentation.")
+
+
+class ImageInfoResponse(BaseModel):
+    """An uploaded image."""
+
+    image_id: str = Field(description="SHA-256 (hex) of the decoded pixels.")
+    width: int
+    height: int
+
+
+class MaskResponse(BaseModel):
+    """One candidate mask."""
+
+    score: float = Field(description="Predicted IoU (or CLIP similarity for text prompts).")
+    stability_score: float
+    area: int = Field(description="Pixels in the mask.")
+    bbox: tuple[int, int, int, int] = Field(description="COCO [x, y, width, height] of the mask, pixels.")
+    segmentation: Any = Field(
+        description='coco_rle: {"size": [h, w], "counts": str}; png: base64 PNG string; polygon: list of flat [x, y, ...] lists.'
+    )
+
+
+class ObjectResponse(BaseModel):
+    """Ranked candidates for one object, best first."""
+
+    masks: list[MaskResponse]
+    logits_id: str | None = Field(description="Pass as mask_input to refine this object.")
+    labels: list[str] = Field(default_factory=list, description="Text prompts: the matched text per candidate.")
+
+
+class PredictResponse(BaseModel):
+    """Answer of ``POST /v1/predict``: one object per box (or one without boxes)."""
+
+    objects: list[ObjectResponse]
+    model: str
+    timing_ms: float
+
+
+class AutomaskRecord(BaseModel):
+    """One SA-1B style record."""
+
+    segmentation: dict[str, Any] = Field(description='COCO RLE {"size": [h, w], "counts": str}.')
+    area: int
+    bbox: list[float] = Field(description="COCO [x, y, width, height], pixels.")
+    predicted_iou: float
+    stability_score: float
+    point_coords: list[list[float]]
+    crop_box: list[float] = Field(description="COCO [x, y, width, height] of the crop that produced the mask.")
+
+
+class AutomaskResponse(BaseModel):
+    """Answer of ``POST /v1/automask``."""
+
+    records: list[AutomaskRecord]
+    model: str
+    timing_ms: float
+
+
+class ModelInfo(BaseModel):
+    """A loaded model."""
+
+    name: str
+    ready: bool
+    image_size: int | None = None
+    device: str | None = None
+    dtype: str | None = None
+    cache_dtype: str | None = None
+
+
+class ModelsResponse(BaseModel):
+    """Answer of ``GET /v1/models``."""
+
+    models: list[ModelInfo]
+
+
+class HealthResponse(BaseModel):
+    """Answer of ``GET /health`` (Label Studio's ML backend health check)."""
+
+    status: Literal["UP"]
+
+
+class ReadyResponse(BaseModel):
+    """Answer of ``GET /ready``."""
+
+    ready: bool
+    model: str
+
+
+class ErrorResponse(BaseModel):
+    """Every 4xx/5xx answer."""
+
+    error: str = Field(description="Stable machine-readable code, e.g. invalid_input, not_found.")
+    detail: str = Field(description="What went wrong and how to fix it.")

@@ -1,0 +1,434 @@
+"""SamService: the model, its caches and its GPU work queue, without HTTP.
+
+The Flask app and :class:`~backend.client.local_client.LocalSamClient` both
+call this class, so a notebook with its own GPU and a remote client get the
+same answers and the same errors.
+
+State kept per model:
+
+* embedding cache: ``(model, image_id)`` -> ``1xCxExE`` embedding, LRU bounded
+  in bytes (stored as float16 on CUDA by default);
+* image store: ``image_id`` -> decoded ``HxWx3`` uint8 pixels, for
+  segment-everything and text prompts (bounded; evicted images must be
+  uploaded again);
+* logits store: ``logits_id`` -> ``1x1xLxL`` low-res logits of a best mask,
+  for refinement;
+* automask store: segment-everything records per image and parameters, which
+  text prompts reuse.
+
+Every forward pass runs on the :class:`~backend.serving.gpu_worker.GpuWorker`
+thread; callers block on futures.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from backend.client.base import ImageInfo, ObjectMasks
+from backend.errors import InvalidInput, NotFound, SamError, ServiceUnavailable
+from backend.inference.mask_ops import MASK_THRESHOLD, stability_score
+from backend.serving.config import ServerConfig
+from backend.serving.embedding_cache import ByteBoundedLRU, CacheStats
+from backend.serving.gpu_worker import GpuWorker
+from backend.serving.prompts import DecodeJob, DecodeResult, check_prompt
+from backend.serving.special_prompts import AutomaskRunner
+
+log = logging.getLogger(__name__)
+
+MiB = 1024 * 1024
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class CachedEmbedding:
+    """One cache entry.
+
+    Attributes:
+        embedding: ``1xCxExE`` on the model's device, storage dtype.
+        original_size: ``(H, W)`` of the image in pixels.
+    """
+
+    embedding: torch.Tensor
+    original_size: tuple[int, int]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes counted against the cache budget."""
+        return self.embedding.numel() * self.embedding.element_size()
+
+
+@dataclass(frozen=True)
+class StoredLogits:
+    """Low-res logits of one best mask, kept for refinement."""
+
+    image_id: str
+    logits: torch.Tensor  # 1x1xLxL float32
+
+
+def parse_dtype(name: str) -> torch.dtype:
+    """``"float32"`` / ``"float16"`` / ``"bfloat16"`` -> torch dtype, or a clear error."""
+    try:
+        return _DTYPES[name]
+    except KeyError:
+        raise InvalidInput(f"unknown dtype {name!r}; use one of {sorted(_DTYPES)}") from None
+
+
+class SamService:
+    """Serves one SAM model to any number of threads.
+
+    Args:
+        config: What to load and the cache budgets (``config.model`` may be a
+            name, a checkpoint path or an already built ``Sam`` module).
+        text_prompter_factory: Builds the CLIP ranker on first use (tests
+            inject a fake); default: ``backend.inference.text.TextPrompter``.
+    """
+
+    def __init__(self, config: ServerConfig, *, text_prompter_factory: Callable[[str], Any] | None = None) -> None:
+        self.config = config
+        self.model_name = config.model_label
+        self._model: Any = None
+        self._predictor: Any = None
+        self._device: torch.device | None = None
+        self._storage_dtype: torch.dtype | None = None
+        self._load_error: BaseException | None = None
+        self._ready = threading.Event()
+        self._embeddings: ByteBoundedLRU[CachedEmbedding] = ByteBoundedLRU(config.cache_mb * MiB)
+        self._images: ByteBoundedLRU[np.ndarray] = ByteBoundedLRU(config.image_store_mb * MiB)
+        self._logits: ByteBoundedLRU[StoredLogits] = ByteBoundedLRU(config.logits_store_mb * MiB)
+        self._inflight: dict[str, Future] = {}
+        self._inflight_lock = threading.Lock()
+        self._active_decodes = 0
+        self._active_lock = threading.Lock()
+        self.encoder_calls = 0
+        self._worker = GpuWorker(
+            run_decode_group=self._decode_group,
+            max_batch=config.max_batch,
+            batch_wait_s=config.batch_wait_ms / 1000.0,
+            expected_decodes=lambda: self._active_decodes,
+        )
+        self._special = AutomaskRunner(
+            store_bytes=config.automask_store_mb * MiB,
+            text_prompter_factory=text_prompter_factory,
+        )
+
+    # ------------------------------------------------------------ lifecycle
+    def start(self) -> SamService:
+        """Start the GPU worker; the model loads on it (see :meth:`ready`)."""
+        self._worker.start()
+        self._worker.submit(self._load)
+        return self
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Block until the model is loaded (or failed to load); True if ready."""
+        self._ready.wait(timeout)
+        return self.ready()
+
+    def close(self) -> None:
+        """Stop the worker after the queued work."""
+        self._worker.stop()
+
+    def ready(self) -> bool:
+        """True when the model is loaded and requests can be answered."""
+        return self._model is not None
+
+    def _load(self) -> None:
+        try:
+            from backend.inference.predictor import SamPredictor
+
+            self._model = None
+            model = self._load_model()
+            self._predictor = SamPredictor(model)
+            self._device = self._predictor.device
+            self._storage_dtype = self._pick_storage_dtype(self._predictor.dtype)
+            self._model = model
+            log.info("model %s loaded on %s (%s)", self.model_name, self._device, self._predictor.dtype)
+        except BaseException as exc:  # noqa: BLE001 - reported by every later request
+            log.exception("loading model %s failed", self.model_name)
+            self._load_error = exc
+        finally:
+            self._ready.set()
+
+    def _load_model(self) -> Any:
+        dtype = parse_dtype(self.config.dtype)
+        if isinstance(self.config.model, torch.nn.Module):
+            return self.config.model.eval()
+        from backend.registry import load_model, pick_device
+
+        device = pick_device(self.config.device)
+        return load_model(self.config.model, device=device, dtype=dtype).eval()
+
+    def _pick_storage_dtype(self, model_dtype: torch.dtype) -> torch.dtype:
+        if self.config.cache_dtype == "auto":
+            return torch.float16 if self._device is not None and self._device.type == "cuda" else model_dtype
+        return parse_dtype(self.config.cache_dtype)
+
+    def require_ready(self) -> None:
+        """Raise :class:`ServiceUnavailable` (or the load error) unless the model is loaded."""
+        if self._model is not None:
+            return
+        if self._load_error is not None:
+            if isinstance(self._load_error, SamError) and self._load_error.status == 503:
+                raise self._load_error
+            raise ServiceUnavailable(f"the model {self.model_name!r} failed to load: {self._load_error}")
+        raise ServiceUnavailable(f"the model {self.model_name!r} is still loading; retry in a few seconds")
+
+    # ---------------------------------------------------------------- info
+    def models(self) -> list[dict[str, Any]]:
+        """The loaded model: name, image size, device, dtype, ready."""
+        info: dict[str, Any] = {"name": self.model_name, "ready": self.ready()}
+        if self._model is not None:
+            info.update(
+                image_size=self._model.config.image_size,
+                device=str(self._device),
+                dtype=str(self._predictor.dtype).removeprefix("torch."),
+                cache_dtype=str(self._storage_dtype).removeprefix("torch."),
+            )
+        return [info]
+
+    def queue_depth(self) -> int:
+        """Work items waiting for the GPU worker."""
+        return self._worker.queue_depth()
+
+    @property
+    def decoder_calls(self) -> int:
+        """Batched decoder calls run so far (micro-batching shares them)."""
+        return self._worker.decoder_calls
+
+    def cache_stats(self) -> dict[str, CacheStats]:
+        """Counters of the embedding cache and the stores."""
+        return {
+            "embeddings": self._embeddings.stats(),
+            "images": self._images.stats(),
+            "logits": self._logits.stats(),
+            "automask": self._special.stats(),
+        }
+
+    # -------------------------------------------------------------- images
+    def add_image(self, image: bytes | np.ndarray) -> ImageInfo:
+        """Decode (bytes) or take (``HxWx3`` uint8) an image and cache its embedding.
+
+        The same picture twice computes once, also when concurrent.
+
+        Raises:
+            InvalidImage: Undecodable bytes. PayloadTooLarge: over ``max_pixels``.
+        """
+        from backend.formats.images import compute_image_id, decode_image, load_image
+
+        self.require_ready()
+        if isinstance(image, (bytes, bytearray, memoryview)):
+            pixels = decode_image(bytes(image), max_pixels=self.config.max_pixels)
+        else:
+            pixels = load_image(image, max_pixels=self.config.max_pixels)
+        image_id = compute_image_id(pixels)
+        self._images.put(image_id, pixels, pixels.nbytes)
+        entry = self._ensure_embedding(image_id, pixels)
+        return ImageInfo(image_id=image_id, width=entry.original_size[1], height=entry.original_size[0])
+
+    def image_info(self, image_id: str) -> ImageInfo:
+        """What is known about an uploaded image whose embedding is cached.
+
+        Raises:
+            NotFound: The image was never uploaded or was evicted.
+        """
+        entry = self._embedding_for(image_id)
+        return ImageInfo(image_id=image_id, width=entry.original_size[1], height=entry.original_size[0])
+
+    def _embedding_for(self, image_id: str) -> CachedEmbedding:
+        self.require_ready()
+        entry = self._embeddings.get(self._key(image_id))
+        if entry is not None:
+            return entry
+        pixels = self._images.get(image_id)
+        if pixels is not None:
+            return self._ensure_embedding(image_id, pixels)
+        raise NotFound(f"unknown image_id {image_id!r}: upload the image with POST /v1/images (add_image) first")
+
+    def pixels_for(self, image_id: str) -> np.ndarray:
+        """Decoded ``HxWx3`` uint8 pixels of a recently added image.
+
+        Raises:
+            NotFound: Never uploaded, or its pixels were evicted.
+        """
+        pixels = self._images.get(image_id)
+        if pixels is None:
+            raise NotFound(
+                f"the pixels of image {image_id!r} are no longer held (they are needed for automask and text "
+                "prompts); upload the image again with POST /v1/images (add_image)"
+            )
+        return pixels
+
+    def _key(self, image_id: str) -> str:
+        return f"{self.model_name}:{image_id}"
+
+    def _ensure_embedding(self, image_id: str, pixels: np.ndarray) -> CachedEmbedding:
+        key = self._key(image_id)
+        with self._inflight_lock:
+            entry = self._embeddings.get(key)
+            if entry is not None:
+                return entry
+            future = self._inflight.get(key)
+            owner = future is None
+            if owner:
+                future = self._worker.submit(lambda: self._encode(pixels))
+                self._inflight[key] = future
+        try:
+            entry = future.result()
+        finally:
+            if owner:
+                with self._inflight_lock:
+                    if not future.exception():
+                        self._embeddings.put(key, future.result(), future.result().nbytes)
+                    self._inflight.pop(key, None)
+        return entry
+
+    def _encode(self, pixels: np.ndarray) -> CachedEmbedding:
+        """Runs on the worker: ``HxWx3`` uint8 -> cache entry."""
+        self.encoder_calls += 1
+        embedding = self._predictor.compute_embedding(pixels)
+        stored = embedding.to(self._storage_dtype).contiguous()
+        return CachedEmbedding(embedding=stored, original_size=(pixels.shape[0], pixels.shape[1]))
+
+    # ------------------------------------------------------------- predict
+    def predict(
+        self,
+        image_id: str,
+        *,
+        points: Sequence[Sequence[float]] | np.ndarray | None = None,
+        labels: Sequence[int] | np.ndarray | None = None,
+        box: Sequence[float] | None = None,
+        boxes: Sequence[Sequence[float]] | np.ndarray | None = None,
+        mask_input: str | None = None,
+        text: str | None = None,
+        multimask: bool = True,
+    ) -> list[ObjectMasks]:
+        """Ranked masks for a prompt: one :class:`ObjectMasks` per object.
+
+        See :meth:`backend.client.base.SamClientBase.predict` for the arguments.
+
+        Raises:
+            NotFound: Unknown ``image_id`` or ``mask_input``.
+            InvalidInput: A prompt the model cannot answer (see :func:`check_prompt`).
+            ServiceUnavailable: Model not loaded, or out of GPU memory.
+        """
+        with self._active_lock:
+            self._active_decodes += 1
+        try:
+            entry = self._embedding_for(image_id)
+            height, width = entry.original_size
+            if text is not None:
+                return self._predict_text(image_id, text, points=points, labels=labels, box=box, boxes=boxes,
+                                          mask_input=mask_input, width=width, height=height)
+            prompt = check_prompt(width=width, height=height, points=points, labels=labels, box=box, boxes=boxes,
+                                  has_mask_input=mask_input is not None)
+            logits = self._stored_logits(mask_input, image_id) if mask_input is not None else None
+            job = DecodeJob(embedding=entry.embedding, original_size=entry.original_size, prompt=prompt,
+                            mask_input=logits, multimask=multimask)
+            result: DecodeResult = self._worker.submit_decode(job).result()
+        finally:
+            with self._active_lock:
+                self._active_decodes -= 1
+        return self._objects(image_id, result)
+
+    def _stored_logits(self, logits_id: str, image_id: str) -> torch.Tensor:
+        stored = self._logits.get(logits_id)
+        if stored is None:
+            raise NotFound(f"unknown logits_id {logits_id!r}: pass the logits_id of a recent answer, or omit mask_input")
+        if stored.image_id != image_id:
+            raise InvalidInput(f"logits_id {logits_id!r} belongs to another image; use one from an answer on this image")
+        return stored.logits
+
+    def _objects(self, image_id: str, result: DecodeResult) -> list[ObjectMasks]:
+        objects = []
+        for i in range(len(result.masks)):
+            logits_id = uuid.uuid4().hex
+            best = result.best_logits[i : i + 1]
+            self._logits.put(logits_id, StoredLogits(image_id, best), best.numel() * best.element_size())
+            objects.append(
+                ObjectMasks(
+                    masks=result.masks[i],
+                    scores=result.scores[i],
+                    stability_scores=result.stability_scores[i],
+                    logits_id=logits_id,
+                )
+            )
+        return objects
+
+    def _decode_group(self, jobs: list[DecodeJob]) -> list[DecodeResult]:
+        """Runs on the worker: jobs of one signature -> one decoder call."""
+        predictor = self._predictor
+        device, size = predictor.device, jobs[0].original_size
+        sizes = [job.batch_size for job in jobs]
+        if len(jobs) == 1:
+            embedding = jobs[0].embedding
+        else:
+            embedding = torch.cat([job.embedding.expand(n, -1, -1, -1) for job, n in zip(jobs, sizes, strict=True)])
+        points = labels = boxes = masks = None
+        first = jobs[0]
+        if first.prompt.points is not None:
+            points = torch.cat([torch.from_numpy(j.prompt.points)[None].expand(n, -1, -1) for j, n in zip(jobs, sizes, strict=True)]).to(device)
+            labels = torch.cat([torch.from_numpy(j.prompt.labels)[None].expand(n, -1) for j, n in zip(jobs, sizes, strict=True)]).to(device)
+        if first.prompt.boxes is not None:
+            boxes = torch.cat([torch.from_numpy(j.prompt.boxes) for j in jobs]).to(device)
+        if first.mask_input is not None:
+            masks = torch.cat([j.mask_input.expand(n, -1, -1, -1) for j, n in zip(jobs, sizes, strict=True)]).to(device)
+        with torch.inference_mode():
+            low_res, scores = predictor.predict_torch(
+                points, labels, boxes, masks, multimask_output=first.multimask,
+                embedding=embedding.to(predictor.dtype), original_size=size,
+            )
+            logits = predictor.upscale_logits(low_res, size).float()
+            all_masks = (logits > MASK_THRESHOLD).cpu().numpy()
+            stability = stability_score(logits).cpu().numpy()
+            all_scores = scores.float().cpu().numpy()
+            best = low_res[:, :1].float()
+        results, start = [], 0
+        for n in sizes:
+            end = start + n
+            results.append(DecodeResult(all_masks[start:end], all_scores[start:end], stability[start:end], best[start:end]))
+            start = end
+        return results
+
+    # ----------------------------------------------- automask and text
+    def automask(self, image_id: str, **params: Any) -> list[dict[str, Any]]:
+        """Segment everything: SA-1B records (``segmentation`` COCO RLE), cached per parameters.
+
+        Raises:
+            NotFound: Unknown image, or its pixels were evicted.
+            InvalidInput: Unknown or out-of-range generator parameters.
+        """
+        entry = self._embedding_for(image_id)
+        pixels = self.pixels_for(image_id)
+        return self._special.automask(
+            key=self._key(image_id), pixels=pixels, params=params,
+            run=lambda generate: self._worker.submit(lambda: self._on_image(entry, generate)).result(),
+        )
+
+    def _on_image(self, entry: CachedEmbedding, fn: Callable[[Any, Any], Any]) -> Any:
+        """Runs on the worker: point the predictor at an image, then call ``fn(model, predictor)``."""
+        self._predictor.set_embedding(entry.embedding, original_size=entry.original_size)
+        return fn(self._model, self._predictor)
+
+    def _predict_text(self, image_id: str, text: str, *, points: Any, labels: Any, box: Any, boxes: Any,
+                      mask_input: str | None, width: int, height: int) -> list[ObjectMasks]:
+        if mask_input is not None or boxes is not None:
+            raise InvalidInput("a text prompt combines with points or one box only (not boxes or mask_input)")
+        if not text.strip():
+            raise InvalidInput("text must not be empty")
+        prompt = check_prompt(width=width, height=height, points=points, labels=labels, box=box, boxes=None,
+                              has_mask_input=True)
+        records = self.automask(image_id)
+        pixels = self.pixels_for(image_id)
+        return self._special.rank_text(
+            pixels=pixels, records=records, text=text, prompt=prompt,
+            device=str(self._device), run=lambda fn: self._worker.submit(fn).result(),
+        )
+

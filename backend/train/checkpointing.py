@@ -1,0 +1,98 @@
+"""Training checkpoints on top of :mod:`backend.checkpoints` (atomic writes).
+
+Two kinds of file, both in our checkpoint format (model config + state dict
++ metadata):
+
+* the **model** (:func:`save_model`): what ``backend.registry.load_model``
+  and the server load;
+* the **training state** (:func:`save_training_state`): the model plus, in
+  the metadata, the optimiser and scheduler states, the step, the epoch, the
+  run's settings and the torch RNG state, so an interrupted run resumes at
+  the same step.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from backend.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from backend.model import Sam
+    from backend.train.loop import TrainSettings
+
+
+def save_model(path: str | Path, *, sam: Sam, meta: dict[str, Any]) -> None:
+    """Writes the model alone (config + weights + ``meta``), atomically."""
+    from backend.checkpoints import save_checkpoint
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(path, model_state=_cpu_state(sam), config=sam.config, meta=meta)
+
+
+def save_training_state(
+    path: str | Path,
+    *,
+    sam: Sam,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    settings: TrainSettings,
+    step: int,
+    epoch: int,
+) -> None:
+    """Writes everything needed to resume after ``step`` steps, atomically."""
+    from backend.checkpoints import save_checkpoint
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "kind": "training-state",
+        "step": step,
+        "epoch": epoch,
+        "train_settings": settings.to_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+    }
+    save_checkpoint(path, model_state=_cpu_state(sam), config=sam.config, meta=meta)
+
+
+def load_training_state(
+    path: str | Path,
+    *,
+    sam: Sam,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    settings: TrainSettings,
+) -> int:
+    """Restores model, optimiser, scheduler and RNG from a training state.
+
+    Returns:
+        The step to continue from.
+
+    Raises:
+        InvalidInput: When the file is not a training state of this model
+            and these settings (say ``--restart`` to start over).
+    """
+    from backend.checkpoints import load_checkpoint
+
+    config, state, meta = load_checkpoint(path)
+    if meta.get("kind") != "training-state":
+        raise InvalidInput(f"{path} is not a training state; pass another --state path or --restart")
+    if config is not None and config != sam.config:
+        raise InvalidInput(f"{path} was trained with another model configuration; use --restart to start over")
+    if meta.get("train_settings") != settings.to_dict():
+        raise InvalidInput(
+            f"{path} was written with other training settings; use the same options to resume or --restart"
+        )
+    sam.load_state_dict(state, strict=True)
+    optimizer.load_state_dict(meta["optimizer"])
+    scheduler.load_state_dict(meta["scheduler"])
+    torch.set_rng_state(meta["torch_rng"])
+    return int(meta["step"])
+
+
+def _cpu_state(sam: Sam) -> dict[str, torch.Tensor]:
+    return {key: value.detach().cpu().clone() for key, value in sam.state_dict().items()}

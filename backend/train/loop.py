@@ -1,0 +1,287 @@
+"""The training loop: batches, optimiser, schedule, checkpoints, progress.
+
+Every random choice of step ``s`` (which images, which masks, which
+prompts) comes from generators seeded with ``(seed, s)``, so a run that is
+interrupted and resumed from its last checkpoint replays exactly the steps an
+uninterrupted run would have taken. The training state (model, optimiser,
+scheduler, step, epoch, torch RNG state) is written atomically every
+``checkpoint_every`` steps; the model alone (our checkpoint format, loadable
+with ``backend.registry.load_model(path)``) is written at the end.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from backend.errors import InvalidInput
+from backend.train.checkpointing import load_training_state, save_model, save_training_state
+from backend.train.datasets import MaskDataset, resize_for_model
+from backend.train.embedding_cache import EmbeddingCache
+from backend.train.simulation import RoundsSettings, interactive_rounds
+
+if TYPE_CHECKING:
+    from backend.model import Sam
+
+AmpMode = Literal["auto", "bf16", "fp16", "off"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainSettings:
+    """Everything that shapes a run (stored in its checkpoints).
+
+    Attributes:
+        steps: Optimiser steps.
+        images_per_batch: Images per micro-batch.
+        masks_per_image: Objects sampled per image (with replacement when an
+            image has fewer).
+        accumulate: Micro-batches per optimiser step (gradient accumulation).
+        lr: Peak learning rate of AdamW.
+        weight_decay: AdamW weight decay.
+        warmup_steps: Linear warm-up length, in steps.
+        decay_steps: Steps after which the learning rate is multiplied by
+            ``decay_factor``.
+        decay_factor: Step-decay multiplier.
+        grad_clip: Largest gradient norm (0 disables clipping).
+        freeze_encoder: Train only the prompt encoder and mask decoder, with
+            image embeddings computed once and cached on disk.
+        amp: Mixed precision on GPU: ``auto`` (bf16 where supported, else
+            fp16), ``bf16``, ``fp16`` or ``off``. CPU always runs float32.
+        seed: Seed of every random choice.
+        checkpoint_every: Steps between training-state checkpoints.
+        rounds: Prompt simulation.
+    """
+
+    steps: int = 1000
+    images_per_batch: int = 4
+    masks_per_image: int = 4
+    accumulate: int = 1
+    lr: float = 1e-4
+    weight_decay: float = 0.1
+    warmup_steps: int = 100
+    decay_steps: tuple[int, ...] = ()
+    decay_factor: float = 0.1
+    grad_clip: float = 1.0
+    freeze_encoder: bool = False
+    amp: AmpMode = "auto"
+    seed: int = 0
+    checkpoint_every: int = 100
+    rounds: RoundsSettings = field(default_factory=RoundsSettings)
+
+    def check(self) -> None:
+        """Raises InvalidInput on impossible values."""
+        for name in ("steps", "images_per_batch", "masks_per_image", "accumulate", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise InvalidInput(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise InvalidInput(f"learning rate must be > 0, got {self.lr}")
+        if self.amp not in ("auto", "bf16", "fp16", "off"):
+            raise InvalidInput(f"amp must be auto, bf16, fp16 or off, got {self.amp!r}")
+        self.rounds.check()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain form stored in checkpoints."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Summary of a finished run.
+
+    Attributes:
+        step: Steps done (== ``settings.steps``).
+        resumed_from: Step the run resumed from (0 for a fresh run).
+        losses: Loss of each step run in this call.
+        first_ious: Top-ranked 1-prompt IoU of each step run in this call.
+        seconds: Wall-clock seconds of this call.
+    """
+
+    step: int
+    resumed_from: int
+    losses: list[float]
+    first_ious: list[float]
+    seconds: float
+
+
+def learning_rate_factor(step: int, settings: TrainSettings) -> float:
+    """Multiplier of the peak learning rate at ``step``: linear warm-up, then step decay."""
+    if step < settings.warmup_steps:
+        return (step + 1) / settings.warmup_steps
+    return settings.decay_factor ** sum(step >= s for s in settings.decay_steps)
+
+
+def train(
+    sam: Sam,
+    data: MaskDataset,
+    settings: TrainSettings,
+    *,
+    out: str | Path,
+    state_path: str | Path,
+    resume: bool = True,
+    embedding_cache: EmbeddingCache | None = None,
+    progress: bool = True,
+    meta: dict[str, Any] | None = None,
+) -> TrainResult:
+    """Trains ``sam`` in place and writes the result to ``out``.
+
+    Args:
+        sam: The network, on the device to train on.
+        data: Images with masks (already at any resolution; resized here).
+        settings: The run's settings.
+        out: Where the final model checkpoint goes.
+        state_path: Where the training state goes (and is resumed from).
+        resume: Continue from ``state_path`` when it exists.
+        embedding_cache: Disk cache of image embeddings; required with
+            ``settings.freeze_encoder``.
+        progress: Show a tqdm progress bar.
+        meta: Extra information stored in the final checkpoint's metadata.
+
+    Returns:
+        A summary of the run.
+    """
+    settings.check()
+    if settings.freeze_encoder and embedding_cache is None:
+        raise InvalidInput("freeze_encoder needs an embedding cache directory")
+    started = time.monotonic()
+    device = sam.pixel_mean.device
+    sam.train()
+    if settings.freeze_encoder:
+        sam.image_encoder.requires_grad_(False)
+        sam.image_encoder.eval()
+    params = [p for p in sam.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: learning_rate_factor(s, settings))
+    step = 0
+    if resume and Path(state_path).exists():
+        step = load_training_state(state_path, sam=sam, optimizer=optimizer, scheduler=scheduler, settings=settings)
+    resumed_from = step
+    autocast, scaler = _mixed_precision(settings.amp, device)
+    order = _SampleOrder(len(data), settings.seed)
+    losses: list[float] = []
+    first_ious: list[float] = []
+    bar = _progress_bar(progress, settings.steps, step)
+    while step < settings.steps:
+        generator = torch.Generator().manual_seed(settings.seed * 1_000_003 + step)
+        loss_sum = iou_sum = 0.0
+        for micro in range(settings.accumulate):
+            first = (step * settings.accumulate + micro) * settings.images_per_batch
+            indices = [order(first + j) for j in range(settings.images_per_batch)]
+            images, targets, owners = _make_batch(data, indices, sam, settings.masks_per_image, generator)
+            with autocast():
+                if settings.freeze_encoder:
+                    embeddings = embedding_cache.embeddings(sam, images, [data[i].key for i in indices])  # type: ignore[union-attr]
+                else:
+                    embeddings = sam.image_encoder(images)
+                result = interactive_rounds(sam, embeddings[owners], targets, settings.rounds, generator)
+            scaler.scale(result.loss / settings.accumulate).backward()
+            loss_sum += float(result.loss) / settings.accumulate
+            iou_sum += float(result.first_iou) / settings.accumulate
+        if settings.grad_clip > 0:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(params, settings.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        scheduler.step()
+        step += 1
+        losses.append(loss_sum)
+        first_ious.append(iou_sum)
+        bar.update(1)
+        bar.set_postfix(loss=f"{_mean_tail(losses):.3f}", mIoU=f"{_mean_tail(first_ious):.3f}")
+        if step % settings.checkpoint_every == 0 or step == settings.steps:
+            epoch = (step * settings.accumulate * settings.images_per_batch) // len(data)
+            save_training_state(
+                state_path, sam=sam, optimizer=optimizer, scheduler=scheduler, settings=settings, step=step, epoch=epoch
+            )
+    bar.close()
+    seconds = time.monotonic() - started
+    run_meta = {
+        "step": step,
+        "train_settings": settings.to_dict(),
+        "train_seconds_this_call": round(seconds, 1),
+        "final_loss": round(_mean_tail(losses), 4) if losses else None,
+        "final_first_click_iou": round(_mean_tail(first_ious), 4) if first_ious else None,
+        **(meta or {}),
+    }
+    save_model(out, sam=sam, meta=run_meta)
+    return TrainResult(step=step, resumed_from=resumed_from, losses=losses, first_ious=first_ious, seconds=seconds)
+
+
+class _SampleOrder:
+    """Global sample number -> dataset index: one seeded permutation per epoch."""
+
+    def __init__(self, length: int, seed: int) -> None:
+        self.length = length
+        self.seed = seed
+        self._epoch = -1
+        self._permutation = np.arange(0)
+
+    def __call__(self, number: int) -> int:
+        epoch, position = divmod(number, self.length)
+        if epoch != self._epoch:
+            self._permutation = np.random.default_rng([self.seed, epoch]).permutation(self.length)
+            self._epoch = epoch
+        return int(self._permutation[position])
+
+
+def _make_batch(
+    data: MaskDataset, indices: list[int], sam: Sam, masks_per_image: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Loads, resizes, normalises and pads images; samples their objects.
+
+    Returns:
+        ``(images Bx3xSxS float32 normalised, targets NxSxS bool, owners N int64)``
+        where ``owners[i]`` is the batch image of object ``i``.
+    """
+    size = sam.config.image_size
+    device = sam.pixel_mean.device
+    images, targets, owners = [], [], []
+    for slot, index in enumerate(indices):
+        item = resize_for_model(data[index], size)
+        h, w = item.image.shape[:2]
+        pixels = torch.from_numpy(np.ascontiguousarray(item.image)).permute(2, 0, 1).float().to(device)
+        pixels = (pixels - sam.pixel_mean) / sam.pixel_std
+        images.append(F.pad(pixels, (0, size - w, 0, size - h)))
+        non_empty = [m for m in item.masks if m.any()]
+        if not non_empty:
+            continue
+        picks = torch.randint(len(non_empty), (masks_per_image,), generator=generator)
+        chosen = np.stack([non_empty[int(i)] for i in picks])
+        padded = np.zeros((masks_per_image, size, size), dtype=bool)
+        padded[:, :h, :w] = chosen
+        targets.append(torch.from_numpy(padded))
+        owners += [slot] * masks_per_image
+    if not targets:
+        raise InvalidInput(f"images {indices} hold no non-empty mask; remove them from the dataset")
+    return (
+        torch.stack(images),
+        torch.cat(targets).to(device),
+        torch.tensor(owners, dtype=torch.int64, device=device),
+    )
+
+
+def _mixed_precision(mode: AmpMode, device: torch.device) -> tuple[Any, Any]:
+    """``(autocast context factory, grad scaler)`` for the device and mode."""
+    if device.type != "cuda" or mode == "off":
+        return (lambda: torch.autocast(device.type, enabled=False)), torch.amp.GradScaler(enabled=False)
+    dtype = torch.float16 if mode == "fp16" or (mode == "auto" and not torch.cuda.is_bf16_supported()) else torch.bfloat16
+    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+    return (lambda: torch.autocast("cuda", dtype=dtype)), scaler
+
+
+def _mean_tail(values: list[float], count: int = 20) -> float:
+    tail = values[-count:]
+    return sum(tail) / len(tail) if tail else math.nan
+
+
+def _progress_bar(enabled: bool, total: int, initial: int) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, disable=not enabled, desc="train", dynamic_ncols=True)

@@ -1,0 +1,143 @@
+"""One training forward pass: the paper's interactive prompting rounds.
+
+For every object the first round uses a point inside the mask or a noisy
+box and asks for three candidates (ambiguity-aware); each later round adds
+a corrective point from the error region of the previous prediction (except
+for ``rounds_without_point`` rounds, one of them the last) and feeds the
+previous low-res logits back as the mask prompt, asking for a single mask.
+The loss of every round is averaged.
+
+Everything happens in the model-input frame (``S = config.image_size``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+
+from backend.errors import InvalidInput
+from backend.train.losses import sam_loss
+from backend.train.prompts import error_points, noisy_boxes, sample_points
+
+if TYPE_CHECKING:
+    from backend.model import Sam
+
+
+@dataclass(frozen=True, kw_only=True)
+class RoundsSettings:
+    """How prompts are simulated.
+
+    Attributes:
+        rounds: Decoder calls per object (the paper uses 11).
+        rounds_without_point: Rounds that add no new point, only the previous
+            mask (the paper uses 2: one at random and the last).
+        box_probability: Chance that a batch starts from noisy boxes instead
+            of points.
+    """
+
+    rounds: int = 11
+    rounds_without_point: int = 2
+    box_probability: float = 0.5
+
+    def check(self) -> None:
+        """Raises InvalidInput on impossible values."""
+        if self.rounds < 1:
+            raise InvalidInput(f"rounds must be >= 1, got {self.rounds}")
+        if not 0 <= self.rounds_without_point <= max(self.rounds - 1, 0):
+            raise InvalidInput(
+                f"rounds_without_point must be between 0 and rounds - 1 = {self.rounds - 1}, "
+                f"got {self.rounds_without_point}"
+            )
+        if not 0.0 <= self.box_probability <= 1.0:
+            raise InvalidInput(f"box_probability must be in [0, 1], got {self.box_probability}")
+
+
+@dataclass(frozen=True)
+class RoundsResult:
+    """Outcome of one batch.
+
+    Attributes:
+        loss: Scalar, mean over rounds of mask + IoU loss.
+        first_iou: Scalar, mean IoU after the first prompt of the candidate
+            ranked first by the IoU head (what a user sees).
+        last_iou: Scalar, mean IoU after the last round.
+    """
+
+    loss: torch.Tensor
+    first_iou: torch.Tensor
+    last_iou: torch.Tensor
+
+
+def rounds_without_point(settings: RoundsSettings, generator: torch.Generator) -> set[int]:
+    """Indices of the rounds that add no point: the last one plus random middle ones."""
+    if settings.rounds_without_point == 0:
+        return set()
+    chosen = {settings.rounds - 1}
+    middle = torch.randperm(max(settings.rounds - 2, 0), generator=generator) + 1
+    chosen.update(int(i) for i in middle[: settings.rounds_without_point - 1])
+    return chosen
+
+
+def interactive_rounds(
+    sam: Sam,
+    embeddings: torch.Tensor,
+    targets: torch.Tensor,
+    settings: RoundsSettings,
+    generator: torch.Generator,
+) -> RoundsResult:
+    """Runs the prompting rounds for a batch of objects and returns the loss.
+
+    Args:
+        sam: The network (its prompt encoder and mask decoder are used).
+        embeddings: ``NxCxExE`` image embedding of each object's image.
+        targets: ``NxSxS`` bool ground-truth masks in the model-input frame,
+            each non-empty.
+        settings: Number of rounds and first-prompt mix.
+        generator: CPU generator driving every random choice.
+
+    Returns:
+        The loss and progress figures.
+    """
+    n, size = targets.shape[0], targets.shape[-1]
+    device = targets.device
+    rows = torch.arange(n, device=device)
+    use_box = bool(torch.rand((), generator=generator) < settings.box_probability)
+    boxes = noisy_boxes(targets.cpu(), generator).to(device) if use_box else None
+    coords = torch.zeros((n, 0, 2), device=device)
+    labels = torch.zeros((n, 0), dtype=torch.int64, device=device)
+    if not use_box:
+        first, _ = sample_points(targets.cpu(), generator)
+        coords, labels = first[:, None].to(device), torch.ones((n, 1), dtype=torch.int64, device=device)
+    skip = rounds_without_point(settings, generator)
+    image_pe = sam.prompt_encoder.get_dense_pe()
+    mask_input: torch.Tensor | None = None
+    previous: torch.Tensor | None = None
+    total = torch.zeros((), device=device)
+    first_iou = last_iou = torch.zeros((), device=device)
+    for index in range(settings.rounds):
+        if previous is not None and index not in skip:
+            point, label = error_points(previous.cpu(), targets.cpu(), generator)
+            coords = torch.cat([coords, point[:, None].to(device)], dim=1)
+            labels = torch.cat([labels, label[:, None].to(device)], dim=1)
+        points = (coords, labels) if coords.shape[1] else None
+        sparse, dense = sam.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
+        low_res, iou_pred = sam.mask_decoder(
+            image_embeddings=embeddings,
+            image_pe=image_pe,
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=index == 0,
+        )
+        logits = F.interpolate(low_res.float(), size=(size, size), mode="bilinear", align_corners=False)
+        loss = sam_loss(logits, iou_pred, targets)
+        total = total + loss.total
+        if index == 0:
+            ranked_first = iou_pred.detach().argmax(dim=1)
+            first_iou = loss.actual_iou[rows, ranked_first].mean()
+        last_iou = loss.actual_iou[rows, loss.best].mean()
+        mask_input = low_res[rows, loss.best][:, None].detach()
+        previous = logits[rows, loss.best].detach() > 0
+    return RoundsResult(loss=total / settings.rounds, first_iou=first_iou, last_iou=last_iou)

@@ -1,0 +1,118 @@
+"""Accepted Label Studio masks -> the training folder (``fit()``'s output).
+
+Writes exactly the format ``backend.train.datasets.LabelStudioFolder`` reads::
+
+    <dir>/images/<image_id>.png            decoded pixels (EXIF applied), written once
+    <dir>/annotations/<annotation_key>.json
+        {"image": "images/<image_id>.png", "width": W, "height": H,
+         "masks": [{"rle": COCO RLE, "label": str, "prompts": {...}}, ...]}
+
+Every write is atomic (temporary file + ``os.replace``). One annotation has
+one file, named after its project, task and annotation ids, so an update
+replaces it instead of adding a duplicate; an image shared by several
+annotations is stored once (its name is the SHA-256 of its pixels).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from backend.formats.images import encode_png
+from backend.formats.mask_codecs import to_coco_rle
+
+
+@dataclass
+class AcceptedMask:
+    """One mask the annotator accepted.
+
+    Attributes:
+        mask: ``HxW`` bool, original-image pixels.
+        label: Its label (informative for training).
+        prompts: The clicks / boxes / text that produced it, pixels (may be empty).
+    """
+
+    mask: np.ndarray
+    label: str | None
+    prompts: dict[str, Any] = field(default_factory=dict)
+
+
+def annotation_key(project_id: Any, task_id: Any, annotation_id: Any) -> str:
+    """File-name-safe key of one Label Studio annotation."""
+    raw = f"project{project_id}-task{task_id}-annotation{annotation_id}"
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", raw)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class DatasetWriter:
+    """Writes accepted annotations into one dataset folder.
+
+    Args:
+        root: The dataset folder (``SAM_DATASET_DIR``); created on first write.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def annotation_path(self, key: str) -> Path:
+        """Where the annotation ``key`` is stored."""
+        return self.root / "annotations" / f"{key}.json"
+
+    def write(self, key: str, *, pixels: np.ndarray, image_id: str, masks: list[AcceptedMask]) -> Path | None:
+        """Store (or replace) one annotation; remove it when it has no mask left.
+
+        Args:
+            key: From :func:`annotation_key`.
+            pixels: ``HxWx3`` uint8 RGB, the decoded image.
+            image_id: SHA-256 of ``pixels`` (``backend.formats.images.compute_image_id``).
+            masks: The accepted masks, each ``HxW`` like ``pixels``.
+
+        Returns:
+            The annotation file, or ``None`` when there was nothing to store.
+        """
+        path = self.annotation_path(key)
+        if not masks:
+            path.unlink(missing_ok=True)
+            return None
+        height, width = pixels.shape[:2]
+        image_rel = f"images/{image_id}.png"
+        image_path = self.root / image_rel
+        if not image_path.exists():
+            _atomic_write(image_path, encode_png(pixels))
+        record = {
+            "image": image_rel,
+            "width": int(width),
+            "height": int(height),
+            "masks": [
+                {"rle": to_coco_rle(m.mask), "label": m.label, "prompts": m.prompts} for m in masks
+            ],
+        }
+        data = json.dumps(record, separators=(",", ":"), sort_keys=True).encode()
+        if not (path.exists() and path.read_bytes() == data):
+            _atomic_write(path, data)
+        return path
+
+    def delete(self, key: str) -> bool:
+        """Remove an annotation (its image stays: other annotations may use it)."""
+        path = self.annotation_path(key)
+        existed = path.exists()
+        path.unlink(missing_ok=True)
+        return existed

@@ -1,0 +1,118 @@
+"""Interactive labeling: Label Studio context -> pixel prompt -> masks.
+
+Label Studio sends the smart regions the annotator drew as
+``context["result"]``. Each region goes to the converter of its tag; the
+resulting :class:`InteractivePrompt` is sent to the model server as one
+request, and every object it returns becomes one output region.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from backend.client.base import SamClientBase
+from backend.errors import InvalidInput
+from sam_plugin.controls import keypoint_labels, rectangle_labels, text_area
+from sam_plugin.controls.prompt import InteractivePrompt
+from sam_plugin.label_config import SamLabelConfig
+
+
+@dataclass
+class SegmentedObject:
+    """One mask for one prompted object.
+
+    Attributes:
+        mask: ``HxW`` bool, original-image pixels.
+        score: Predicted IoU of the mask.
+        label: The object's label (from its box or first positive click).
+        prompt: JSON-able record of the prompt that produced it.
+    """
+
+    mask: np.ndarray
+    score: float
+    label: str | None
+    prompt: dict[str, Any]
+
+
+def collect_prompt(
+    results: Sequence[dict[str, Any]],
+    config: SamLabelConfig,
+    *,
+    width: int,
+    height: int,
+    negative_labels: Collection[str],
+) -> InteractivePrompt:
+    """Convert the context's regions into one pixel prompt.
+
+    Regions of other types (a brush stroke, a previous mask) are ignored.
+
+    Args:
+        results: ``context["result"]`` from Label Studio.
+        config: The parsed labeling config (control aliases).
+        width: Image width in pixels (the model server's, EXIF applied).
+        height: Image height in pixels.
+        negative_labels: Keypoint labels meaning "background".
+
+    Raises:
+        InvalidInput: A malformed or rotated region, or no usable prompt.
+    """
+    prompt = InteractivePrompt(width=width, height=height)
+    controls = config.prompt_controls
+    for item in results:
+        if not isinstance(item, dict):
+            raise InvalidInput(f"context.result items must be objects, got {type(item).__name__}")
+        kind = item.get("type")
+        if kind == keypoint_labels.RESULT_TYPE:
+            keypoint_labels.add_keypoint(prompt, item, controls.get(str(item.get("from_name"))), negative_labels)
+        elif kind == rectangle_labels.RESULT_TYPE:
+            rectangle_labels.add_rectangle(prompt, item)
+        elif kind == text_area.RESULT_TYPE:
+            text_area.add_text(prompt, item)
+    if prompt.is_empty:
+        raise InvalidInput(
+            "the request carries no SAM prompt: place a smart keypoint, draw a smart rectangle or type a text prompt"
+        )
+    if prompt.points and 1 not in prompt.point_labels and not prompt.boxes and not prompt.text:
+        raise InvalidInput("only negative (background) clicks were sent: add a positive click or a box first")
+    return prompt
+
+
+def segment(client: SamClientBase, image_id: str, prompt: InteractivePrompt) -> list[SegmentedObject]:
+    """Ask the model server for the masks of a prompt: one object per box, else one.
+
+    The best-ranked candidate of each object is kept, with its predicted IoU.
+    """
+    points = [list(p) for p in prompt.points] or None
+    labels = list(prompt.point_labels) or None
+    if len(prompt.boxes) > 1:
+        objects = client.predict(
+            image_id,
+            points=points,
+            labels=labels,
+            boxes=[b.box for b in prompt.boxes],
+            text=prompt.text,
+            multimask=False,
+        )
+        box_labels = [b.label or prompt.label for b in prompt.boxes]
+        records = []
+        for box in prompt.boxes:
+            record = prompt.as_record()
+            record["boxes"] = [list(box.box)]
+            records.append(record)
+    else:
+        box = prompt.boxes[0].box if prompt.boxes else None
+        objects = client.predict(
+            image_id, points=points, labels=labels, box=box, text=prompt.text, multimask=prompt.multimask
+        )
+        box_labels = [(prompt.boxes[0].label if prompt.boxes else None) or prompt.label] * len(objects)
+        records = [prompt.as_record()] * len(objects)
+    out = []
+    for obj, label, record in zip(objects, box_labels, records):
+        if len(obj.scores) == 0:
+            continue
+        out.append(SegmentedObject(mask=np.asarray(obj.best, dtype=bool), score=float(obj.scores[0]), label=label, prompt=record))
+    return out

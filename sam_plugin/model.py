@@ -1,0 +1,235 @@
+"""The Label Studio model class, with label-studio-ml 2.x's method signatures.
+
+``label-studio-ml`` 1.0.9 (the PyPI release) pins Flask 1.1.2 and imports
+``rq`` without declaring it, and 2.x is not on PyPI, so this class does not
+subclass ``LabelStudioMLBase``; it keeps its shape instead, so it reads like
+every other Label Studio backend:
+
+* ``SamLabelStudioModel(project_id, label_config)`` is built per request,
+* ``setup()`` checks the config and learns the model version,
+* ``predict(tasks, context=None, **kwargs)`` returns one prediction per task,
+* ``fit(event, data, **kwargs)`` stores accepted annotations.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from backend.errors import InvalidInput, NotFound
+from backend.formats.images import compute_image_id, decode_image
+from sam_plugin.controls.brush_labels import RESULT_TYPE as BRUSH_TYPE
+from sam_plugin.controls.brush_labels import brush_result_to_mask
+from sam_plugin.controls.prompt import first_label
+from sam_plugin.dataset_writer import AcceptedMask, DatasetWriter, annotation_key
+from sam_plugin.interactive import collect_prompt, segment
+from sam_plugin.label_config import SamLabelConfig, parse_label_config, require_prompt_controls
+from sam_plugin.preannotate import automask_regions, text_regions
+from sam_plugin.regions import mask_regions, prediction
+from sam_plugin.runtime import PluginRuntime, as_model_server_error
+
+logger = logging.getLogger(__name__)
+
+FIT_EVENTS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATION_DELETED")
+"""Webhook events ``fit()`` handles; any other event is acknowledged and ignored."""
+
+
+class SamLabelStudioModel:
+    """Segment Anything behind Label Studio's ML backend protocol.
+
+    Args:
+        project_id: Label Studio project id (the part before the dot of
+            Label Studio's ``"<id>.<created_at>"`` project uid).
+        label_config: The project's labeling config XML.
+        runtime: The long-lived client, fetcher and caches.
+    """
+
+    def __init__(self, project_id: str | None, label_config: str | None, *, runtime: PluginRuntime) -> None:
+        self.project_id = project_id
+        self.label_config = label_config
+        self.runtime = runtime
+        self._parsed: SamLabelConfig | None = None
+
+    @property
+    def config(self) -> SamLabelConfig:
+        """The parsed labeling config (raises :class:`InvalidInput` when unusable)."""
+        if self._parsed is None:
+            self._parsed = parse_label_config(self.label_config, output=self.runtime.settings.output)
+        return self._parsed
+
+    @property
+    def model_version(self) -> str:
+        """``sam-<model name>`` as reported by the model server."""
+        return self.runtime.model_version()
+
+    # ------------------------------------------------------------------ setup
+    def setup(self, *, timeout_s: float | None = None) -> str:
+        """Check the labeling config and return the model version.
+
+        Args:
+            timeout_s: Budget for asking the model server its model name.
+
+        Raises:
+            InvalidInput: The config lacks the tags the plugin needs.
+            ServiceUnavailable: The model server is down or slow.
+        """
+        config = self.config
+        if self.runtime.settings.preannotate == "off":
+            require_prompt_controls(config)
+        return self.runtime.model_version(timeout_s=timeout_s)
+
+    # ---------------------------------------------------------------- predict
+    def predict(self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None, **kwargs: Any) -> list[dict[str, Any]]:
+        """One prediction per task: interactive when ``context`` has regions, else batch pre-annotation.
+
+        Args:
+            tasks: Label Studio tasks (``{"id", "data": {...}}``).
+            context: Interactive context, ``{"result": [regions the annotator drew]}``.
+            **kwargs: Other request params (``login``, ``password``), unused.
+
+        Returns:
+            ``[{"result": [regions], "score": float, "model_version": str}, ...]``,
+            the same length as ``tasks``.
+        """
+        if not isinstance(tasks, list) or not all(isinstance(t, dict) for t in tasks):
+            raise InvalidInput("'tasks' must be a list of Label Studio task objects")
+        try:
+            if context and context.get("result"):
+                if not tasks:
+                    raise InvalidInput("an interactive request needs the task it refers to")
+                return [self._predict_interactive(tasks[0], context["result"])]
+            return [self._preannotate(task) for task in tasks]
+        except Exception as exc:
+            raise as_model_server_error(exc) from exc
+
+    def _image(self, task: dict[str, Any]) -> tuple[bytes, str, int, int]:
+        """Task image bytes and the model server's ``(image_id, width, height)``."""
+        key = self.config.image_key
+        reference = (task.get("data") or {}).get(key)
+        if not isinstance(reference, str):
+            raise InvalidInput(f"task {task.get('id')} has no image URL in data.{key} (the <Image value=\"${key}\">)")
+        data = self.runtime.image_bytes(reference, task_id=task.get("id"), project_id=self.project_id)
+        info = self.runtime.add_image(data)
+        return data, info.image_id, info.width, info.height
+
+    def _predict_interactive(self, task: dict[str, Any], results: list[dict[str, Any]]) -> dict[str, Any]:
+        config = self.config
+        require_prompt_controls(config)
+        data, image_id, width, height = self._image(task)
+        prompt = collect_prompt(
+            results, config, width=width, height=height, negative_labels=self.runtime.settings.negative_labels
+        )
+        try:
+            objects = segment(self.runtime.client, image_id, prompt)
+        except NotFound:  # the model server restarted and forgot the image: upload it again
+            image_id = self.runtime.add_image(data).image_id
+            objects = segment(self.runtime.client, image_id, prompt)
+        regions = []
+        for obj in objects:
+            object_regions = mask_regions(config, obj.mask, score=obj.score, label=obj.label)
+            for region in object_regions:
+                if region["type"] == BRUSH_TYPE:
+                    self.runtime.remember_prompt(task.get("id"), region["value"]["rle"], obj.prompt)
+            regions += object_regions
+        return prediction(regions, self.model_version)
+
+    def _preannotate(self, task: dict[str, Any]) -> dict[str, Any]:
+        settings = self.runtime.settings
+        if settings.preannotate == "off":
+            return prediction([], self.model_version)
+        _, image_id, _, _ = self._image(task)
+        if settings.preannotate == "automask":
+            regions = automask_regions(self.runtime.client, image_id, self.config, settings)
+        else:
+            regions = text_regions(self.runtime.client, image_id, task, self.config, settings)
+        return prediction(regions, self.model_version)
+
+    # -------------------------------------------------------------------- fit
+    def fit(self, event: str, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        """Store an accepted annotation's brush masks (and their prompts) for training.
+
+        Args:
+            event: Webhook action, e.g. ``"ANNOTATION_CREATED"``.
+            data: Webhook payload: ``{"annotation": {...}, "task": {...}, "project": {...}}``.
+
+        Returns:
+            ``{"stored": path | None, "masks": n}``, or ``{"skipped": reason}``.
+        """
+        if event not in FIT_EVENTS:
+            return {"skipped": f"event {event} is not used"}
+        settings = self.runtime.settings
+        if settings.dataset_dir is None:
+            return {"skipped": "SAM_DATASET_DIR is not set"}
+        annotation = data.get("annotation") or {}
+        task = data.get("task") or {}
+        task_id = task.get("id", annotation.get("task"))
+        if annotation.get("id") is None or task_id is None:
+            raise InvalidInput("webhook payload needs annotation.id and task.id")
+        writer = DatasetWriter(settings.dataset_dir)
+        key = annotation_key(self.project_id, task_id, annotation["id"])
+        if event == "ANNOTATION_DELETED":
+            return {"deleted": writer.delete(key)}
+        masks = self._accepted_masks(annotation.get("result") or [], task_id)
+        if not masks:
+            writer.delete(key)
+            return {"stored": None, "masks": 0}
+        try:
+            image_data = self.runtime.image_bytes(
+                str((task.get("data") or {}).get(self.config.image_key)), task_id=task_id, project_id=self.project_id
+            )
+        except Exception as exc:
+            raise as_model_server_error(exc) from exc
+        pixels = decode_image(image_data)
+        for accepted in masks:
+            if accepted.mask.shape != pixels.shape[:2]:
+                raise InvalidInput(
+                    f"brush mask of {accepted.mask.shape[1]}x{accepted.mask.shape[0]} pixels does not match the "
+                    f"image ({pixels.shape[1]}x{pixels.shape[0]}); was the image replaced or rotated?"
+                )
+        path = writer.write(key, pixels=pixels, image_id=compute_image_id(pixels), masks=masks)
+        logger.info("fit(%s): stored %d masks in %s", event, len(masks), path)
+        return {"stored": str(path) if path else None, "masks": len(masks)}
+
+    def _accepted_masks(self, results: list[dict[str, Any]], task_id: Any) -> list[AcceptedMask]:
+        """Brush regions of the annotation's output control, with the prompts behind them."""
+        output_name = self.config.output.name
+        prompt_regions = [
+            r for r in results if r.get("type") in ("keypointlabels", "rectanglelabels", "textarea")
+        ]
+        masks = []
+        for item in results:
+            if item.get("type") != BRUSH_TYPE or item.get("from_name") != output_name:
+                continue
+            mask = brush_result_to_mask(item)
+            if not np.any(mask):
+                continue
+            label = first_label(item)
+            prompts = self.runtime.recall_prompt(task_id, item["value"]["rle"])
+            if prompts is None:
+                prompts = self._prompts_in_annotation(prompt_regions, label, mask.shape)
+            masks.append(AcceptedMask(mask=mask, label=label, prompts=prompts))
+        return masks
+
+    def _prompts_in_annotation(
+        self, regions: list[dict[str, Any]], label: str | None, shape: tuple[int, ...]
+    ) -> dict[str, Any]:
+        """Prompt regions kept in the annotation with the mask's label (empty when none)."""
+        if not regions:
+            return {}
+        same_label = [r for r in regions if label is None or first_label(r) in (label, None)]
+        if not same_label:
+            return {}
+        height, width = int(shape[0]), int(shape[1])
+        try:
+            prompt = collect_prompt(
+                same_label,
+                self.config,
+                width=width,
+                height=height,
+                negative_labels=self.runtime.settings.negative_labels,
+            )
+        except InvalidInput:
+            return {}
+        return prompt.as_record()

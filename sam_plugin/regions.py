@@ -1,0 +1,67 @@
+"""Masks -> Label Studio regions of the config's output control."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from sam_plugin.controls.brush_labels import mask_to_brush_result
+from sam_plugin.controls.polygon_labels import mask_to_polygon_results
+from sam_plugin.label_config import SamLabelConfig
+
+
+def output_label(config: SamLabelConfig, label: str | None) -> str | None:
+    """The output control's label for a prompt label.
+
+    The prompt's label when the output control has it; else the output label
+    whose ``alias`` equals it; else the first output label (the prompt tags
+    may use their own names, as in Label Studio's SAM example); ``None``
+    when the output control has no labels.
+    """
+    labels = config.output.labels
+    if label is not None:
+        if label in labels:
+            return label
+        for value, alias in config.output.aliases.items():
+            if alias == label:
+                return value
+    return labels[0] if labels else label
+
+
+def mask_regions(
+    config: SamLabelConfig, mask: np.ndarray, *, score: float, label: str | None, extra: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """The Label Studio regions for one mask (one brush region, or one polygon per contour).
+
+    Args:
+        config: Parsed labeling config (output control and image names).
+        mask: ``HxW`` bool, original-image pixels.
+        score: Predicted IoU, stored as the region score.
+        label: Prompt label, mapped with :func:`output_label`.
+        extra: Extra keys merged into every region (e.g. ``meta``).
+    """
+    kwargs = {
+        "from_name": config.output.name,
+        "to_name": config.image_name,
+        "label": output_label(config, label),
+        "score": score,
+    }
+    if config.output_kind == "brush":
+        regions = [mask_to_brush_result(mask, **kwargs)]  # type: ignore[arg-type]
+    else:
+        regions = mask_to_polygon_results(mask, **kwargs)  # type: ignore[arg-type]
+    if extra:
+        for region in regions:
+            region.update(extra)
+    return regions
+
+
+def prediction(regions: list[dict[str, Any]], model_version: str) -> dict[str, Any]:
+    """One Label Studio prediction: the regions, their mean score, the model version."""
+    scores = [float(r["score"]) for r in regions if "score" in r]
+    return {
+        "result": regions,
+        "score": float(np.mean(scores)) if scores else 0.0,
+        "model_version": model_version,
+    }

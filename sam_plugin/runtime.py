@@ -1,0 +1,160 @@
+"""State shared by all requests of one plugin instance.
+
+label-studio-ml 2.x builds a new model object for every request; what must
+outlive a request (the model-server client, the image fetcher, the tokens
+Label Studio sent in ``/setup``, recently fetched images, the prompts behind
+the masks we returned) lives in one :class:`PluginRuntime`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any, Generic, TypeVar
+
+import requests
+
+from backend.client.base import ImageInfo, SamClientBase
+from backend.errors import SamError, ServiceUnavailable
+from sam_plugin.image_fetcher import TaskImageFetcher
+from sam_plugin.settings import PluginSettings
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+_MODEL_VERSION_TTL_S = 30.0
+
+
+class BoundedLru(Generic[K, V]):
+    """A thread-safe LRU mapping holding at most ``capacity`` items."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._items: OrderedDict[K, V] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: K) -> V | None:
+        """The value for ``key`` (marked recently used), or ``None``."""
+        with self._lock:
+            if key not in self._items:
+                return None
+            self._items.move_to_end(key)
+            return self._items[key]
+
+    def put(self, key: K, value: V) -> None:
+        """Store ``value``, evicting the least recently used item when full."""
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self._capacity:
+                self._items.popitem(last=False)
+
+
+def rle_fingerprint(rle: list[int]) -> str:
+    """Short hash of a brush RLE, to recognise a mask we returned earlier."""
+    return hashlib.sha256(json.dumps(rle, separators=(",", ":")).encode()).hexdigest()[:32]
+
+
+class PluginRuntime:
+    """The long-lived parts of the plugin.
+
+    Args:
+        client: The model server (remote ``SamClient`` or in-process).
+        settings: Plugin settings.
+        fetcher: Task image fetcher; built from ``settings`` when ``None``.
+    """
+
+    def __init__(
+        self, client: SamClientBase, settings: PluginSettings, fetcher: TaskImageFetcher | None = None
+    ) -> None:
+        self.client = client
+        self.settings = settings
+        self.fetcher = fetcher or TaskImageFetcher(
+            label_studio_url=settings.label_studio_url,
+            api_key=settings.label_studio_api_key,
+            allowed_hosts=settings.allowed_hosts,
+            timeout_s=settings.fetch_timeout_s,
+            max_bytes=settings.max_image_bytes,
+        )
+        self.project_tokens: dict[str, str] = {}
+        self.images: BoundedLru[str, bytes] = BoundedLru(16)
+        self.prompts: BoundedLru[str, dict[str, Any]] = BoundedLru(10_000)
+        self._version: tuple[float, str] | None = None
+        self._version_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sam-plugin-setup")
+
+    def model_version(self, *, timeout_s: float | None = None) -> str:
+        """``sam-<model name>`` of the model server, cached for a few seconds.
+
+        Args:
+            timeout_s: Give up after this long (``/setup`` must answer within
+                Label Studio's 3 s); ``None`` waits for the client's own timeout.
+
+        Raises:
+            ServiceUnavailable: The model server is down or too slow.
+        """
+        with self._version_lock:
+            if self._version is not None and time.monotonic() - self._version[0] < _MODEL_VERSION_TTL_S:
+                return self._version[1]
+        future = self._pool.submit(self.client.models)
+        try:
+            models = future.result(timeout=timeout_s)
+        except FutureTimeout:
+            raise ServiceUnavailable(
+                f"the model server did not answer within {timeout_s:g} s; check that sam-server is running"
+            ) from None
+        except Exception as exc:
+            raise as_model_server_error(exc) from exc
+        name = str(models[0].get("name", "unknown")) if models else "unknown"
+        version = f"sam-{name}"
+        with self._version_lock:
+            self._version = (time.monotonic(), version)
+        return version
+
+    def image_bytes(self, reference: str, *, task_id: int | None, project_id: str | None) -> bytes:
+        """The encoded task image, downloaded once per recent reference."""
+        key = f"{task_id}|{reference}"
+        data = self.images.get(key)
+        if data is None:
+            token = self.project_tokens.get(project_id or "")
+            data = self.fetcher.fetch(reference, task_id=task_id, fallback_token=token)
+            self.images.put(key, data)
+        return data
+
+    def add_image(self, data: bytes) -> ImageInfo:
+        """Register image bytes with the model server (no upload when it already has them)."""
+        try:
+            return self.client.add_image(data)
+        except Exception as exc:
+            raise as_model_server_error(exc) from exc
+
+    def remember_prompt(self, task_id: Any, rle: list[int], record: dict[str, Any]) -> None:
+        """Remember which prompt produced a returned mask (read back by ``fit()``)."""
+        self.prompts.put(f"{task_id}|{rle_fingerprint(rle)}", record)
+
+    def recall_prompt(self, task_id: Any, rle: list[int]) -> dict[str, Any] | None:
+        """The prompt that produced this exact mask, if this process returned it."""
+        return self.prompts.get(f"{task_id}|{rle_fingerprint(rle)}")
+
+
+def as_model_server_error(exc: Exception) -> Exception:
+    """Map a client failure to a :class:`~backend.errors.SamError` with a clear message.
+
+    ``SamError`` subclasses pass through; network errors (``requests``,
+    ``OSError``) become :class:`ServiceUnavailable`; anything else is
+    returned unchanged (a bug: the caller re-raises it).
+    """
+    if isinstance(exc, SamError):
+        return exc
+    if isinstance(exc, (requests.RequestException, OSError)):
+        return ServiceUnavailable(
+            f"the model server cannot be reached ({type(exc).__name__}: {exc}); "
+            "start sam-server or check --model-server, then retry"
+        )
+    return exc
+

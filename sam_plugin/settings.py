@@ -1,0 +1,125 @@
+"""Plugin settings, read once from the environment (never at import time).
+
+Every knob of the Label Studio plugin lives here, so the routes, the model
+class and the CLI receive one frozen :class:`PluginSettings` object instead of
+reading ``os.environ`` themselves.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from backend.errors import InvalidInput
+
+PreannotateMode = Literal["automask", "text", "off"]
+OutputKind = Literal["auto", "brush", "polygon"]
+_MODES: tuple[str, ...] = ("automask", "text", "off")
+_OUTPUTS: tuple[str, ...] = ("auto", "brush", "polygon")
+
+
+def _split_list(value: str | None) -> tuple[str, ...]:
+    """``"a, b,,c"`` -> ``("a", "b", "c")``."""
+    if not value:
+        return ()
+    return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
+@dataclass(frozen=True)
+class PluginSettings:
+    """Configuration of the Label Studio plugin.
+
+    Attributes:
+        label_studio_url: Base URL of Label Studio (``LABEL_STUDIO_URL``), the
+            host that serves ``/data/upload/...`` and ``/data/local-files/...``.
+        label_studio_api_key: Token sent to Label Studio only
+            (``LABEL_STUDIO_API_KEY``): a legacy token or a personal access
+            token (JWT, exchanged for an access token).
+        allowed_hosts: Other hosts task images may come from
+            (``SAM_ALLOWED_HOSTS``, comma separated; ``*.example.com`` matches
+            sub-domains), e.g. the host of presigned cloud-storage URLs.
+        basic_auth_user: User required on every plugin route
+            (``BASIC_AUTH_USER``); basic auth is on when user and password are set.
+        basic_auth_pass: Password (``BASIC_AUTH_PASS``).
+        dataset_dir: Folder where ``fit()`` stores accepted annotations
+            (``SAM_DATASET_DIR``); ``None`` turns storing off.
+        preannotate: Batch pre-annotation (``SAM_PREANNOTATE``): ``automask``
+            (segment everything), ``text`` (one CLIP text prompt per label name
+            or per value of ``text_field``) or ``off``.
+        text_field: Task data field holding the text prompts for ``text``
+            mode (``SAM_TEXT_FIELD``): a string (comma separated) or a list.
+        negative_labels: Keypoint label values or aliases that mark a
+            background point (``SAM_NEGATIVE_LABELS``), in addition to
+            ``is_positive: false`` and aliases starting with ``-``.
+        output: Region type produced (``SAM_OUTPUT``): ``auto`` uses
+            BrushLabels when the config has it, else PolygonLabels.
+        automask_label: Label given to segment-everything regions
+            (``SAM_AUTOMASK_LABEL``); default: the first output label.
+        automask_min_score: Segment-everything regions below this predicted
+            IoU are dropped (``SAM_AUTOMASK_MIN_SCORE``).
+        setup_timeout_s: Budget for asking the model server its model name
+            during ``/setup`` (Label Studio gives up after 3 s).
+        fetch_timeout_s: Timeout of one task image download.
+        max_image_bytes: Largest task image downloaded.
+    """
+
+    label_studio_url: str | None = None
+    label_studio_api_key: str | None = None
+    allowed_hosts: tuple[str, ...] = ()
+    basic_auth_user: str | None = None
+    basic_auth_pass: str | None = None
+    dataset_dir: Path | None = None
+    preannotate: PreannotateMode = "automask"
+    text_field: str | None = None
+    negative_labels: tuple[str, ...] = field(default=("negative", "background"))
+    output: OutputKind = "auto"
+    automask_label: str | None = None
+    automask_min_score: float = 0.0
+    setup_timeout_s: float = 2.0
+    fetch_timeout_s: float = 30.0
+    max_image_bytes: int = 100 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        if self.preannotate not in _MODES:
+            raise InvalidInput(f"SAM_PREANNOTATE must be one of {', '.join(_MODES)}, got {self.preannotate!r}")
+        if self.output not in _OUTPUTS:
+            raise InvalidInput(f"SAM_OUTPUT must be one of {', '.join(_OUTPUTS)}, got {self.output!r}")
+        if self.label_studio_url and not self.label_studio_url.startswith(("http://", "https://")):
+            raise InvalidInput(
+                f"LABEL_STUDIO_URL must start with http:// or https://, got {self.label_studio_url!r}"
+            )
+
+    @property
+    def basic_auth(self) -> tuple[str, str] | None:
+        """``(user, password)`` when basic auth is on, else ``None``."""
+        if self.basic_auth_user and self.basic_auth_pass:
+            return self.basic_auth_user, self.basic_auth_pass
+        return None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> PluginSettings:
+        """Read the settings from environment variables (see the attributes)."""
+        env = os.environ if environ is None else environ
+        dataset = env.get("SAM_DATASET_DIR")
+        negative = env.get("SAM_NEGATIVE_LABELS")
+        try:
+            min_score = float(env.get("SAM_AUTOMASK_MIN_SCORE", "0") or 0)
+        except ValueError as exc:
+            raise InvalidInput(f"SAM_AUTOMASK_MIN_SCORE must be a number, got {env['SAM_AUTOMASK_MIN_SCORE']!r}") from exc
+        return cls(
+            label_studio_url=(env.get("LABEL_STUDIO_URL") or env.get("LABEL_STUDIO_HOST") or None),
+            label_studio_api_key=env.get("LABEL_STUDIO_API_KEY") or None,
+            allowed_hosts=_split_list(env.get("SAM_ALLOWED_HOSTS")),
+            basic_auth_user=env.get("BASIC_AUTH_USER") or None,
+            basic_auth_pass=env.get("BASIC_AUTH_PASS") or None,
+            dataset_dir=Path(dataset) if dataset else None,
+            preannotate=env.get("SAM_PREANNOTATE", "automask"),  # type: ignore[arg-type]
+            text_field=env.get("SAM_TEXT_FIELD") or None,
+            negative_labels=_split_list(negative) if negative is not None else ("negative", "background"),
+            output=env.get("SAM_OUTPUT", "auto"),  # type: ignore[arg-type]
+            automask_label=env.get("SAM_AUTOMASK_LABEL") or None,
+            automask_min_score=min_score,
+        )

@@ -1,0 +1,150 @@
+"""Pixels for the three canvas layers: the scaled image, the mask overlay, the prompts.
+
+The overlay is built at canvas resolution: canvas pixel ``(i, j)`` shows the
+mask value at the original-image pixel that holds the canvas pixel's centre,
+found through :func:`backend.formats.coordinates.canvas_to_image` (the one
+canvas <-> image conversion). It is an RGBA array, which ipycanvas sends to the
+browser as a lossless PNG (RGB arrays would be JPEG-compressed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image
+
+from backend.formats.coordinates import canvas_to_image, image_to_canvas
+from widget.state import Box, Point
+
+if TYPE_CHECKING:
+    from ipycanvas import Canvas
+
+Color = tuple[int, int, int]
+
+CANDIDATE_COLOR: Color = (30, 144, 255)
+POSITIVE_COLOR = "#2ecc40"
+NEGATIVE_COLOR = "#ff4136"
+BOX_COLOR = "#ffdc00"
+POINT_RADIUS = 5.0
+LABEL_PALETTE: tuple[Color, ...] = (
+    (255, 99, 71),
+    (60, 179, 113),
+    (238, 130, 238),
+    (255, 215, 0),
+    (0, 206, 209),
+    (255, 140, 0),
+    (147, 112, 219),
+    (154, 205, 50),
+)
+
+
+def label_color(index: int) -> Color:
+    """The overlay colour of the ``index``-th label (cycles through :data:`LABEL_PALETTE`)."""
+    return LABEL_PALETTE[index % len(LABEL_PALETTE)]
+
+
+@dataclass(frozen=True)
+class CanvasGrid:
+    """Which original-image pixel each canvas pixel shows.
+
+    Attributes:
+        rows: ``canvas_height`` int64 image row of each canvas row's centre.
+        cols: ``canvas_width`` int64 image column of each canvas column's centre.
+    """
+
+    rows: np.ndarray
+    cols: np.ndarray
+
+    @classmethod
+    def build(cls, *, scale: float, canvas_size: tuple[int, int], image_size: tuple[int, int]) -> CanvasGrid:
+        """Grid for an image of ``image_size`` (width, height) drawn at ``scale`` on ``canvas_size``."""
+        canvas_width, canvas_height = canvas_size
+        image_width, image_height = image_size
+        centres_x = np.arange(canvas_width, dtype=np.float64) + 0.5
+        centres_y = np.arange(canvas_height, dtype=np.float64) + 0.5
+        image_x, _ = canvas_to_image(centres_x, np.zeros_like(centres_x), scale)
+        _, image_y = canvas_to_image(np.zeros_like(centres_y), centres_y, scale)
+        cols = np.clip(np.floor(image_x).astype(np.int64), 0, image_width - 1)
+        rows = np.clip(np.floor(image_y).astype(np.int64), 0, image_height - 1)
+        return cls(rows=rows, cols=cols)
+
+    @property
+    def canvas_size(self) -> tuple[int, int]:
+        """``(width, height)`` in canvas pixels."""
+        return len(self.cols), len(self.rows)
+
+    def sample(self, mask: np.ndarray) -> np.ndarray:
+        """``canvas_height x canvas_width`` bool view of an ``HxW`` bool mask."""
+        return mask[self.rows[:, None], self.cols[None, :]]
+
+
+def canvas_size_for(image_size: tuple[int, int], scale: float) -> tuple[int, int]:
+    """``(width, height)`` of the canvas showing an image of ``image_size`` at ``scale`` (at least 1x1)."""
+    width, height = image_to_canvas(image_size[0], image_size[1], scale)
+    return max(1, round(width)), max(1, round(height))
+
+
+def scaled_image(pixels: np.ndarray, canvas_size: tuple[int, int]) -> np.ndarray:
+    """The ``HxWx3`` uint8 image resized (area filter) to ``canvas_size``, as ``hxwx3`` uint8."""
+    if (pixels.shape[1], pixels.shape[0]) == canvas_size:
+        return pixels
+    return np.asarray(Image.fromarray(pixels).resize(canvas_size, Image.Resampling.BOX))
+
+
+def overlay_rgba(
+    grid: CanvasGrid,
+    *,
+    accepted: Sequence[tuple[np.ndarray, Color]],
+    current: np.ndarray | None,
+    opacity: float,
+) -> np.ndarray:
+    """The mask layer: accepted masks in their label colours, the current candidate on top.
+
+    Args:
+        grid: Canvas <-> image sampling grid.
+        accepted: ``(HxW bool mask, colour)`` pairs, drawn in order.
+        current: ``HxW`` bool candidate being edited, or None.
+        opacity: Alpha of mask pixels, 0..1.
+
+    Returns:
+        ``hxwx4`` uint8 RGBA at canvas size; alpha 0 outside every mask.
+    """
+    width, height = grid.canvas_size
+    rgba = np.zeros((height, width, 4), dtype=np.uint8)
+    alpha = int(round(255 * min(max(opacity, 0.0), 1.0)))
+    layers = list(accepted)
+    if current is not None:
+        layers.append((current, CANDIDATE_COLOR))
+    for mask, color in layers:
+        shown = grid.sample(mask)
+        rgba[shown] = (*color, alpha)
+    return rgba
+
+
+def draw_prompts(canvas: Canvas, *, points: Sequence[Point], box: Box | None, scale: float) -> None:
+    """Draw the clicks and the box of the current object on the interaction layer.
+
+    Args:
+        canvas: The interaction layer (cleared first).
+        points: Clicks in original-image pixels.
+        box: Box prompt (or the rubber band of a drag) in original-image pixels, or None.
+        scale: Canvas pixels per image pixel.
+    """
+    canvas.clear()
+    if box is not None:
+        x1, y1 = image_to_canvas(box.x1, box.y1, scale)
+        x2, y2 = image_to_canvas(box.x2, box.y2, scale)
+        canvas.line_width = 2
+        canvas.stroke_style = BOX_COLOR
+        canvas.stroke_rect(x1, y1, x2 - x1, y2 - y1)
+    canvas.line_width = 2
+    canvas.stroke_style = "white"
+    for point in points:
+        x, y = image_to_canvas(point.x, point.y, scale)
+        canvas.fill_style = POSITIVE_COLOR if point.positive else NEGATIVE_COLOR
+        canvas.fill_circle(x, y, POINT_RADIUS)
+        canvas.stroke_circle(x, y, POINT_RADIUS)
+

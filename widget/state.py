@@ -1,0 +1,192 @@
+"""What the widget knows about the object being segmented, as plain data.
+
+Shapes are frozen dataclasses in original-image pixels (``(x, y)``, origin
+top-left). :class:`ObjectEditor` keeps one :class:`ObjectState` per user
+action, so undo restores an earlier answer exactly, without asking the model
+server again. Nothing here knows about ipywidgets or the canvas.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from backend.client.base import ObjectMasks
+from backend.errors import InvalidInput
+
+
+@dataclass(frozen=True)
+class Point:
+    """A click prompt.
+
+    Attributes:
+        x: Original-image pixels, to the right.
+        y: Original-image pixels, down.
+        positive: True for foreground (label 1), False for background (label 0).
+    """
+
+    x: float
+    y: float
+    positive: bool = True
+
+
+@dataclass(frozen=True)
+class Box:
+    """A box prompt ``[x1, y1, x2, y2]`` in original-image pixels, ``x1 <= x2``, ``y1 <= y2``."""
+
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+
+    @classmethod
+    def from_corners(cls, x_a: float, y_a: float, x_b: float, y_b: float) -> Box:
+        """The box spanned by two opposite corners given in any order."""
+        return cls(min(x_a, x_b), min(y_a, y_b), max(x_a, x_b), max(y_a, y_b))
+
+    def as_list(self) -> list[float]:
+        """``[x1, y1, x2, y2]``."""
+        return [self.x1, self.y1, self.x2, self.y2]
+
+
+@dataclass(frozen=True, eq=False)
+class Candidate:
+    """One of the ranked masks the model proposed for the current object.
+
+    Attributes:
+        mask: ``HxW`` bool at the original image size.
+        score: Predicted IoU.
+        stability_score: IoU of the mask thresholded above and below the 0 logit.
+    """
+
+    mask: np.ndarray
+    score: float
+    stability_score: float
+
+    @property
+    def area(self) -> int:
+        """Number of mask pixels."""
+        return int(self.mask.sum())
+
+
+@dataclass(eq=False)
+class AcceptedMask:
+    """A mask the user kept.
+
+    Attributes:
+        mask: ``HxW`` bool at the original image size.
+        label: The label chosen when it was accepted.
+        score: Predicted IoU of the candidate (1.0 for masks loaded from disk).
+    """
+
+    mask: np.ndarray
+    label: str
+    score: float
+
+    def as_dict(self) -> dict[str, Any]:
+        """``{"mask", "label", "score"}``."""
+        return {"mask": self.mask, "label": self.label, "score": self.score}
+
+
+@dataclass(frozen=True, eq=False)
+class ObjectState:
+    """The prompts for the current object and the model's answer to them.
+
+    Attributes:
+        points: Clicks in the order they were made.
+        box: The box prompt, if one was drawn.
+        text: The text prompt, if one was typed.
+        candidates: Ranked candidates, best first (empty before the first answer).
+        logits_id: Server id of the best candidate's low-res logits (refinement).
+        selected: Index into ``candidates`` of the mask shown and accepted.
+    """
+
+    points: tuple[Point, ...] = ()
+    box: Box | None = None
+    text: str | None = None
+    candidates: tuple[Candidate, ...] = ()
+    logits_id: str | None = None
+    selected: int = 0
+
+    @property
+    def has_prompt(self) -> bool:
+        """True when there is something to send to the model."""
+        return bool(self.points) or self.box is not None or bool(self.text)
+
+    @property
+    def chosen(self) -> Candidate | None:
+        """The selected candidate, or None before the first answer."""
+        return self.candidates[self.selected] if self.candidates else None
+
+    def predict_kwargs(self, *, refine_from: str | None) -> dict[str, Any]:
+        """Keyword arguments for :meth:`SamClientBase.predict` (all but ``image_id``).
+
+        Args:
+            refine_from: A ``logits_id`` to send as ``mask_input``, or None.
+        """
+        kwargs: dict[str, Any] = {"multimask": True, "mask_input": refine_from}
+        if self.points:
+            kwargs["points"] = [[p.x, p.y] for p in self.points]
+            kwargs["labels"] = [1 if p.positive else 0 for p in self.points]
+        if self.box is not None:
+            kwargs["box"] = self.box.as_list()
+        if self.text:
+            kwargs["text"] = self.text
+        return kwargs
+
+    def with_answer(self, answer: ObjectMasks) -> ObjectState:
+        """This state with the model's candidates filled in, the best one selected."""
+        candidates = tuple(
+            Candidate(mask=np.asarray(mask, dtype=bool), score=float(score), stability_score=float(stab))
+            for mask, score, stab in zip(answer.masks, answer.scores, answer.stability_scores)
+        )
+        return replace(self, candidates=candidates, logits_id=answer.logits_id, selected=0)
+
+
+@dataclass
+class ObjectEditor:
+    """The history of the current object: one :class:`ObjectState` per action.
+
+    Attributes:
+        history: Oldest first; ``history[-1]`` is what the user sees. Starts
+            with one empty state.
+    """
+
+    history: list[ObjectState] = field(default_factory=lambda: [ObjectState()])
+
+    @property
+    def current(self) -> ObjectState:
+        """The state shown on the canvas."""
+        return self.history[-1]
+
+    def push(self, state: ObjectState) -> None:
+        """Record a new state (a new prompt and its answer)."""
+        self.history.append(state)
+
+    def replace_current(self, state: ObjectState) -> None:
+        """Change the current state in place (candidate switch: not an undo step)."""
+        self.history[-1] = state
+
+    def select(self, index: int) -> ObjectState:
+        """Show candidate ``index`` (0-based) of the current answer."""
+        state = self.current
+        if not 0 <= index < len(state.candidates):
+            raise InvalidInput(
+                f"candidate {index + 1} does not exist: the current answer has "
+                f"{len(state.candidates)} candidate(s); click on the image first"
+            )
+        self.replace_current(replace(state, selected=index))
+        return self.current
+
+    def undo(self) -> bool:
+        """Go back one action. Returns False when there was nothing to undo."""
+        if len(self.history) == 1:
+            return False
+        self.history.pop()
+        return True
+
+    def reset(self) -> None:
+        """Forget the current object (after accept or clear)."""
+        self.history = [ObjectState()]
