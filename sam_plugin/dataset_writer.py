@@ -101,9 +101,7 @@ class DatasetWriter:
             "image": image_rel,
             "width": int(width),
             "height": int(height),
-            "masks": [
-                {"rle": to_coco_rle(m.mask), "label": m.label, "prompts": m.prompts} for m in masks
-            ],
+            "masks": [{"rle": to_coco_rle(m.mask), "label": m.label, "prompts": m.prompts} for m in masks],
         }
         data = json.dumps(record, separators=(",", ":"), sort_keys=True).encode()
         if not (path.exists() and path.read_bytes() == data):

@@ -27,7 +27,6 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
-import posixpath
 import socket
 import threading
 from collections.abc import Callable, Sequence
@@ -161,8 +160,7 @@ class TaskImageFetcher:
         query = parse_qs(parts.query, keep_blank_values=True)
         for key in ("d", "filepath"):
             for value in query.get(key, []):
-                normalized = posixpath.normpath("/" + value)
-                if _has_dot_segment(value) or normalized == "/":
+                if _has_dot_segment(value) or not value.strip("/"):
                     raise ImageUrlRefused(f"image reference {ref!r}: the file path {value!r} is not allowed")
         if parts.path.rstrip("/") == "/data/local-files" and "d" in query:
             # rebuild the query so what Label Studio reads is exactly what we checked
@@ -184,7 +182,9 @@ class TaskImageFetcher:
     # ------------------------------------------------------------------- checks
     def _is_label_studio(self, url: str) -> bool:
         parts = urlsplit(url)
-        return self._ls_host is not None and _host_key(parts.hostname, parts.port, parts.scheme) == self._ls_host
+        return (
+            self._ls_host is not None and _host_key(parts.hostname, parts.port, parts.scheme) == self._ls_host
+        )
 
     def _host_allowed(self, host: str, port: int | None, scheme: str) -> bool:
         with_port = _host_key(host, port, scheme)
@@ -234,7 +234,9 @@ class TaskImageFetcher:
         return False
 
     # -------------------------------------------------------------------- fetch
-    def fetch(self, reference: str, *, task_id: int | None = None, fallback_token: str | None = None) -> bytes:
+    def fetch(
+        self, reference: str, *, task_id: int | None = None, fallback_token: str | None = None
+    ) -> bytes:
         """Download the image a task refers to.
 
         Args:
@@ -287,7 +289,9 @@ class TaskImageFetcher:
             hint = ""
             if is_ls and response.status_code in (401, 403):
                 hint = " (check LABEL_STUDIO_API_KEY)"
-            raise ImageFetchFailed(f"downloading the task image {url} failed: HTTP {response.status_code}{hint}")
+            raise ImageFetchFailed(
+                f"downloading the task image {url} failed: HTTP {response.status_code}{hint}"
+            )
         return response
 
     def _auth_header(self, token: str) -> str:
@@ -314,7 +318,9 @@ class TaskImageFetcher:
         length = response.headers.get("Content-Length")
         if length and length.isdigit() and int(length) > self._max_bytes:
             response.close()
-            raise PayloadTooLarge(f"the task image {url} is {length} bytes, above the {self._max_bytes} byte limit")
+            raise PayloadTooLarge(
+                f"the task image {url} is {length} bytes, above the {self._max_bytes} byte limit"
+            )
         chunks, total = [], 0
         try:
             for chunk in response.iter_content(_CHUNK):

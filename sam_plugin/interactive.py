@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from backend.client.base import SamClientBase
-from backend.errors import InvalidInput
+from backend.errors import InvalidInput, SamError
 from sam_plugin.controls import keypoint_labels, rectangle_labels, text_area
 from sam_plugin.controls.prompt import InteractivePrompt
 from sam_plugin.label_config import SamLabelConfig
@@ -67,7 +67,9 @@ def collect_prompt(
             raise InvalidInput(f"context.result items must be objects, got {type(item).__name__}")
         kind = item.get("type")
         if kind == keypoint_labels.RESULT_TYPE:
-            keypoint_labels.add_keypoint(prompt, item, controls.get(str(item.get("from_name"))), negative_labels)
+            keypoint_labels.add_keypoint(
+                prompt, item, controls.get(str(item.get("from_name"))), negative_labels
+            )
         elif kind == rectangle_labels.RESULT_TYPE:
             rectangle_labels.add_rectangle(prompt, item)
         elif kind == text_area.RESULT_TYPE:
@@ -97,6 +99,8 @@ def segment(client: SamClientBase, image_id: str, prompt: InteractivePrompt) -> 
             text=prompt.text,
             multimask=False,
         )
+        if len(objects) != len(prompt.boxes):
+            raise SamError(f"the model server returned {len(objects)} objects for {len(prompt.boxes)} boxes")
         box_labels = [b.label or prompt.label for b in prompt.boxes]
         records = []
         for box in prompt.boxes:
@@ -111,8 +115,12 @@ def segment(client: SamClientBase, image_id: str, prompt: InteractivePrompt) -> 
         box_labels = [(prompt.boxes[0].label if prompt.boxes else None) or prompt.label] * len(objects)
         records = [prompt.as_record()] * len(objects)
     out = []
-    for obj, label, record in zip(objects, box_labels, records):
+    for obj, label, record in zip(objects, box_labels, records, strict=True):
         if len(obj.scores) == 0:
             continue
-        out.append(SegmentedObject(mask=np.asarray(obj.best, dtype=bool), score=float(obj.scores[0]), label=label, prompt=record))
+        out.append(
+            SegmentedObject(
+                mask=np.asarray(obj.best, dtype=bool), score=float(obj.scores[0]), label=label, prompt=record
+            )
+        )
     return out

@@ -110,7 +110,9 @@ def parse_label_config(config: str | None, *, output: OutputKind = "auto") -> Sa
     from label_studio_sdk.label_interface import LabelInterface
 
     if not config or not config.strip():
-        raise InvalidInput("the labeling config is empty; paste the SAM labeling config from docs/labelstudio.md")
+        raise InvalidInput(
+            "the labeling config is empty; paste the SAM labeling config from docs/labelstudio.md"
+        )
     try:
         interface = LabelInterface(config)
     except Exception as exc:  # the SDK raises several unrelated types for bad XML
@@ -122,7 +124,9 @@ def parse_label_config(config: str | None, *, output: OutputKind = "auto") -> Sa
     image = images[0]
     key = (image.value or "").lstrip("$")
     if not key:
-        raise InvalidInput(f'the <Image name="{image.name}"> tag needs value="$<task field>", e.g. value="$image"')
+        raise InvalidInput(
+            f'the <Image name="{image.name}"> tag needs value="$<task field>", e.g. value="$image"'
+        )
 
     def on_image(tag: str) -> list[ControlInfo]:
         return [

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from backend.errors import InvalidInput, NotFound
+from backend.errors import InvalidInput, SamError
 from backend.formats.images import compute_image_id, decode_image
 from sam_plugin.controls.brush_labels import RESULT_TYPE as BRUSH_TYPE
 from sam_plugin.controls.brush_labels import brush_result_to_mask
@@ -81,7 +81,9 @@ class SamLabelStudioModel:
         return self.runtime.model_version(timeout_s=timeout_s)
 
     # ---------------------------------------------------------------- predict
-    def predict(self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None, **kwargs: Any) -> list[dict[str, Any]]:
+    def predict(
+        self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None, **kwargs: Any
+    ) -> list[dict[str, Any]]:
         """One prediction per task: interactive when ``context`` has regions, else batch pre-annotation.
 
         Args:
@@ -109,7 +111,9 @@ class SamLabelStudioModel:
         key = self.config.image_key
         reference = (task.get("data") or {}).get(key)
         if not isinstance(reference, str):
-            raise InvalidInput(f"task {task.get('id')} has no image URL in data.{key} (the <Image value=\"${key}\">)")
+            raise InvalidInput(
+                f'task {task.get("id")} has no image URL in data.{key} (the <Image value="${key}">)'
+            )
         data = self.runtime.image_bytes(reference, task_id=task.get("id"), project_id=self.project_id)
         info = self.runtime.add_image(data)
         return data, info.image_id, info.width, info.height
@@ -123,7 +127,10 @@ class SamLabelStudioModel:
         )
         try:
             objects = segment(self.runtime.client, image_id, prompt)
-        except NotFound:  # the model server restarted and forgot the image: upload it again
+        except SamError as exc:
+            if exc.status != 404:
+                raise
+            # the model server restarted and forgot the image: upload it again
             image_id = self.runtime.add_image(data).image_id
             objects = segment(self.runtime.client, image_id, prompt)
         regions = []
@@ -177,7 +184,9 @@ class SamLabelStudioModel:
             return {"stored": None, "masks": 0}
         try:
             image_data = self.runtime.image_bytes(
-                str((task.get("data") or {}).get(self.config.image_key)), task_id=task_id, project_id=self.project_id
+                str((task.get("data") or {}).get(self.config.image_key)),
+                task_id=task_id,
+                project_id=self.project_id,
             )
         except Exception as exc:
             raise as_model_server_error(exc) from exc

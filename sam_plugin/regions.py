@@ -30,7 +30,12 @@ def output_label(config: SamLabelConfig, label: str | None) -> str | None:
 
 
 def mask_regions(
-    config: SamLabelConfig, mask: np.ndarray, *, score: float, label: str | None, extra: dict[str, Any] | None = None
+    config: SamLabelConfig,
+    mask: np.ndarray,
+    *,
+    score: float,
+    label: str | None,
+    extra: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """The Label Studio regions for one mask (one brush region, or one polygon per contour).
 

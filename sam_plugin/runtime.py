@@ -157,4 +157,3 @@ def as_model_server_error(exc: Exception) -> Exception:
             "start sam-server or check --model-server, then retry"
         )
     return exc
-

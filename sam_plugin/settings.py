@@ -84,7 +84,9 @@ class PluginSettings:
 
     def __post_init__(self) -> None:
         if self.preannotate not in _MODES:
-            raise InvalidInput(f"SAM_PREANNOTATE must be one of {', '.join(_MODES)}, got {self.preannotate!r}")
+            raise InvalidInput(
+                f"SAM_PREANNOTATE must be one of {', '.join(_MODES)}, got {self.preannotate!r}"
+            )
         if self.output not in _OUTPUTS:
             raise InvalidInput(f"SAM_OUTPUT must be one of {', '.join(_OUTPUTS)}, got {self.output!r}")
         if self.label_studio_url and not self.label_studio_url.startswith(("http://", "https://")):
@@ -108,7 +110,9 @@ class PluginSettings:
         try:
             min_score = float(env.get("SAM_AUTOMASK_MIN_SCORE", "0") or 0)
         except ValueError as exc:
-            raise InvalidInput(f"SAM_AUTOMASK_MIN_SCORE must be a number, got {env['SAM_AUTOMASK_MIN_SCORE']!r}") from exc
+            raise InvalidInput(
+                f"SAM_AUTOMASK_MIN_SCORE must be a number, got {env['SAM_AUTOMASK_MIN_SCORE']!r}"
+            ) from exc
         return cls(
             label_studio_url=(env.get("LABEL_STUDIO_URL") or env.get("LABEL_STUDIO_HOST") or None),
             label_studio_api_key=env.get("LABEL_STUDIO_API_KEY") or None,

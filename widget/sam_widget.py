@@ -100,7 +100,12 @@ class SamWidget(widgets.VBox):
         self._embedding_error: BaseException | None = None
         self._syncing = False
 
-        self.canvas = MultiCanvas(3, width=self.canvas_size[0], height=self.canvas_size[1])
+        self.canvas = MultiCanvas(
+            3,
+            width=self.canvas_size[0],
+            height=self.canvas_size[1],
+            layout=widgets.Layout(width=f"{self.canvas_size[0]}px", max_width="100%", height="auto"),
+        )
         self.toolbar = Toolbar(self.labels, opacity=opacity)
         self._mouse = Event(source=self.canvas, watched_events=MASK_EVENTS, prevent_default_action=True)
         self._moves = Event(source=self.canvas, watched_events=["mousemove"], throttle_or_debounce="throttle", wait=40)

@@ -169,7 +169,7 @@ def compute_image_id(pixels: np.ndarray) -> str:
     """
     pixels = _validate_array(pixels, max_pixels=None)
     digest = hashlib.sha256("x".join(map(str, pixels.shape)).encode() + b":")
-    digest.update(memoryview(pixels).cast("B"))
+    digest.update(pixels.data.cast("B"))
     return digest.hexdigest()
 
 

@@ -93,20 +93,26 @@ def from_coco_rle(rle: Any, height: int | None = None, width: int | None = None)
     _check_size((h, w), height, width)
     counts = rle["counts"]
     if isinstance(counts, list):
-        runs = counts
-        rle = coco_mask.frPyObjects({"size": [h, w], "counts": [int(c) for c in counts]}, h, w)
+        try:
+            runs = [int(c) for c in counts]
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput("uncompressed COCO RLE counts must be a list of ints") from exc
     elif isinstance(counts, (str, bytes)):
         try:
             counts = counts.encode("ascii") if isinstance(counts, str) else counts
         except UnicodeEncodeError as exc:
             raise InvalidInput("COCO RLE counts must be ASCII") from exc
         runs = _parse_coco_counts(counts)
-        rle = {"size": [h, w], "counts": counts}
     else:
         raise InvalidInput("COCO RLE counts must be a string or a list of ints")
     # pycocotools returns uninitialised memory for counts that do not cover the mask: check first.
     if any(c < 0 for c in runs) or sum(runs) != h * w:
         raise InvalidInput(f"COCO RLE counts do not add up to size {h}x{w} = {h * w} pixels")
+    rle = (
+        coco_mask.frPyObjects({"size": [h, w], "counts": runs}, h, w)
+        if isinstance(counts, list)
+        else {"size": [h, w], "counts": counts}
+    )
     return np.ascontiguousarray(coco_mask.decode(rle).astype(bool))
 
 
@@ -162,8 +168,10 @@ def from_brush_rle(rle: Sequence[int], height: int, width: int) -> np.ndarray:
             raise ValueError("its pixel count does not match")
         flat = decode_rle(data)
     except (ValueError, TypeError, IndexError) as exc:
-        raise InvalidInput(f"invalid brush RLE for a {w}x{h} image ({exc}); expected a list of bytes 0..255 "
-                           "encoding width*height*4 RGBA values") from exc
+        raise InvalidInput(
+            f"invalid brush RLE for a {w}x{h} image ({exc}); expected a list of bytes 0..255 "
+            "encoding width*height*4 RGBA values"
+        ) from exc
     return np.ascontiguousarray(flat.reshape(h, w, 4)[:, :, 3] > 0)
 
 
@@ -298,7 +306,8 @@ def from_polygons(polygons: Any, height: int, width: int) -> np.ndarray:
         lengths = np.array([len(r) for r in rings])
         first = np.repeat(np.cumsum(lengths) - lengths, lengths)
         i = np.arange(len(a))
-        b = a[np.where(i + 1 == first + np.repeat(lengths, lengths), first, i + 1)]  # next vertex, ring closed
+        nxt = np.where(i + 1 == first + np.repeat(lengths, lengths), first, i + 1)  # each ring closes
+        b = a[nxt]
         (xa, ya), (xb, yb) = a.T, b.T
         sign = np.sign(yb - ya).astype(np.int32)  # +1 downwards, -1 upwards, 0 horizontal (no crossing)
         lo, hi = np.minimum(ya, yb), np.maximum(ya, yb)
@@ -318,7 +327,9 @@ def _ring(poly: Any) -> np.ndarray:
     try:
         pts = np.asarray(poly, dtype=np.float64).reshape(-1, 2)
     except (ValueError, TypeError) as exc:
-        raise InvalidInput(f"a polygon must hold numbers as [x0, y0, x1, y1, ...] or [[x, y], ...]: {exc}") from exc
+        raise InvalidInput(
+            f"a polygon must hold numbers as [x0, y0, x1, y1, ...] or [[x, y], ...]: {exc}"
+        ) from exc
     if len(pts) < 3 or not np.isfinite(pts).all():
         raise InvalidInput("a polygon needs at least 3 finite vertices")
     return pts

@@ -7,36 +7,8 @@ logit is above ``mask_threshold`` (0.0).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 MASK_THRESHOLD = 0.0
-
-
-def upscale_logits(
-    low_res: torch.Tensor,
-    *,
-    image_size: int,
-    input_size: tuple[int, int],
-    original_size: tuple[int, int],
-) -> torch.Tensor:
-    """Low-res logits -> logits at the original image size.
-
-    The logits cover the padded square model input: they are resized to
-    ``image_size``, the padding is cropped, and the rest is resized to the
-    original size (bilinear both times, as the model was trained).
-
-    Args:
-        low_res: ``BxKxLxL`` logits.
-        image_size: Side of the square model input, in pixels.
-        input_size: ``(h, w)`` of the resized image inside the model input.
-        original_size: ``(H, W)`` of the original image.
-
-    Returns:
-        ``BxKxHxW`` logits, same dtype as ``low_res``.
-    """
-    x = F.interpolate(low_res, (image_size, image_size), mode="bilinear", align_corners=False)
-    x = x[..., : input_size[0], : input_size[1]]
-    return F.interpolate(x, original_size, mode="bilinear", align_corners=False)
 
 
 def stability_score(logits: torch.Tensor, mask_threshold: float = MASK_THRESHOLD, offset: float = 1.0) -> torch.Tensor:

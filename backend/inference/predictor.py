@@ -18,10 +18,11 @@ from PIL import Image
 
 from backend.errors import InvalidInput
 from backend.formats.coordinates import resized_shape, to_model_boxes, to_model_points
-from backend.inference.mask_ops import MASK_THRESHOLD, stability_score, upscale_logits
+from backend.inference.mask_ops import MASK_THRESHOLD, stability_score
 
 if TYPE_CHECKING:
     from backend.model import Sam
+    from backend.model.mask_decoder import DecoderImageCache
 
 ArrayLike = np.ndarray | Sequence
 
@@ -57,7 +58,7 @@ class SamPredictor:
         self._embedding: torch.Tensor | None = None
         self._original_size: tuple[int, int] | None = None
         self._input_size: tuple[int, int] | None = None
-        self._dense_pe: torch.Tensor | None = None
+        self._decoder_image_cache: DecoderImageCache | None = None
 
     # ------------------------------------------------------------------ image
     @property
@@ -123,10 +124,12 @@ class SamPredictor:
         self._embedding = embedding.to(self.device, self.dtype)
         self._original_size = (int(original_size[0]), int(original_size[1]))
         self._input_size = resized_shape(original_size[0], original_size[1], self.image_size)
+        self._decoder_image_cache = None
 
     def reset_image(self) -> None:
         """Forget the current image."""
         self._embedding = self._original_size = self._input_size = None
+        self._decoder_image_cache = None
 
     # ---------------------------------------------------------------- prompts
     def predict(
@@ -164,7 +167,7 @@ class SamPredictor:
             raise InvalidInput(f"mask_input has {len(masks)} masks for {batch} boxes; give 1 or {batch}")
         tensors = self._to_tensors(coords, labels, boxes, masks, batch)
         low_res, scores = self.predict_torch(*tensors, multimask_output=multimask_output)
-        logits = self.upscale_logits(low_res).float()
+        logits = self.upscale_logits(low_res.float())
         return PredictorOutput(
             masks=(logits > MASK_THRESHOLD).cpu().numpy(),
             scores=scores.float().cpu().numpy(),
@@ -222,8 +225,10 @@ class SamPredictor:
         Returns:
             ``(low_res_logits BxKxLxL, iou_scores BxK)`` in the model's dtype.
         """
+        cache = None
         if embedding is None:
-            embedding, original_size = self.embedding, self.original_size
+            embedding, original_size, _ = self._require_image()
+            cache = self._decoder_cache()
         elif original_size is None:
             raise InvalidInput("original_size is required with an explicit embedding")
         input_size = resized_shape(original_size[0], original_size[1], self.image_size)
@@ -235,34 +240,33 @@ class SamPredictor:
             boxes = to_model_boxes(boxes, original_size, input_size).to(dtype)
         if mask_input is not None:
             mask_input = mask_input.to(dtype)
-        sparse, dense = self.model.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
-        low_res, scores = self.model.mask_decoder(
-            image_embeddings=embedding,
-            image_pe=self._dense_positional_encoding(),
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=multimask_output,
-        )
+        if cache is not None:
+            low_res, scores = self.model.decode(cache, points, boxes, mask_input, multimask_output)
+        else:
+            sparse, dense = self.model.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
+            low_res, scores = self.model.mask_decoder(
+                image_embeddings=embedding,
+                image_pe=self.model.prompt_encoder.get_dense_pe(),
+                sparse_prompt_embeddings=sparse,
+                dense_prompt_embeddings=dense,
+                multimask_output=multimask_output,
+            )
         if sort and scores.shape[1] > 1:
             scores, order = scores.sort(dim=1, descending=True)
             low_res = torch.gather(low_res, 1, order[:, :, None, None].expand_as(low_res))
         return low_res, scores
 
-    def _dense_positional_encoding(self) -> torch.Tensor:
-        """``1xCxExE`` positional encoding of the embedding grid (image independent, computed once)."""
-        if self._dense_pe is None:
-            self._dense_pe = self.model.prompt_encoder.get_dense_pe()
-        return self._dense_pe
+    def _decoder_cache(self) -> DecoderImageCache:
+        """Prompt-independent decoder work for the current image, computed once per image."""
+        if self._decoder_image_cache is None:
+            self._decoder_image_cache = self.model.prepare_decoder(self.embedding)
+        return self._decoder_image_cache
 
     def upscale_logits(self, low_res: torch.Tensor, original_size: tuple[int, int] | None = None) -> torch.Tensor:
         """``BxKxLxL`` low-res logits -> ``BxKxHxW`` logits at the original image size."""
         size = original_size or self.original_size
-        return upscale_logits(
-            low_res,
-            image_size=self.image_size,
-            input_size=resized_shape(size[0], size[1], self.image_size),
-            original_size=size,
-        )
+        input_size = resized_shape(size[0], size[1], self.image_size)
+        return self.model.postprocess_masks(low_res, input_size, size)
 
     def _check_mask_input(self, mask_input: ArrayLike | None) -> np.ndarray | None:
         """``1xLxL`` or ``Bx1xLxL`` -> ``Bx1xLxL`` float32, or a clear error."""

@@ -76,7 +76,7 @@ def load_training_state(
         InvalidInput: When the file is not a training state of this model
             and these settings (say ``--restart`` to start over).
     """
-    from backend.checkpoints import load_checkpoint
+    from backend.checkpoints import load_checkpoint, load_state_strict
 
     config, state, meta = load_checkpoint(path)
     if meta.get("kind") != "training-state":
@@ -87,7 +87,7 @@ def load_training_state(
         raise InvalidInput(
             f"{path} was written with other training settings; use the same options to resume or --restart"
         )
-    sam.load_state_dict(state, strict=True)
+    load_state_strict(sam, state)
     optimizer.load_state_dict(meta["optimizer"])
     scheduler.load_state_dict(meta["scheduler"])
     torch.set_rng_state(meta["torch_rng"])

@@ -181,8 +181,8 @@ def train(
                     embeddings = sam.image_encoder(images)
                 result = interactive_rounds(sam, embeddings[owners], targets, settings.rounds, generator)
             scaler.scale(result.loss / settings.accumulate).backward()
-            loss_sum += float(result.loss) / settings.accumulate
-            iou_sum += float(result.first_iou) / settings.accumulate
+            loss_sum += float(result.loss.detach()) / settings.accumulate
+            iou_sum += float(result.first_iou.detach()) / settings.accumulate
         if settings.grad_clip > 0:
             scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(params, settings.grad_clip)

@@ -6,7 +6,13 @@ from typing import Any
 
 from backend.errors import InvalidInput
 from backend.formats.coordinates import ls_rect_to_box
-from sam_plugin.controls.prompt import InteractivePrompt, PromptBox, check_not_rotated, first_label, read_value
+from sam_plugin.controls.prompt import (
+    InteractivePrompt,
+    PromptBox,
+    check_not_rotated,
+    first_label,
+    read_value,
+)
 
 RESULT_TYPE = "rectanglelabels"
 
@@ -24,6 +30,8 @@ def add_rectangle(prompt: InteractivePrompt, item: dict[str, Any]) -> None:
     check_not_rotated(item)
     value = read_value(item, ("x", "y", "width", "height"))
     if value["width"] <= 0 or value["height"] <= 0:
-        raise InvalidInput(f"rectangle {item.get('id', '?')} has no area; draw a box with a width and a height")
+        raise InvalidInput(
+            f"rectangle {item.get('id', '?')} has no area; draw a box with a width and a height"
+        )
     box = ls_rect_to_box(value["x"], value["y"], value["width"], value["height"], prompt.width, prompt.height)
     prompt.boxes.append(PromptBox(box=box, label=first_label(item)))

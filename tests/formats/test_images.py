@@ -34,7 +34,12 @@ def _png_16bit_rgb(values: np.ndarray) -> bytes:
     h, w, _ = values.shape
     raw = b"".join(b"\x00" + values[y].astype(">u2").tobytes() for y in range(h))
     ihdr = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", zlib.compress(raw)) + _png_chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", ihdr)
+        + _png_chunk(b"IDAT", zlib.compress(raw))
+        + _png_chunk(b"IEND", b"")
+    )
 
 
 def _png_header_only(width: int, height: int) -> bytes:
@@ -153,7 +158,9 @@ def test_animated_gif_gives_the_first_frame():
 
 
 def test_pixel_limit_is_checked_from_the_header_before_decoding():
-    # The file holds no pixel data: decoding it would fail as truncated, so the size error proves the order.
+    # The file holds no pixel data: decoding it fails as truncated, so the size error proves the order.
+    with pytest.raises(InvalidImage):
+        decode_image(_png_header_only(200, 100))
     with pytest.raises(PayloadTooLarge, match="20000x4000"):
         decode_image(_png_header_only(20_000, 4_000), max_pixels=1_000_000)
     with pytest.raises(PayloadTooLarge, match="limit"):
@@ -223,7 +230,11 @@ def test_load_image_applies_the_pixel_limit_to_arrays():
 
 def test_image_id_is_the_same_for_the_same_pixels_whatever_the_source():
     png = _save(Image.fromarray(PIXELS), "PNG")
-    ids = {compute_image_id(decode_image(png)), compute_image_id(PIXELS), compute_image_id(load_image(Image.fromarray(PIXELS)))}
+    ids = {
+        compute_image_id(decode_image(png)),
+        compute_image_id(PIXELS),
+        compute_image_id(load_image(Image.fromarray(PIXELS))),
+    }
     assert len(ids) == 1
     image_id = ids.pop()
     assert len(image_id) == 64 and int(image_id, 16) >= 0

@@ -1,0 +1,197 @@
+"""Checkpoint files: our format, the official plain state dicts, strict loading.
+
+Our format (training output, the demo model) is one ``torch.save`` of::
+
+    {"format": "sam-server/1", "config": SamConfig.to_dict(), "model": state_dict, "meta": {...}}
+
+so a file says which network it holds. Official files (Meta's SAM,
+MobileSAM) are plain state dicts and carry no configuration: the registry
+supplies it. Everything is read with ``torch.load(weights_only=True)``, which
+refuses pickled code; :func:`save_checkpoint` therefore checks that ``meta``
+holds only what such loading accepts (dicts, lists, tuples, numbers,
+strings, ``None``, tensors) before writing anything.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from backend.errors import InvalidInput
+from backend.model.config import SamConfig
+
+FORMAT = "sam-server/1"
+_SHOWN_KEYS = 10
+
+
+def save_checkpoint(
+    path: str | Path, *, model_state: dict[str, torch.Tensor], config: SamConfig, meta: dict[str, Any] | None = None
+) -> None:
+    """Write a checkpoint in our format, atomically.
+
+    The file is written to a temporary file in the same folder, flushed to
+    disk and then renamed over ``path``: readers see the old file or the
+    complete new one, never a partial one.
+
+    Args:
+        path: Destination file; missing parent folders are created.
+        model_state: The network's ``state_dict()`` (CPU tensors are best).
+        config: The configuration that ``build_sam`` turns into this network.
+        meta: Free-form metadata (training step, metrics, data, ...).
+
+    Raises:
+        InvalidInput: ``model_state`` is not a dict of tensors, or ``meta``
+            holds values that ``weights_only`` loading would refuse.
+    """
+    if not isinstance(model_state, dict) or not all(isinstance(v, torch.Tensor) for v in model_state.values()):
+        raise InvalidInput("model_state must be a state dict (str -> tensor), e.g. model.state_dict()")
+    meta = dict(meta or {})
+    _check_weights_only_loadable(meta)
+    payload = {"format": FORMAT, "config": config.to_dict(), "model": model_state, "meta": meta}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def load_checkpoint(path: str | Path) -> tuple[SamConfig | None, dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a checkpoint of ours or an official state dict, on the CPU.
+
+    Args:
+        path: A ``.pt`` / ``.pth`` file.
+
+    Returns:
+        ``(config, state_dict, meta)``: ``config`` is ``None`` for plain state
+        dicts (official files); ``meta`` is ``{}`` for them.
+
+    Raises:
+        InvalidInput: Missing, unreadable, truncated or unrecognised file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidInput(f"no checkpoint file at {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise InvalidInput(
+            f"{path} holds pickled objects that safe loading (weights_only=True) refuses: {exc}. "
+            "Re-save it as a plain state dict: torch.save(model.state_dict(), path)"
+        ) from exc
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise InvalidInput(f"cannot read checkpoint {path} ({exc}); the file may be truncated or corrupt") from exc
+    if isinstance(obj, dict) and "format" in obj:
+        return _unpack_ours(obj, path)
+    if _is_state_dict(obj):
+        return None, obj, {}
+    for key in ("model", "state_dict"):  # common wrappers of fine-tuned checkpoints
+        if isinstance(obj, dict) and _is_state_dict(obj.get(key)):
+            return None, obj[key], {}
+    raise InvalidInput(
+        f"{path} is neither a sam-server checkpoint nor a state dict of tensors; "
+        "save one with backend.checkpoints.save_checkpoint or torch.save(model.state_dict(), path)"
+    )
+
+
+def load_state_strict(model: torch.nn.Module, state_dict: dict[str, torch.Tensor]) -> None:
+    """Load weights requiring exactly the model's keys and shapes.
+
+    Args:
+        model: The network to fill.
+        state_dict: Weights for it (dtypes are converted on copy).
+
+    Raises:
+        InvalidInput: Naming up to ten missing, unexpected and mis-shaped keys
+            each, with their counts.
+    """
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    mis_shaped = [
+        f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
+        for k, v in state_dict.items()
+        if k in expected and v.shape != expected[k].shape
+    ]
+    if missing or unexpected or mis_shaped:
+        parts = [
+            f"{len(keys)} {label}: {', '.join(keys[:_SHOWN_KEYS])}{', ...' if len(keys) > _SHOWN_KEYS else ''}"
+            for label, keys in (("missing", missing), ("unexpected", unexpected), ("with another shape", mis_shaped))
+            if keys
+        ]
+        hint = ""
+        if unexpected and all(k.startswith("module.") for k in unexpected):
+            hint = " (keys start with 'module.': strip that DataParallel prefix before loading)"
+        raise InvalidInput(
+            "the checkpoint does not fit this network configuration; keys " + "; ".join(parts) + hint
+        )
+    model.load_state_dict(state_dict, strict=True)
+
+
+def _unpack_ours(obj: dict[str, Any], path: Path) -> tuple[SamConfig, dict[str, torch.Tensor], dict[str, Any]]:
+    if obj["format"] != FORMAT:
+        raise InvalidInput(f"{path} has checkpoint format {obj['format']!r}; this version reads {FORMAT!r}")
+    if not _is_state_dict(obj.get("model")) or not isinstance(obj.get("config"), dict):
+        raise InvalidInput(f"{path} is a damaged {FORMAT} checkpoint: 'model' or 'config' is missing")
+    try:
+        config = SamConfig.from_dict(obj["config"])
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"{path} holds a configuration this version cannot read: {exc}") from exc
+    return config, obj["model"], dict(obj.get("meta") or {})
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return isinstance(obj, dict) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def _check_weights_only_loadable(meta: dict[str, Any]) -> None:
+    """Round-trip ``meta`` without its tensors through ``weights_only`` loading."""
+    buf = io.BytesIO()
+    torch.save(_without_tensors(meta), buf)
+    buf.seek(0)
+    try:
+        torch.load(buf, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise InvalidInput(
+            f"checkpoint meta holds a value that safe loading refuses ({exc}); "
+            "keep meta to dicts, lists, tuples, numbers, strings, None and tensors "
+            "(convert numpy values with .item() or .tolist())"
+        ) from exc
+
+
+def _without_tensors(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return None
+    if type(value) is dict:
+        return {k: _without_tensors(v) for k, v in value.items()}
+    if type(value) in (list, tuple):
+        return type(value)(_without_tensors(v) for v in value)
+    return value
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename durable (POSIX); a no-op where folders cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

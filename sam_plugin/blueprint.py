@@ -1,0 +1,203 @@
+"""Label Studio's ML backend protocol as a Flask blueprint.
+
+Routes (relative to where the blueprint is mounted: ``/ls`` on the model
+server, ``/`` in the standalone ``sam-plugin``):
+
+==========  ==========  ==================================================
+``POST``    /setup      ``{"project", "schema", "hostname", "access_token", "extra_params"}``
+                        -> ``{"model_version"}``; answers within 3 s.
+``POST``    /predict    ``{"tasks", "project", "label_config", "params": {"context", ...}}``
+                        -> ``{"results": [{"result", "score", "model_version"}, ...]}``
+``POST``    /webhook    ``{"action", "annotation", "task", "project"}`` -> ``{"status", "result"}``
+``GET``     /health     ``{"status": "UP", "model_class"}`` (also ``GET /``)
+``GET``     /metrics    Prometheus text
+==========  ==========  ==================================================
+
+Errors are ``{"error": code, "detail": message}`` with the error's status.
+Label Studio shows ``requests``' message for a failed call, which holds the
+HTTP *reason phrase*, not the body; so the reason phrase carries the message
+too (one line of ASCII), e.g. ``503 the model server cannot be reached ...``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+
+from backend.client.base import SamClientBase
+from backend.errors import InvalidInput, SamError
+from sam_plugin.model import SamLabelStudioModel
+from sam_plugin.runtime import PluginRuntime
+from sam_plugin.settings import PluginSettings
+
+logger = logging.getLogger(__name__)
+
+MODEL_CLASS = SamLabelStudioModel
+
+
+def _reason(message: str) -> str:
+    """A message made safe for an HTTP status line."""
+    text = " ".join(message.split()).encode("ascii", "replace").decode()
+    return text[:300]
+
+
+def error_response(error: SamError) -> Response:
+    """``{"error", "detail"}`` JSON with the error's status and its message as reason phrase."""
+    response = jsonify({"error": error.code, "detail": error.detail})
+    response.status = f"{error.status} {_reason(error.detail)}"
+    return response
+
+
+def _json_body() -> dict[str, Any]:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise InvalidInput("the request body must be a JSON object (Content-Type: application/json)")
+    return body
+
+
+def _project_id(raw: Any) -> str | None:
+    """``"12.1700000000"`` (Label Studio's project uid) -> ``"12"``."""
+    if raw is None:
+        return None
+    if isinstance(raw, dict):
+        raw = raw.get("id")
+    return str(raw).split(".", 1)[0]
+
+
+DEFAULT_URL_PREFIX = "/ls"
+"""Where the model server mounts the plugin: the ML backend URL is ``http://HOST:PORT/ls``."""
+
+
+def create_blueprint(
+    client: SamClientBase,
+    settings: PluginSettings | None = None,
+    *,
+    runtime: PluginRuntime | None = None,
+    url_prefix: str = DEFAULT_URL_PREFIX,
+) -> Blueprint:
+    """The Label Studio ML backend routes, talking to ``client``.
+
+    This is the ``sam_server.blueprints`` entry point: the model server calls
+    ``create_blueprint(client)`` and registers the result, which carries its
+    own ``/ls`` prefix.
+
+    Args:
+        client: The model server (``SamClient`` over HTTP, or in-process).
+        settings: Plugin settings; read from the environment when ``None``.
+        runtime: Prebuilt runtime (tests inject a fetcher through it).
+        url_prefix: Mount point; ``""`` for the standalone plugin.
+
+    Returns:
+        A blueprint named ``labelstudio``.
+    """
+    from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+    from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+    settings = settings or (runtime.settings if runtime else PluginSettings.from_env())
+    runtime = runtime or PluginRuntime(client, settings)
+    bp = Blueprint("labelstudio", __name__, url_prefix=url_prefix or None)
+
+    registry = CollectorRegistry()
+    requests_total = Counter(
+        "sam_plugin_requests",
+        "Label Studio requests by route and status",
+        ["route", "status"],
+        registry=registry,
+    )
+    latency = Histogram(
+        "sam_plugin_request_seconds", "Label Studio request latency by route", ["route"], registry=registry
+    )
+
+    @bp.before_request
+    def _check_basic_auth() -> Response | None:
+        expected = settings.basic_auth
+        if expected is None:
+            return None
+        auth = request.authorization
+        user_ok = auth is not None and hmac.compare_digest(
+            (auth.username or "").encode(), expected[0].encode()
+        )
+        pass_ok = auth is not None and hmac.compare_digest(
+            (auth.password or "").encode(), expected[1].encode()
+        )
+        if user_ok and pass_ok:
+            return None
+        response = jsonify(
+            {"error": "unauthorized", "detail": "basic auth required: set the ML backend's user and password"}
+        )
+        response.status = "401 Unauthorized"
+        response.headers["WWW-Authenticate"] = 'Basic realm="sam-plugin"'
+        return response
+
+    @bp.before_request
+    def _start_timer() -> None:
+        request.environ["sam_plugin.start"] = time.perf_counter()
+
+    @bp.after_request
+    def _count(response: Response) -> Response:
+        route = request.url_rule.endpoint.rsplit(".", 1)[-1] if request.url_rule else "unknown"
+        requests_total.labels(route=route, status=str(response.status_code)).inc()
+        start = request.environ.get("sam_plugin.start")
+        if start is not None:
+            latency.labels(route=route).observe(time.perf_counter() - start)
+        return response
+
+    @bp.errorhandler(SamError)
+    def _sam_error(error: SamError) -> Response:
+        logger.info("Label Studio request failed: %s", error)
+        return error_response(error)
+
+    @bp.errorhandler(Exception)
+    def _unexpected(error: Exception) -> Response:
+        from werkzeug.exceptions import HTTPException
+
+        if isinstance(error, HTTPException):
+            return error  # type: ignore[return-value]
+        logger.exception("unexpected error in the Label Studio plugin")
+        return error_response(SamError("internal error in the SAM plugin; see its log for details"))
+
+    @bp.post("/setup")
+    def setup() -> Response:
+        body = _json_body()
+        project_id = _project_id(body.get("project"))
+        token = body.get("access_token")
+        if project_id and isinstance(token, str) and token:
+            runtime.project_tokens[project_id] = token
+        model = MODEL_CLASS(project_id, body.get("schema"), runtime=runtime)
+        version = model.setup(timeout_s=settings.setup_timeout_s)
+        return jsonify({"model_version": version})
+
+    @bp.post("/predict")
+    def predict() -> Response:
+        body = _json_body()
+        params = dict(body.get("params") or {})
+        context = params.pop("context", None) or None
+        model = MODEL_CLASS(_project_id(body.get("project")), body.get("label_config"), runtime=runtime)
+        results = model.predict(body.get("tasks") or [], context=context, **params)
+        return jsonify({"results": results})
+
+    @bp.post("/webhook")
+    def webhook() -> tuple[Response, int]:
+        body = _json_body()
+        event = body.pop("action", None)
+        project = body.get("project") or {}
+        if not isinstance(event, str) or not isinstance(project, dict):
+            raise InvalidInput("a webhook needs 'action' and a 'project' object")
+        model = MODEL_CLASS(_project_id(project), project.get("label_config"), runtime=runtime)
+        result = model.fit(event, body)
+        return jsonify({"status": "ok", "result": result}), 201
+
+    @bp.get("/")
+    @bp.get("/health")
+    def health() -> Response:
+        return jsonify({"status": "UP", "model_class": MODEL_CLASS.__name__})
+
+    @bp.get("/metrics")
+    def metrics() -> Response:
+        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+
+    return bp

@@ -1,0 +1,168 @@
+"""SamService without HTTP: computing once, micro-batching, stores, out-of-memory."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from backend.errors import InvalidInput, NotFound, ServiceUnavailable
+from backend.serving.service import SamService
+from tests.serving.conftest import make_config
+from tests.serving.tiny_model import picture, png_bytes
+
+
+def _hold_worker(service: SamService) -> threading.Event:
+    """Block the GPU worker until the returned event is set (work queues up meanwhile)."""
+    release, started = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        started.set()
+        release.wait(30)
+
+    service._worker.submit(hold)
+    assert started.wait(10)
+    return release
+
+
+def _wait_for_queue(service: SamService, depth: int) -> None:
+    for _ in range(2000):
+        if service.queue_depth() >= depth:
+            return
+        threading.Event().wait(0.005)
+    raise AssertionError(f"queue never reached {depth}")
+
+
+def test_concurrent_add_image_of_one_picture_computes_once(service):
+    data = png_bytes(picture())
+    release = _hold_worker(service)
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(service.add_image, data) for _ in range(8)]
+        _wait_for_queue(service, 1)
+        threading.Event().wait(0.2)  # every thread has reached the in-flight check by now
+        release.set()
+        infos = [f.result(timeout=30) for f in futures]
+    assert len({i.image_id for i in infos}) == 1
+    assert service.encoder_calls == 1
+
+
+def test_add_image_accepts_array_and_bytes_alike(service):
+    by_bytes = service.add_image(png_bytes(picture()))
+    by_array = service.add_image(picture())
+    assert by_bytes == by_array and service.encoder_calls == 1
+
+
+def _concurrent_predicts(service: SamService, requests: list[dict]) -> list:
+    release = _hold_worker(service)
+    with ThreadPoolExecutor(len(requests)) as pool:
+        futures = [pool.submit(service.predict, **r) for r in requests]
+        _wait_for_queue(service, len(requests))
+        release.set()
+        return [f.result(timeout=30) for f in futures]
+
+
+def test_concurrent_predicts_share_one_decoder_call_and_match_unbatched(service):
+    ids = [service.add_image(picture(seed=s)).image_id for s in range(3)]
+    requests = [
+        {"image_id": ids[i % 3], "points": [[5.0 + 7 * i, 9.0 + 3 * i]], "labels": [1]} for i in range(6)
+    ]
+    before = service.decoder_calls
+    batched = _concurrent_predicts(service, requests)
+    assert service.decoder_calls - before == 1
+    for request, [obj] in zip(requests, batched, strict=True):
+        [alone] = service.predict(**request)
+        np.testing.assert_allclose(obj.scores, alone.scores, atol=1e-5)
+        np.testing.assert_allclose(obj.stability_scores, alone.stability_scores, atol=1e-3)
+        assert np.mean(obj.masks != alone.masks) < 1e-3
+
+
+def test_different_prompt_shapes_are_separate_decoder_calls(service):
+    image_id = service.add_image(picture()).image_id
+    requests = [
+        {"image_id": image_id, "points": [[10, 10]], "labels": [1]},
+        {"image_id": image_id, "points": [[10, 10], [20, 20]], "labels": [1, 0]},
+        {"image_id": image_id, "box": [1, 1, 30, 30]},
+        {"image_id": image_id, "points": [[30, 10]], "labels": [1]},
+    ]
+    before = service.decoder_calls
+    results = _concurrent_predicts(service, requests)
+    assert service.decoder_calls - before == 3
+    assert all(len(r) == 1 for r in results)
+
+
+def test_max_batch_one_disables_batching(tiny_sam):
+    service = SamService(make_config(tiny_sam, max_batch=1)).start()
+    try:
+        assert service.wait_ready(30)
+        image_id = service.add_image(picture()).image_id
+        requests = [{"image_id": image_id, "points": [[5 + i, 5]], "labels": [1]} for i in range(4)]
+        before = service.decoder_calls
+        _concurrent_predicts(service, requests)
+        assert service.decoder_calls - before == 4
+    finally:
+        service.close()
+
+
+def test_boxes_of_one_request_are_counted_against_max_batch(tiny_sam):
+    service = SamService(make_config(tiny_sam, max_batch=3)).start()
+    try:
+        assert service.wait_ready(30)
+        image_id = service.add_image(picture()).image_id
+        box = [1, 1, 30, 30]
+        requests = [{"image_id": image_id, "boxes": [box, box]} for _ in range(3)]
+        before = service.decoder_calls
+        results = _concurrent_predicts(service, requests)
+        assert service.decoder_calls - before == 3  # 2 + 2 > 3: no two requests fit together
+        assert all(len(r) == 2 for r in results)
+    finally:
+        service.close()
+
+
+def test_encoder_out_of_memory_is_unavailable_then_next_works(service, monkeypatch):
+    original = service._predictor.compute_embedding
+    calls = {"n": 0}
+
+    def oom_once(pixels):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 1 GiB")
+        return original(pixels)
+
+    monkeypatch.setattr(service._predictor, "compute_embedding", oom_once)
+    with pytest.raises(ServiceUnavailable, match="GPU memory"):
+        service.add_image(picture())
+    assert service.add_image(picture()).width == 80
+
+
+def test_unknown_ids_and_evicted_pixels_say_how_to_fix(tiny_sam):
+    service = SamService(make_config(tiny_sam, image_store_mb=0)).start()
+    try:
+        assert service.wait_ready(30)
+        with pytest.raises(NotFound, match="POST /v1/images"):
+            service.predict("0" * 64, points=[[1, 1]], labels=[1])
+        image_id = service.add_image(picture()).image_id
+        with pytest.raises(NotFound, match="upload the image again"):
+            service.pixels_for(image_id)
+        with pytest.raises(NotFound, match="logits_id"):
+            service.predict(image_id, mask_input="missing")
+    finally:
+        service.close()
+
+
+def test_text_with_boxes_or_mask_input_is_refused(service):
+    image_id = service.add_image(picture()).image_id
+    with pytest.raises(InvalidInput, match="text"):
+        service.predict(image_id, text="a cat", boxes=[[0, 0, 5, 5]])
+
+
+def test_model_that_fails_to_load_answers_unavailable(tmp_path):
+    service = SamService(make_config(None).__class__(model=str(tmp_path / "missing.pt"), plugins=False)).start()
+    try:
+        assert not service.wait_ready(60)
+        with pytest.raises(ServiceUnavailable):
+            service.add_image(picture())
+        assert service.models()[0]["ready"] is False
+    finally:
+        service.close()

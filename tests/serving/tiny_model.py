@@ -1,0 +1,51 @@
+"""A tiny random SAM (128-pixel input, 32-wide) and test pictures, shared by server and client tests."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from backend.model import SamConfig, ViTConfig, build_sam
+
+TINY_CONFIG = SamConfig(
+    vit=ViTConfig(embed_dim=32, depth=2, num_heads=2, global_attn_indexes=(1,), window_size=4),
+    image_size=128,
+    prompt_embed_dim=32,
+    mask_in_chans=4,
+    decoder_mlp_dim=64,
+    decoder_num_heads=2,
+    iou_head_hidden_dim=32,
+)
+
+
+def build_tiny_sam(seed: int = 0) -> torch.nn.Module:
+    """Random weights, eval mode, CPU float32."""
+    torch.manual_seed(seed)
+    return build_sam(TINY_CONFIG).eval()
+
+
+def save_tiny_checkpoint(path: Path, seed: int = 0) -> Path:
+    """Our checkpoint format (``sam-server/1``), loadable by ``sam-server --model PATH``."""
+    sam = build_tiny_sam(seed)
+    torch.save({"format": "sam-server/1", "config": TINY_CONFIG.to_dict(), "model": sam.state_dict(),
+                "meta": {"name": "tiny-test"}}, path)
+    return path
+
+
+def picture(seed: int = 0, height: int = 60, width: int = 80) -> np.ndarray:
+    """``HxWx3`` uint8: noise with a bright rectangle (so masks have structure)."""
+    rng = np.random.default_rng(seed)
+    pixels = (rng.random((height, width, 3)) * 80).astype(np.uint8)
+    pixels[height // 4 : height // 2, width // 4 : width // 2] = 230
+    return pixels
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    """Lossless PNG file of ``pixels``."""
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    return buf.getvalue()
