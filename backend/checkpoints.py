@@ -32,7 +32,11 @@ _SHOWN_KEYS = 10
 
 
 def save_checkpoint(
-    path: str | Path, *, model_state: dict[str, torch.Tensor], config: SamConfig, meta: dict[str, Any] | None = None
+    path: str | Path,
+    *,
+    model_state: dict[str, torch.Tensor],
+    config: SamConfig,
+    meta: dict[str, Any] | None = None,
 ) -> None:
     """Write a checkpoint in our format, atomically.
 
@@ -50,7 +54,9 @@ def save_checkpoint(
         InvalidInput: ``model_state`` is not a dict of tensors, or ``meta``
             holds values that ``weights_only`` loading would refuse.
     """
-    if not isinstance(model_state, dict) or not all(isinstance(v, torch.Tensor) for v in model_state.values()):
+    if not isinstance(model_state, dict) or not all(
+        isinstance(v, torch.Tensor) for v in model_state.values()
+    ):
         raise InvalidInput("model_state must be a state dict (str -> tensor), e.g. model.state_dict()")
     meta = dict(meta or {})
     _check_weights_only_loadable(meta)
@@ -89,12 +95,19 @@ def load_checkpoint(path: str | Path) -> tuple[SamConfig | None, dict[str, torch
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        refused = [line.strip() for line in str(exc).splitlines() if "Unsupported global" in line]
+        if not refused:
+            raise InvalidInput(
+                f"cannot read checkpoint {path}: it is not a torch file or is corrupt"
+            ) from exc
         raise InvalidInput(
-            f"{path} holds pickled objects that safe loading (weights_only=True) refuses: {exc}. "
+            f"{path} holds pickled objects that safe loading (weights_only=True) refuses ({refused[0]}). "
             "Re-save it as a plain state dict: torch.save(model.state_dict(), path)"
         ) from exc
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise InvalidInput(f"cannot read checkpoint {path} ({exc}); the file may be truncated or corrupt") from exc
+        raise InvalidInput(
+            f"cannot read checkpoint {path} ({exc}); the file may be truncated or corrupt"
+        ) from exc
     if isinstance(obj, dict) and "format" in obj:
         return _unpack_ours(obj, path)
     if _is_state_dict(obj):
@@ -130,7 +143,11 @@ def load_state_strict(model: torch.nn.Module, state_dict: dict[str, torch.Tensor
     if missing or unexpected or mis_shaped:
         parts = [
             f"{len(keys)} {label}: {', '.join(keys[:_SHOWN_KEYS])}{', ...' if len(keys) > _SHOWN_KEYS else ''}"
-            for label, keys in (("missing", missing), ("unexpected", unexpected), ("with another shape", mis_shaped))
+            for label, keys in (
+                ("missing", missing),
+                ("unexpected", unexpected),
+                ("with another shape", mis_shaped),
+            )
             if keys
         ]
         hint = ""
@@ -142,7 +159,9 @@ def load_state_strict(model: torch.nn.Module, state_dict: dict[str, torch.Tensor
     model.load_state_dict(state_dict, strict=True)
 
 
-def _unpack_ours(obj: dict[str, Any], path: Path) -> tuple[SamConfig, dict[str, torch.Tensor], dict[str, Any]]:
+def _unpack_ours(
+    obj: dict[str, Any], path: Path
+) -> tuple[SamConfig, dict[str, torch.Tensor], dict[str, Any]]:
     if obj["format"] != FORMAT:
         raise InvalidInput(f"{path} has checkpoint format {obj['format']!r}; this version reads {FORMAT!r}")
     if not _is_state_dict(obj.get("model")) or not isinstance(obj.get("config"), dict):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import threading
 import time
 from typing import Any
 
@@ -50,6 +51,20 @@ def error_response(error: SamError) -> Response:
     response = jsonify({"error": error.code, "detail": error.detail})
     response.status = f"{error.status} {_reason(error.detail)}"
     return response
+
+
+def _warm_up_sdk() -> None:
+    """Import label-studio-sdk's config parser in the background.
+
+    The import takes seconds on a busy machine, longer than the 3 s Label
+    Studio gives ``/setup``; starting it when the blueprint is created keeps
+    the first ``/setup`` fast without slowing the server's start.
+    """
+
+    def load() -> None:
+        import label_studio_sdk.label_interface  # noqa: F401
+
+    threading.Thread(target=load, name="sam-plugin-sdk-import", daemon=True).start()
 
 
 def _json_body() -> dict[str, Any]:
@@ -97,6 +112,7 @@ def create_blueprint(
     from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
     from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+    _warm_up_sdk()
     settings = settings or (runtime.settings if runtime else PluginSettings.from_env())
     runtime = runtime or PluginRuntime(client, settings)
     bp = Blueprint("labelstudio", __name__, url_prefix=url_prefix or None)

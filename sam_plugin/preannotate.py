@@ -27,7 +27,7 @@ def automask_regions(
     client: SamClientBase, image_id: str, config: SamLabelConfig, settings: PluginSettings
 ) -> list[dict[str, Any]]:
     """Segment-everything regions for one image, best predicted IoU first."""
-    records = client.automask(image_id)
+    records = client.automask(image_id, **settings.automask_params)
     records = [r for r in records if float(r.get("predicted_iou", 0.0)) >= settings.automask_min_score]
     records.sort(key=lambda r: float(r.get("predicted_iou", 0.0)), reverse=True)
     label = settings.automask_label or (config.output.labels[0] if config.output.labels else None)

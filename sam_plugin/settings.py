@@ -7,11 +7,12 @@ reading ``os.environ`` themselves.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from backend.errors import InvalidInput
 
@@ -60,6 +61,9 @@ class PluginSettings:
             (``SAM_AUTOMASK_LABEL``); default: the first output label.
         automask_min_score: Segment-everything regions below this predicted
             IoU are dropped (``SAM_AUTOMASK_MIN_SCORE``).
+        automask_params: Segment-everything parameters passed to the model
+            server (``SAM_AUTOMASK_PARAMS``, a JSON object such as
+            ``{"points_per_side": 16, "pred_iou_thresh": 0.9}``).
         setup_timeout_s: Budget for asking the model server its model name
             during ``/setup`` (Label Studio gives up after 3 s).
         fetch_timeout_s: Timeout of one task image download.
@@ -78,6 +82,7 @@ class PluginSettings:
     output: OutputKind = "auto"
     automask_label: str | None = None
     automask_min_score: float = 0.0
+    automask_params: dict[str, Any] = field(default_factory=dict)
     setup_timeout_s: float = 2.0
     fetch_timeout_s: float = 30.0
     max_image_bytes: int = 100 * 1024 * 1024
@@ -113,6 +118,12 @@ class PluginSettings:
             raise InvalidInput(
                 f"SAM_AUTOMASK_MIN_SCORE must be a number, got {env['SAM_AUTOMASK_MIN_SCORE']!r}"
             ) from exc
+        try:
+            automask_params = json.loads(env.get("SAM_AUTOMASK_PARAMS") or "{}")
+        except json.JSONDecodeError as exc:
+            raise InvalidInput(f"SAM_AUTOMASK_PARAMS must be a JSON object: {exc}") from exc
+        if not isinstance(automask_params, dict):
+            raise InvalidInput('SAM_AUTOMASK_PARAMS must be a JSON object, e.g. {"points_per_side": 16}')
         return cls(
             label_studio_url=(env.get("LABEL_STUDIO_URL") or env.get("LABEL_STUDIO_HOST") or None),
             label_studio_api_key=env.get("LABEL_STUDIO_API_KEY") or None,
@@ -126,4 +137,5 @@ class PluginSettings:
             output=env.get("SAM_OUTPUT", "auto"),  # type: ignore[arg-type]
             automask_label=env.get("SAM_AUTOMASK_LABEL") or None,
             automask_min_score=min_score,
+            automask_params=automask_params,
         )

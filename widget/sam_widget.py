@@ -353,24 +353,24 @@ class SamWidget(widgets.VBox):
         ticker.start()
         try:
             info = self.client.add_image(self.pixels)
-        except Exception as exc:  # reported in the status line and by wait_ready()
+        except Exception as exc:  # shown in the status line and re-raised by wait_ready()
             self._embedding_error = exc
+        finally:
             done.set()
             ticker.join()
-            self.toolbar.show_status(f"error: could not compute the embedding: {exc}")
+        try:
+            if self._embedding_error is not None:
+                self.status = f"error: could not compute the embedding: {self._embedding_error}"
+                return
+            with self._lock:
+                self.image_id = info.image_id
+                self.status = f"embedding ready in {time.perf_counter() - start:.1f} s: click on an object"
+                pending = self.current
+                if pending.has_prompt and not pending.candidates:
+                    self.editor.undo()
+                    self._guarded(lambda: self._ask(pending, refine_from=None))
+        finally:
             self._ready.set()
-            return
-        done.set()
-        ticker.join()
-        seconds = time.perf_counter() - start
-        with self._lock:
-            self.image_id = info.image_id
-            self.status = f"embedding ready in {seconds:.1f} s: click on an object"
-            pending = self.current
-            if pending.has_prompt and not pending.candidates:
-                self.editor.undo()
-                self._guarded(self._ask, pending, refine_from=None)
-        self._ready.set()
 
     def _tick(self, start: float, done: threading.Event) -> None:
         """Status line and a cycling progress bar while the embedding is computed."""

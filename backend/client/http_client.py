@@ -68,7 +68,13 @@ class SamClient(SamClientBase):
     """
 
     def __init__(
-        self, url: str, token: str | None = None, *, timeout: float = 60.0, retries: int = 3, backoff: float = 0.25
+        self,
+        url: str,
+        token: str | None = None,
+        *,
+        timeout: float = 60.0,
+        retries: int = 3,
+        backoff: float = 0.25,
     ) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
@@ -89,7 +95,9 @@ class SamClient(SamClientBase):
         self.close()
 
     # ------------------------------------------------------------- transport
-    def _request(self, method: str, path: str, *, ok: tuple[int, ...] = (200,), **kwargs: Any) -> requests.Response:
+    def _request(
+        self, method: str, path: str, *, ok: tuple[int, ...] = (200,), **kwargs: Any
+    ) -> requests.Response:
         """One API call with retries on connection errors; raises :class:`SamServerError`."""
         for attempt in range(self.retries + 1):
             try:
@@ -97,10 +105,14 @@ class SamClient(SamClientBase):
                 break
             except requests.ConnectionError as exc:
                 if attempt == self.retries:
-                    raise SamServerError(503, "unreachable", f"cannot reach the model server at {self.url}: {exc}") from exc
+                    raise SamServerError(
+                        503, "unreachable", f"cannot reach the model server at {self.url}: {exc}"
+                    ) from exc
                 time.sleep(self.backoff * 2**attempt)
             except requests.Timeout as exc:
-                raise SamServerError(504, "timeout", f"no answer from {self.url} within {self.timeout} s") from exc
+                raise SamServerError(
+                    504, "timeout", f"no answer from {self.url} within {self.timeout} s"
+                ) from exc
         if response.status_code not in ok:
             raise self._error(response)
         return response
@@ -133,8 +145,9 @@ class SamClient(SamClientBase):
         image_id = compute_image_id(pixels)
         response = self._request("GET", f"/v1/images/{image_id}", ok=(200, 404))
         if response.status_code == 404:
-            response = self._request("POST", "/v1/images", data=payload,
-                                     headers={"Content-Type": "application/octet-stream"})
+            response = self._request(
+                "POST", "/v1/images", data=payload, headers={"Content-Type": "application/octet-stream"}
+            )
         body = response.json()
         return ImageInfo(image_id=body["image_id"], width=int(body["width"]), height=int(body["height"]))
 
@@ -154,8 +167,14 @@ class SamClient(SamClientBase):
         from backend.formats.mask_codecs import from_coco_rle
 
         body: dict[str, Any] = {"image_id": image_id, "multimask": multimask, "format": "coco_rle"}
-        for name, value in (("points", points), ("labels", labels), ("box", box), ("boxes", boxes),
-                            ("mask_input", mask_input), ("text", text)):
+        for name, value in (
+            ("points", points),
+            ("labels", labels),
+            ("box", box),
+            ("boxes", boxes),
+            ("mask_input", mask_input),
+            ("text", text),
+        ):
             if value is not None:
                 body[name] = _as_list(value)
         answer = self._request("POST", "/v1/predict", json=body).json()

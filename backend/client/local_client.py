@@ -60,13 +60,17 @@ class LocalSamClient(SamClientBase):
         from backend.serving.config import ServerConfig
         from backend.serving.service import SamService
 
-        config = ServerConfig(model=model, device=device, dtype=dtype, cache_mb=cache_mb, max_pixels=max_pixels,
-                              plugins=False)
+        config = ServerConfig(
+            model=model, device=device, dtype=dtype, cache_mb=cache_mb, max_pixels=max_pixels, plugins=False
+        )
         self._service = SamService(config).start()
         self._owns_service = True
         if not self._service.wait_ready(load_timeout):
             self._service.close()
-            _call(self._service.require_ready)  # raises the load error as the server would answer it
+            error = self._service.load_error
+            if isinstance(error, SamError):
+                raise SamServerError(error.status, error.code, error.detail) from error
+            _call(self._service.require_ready)
 
     @classmethod
     def from_service(cls, service: SamService) -> LocalSamClient:
@@ -110,10 +114,18 @@ class LocalSamClient(SamClientBase):
         multimask: bool = True,
     ) -> list[ObjectMasks]:
         """Ranked masks per object (see :meth:`SamClientBase.predict`)."""
-        return _call(lambda: self._service.predict(
-            image_id, points=points, labels=labels, box=box, boxes=boxes, mask_input=mask_input, text=text,
-            multimask=multimask,
-        ))
+        return _call(
+            lambda: self._service.predict(
+                image_id,
+                points=points,
+                labels=labels,
+                box=box,
+                boxes=boxes,
+                mask_input=mask_input,
+                text=text,
+                multimask=multimask,
+            )
+        )
 
     def automask(self, image_id: str, **params: Any) -> list[dict[str, Any]]:
         """Segment everything: SA-1B records, ``segmentation`` as COCO RLE."""

@@ -197,7 +197,7 @@ def _to_rgb_array(img: Image.Image) -> np.ndarray:
     """First frame, EXIF-upright, as ``HxWx3`` uint8 RGB (see the module docstring)."""
     if getattr(img, "n_frames", 1) > 1:
         img.seek(0)
-    img = ImageOps.exif_transpose(img)
+    ImageOps.exif_transpose(img, in_place=True)
     mode = img.mode
     if mode in ("F", "I") or mode.startswith("I;16"):
         arr = np.asarray(img, dtype=np.float64)

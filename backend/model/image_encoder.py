@@ -198,7 +198,7 @@ def _rel_pos_bias(q: torch.Tensor, Rh: torch.Tensor, Rw: torch.Tensor, qh: int, 
     rel_h = torch.einsum("bhwc,hkc->bhwk", r_q, Rh).contiguous()
     rel_w = torch.einsum("bhwc,wkc->bhwk", r_q, Rw).contiguous()
     bias = rel_h.unsqueeze(-1) + rel_w.unsqueeze(-2)  # (B nh) x qh x w x kh x kw
-    return bias.view(B, nh, qh * w, kh * kw)
+    return bias.reshape(B, nh, qh * w, kh * kw)
 
 
 def get_rel_pos(q_size: int, k_size: int, rel_pos: torch.Tensor) -> torch.Tensor:

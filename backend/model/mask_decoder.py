@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .common import MLP, LayerNorm2d
@@ -143,16 +144,33 @@ class MaskDecoder(nn.Module):
         b = sparse.shape[0]
         output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
         tokens = torch.cat([output_tokens.unsqueeze(0).expand(b, -1, -1), sparse.to(output_tokens.dtype)], dim=1)
-        hs, src = self.transformer.forward_tokens(keys, key_pe, tokens, first_projections)
-
-        sel = slice(1, self.num_mask_tokens) if multimask_output else slice(0, 1)
-        idx = range(self.num_mask_tokens)[sel]
-        h, w = size
-        src = src.transpose(1, 2).reshape(b, self.transformer_dim, h, w)
-        upscaled = self.output_upscaling(src)
-        hyper_in = torch.stack([self.output_hypernetworks_mlps[i](hs[:, 1 + i]) for i in idx], dim=1)
-        bb, c, uh, uw = upscaled.shape
-        masks = (hyper_in @ upscaled.reshape(bb, c, uh * uw)).view(bb, -1, uh, uw)
-        iou_pred = self.iou_prediction_head(hs[:, 0])[:, sel]
+        # Only the IoU token and the mask tokens that are returned are needed after the transformer.
+        mask_ids = list(range(1, self.num_mask_tokens)) if multimask_output else [0]
+        needed = [0] + [1 + i for i in mask_ids]
+        hs, src = self.transformer.forward_tokens(keys, key_pe, tokens, first_projections, needed)
+        hyper_in = torch.stack(
+            [self.output_hypernetworks_mlps[i](hs[:, 1 + j]) for j, i in enumerate(mask_ids)], dim=1
+        )
+        masks = self.upscale_masks(src, hyper_in, size)
+        iou_pred = self.iou_prediction_head(hs[:, 0])[:, mask_ids[0] : mask_ids[-1] + 1]
         return masks, iou_pred
 
+    def upscale_masks(self, src: Tensor, hyper_in: Tensor, size: tuple[int, int]) -> Tensor:
+        """``output_upscaling`` of the image tokens ``src`` (Bx(hw)xC) and the product
+        with the hypernetwork weights ``hyper_in`` (BxMxC/8): BxMx(4h)x(4w) logits.
+
+        The two stride-2, 2x2 transposed convolutions are evaluated as matrix
+        products on channels-last tokens (each input pixel -> 2x2 output pixels).
+        """
+        h, w = size
+        B, N, C = src.shape
+        up1, ln, _, up2, _ = self.output_upscaling
+        c1, c2 = up1.out_channels, up2.out_channels
+        w1 = up1.weight.permute(0, 2, 3, 1).reshape(C, 4 * c1)  # in x (di dj out)
+        y = torch.addmm(up1.bias.repeat(4), src.reshape(B * N, C), w1).view(B * N * 4, c1)
+        y = F.gelu(F.layer_norm(y, (c1,), ln.weight, ln.bias, ln.eps))
+        w2 = up2.weight.permute(0, 2, 3, 1).reshape(c1, 4 * c2)
+        y = F.gelu(torch.addmm(up2.bias.repeat(4), y, w2)).view(B, N * 16, c2)
+        m = hyper_in.shape[1]
+        masks = (y @ hyper_in.transpose(1, 2)).view(B, h, w, 2, 2, 2, 2, m)  # b i j di dj ei ej m
+        return masks.permute(0, 7, 1, 3, 5, 2, 4, 6).reshape(B, m, 4 * h, 4 * w)

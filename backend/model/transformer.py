@@ -53,7 +53,14 @@ class Attention(nn.Module):
 
 
 class TwoWayAttentionBlock(nn.Module):
-    """Self-attention of the tokens, tokens -> image cross-attention, MLP, image -> tokens."""
+    """Self-attention of the tokens, tokens -> image cross-attention, MLP, image -> tokens.
+
+    With few tokens (``heads x tokens <= internal width``, e.g. up to 16 tokens
+    at SAM's sizes) the two cross-attentions are evaluated with the projections
+    folded into the token side, so that the image tokens (N = 4096) only meet
+    ``N x C x (heads tokens)`` matrix products instead of full projections; the
+    result is the same function up to floating-point rounding.
+    """
 
     def __init__(
         self,
@@ -75,14 +82,16 @@ class TwoWayAttentionBlock(nn.Module):
         self.skip_first_layer_pe = skip_first_layer_pe
 
     def image_projections(self, keys: Tensor, key_pe: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """The prompt-independent projections of the image tokens, head-split.
+        """The prompt-independent projections of the image tokens ``keys`` (1xNxC).
 
-        Returns ``k`` and ``v`` of the token -> image attention and ``q`` of the
-        image -> token attention.
+        Returns ``k`` and ``v`` of the token -> image attention (head-split,
+        1 x heads x N x d) and ``q`` of the image -> token attention (1 x N x Ci).
         """
         k_in = keys + key_pe
         t2i, i2t = self.cross_attn_token_to_image, self.cross_attn_image_to_token
-        return t2i.heads(t2i.k_proj(k_in)), t2i.heads(t2i.v_proj(keys)), i2t.heads(i2t.q_proj(k_in))
+        k = t2i.heads(t2i.k_proj(k_in)).contiguous()
+        v = t2i.heads(t2i.v_proj(keys)).contiguous()
+        return k, v, i2t.q_proj(k_in)
 
     def forward(
         self,
@@ -92,10 +101,10 @@ class TwoWayAttentionBlock(nn.Module):
         key_pe: Tensor,
         projections: tuple[Tensor, Tensor, Tensor] | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """``queries``: BxTxC; ``keys``: (1|B)xNxC; ``key_pe``: 1xNxC.
+        """``queries``: BxTxC; ``keys``: (1|B)xNxC (1 = shared by all prompts); ``key_pe``: 1xNxC.
 
-        ``projections`` (from :meth:`image_projections` of these ``keys``) may be
-        passed to skip recomputing them.
+        ``projections`` (:meth:`image_projections` of these ``keys``) may be
+        passed to skip recomputing them. Returns queries BxTxC, keys BxNxC.
         """
         if self.skip_first_layer_pe:
             queries = self.self_attn(queries, queries, queries)
@@ -104,20 +113,107 @@ class TwoWayAttentionBlock(nn.Module):
             queries = queries + self.self_attn(q, q, queries)
         queries = self.norm1(queries)
 
-        if projections is None:
+        t2i, i2t = self.cross_attn_token_to_image, self.cross_attn_image_to_token
+        fold = t2i.num_heads * queries.shape[1] <= t2i.internal_dim
+        k_in = None
+        if projections is None and not fold:
             projections = self.image_projections(keys, key_pe)
-        k_t2i, v_t2i, q_i2t = projections
 
-        t2i = self.cross_attn_token_to_image
         q = queries + query_pe
-        queries = self.norm2(queries + t2i.attend(t2i.heads(t2i.q_proj(q)), k_t2i, v_t2i))
+        if projections is not None:
+            attn_out = t2i.attend(t2i.heads(t2i.q_proj(q)), projections[0], projections[1])
+        else:
+            k_in = keys + key_pe
+            attn_out = token_to_image_folded(t2i, q, k_in, keys)
+        queries = self.norm2(queries + attn_out)
         queries = self.norm3(queries + self.mlp(queries))
 
-        i2t = self.cross_attn_image_to_token
         q = queries + query_pe
-        attn_out = i2t.attend(q_i2t, i2t.heads(i2t.k_proj(q)), i2t.heads(i2t.v_proj(queries)))
-        keys = self.norm4(keys + attn_out)
+        if fold:
+            kt = i2t.k_proj(q)
+            if projections is not None:
+                scores = image_to_token_scores_projected(i2t, projections[2], kt)
+            else:
+                scores = image_to_token_scores_folded(i2t, k_in if k_in is not None else keys + key_pe, kt)
+            keys = image_to_token_output_folded(i2t, scores, i2t.v_proj(queries), keys)
+        else:
+            assert projections is not None
+            k = i2t.heads(i2t.k_proj(q))
+            v = i2t.heads(i2t.v_proj(queries))
+            q_img = i2t.heads(projections[2])
+            keys = keys + i2t.attend(q_img, k, v)
+        keys = self.norm4(keys)
         return queries, keys
+
+
+def _mm_shared(a: Tensor, b: Tensor) -> Tensor:
+    """``a @ b`` for batched ``a`` (BxMxK) and ``b`` (1|B)xKxN without copying a shared ``b``."""
+    if b.shape[0] == 1 and a.shape[0] != 1:
+        return (a.reshape(-1, a.shape[-1]) @ b[0]).view(a.shape[0], a.shape[1], b.shape[-1])
+    return a @ b
+
+
+def token_to_image_folded(attn: Attention, q: Tensor, k_in: Tensor, v_in: Tensor) -> Tensor:
+    """``attn(q, k_in, v_in)`` for few queries (BxTxC) and many keys ((1|B)xNxC).
+
+    Scores ``(q W_q^T + b_q)_h (k_in W_k^T + b_k)_h^T`` are computed as
+    ``((q W_q^T + b_q)_h W_k,h) k_in^T`` (the ``b_k`` term is constant along the
+    softmax axis and drops out) and the values as ``(P_h v_in) W_v,h^T + b_v``
+    (the rows of ``P_h`` sum to one).
+    """
+    B, T, C = q.shape
+    H = attn.num_heads
+    d = attn.internal_dim // H
+    qp = attn.q_proj(q).view(B, T, H, d) * d**-0.5
+    a = torch.einsum("bthd,hdc->bhtc", qp, attn.k_proj.weight.view(H, d, C)).reshape(B, H * T, C)
+    probs = torch.softmax(_mm_shared(a, k_in.transpose(1, 2)), dim=-1)  # B x (H T) x N
+    z = _mm_shared(probs, v_in).view(B, H, T, C)
+    out = torch.einsum("bhtc,hdc->bthd", z, attn.v_proj.weight.view(H, d, C)).reshape(B, T, H * d)
+    return attn.out_proj(out + attn.v_proj.bias)
+
+
+def image_to_token_scores_folded(attn: Attention, q_in: Tensor, kt: Tensor) -> Tensor:
+    """Scores of many image queries ``q_in`` ((1|B)xNxC) against projected token keys
+    ``kt`` (BxTxCi), with the query projection folded into the keys: B x N x (H T)."""
+    B, T, _ = kt.shape
+    H = attn.num_heads
+    d = attn.internal_dim // H
+    C = q_in.shape[-1]
+    kh = kt.view(B, T, H, d) * d**-0.5
+    g = torch.einsum("bthd,hdc->bcht", kh, attn.q_proj.weight.view(H, d, C)).reshape(B, C, H * T)
+    c = torch.einsum("bthd,hd->bht", kh, attn.q_proj.bias.view(H, d)).reshape(B, 1, H * T)
+    return _mm_shared(q_in, g) + c if q_in.shape[0] == 1 else torch.baddbmm(c, q_in, g)
+
+
+def image_to_token_scores_projected(attn: Attention, q_img: Tensor, kt: Tensor) -> Tensor:
+    """Scores of already projected image queries ``q_img`` ((1|B)xNxCi) against token keys
+    ``kt`` (BxTxCi): B x N x (H T), via a block-diagonal key matrix."""
+    B, T, Ci = kt.shape
+    H = attn.num_heads
+    d = Ci // H
+    kh = kt.view(B, T, H, d) * d**-0.5
+    eye = torch.eye(H, dtype=kt.dtype, device=kt.device)
+    blocks = torch.einsum("bthd,hg->bhdgt", kh, eye).reshape(B, Ci, H * T)
+    return _mm_shared(q_img, blocks) if q_img.shape[0] == 1 else q_img @ blocks
+
+
+def image_to_token_output_folded(attn: Attention, scores: Tensor, vt: Tensor, keys: Tensor) -> Tensor:
+    """``keys + out_proj(softmax(scores) @ v)`` with ``out_proj`` folded into the token values.
+
+    ``scores``: B x N x (H T); ``vt``: BxTxCi projected token values; ``keys``: (1|B)xNxC.
+    The output bias is spread over the heads (each head's probabilities sum to one).
+    """
+    B, N, HT = scores.shape
+    H = attn.num_heads
+    T = HT // H
+    d = attn.internal_dim // H
+    C = attn.embedding_dim
+    probs = torch.softmax(scores.view(B, N, H, T), dim=-1).view(B, N, HT)
+    u = torch.einsum("bthd,chd->bhtc", vt.view(B, T, H, d), attn.out_proj.weight.view(C, H, d))
+    u = (u + attn.out_proj.bias / H).reshape(B, HT, C)
+    if keys.shape[0] == B:
+        return torch.baddbmm(keys, probs, u)
+    return keys + probs @ u
 
 
 class TwoWayTransformer(nn.Module):
@@ -167,15 +263,28 @@ class TwoWayTransformer(nn.Module):
         key_pe: Tensor,
         point_embedding: Tensor,
         first_projections: tuple[Tensor, Tensor, Tensor] | None = None,
+        output_tokens: list[int] | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """As :meth:`forward` on token layouts; ``first_projections`` are the first
-        block's :meth:`TwoWayAttentionBlock.image_projections` of ``keys``."""
+        """As :meth:`forward` on token layouts ``keys`` (1|B)xNxC, ``key_pe`` 1xNxC.
+
+        ``first_projections`` are the first block's
+        :meth:`TwoWayAttentionBlock.image_projections` of ``keys``; with
+        ``output_tokens`` (indices) only those tokens are returned (the final
+        attention is then computed for those only).
+        """
         queries = point_embedding
         for i, layer in enumerate(self.layers):
             queries, keys = layer(queries, keys, point_embedding, key_pe, first_projections if i == 0 else None)
+        if output_tokens is not None:
+            queries = queries[:, output_tokens]
+            point_embedding = point_embedding[:, output_tokens]
         attn = self.final_attn_token_to_image
-        queries = queries + attn(queries + point_embedding, keys + key_pe, keys)
-        queries = self.norm_final_attn(queries)
+        q = queries + point_embedding
+        if attn.num_heads * q.shape[1] <= attn.internal_dim:
+            attn_out = token_to_image_folded(attn, q, keys + key_pe, keys)
+        else:
+            attn_out = attn(q, keys + key_pe, keys)
+        queries = self.norm_final_attn(queries + attn_out)
         if keys.shape[0] != queries.shape[0]:  # depth 0 with a shared image
             keys = keys.expand(queries.shape[0], -1, -1)
         return queries, keys

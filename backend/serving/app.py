@@ -28,7 +28,13 @@ from backend.serving.service import SamService
 log = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
-_HTTP_CODES = {400: "invalid_input", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+_HTTP_CODES = {
+    400: "invalid_input",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+}
 
 
 def create_app(config: ServerConfig | None = None, *, service: SamService | None = None) -> Flask:
@@ -79,8 +85,12 @@ def _install_hooks(app: Flask, config: ServerConfig, metrics: ServerMetrics) -> 
         start = g.get("sam_start")
         if start is not None:
             route = request.url_rule.rule if request.url_rule is not None else "unmatched"
-            metrics.observe(route=route, method=request.method, status=response.status_code,
-                            seconds=time.perf_counter() - start)
+            metrics.observe(
+                route=route,
+                method=request.method,
+                status=response.status_code,
+                seconds=time.perf_counter() - start,
+            )
         return response
 
 

@@ -20,6 +20,8 @@ def check_bearer(authorization: str | None, token: str) -> None:
     """
     scheme, _, given = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not given:
-        raise Unauthorized("this server needs an access token: send the header 'Authorization: Bearer <token>'")
+        raise Unauthorized(
+            "this server needs an access token: send the header 'Authorization: Bearer <token>'"
+        )
     if not hmac.compare_digest(given.strip().encode("utf-8"), token.encode("utf-8")):
         raise Unauthorized("wrong access token; use the token the server was started with (SAM_TOKEN)")

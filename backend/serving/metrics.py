@@ -38,10 +38,18 @@ class _ServiceCollector(Collector):
             nbytes.add_metric([name], s.nbytes)
             entries.add_metric([name], s.entries)
         yield from (hits, misses, nbytes, entries)
-        yield GaugeMetricFamily("sam_queue_depth", "Work items waiting for the GPU worker.", value=self._service.queue_depth())
-        yield CounterMetricFamily("sam_decoder_calls", "Batched mask-decoder calls.", value=self._service.decoder_calls)
-        yield CounterMetricFamily("sam_encoder_calls", "Image-encoder calls.", value=self._service.encoder_calls)
-        yield GaugeMetricFamily("sam_model_ready", "1 when the model is loaded.", value=float(self._service.ready()))
+        yield GaugeMetricFamily(
+            "sam_queue_depth", "Work items waiting for the GPU worker.", value=self._service.queue_depth()
+        )
+        yield CounterMetricFamily(
+            "sam_decoder_calls", "Batched mask-decoder calls.", value=self._service.decoder_calls
+        )
+        yield CounterMetricFamily(
+            "sam_encoder_calls", "Image-encoder calls.", value=self._service.encoder_calls
+        )
+        yield GaugeMetricFamily(
+            "sam_model_ready", "1 when the model is loaded.", value=float(self._service.ready())
+        )
 
 
 class ServerMetrics:
@@ -50,12 +58,17 @@ class ServerMetrics:
     def __init__(self, service: SamService) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
-            "sam_http_requests", "HTTP requests by route, method and status.",
-            ["route", "method", "status"], registry=self.registry,
+            "sam_http_requests",
+            "HTTP requests by route, method and status.",
+            ["route", "method", "status"],
+            registry=self.registry,
         )
         self.latency = Histogram(
-            "sam_http_request_seconds", "HTTP request latency by route.",
-            ["route", "method"], buckets=LATENCY_BUCKETS_S, registry=self.registry,
+            "sam_http_request_seconds",
+            "HTTP request latency by route.",
+            ["route", "method"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=self.registry,
         )
         self.registry.register(_ServiceCollector(service))
 

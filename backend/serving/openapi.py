@@ -22,8 +22,14 @@ from backend.serving import schemas
 
 REF = "#/components/schemas/{model}"
 _MODELS: list[type[BaseModel]] = [
-    schemas.PredictRequest, schemas.AutomaskRequest, schemas.ImageInfoResponse, schemas.PredictResponse,
-    schemas.AutomaskResponse, schemas.ModelsResponse, schemas.HealthResponse, schemas.ReadyResponse,
+    schemas.PredictRequest,
+    schemas.AutomaskRequest,
+    schemas.ImageInfoResponse,
+    schemas.PredictResponse,
+    schemas.AutomaskResponse,
+    schemas.ModelsResponse,
+    schemas.HealthResponse,
+    schemas.ReadyResponse,
     schemas.ErrorResponse,
 ]
 
@@ -47,8 +53,18 @@ def _errors(*statuses: int) -> dict[str, Any]:
     return {str(s): {"description": reasons[s], **_json(schemas.ErrorResponse)} for s in statuses}
 
 
-def _operation(summary: str, ok: type[BaseModel], *, body: Any = None, errors: tuple[int, ...] = (401, 503), secure: bool = True) -> dict[str, Any]:
-    operation: dict[str, Any] = {"summary": summary, "responses": {"200": {"description": "OK", **_json(ok)}, **_errors(*errors)}}
+def _operation(
+    summary: str,
+    ok: type[BaseModel],
+    *,
+    body: Any = None,
+    errors: tuple[int, ...] = (401, 503),
+    secure: bool = True,
+) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "summary": summary,
+        "responses": {"200": {"description": "OK", **_json(ok)}, **_errors(*errors)},
+    }
     if body is not None:
         operation["requestBody"] = {"required": True, "content": body}
     if not secure:
@@ -59,33 +75,118 @@ def _operation(summary: str, ok: type[BaseModel], *, body: Any = None, errors: t
 def build_openapi() -> dict[str, Any]:
     """The complete document (a fresh dict each call)."""
     _, definitions = models_json_schema([(m, "validation") for m in _MODELS], ref_template=REF)
-    image_bytes = {t: {"schema": {"type": "string", "format": "binary"}} for t in ("image/jpeg", "image/png", "image/webp", "image/tiff", "image/bmp", "application/octet-stream")}
+    image_bytes = {
+        t: {"schema": {"type": "string", "format": "binary"}}
+        for t in (
+            "image/jpeg",
+            "image/png",
+            "image/webp",
+            "image/tiff",
+            "image/bmp",
+            "application/octet-stream",
+        )
+    }
     image_id = {"name": "image_id", "in": "path", "required": True, "schema": {"type": "string"}}
     paths = {
-        "/v1/images": {"post": _operation("Upload an image; its embedding is computed once and cached.", schemas.ImageInfoResponse, body=image_bytes, errors=(400, 401, 413, 503))},
-        "/v1/images/{image_id}": {"get": {**_operation("Whether the server holds this image (no upload needed).", schemas.ImageInfoResponse, errors=(401, 404, 503)), "parameters": [image_id]}},
-        "/v1/predict": {"post": _operation("Prompt -> three ranked masks per object.", schemas.PredictResponse, body=_json(schemas.PredictRequest)["content"], errors=(400, 401, 404, 413, 503))},
-        "/v1/automask": {"post": _operation("Segment everything (SA-1B records), cached per image and parameters.", schemas.AutomaskResponse, body=_json(schemas.AutomaskRequest)["content"], errors=(400, 401, 404, 413, 503))},
+        "/v1/images": {
+            "post": _operation(
+                "Upload an image; its embedding is computed once and cached.",
+                schemas.ImageInfoResponse,
+                body=image_bytes,
+                errors=(400, 401, 413, 503),
+            )
+        },
+        "/v1/images/{image_id}": {
+            "get": {
+                **_operation(
+                    "Whether the server holds this image (no upload needed).",
+                    schemas.ImageInfoResponse,
+                    errors=(401, 404, 503),
+                ),
+                "parameters": [image_id],
+            }
+        },
+        "/v1/predict": {
+            "post": _operation(
+                "Prompt -> three ranked masks per object.",
+                schemas.PredictResponse,
+                body=_json(schemas.PredictRequest)["content"],
+                errors=(400, 401, 404, 413, 503),
+            )
+        },
+        "/v1/automask": {
+            "post": _operation(
+                "Segment everything (SA-1B records), cached per image and parameters.",
+                schemas.AutomaskResponse,
+                body=_json(schemas.AutomaskRequest)["content"],
+                errors=(400, 401, 404, 413, 503),
+            )
+        },
         "/v1/models": {"get": _operation("The loaded model.", schemas.ModelsResponse, errors=(401,))},
         "/health": {"get": _operation("The process is up.", schemas.HealthResponse, errors=(), secure=False)},
-        "/ready": {"get": {**_operation("The model is loaded (503 while loading).", schemas.ReadyResponse, errors=(401,)), "responses": {"200": {"description": "Ready", **_json(schemas.ReadyResponse)}, "503": {"description": "Loading", **_json(schemas.ReadyResponse)}, **_errors(401)}}},
-        "/metrics": {"get": {"summary": "Prometheus metrics (text format).", "responses": {"200": {"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}, **_errors(401)}}},
-        "/openapi.json": {"get": {"summary": "This document.", "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}, **_errors(401)}}},
+        "/ready": {
+            "get": {
+                **_operation(
+                    "The model is loaded (503 while loading).", schemas.ReadyResponse, errors=(401,)
+                ),
+                "responses": {
+                    "200": {"description": "Ready", **_json(schemas.ReadyResponse)},
+                    "503": {"description": "Loading", **_json(schemas.ReadyResponse)},
+                    **_errors(401),
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics (text format).",
+                "responses": {
+                    "200": {"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}},
+                    **_errors(401),
+                },
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "summary": "This document.",
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    **_errors(401),
+                },
+            }
+        },
     }
     return {
         "openapi": "3.1.0",
-        "info": {"title": "sam-server", "version": __version__, "description": "Segment Anything model server. Coordinates are pixels of the original image, (x, y), origin top-left; prompt boxes are [x1, y1, x2, y2]."},
+        "info": {
+            "title": "sam-server",
+            "version": __version__,
+            "description": "Segment Anything model server. Coordinates are pixels of the original image, (x, y), origin top-left; prompt boxes are [x1, y1, x2, y2].",
+        },
         "servers": [{"url": "http://127.0.0.1:9090"}],
         "security": [{"bearer": []}],
         "paths": paths,
-        "components": {"schemas": definitions["$defs"], "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "Only when the server was started with a token (SAM_TOKEN)."}}},
+        "components": {
+            "schemas": definitions["$defs"],
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "Only when the server was started with a token (SAM_TOKEN).",
+                }
+            },
+        },
     }
 
 
 def write_openapi(path: str) -> None:
     """Write the document to ``path`` atomically (temp file + rename)."""
     directory = os.path.dirname(os.path.abspath(path))
-    with tempfile.NamedTemporaryFile("w", dir=directory, delete=False, suffix=".tmp", encoding="utf-8") as tmp:
+    with tempfile.NamedTemporaryFile(
+        "w", dir=directory, delete=False, suffix=".tmp", encoding="utf-8"
+    ) as tmp:
         json.dump(build_openapi(), tmp, indent=2, sort_keys=True)
         tmp.write("\n")
     os.replace(tmp.name, path)

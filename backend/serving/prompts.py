@@ -58,7 +58,9 @@ def check_prompt(
         raise InvalidInput("give either box (one object) or boxes (one object each), not both")
     all_boxes = None
     if box is not None:
-        all_boxes = _boxes(np.asarray(box, dtype=np.float64).reshape(1, -1) if np.size(box) == 4 else box, width, height)
+        all_boxes = _boxes(
+            np.asarray(box, dtype=np.float64).reshape(1, -1) if np.size(box) == 4 else box, width, height
+        )
     elif boxes is not None:
         all_boxes = _boxes(boxes, width, height)
     if coords is None and all_boxes is None and not has_mask_input:
@@ -66,7 +68,9 @@ def check_prompt(
     return Prompt(points=coords, labels=point_labels, boxes=all_boxes)
 
 
-def _points(points: object, labels: object, width: int, height: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+def _points(
+    points: object, labels: object, width: int, height: int
+) -> tuple[np.ndarray | None, np.ndarray | None]:
     if points is None and labels is None:
         return None, None
     if points is None or labels is None:
@@ -96,7 +100,9 @@ def _boxes(boxes: object, width: int, height: int) -> np.ndarray:
     except (TypeError, ValueError) as exc:
         raise InvalidInput("a box is [x1, y1, x2, y2] numbers; boxes are a list of those") from exc
     if array.ndim != 2 or array.shape[1] != 4 or len(array) == 0:
-        raise InvalidInput(f"a box is [x1, y1, x2, y2]; boxes are a non-empty list of those, got shape {list(array.shape)}")
+        raise InvalidInput(
+            f"a box is [x1, y1, x2, y2]; boxes are a non-empty list of those, got shape {list(array.shape)}"
+        )
     _inside(array.reshape(-1, 2), width, height, "box corner")
     if (array[:, 2] < array[:, 0]).any() or (array[:, 3] < array[:, 1]).any():
         raise InvalidInput("box is inverted: need x1 <= x2 and y1 <= y2 ([x1, y1, x2, y2] in pixels)")
@@ -109,7 +115,9 @@ def _inside(xy: np.ndarray, width: int, height: int, what: str) -> None:
     outside = (xy[:, 0] < 0) | (xy[:, 0] > width) | (xy[:, 1] < 0) | (xy[:, 1] > height)
     if outside.any():
         x, y = xy[int(np.argmax(outside))]
-        raise InvalidInput(f"{what} ({x:g}, {y:g}) is outside the {width}x{height} image; use pixel coordinates")
+        raise InvalidInput(
+            f"{what} ({x:g}, {y:g}) is outside the {width}x{height} image; use pixel coordinates"
+        )
 
 
 @dataclass

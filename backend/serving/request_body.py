@@ -35,6 +35,10 @@ def parse_json(data: bytes) -> Any:
         return json.loads(data, parse_constant=_reject_constant)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidInput(f"the request body is not valid JSON: {exc}", code="invalid_json") from None
+    except RecursionError:
+        raise InvalidInput(
+            "the JSON body is nested too deeply; send a flat request object", code="invalid_json"
+        ) from None
 
 
 def validation_message(exc: ValidationError) -> str:

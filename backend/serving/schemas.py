@@ -31,13 +31,21 @@ class AutomaskParams(_Strict):
     points_per_batch: int = Field(64, ge=1, le=1024, description="Point prompts per decoder call.")
     pred_iou_thresh: float = Field(0.88, ge=0.0, le=1.0, description="Drop masks with lower predicted IoU.")
     stability_score_thresh: float = Field(0.95, ge=0.0, le=1.0, description="Drop less stable masks.")
-    stability_score_offset: float = Field(1.0, gt=0.0, le=100.0, description="Logit offset of the stability score.")
+    stability_score_offset: float = Field(
+        1.0, gt=0.0, le=100.0, description="Logit offset of the stability score."
+    )
     box_nms_thresh: float = Field(0.7, ge=0.0, le=1.0, description="Box IoU for non-maximum suppression.")
     crop_n_layers: int = Field(0, ge=0, le=3, description="Layers of image crops (0: whole image only).")
     crop_nms_thresh: float = Field(0.7, ge=0.0, le=1.0, description="Box IoU for NMS between crops.")
-    crop_overlap_ratio: float = Field(512 / 1500, ge=0.0, lt=1.0, description="Overlap of neighbouring crops.")
-    crop_n_points_downscale_factor: int = Field(1, ge=1, le=16, description="Point grid reduction per crop layer.")
-    min_mask_region_area: int = Field(0, ge=0, description="Remove holes and islands below this area (pixels).")
+    crop_overlap_ratio: float = Field(
+        512 / 1500, ge=0.0, lt=1.0, description="Overlap of neighbouring crops."
+    )
+    crop_n_points_downscale_factor: int = Field(
+        1, ge=1, le=16, description="Point grid reduction per crop layer."
+    )
+    min_mask_region_area: int = Field(
+        0, ge=0, description="Remove holes and islands below this area (pixels)."
+    )
 
 
 class AutomaskRequest(AutomaskParams):
@@ -51,11 +59,22 @@ class PredictRequest(_Strict):
 
     image_id: str = Field(min_length=1, max_length=128, description="From POST /v1/images.")
     points: list[Point] | None = Field(None, max_length=1000, description="Nx2 pixel (x, y) clicks.")
-    labels: list[int] | None = Field(None, max_length=1000, description="N labels: 1 foreground, 0 background.")
+    labels: list[int] | None = Field(
+        None, max_length=1000, description="N labels: 1 foreground, 0 background."
+    )
     box: Box | None = Field(None, description="One [x1, y1, x2, y2] box in pixels (one object).")
-    boxes: list[Box] | None = Field(None, min_length=1, max_length=256, description="Bx4 boxes, one object each; points apply to every box.")
-    mask_input: str | None = Field(None, max_length=64, description="logits_id of an earlier answer, to refine that object.")
-    text: str | None = Field(None, max_length=500, description="Text prompt (CLIP), alone or with points or one box.")
+    boxes: list[Box] | None = Field(
+        None,
+        min_length=1,
+        max_length=256,
+        description="Bx4 boxes, one object each; points apply to every box.",
+    )
+    mask_input: str | None = Field(
+        None, max_length=64, description="logits_id of an earlier answer, to refine that object."
+    )
+    text: str | None = Field(
+        None, max_length=500, description="Text prompt (CLIP), alone or with points or one box."
+    )
     multimask: bool = Field(True, description="Three ranked candidates (true) or one mask (false).")
     format: MaskFormat = Field("coco_rle", description="Encoding of each mask's segmentation.")
 
@@ -85,7 +104,9 @@ class ObjectResponse(BaseModel):
 
     masks: list[MaskResponse]
     logits_id: str | None = Field(description="Pass as mask_input to refine this object.")
-    labels: list[str] = Field(default_factory=list, description="Text prompts: the matched text per candidate.")
+    labels: list[str] = Field(
+        default_factory=list, description="Text prompts: the matched text per candidate."
+    )
 
 
 class PredictResponse(BaseModel):
@@ -105,7 +126,9 @@ class AutomaskRecord(BaseModel):
     predicted_iou: float
     stability_score: float
     point_coords: list[list[float]]
-    crop_box: list[float] = Field(description="COCO [x, y, width, height] of the crop that produced the mask.")
+    crop_box: list[float] = Field(
+        description="COCO [x, y, width, height] of the crop that produced the mask."
+    )
 
 
 class AutomaskResponse(BaseModel):

@@ -92,7 +92,9 @@ class SamService:
             inject a fake); default: ``backend.inference.text.TextPrompter``.
     """
 
-    def __init__(self, config: ServerConfig, *, text_prompter_factory: Callable[[str], Any] | None = None) -> None:
+    def __init__(
+        self, config: ServerConfig, *, text_prompter_factory: Callable[[str], Any] | None = None
+    ) -> None:
         self.config = config
         self.model_name = config.model_label
         self._model: Any = None
@@ -135,6 +137,11 @@ class SamService:
     def close(self) -> None:
         """Stop the worker after the queued work."""
         self._worker.stop()
+
+    @property
+    def load_error(self) -> BaseException | None:
+        """Why the model failed to load, or None."""
+        return self._load_error
 
     def ready(self) -> bool:
         """True when the model is loaded and requests can be answered."""
@@ -250,7 +257,9 @@ class SamService:
         pixels = self._images.get(image_id)
         if pixels is not None:
             return self._ensure_embedding(image_id, pixels)
-        raise NotFound(f"unknown image_id {image_id!r}: upload the image with POST /v1/images (add_image) first")
+        raise NotFound(
+            f"unknown image_id {image_id!r}: upload the image with POST /v1/images (add_image) first"
+        )
 
     def pixels_for(self, image_id: str) -> np.ndarray:
         """Decoded ``HxWx3`` uint8 pixels of a recently added image.
@@ -270,25 +279,25 @@ class SamService:
         return f"{self.model_name}:{image_id}"
 
     def _ensure_embedding(self, image_id: str, pixels: np.ndarray) -> CachedEmbedding:
+        """The cached entry, or encode once: concurrent callers wait on one in-flight future."""
         key = self._key(image_id)
         with self._inflight_lock:
             entry = self._embeddings.get(key)
             if entry is not None:
                 return entry
-            future = self._inflight.get(key)
-            owner = future is None
-            if owner:
+            existing = self._inflight.get(key)
+            if existing is None:
                 future = self._worker.submit(lambda: self._encode(pixels))
                 self._inflight[key] = future
+        if existing is not None:
+            return existing.result()
         try:
             entry = future.result()
+            self._embeddings.put(key, entry, entry.nbytes)
+            return entry
         finally:
-            if owner:
-                with self._inflight_lock:
-                    if not future.exception():
-                        self._embeddings.put(key, future.result(), future.result().nbytes)
-                    self._inflight.pop(key, None)
-        return entry
+            with self._inflight_lock:
+                self._inflight.pop(key, None)
 
     def _encode(self, pixels: np.ndarray) -> CachedEmbedding:
         """Runs on the worker: ``HxWx3`` uint8 -> cache entry."""
@@ -319,19 +328,31 @@ class SamService:
             InvalidInput: A prompt the model cannot answer (see :func:`check_prompt`).
             ServiceUnavailable: Model not loaded, or out of GPU memory.
         """
-        with self._active_lock:
+        if text is not None:
+            return self._predict_text(
+                image_id, text, points=points, labels=labels, box=box, boxes=boxes, mask_input=mask_input
+            )
+        with self._active_lock:  # announced to the worker, which waits for it while batching
             self._active_decodes += 1
         try:
             entry = self._embedding_for(image_id)
-            height, width = entry.original_size
-            if text is not None:
-                return self._predict_text(image_id, text, points=points, labels=labels, box=box, boxes=boxes,
-                                          mask_input=mask_input, width=width, height=height)
-            prompt = check_prompt(width=width, height=height, points=points, labels=labels, box=box, boxes=boxes,
-                                  has_mask_input=mask_input is not None)
+            prompt = check_prompt(
+                width=entry.original_size[1],
+                height=entry.original_size[0],
+                points=points,
+                labels=labels,
+                box=box,
+                boxes=boxes,
+                has_mask_input=mask_input is not None,
+            )
             logits = self._stored_logits(mask_input, image_id) if mask_input is not None else None
-            job = DecodeJob(embedding=entry.embedding, original_size=entry.original_size, prompt=prompt,
-                            mask_input=logits, multimask=multimask)
+            job = DecodeJob(
+                embedding=entry.embedding,
+                original_size=entry.original_size,
+                prompt=prompt,
+                mask_input=logits,
+                multimask=multimask,
+            )
             result: DecodeResult = self._worker.submit_decode(job).result()
         finally:
             with self._active_lock:
@@ -341,9 +362,13 @@ class SamService:
     def _stored_logits(self, logits_id: str, image_id: str) -> torch.Tensor:
         stored = self._logits.get(logits_id)
         if stored is None:
-            raise NotFound(f"unknown logits_id {logits_id!r}: pass the logits_id of a recent answer, or omit mask_input")
+            raise NotFound(
+                f"unknown logits_id {logits_id!r}: pass the logits_id of a recent answer, or omit mask_input"
+            )
         if stored.image_id != image_id:
-            raise InvalidInput(f"logits_id {logits_id!r} belongs to another image; use one from an answer on this image")
+            raise InvalidInput(
+                f"logits_id {logits_id!r} belongs to another image; use one from an answer on this image"
+            )
         return stored.logits
 
     def _objects(self, image_id: str, result: DecodeResult) -> list[ObjectMasks]:
@@ -365,25 +390,31 @@ class SamService:
     def _decode_group(self, jobs: list[DecodeJob]) -> list[DecodeResult]:
         """Runs on the worker: jobs of one signature -> one decoder call."""
         predictor = self._predictor
-        device, size = predictor.device, jobs[0].original_size
+        size = jobs[0].original_size
         sizes = [job.batch_size for job in jobs]
-        if len(jobs) == 1:
-            embedding = jobs[0].embedding
-        else:
-            embedding = torch.cat([job.embedding.expand(n, -1, -1, -1) for job, n in zip(jobs, sizes, strict=True)])
-        points = labels = boxes = masks = None
         first = jobs[0]
-        if first.prompt.points is not None:
-            points = torch.cat([torch.from_numpy(j.prompt.points)[None].expand(n, -1, -1) for j, n in zip(jobs, sizes, strict=True)]).to(device)
-            labels = torch.cat([torch.from_numpy(j.prompt.labels)[None].expand(n, -1) for j, n in zip(jobs, sizes, strict=True)]).to(device)
-        if first.prompt.boxes is not None:
-            boxes = torch.cat([torch.from_numpy(j.prompt.boxes) for j in jobs]).to(device)
-        if first.mask_input is not None:
-            masks = torch.cat([j.mask_input.expand(n, -1, -1, -1) for j, n in zip(jobs, sizes, strict=True)]).to(device)
+        # one job: its 1xCxExE embedding is broadcast by the decoder; several: one embedding per prompt
+        embedding = first.embedding
+        if len(jobs) > 1:
+            embedding = torch.cat(
+                [j.embedding.expand(n, -1, -1, -1) for j, n in zip(jobs, sizes, strict=True)]
+            )
+        points = _per_prompt([_tensor(j.prompt.points, leading=True) for j in jobs], sizes)
+        labels = _per_prompt([_tensor(j.prompt.labels, leading=True) for j in jobs], sizes)
+        boxes = _per_prompt([_tensor(j.prompt.boxes, leading=False) for j in jobs], sizes)
+        masks = _per_prompt([j.mask_input for j in jobs], sizes)
+        points, labels, boxes, masks = (
+            None if t is None else t.to(predictor.device) for t in (points, labels, boxes, masks)
+        )
         with torch.inference_mode():
             low_res, scores = predictor.predict_torch(
-                points, labels, boxes, masks, multimask_output=first.multimask,
-                embedding=embedding.to(predictor.dtype), original_size=size,
+                points,
+                labels,
+                boxes,
+                masks,
+                multimask_output=first.multimask,
+                embedding=embedding.to(predictor.dtype),
+                original_size=size,
             )
             logits = predictor.upscale_logits(low_res, size).float()
             all_masks = (logits > MASK_THRESHOLD).cpu().numpy()
@@ -393,7 +424,11 @@ class SamService:
         results, start = [], 0
         for n in sizes:
             end = start + n
-            results.append(DecodeResult(all_masks[start:end], all_scores[start:end], stability[start:end], best[start:end]))
+            results.append(
+                DecodeResult(
+                    all_masks[start:end], all_scores[start:end], stability[start:end], best[start:end]
+                )
+            )
             start = end
         return results
 
@@ -408,7 +443,9 @@ class SamService:
         entry = self._embedding_for(image_id)
         pixels = self.pixels_for(image_id)
         return self._special.automask(
-            key=self._key(image_id), pixels=pixels, params=params,
+            key=self._key(image_id),
+            pixels=pixels,
+            params=params,
             run=lambda generate: self._worker.submit(lambda: self._on_image(entry, generate)).result(),
         )
 
@@ -417,18 +454,48 @@ class SamService:
         self._predictor.set_embedding(entry.embedding, original_size=entry.original_size)
         return fn(self._model, self._predictor)
 
-    def _predict_text(self, image_id: str, text: str, *, points: Any, labels: Any, box: Any, boxes: Any,
-                      mask_input: str | None, width: int, height: int) -> list[ObjectMasks]:
+    def _predict_text(
+        self,
+        image_id: str,
+        text: str,
+        *,
+        points: Any,
+        labels: Any,
+        box: Any,
+        boxes: Any,
+        mask_input: str | None,
+    ) -> list[ObjectMasks]:
+        """CLIP-ranked segment-everything candidates as one object (see :class:`AutomaskRunner`)."""
+        height, width = self._embedding_for(image_id).original_size
         if mask_input is not None or boxes is not None:
             raise InvalidInput("a text prompt combines with points or one box only (not boxes or mask_input)")
         if not text.strip():
             raise InvalidInput("text must not be empty")
-        prompt = check_prompt(width=width, height=height, points=points, labels=labels, box=box, boxes=None,
-                              has_mask_input=True)
-        records = self.automask(image_id)
+        prompt = check_prompt(
+            width=width, height=height, points=points, labels=labels, box=box, boxes=None, has_mask_input=True
+        )
+        records = self.automask(image_id, **self._special.text_candidate_params(self._key(image_id)))
         pixels = self.pixels_for(image_id)
         return self._special.rank_text(
-            pixels=pixels, records=records, text=text, prompt=prompt,
-            device=str(self._device), run=lambda fn: self._worker.submit(fn).result(),
+            pixels=pixels,
+            records=records,
+            text=text,
+            prompt=prompt,
+            device=str(self._device),
+            run=lambda fn: self._worker.submit(fn).result(),
         )
 
+
+def _tensor(array: np.ndarray | None, *, leading: bool) -> torch.Tensor | None:
+    """numpy -> tensor, with a leading batch axis of 1 when ``leading``."""
+    if array is None:
+        return None
+    tensor = torch.from_numpy(array)
+    return tensor[None] if leading else tensor
+
+
+def _per_prompt(parts: list[torch.Tensor | None], sizes: list[int]) -> torch.Tensor | None:
+    """Concatenate per-job ``1x...`` or ``nx...`` tensors, each expanded to its job's n prompts."""
+    if parts[0] is None:
+        return None
+    return torch.cat([p.expand(n, *p.shape[1:]) for p, n in zip(parts, sizes, strict=True) if p is not None])

@@ -52,11 +52,14 @@ class AutomaskRunner:
             ``TextPrompter.rank`` signature; default builds a ``TextPrompter``.
     """
 
-    def __init__(self, *, store_bytes: int, text_prompter_factory: Callable[[str], Any] | None = None) -> None:
+    def __init__(
+        self, *, store_bytes: int, text_prompter_factory: Callable[[str], Any] | None = None
+    ) -> None:
         self._records: ByteBoundedLRU[list[dict[str, Any]]] = ByteBoundedLRU(store_bytes)
+        self._latest_params: dict[str, dict[str, Any]] = {}
         self._text_prompter_factory = text_prompter_factory
         self._text_prompter: Any = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
     def stats(self) -> CacheStats:
         """Counters of the records cache."""
@@ -81,6 +84,8 @@ class AutomaskRunner:
         """
         full = check_automask_params(params)
         cache_key = (key, tuple(sorted(full.items())))
+        with self._lock:
+            self._latest_params[key] = full
         cached = self._records.get(cache_key)
         if cached is not None:
             return cached
@@ -92,6 +97,15 @@ class AutomaskRunner:
         records = run(generate)
         self._records.put(cache_key, records, _records_nbytes(records))
         return records
+
+    def text_candidate_params(self, key: str) -> dict[str, Any]:
+        """Parameters of the last segment-everything run on this image (defaults if none).
+
+        A text prompt ranks those records, so a client that tuned the
+        generator for an image gets text results from the same candidates.
+        """
+        with self._lock:
+            return dict(self._latest_params.get(key, {}))
 
     def rank_text(
         self,
@@ -131,7 +145,9 @@ class AutomaskRunner:
             ObjectMasks(
                 masks=masks,
                 scores=np.asarray([score for _, score in ranked], dtype=np.float32),
-                stability_scores=np.asarray([r.get("stability_score", 0.0) for r, _ in ranked], dtype=np.float32),
+                stability_scores=np.asarray(
+                    [r.get("stability_score", 0.0) for r, _ in ranked], dtype=np.float32
+                ),
                 logits_id=None,
                 labels=[text] * len(ranked),
             )

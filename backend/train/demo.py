@@ -1,6 +1,6 @@
 """The shipped demo model: architecture, training recipe and held-out set.
 
-A SAM-architecture network shrunk for CPU training (256-pixel input, a
+A SAM-architecture network shrunk for CPU training (128-pixel input, a
 4-block ViT of width 128 with 4x4 windows and two global blocks, a 128-wide
 mask decoder), trained from scratch on procedural scenes
 (:mod:`backend.train.scenes`). Reproduce it with one command::
@@ -24,7 +24,7 @@ from backend.train.simulation import RoundsSettings
 DEMO_CONFIG = SamConfig(
     encoder="vit",
     vit=ViTConfig(embed_dim=128, depth=4, num_heads=4, global_attn_indexes=(1, 3), window_size=4, mlp_ratio=4.0),
-    image_size=256,
+    image_size=128,
     prompt_embed_dim=128,
     mask_in_chans=16,
     decoder_depth=2,
@@ -35,7 +35,7 @@ DEMO_CONFIG = SamConfig(
 )
 """About 1.9 M parameters (7.4 MB in float32)."""
 
-DEMO_SCENES = SceneSettings(size=DEMO_CONFIG.image_size)
+DEMO_SCENES = SceneSettings(size=DEMO_CONFIG.image_size, min_area=20)
 """Scene difficulty for training and for the held-out evaluation."""
 
 TRAIN_SCENE_COUNT = 1_000_000
@@ -45,14 +45,14 @@ HELDOUT_FIRST_SEED = 10_000_000
 """Held-out scenes start here, far from every training seed."""
 
 DEMO_SETTINGS = TrainSettings(
-    steps=1500,
+    steps=2000,
     images_per_batch=4,
     masks_per_image=4,
     accumulate=1,
     lr=1e-3,
     weight_decay=0.05,
     warmup_steps=50,
-    decay_steps=(1200,),
+    decay_steps=(1600,),
     decay_factor=0.1,
     grad_clip=1.0,
     freeze_encoder=False,

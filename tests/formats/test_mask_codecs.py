@@ -149,8 +149,10 @@ def test_polygons_trace_holes_with_opposite_direction_and_pixel_exact_areas():
     np.testing.assert_array_equal(from_polygons(polygons, 9, 9), mask)
 
 
-def test_diagonal_neighbours_form_one_polygon():
-    mask = np.eye(6, dtype=bool)
+@pytest.mark.parametrize(
+    "mask", [np.eye(6, dtype=bool), np.fliplr(np.eye(6, dtype=bool))], ids=["main", "anti"]
+)
+def test_diagonal_neighbours_form_one_polygon(mask):
     polygons = to_polygons(mask)
     assert len(polygons) == 1
     np.testing.assert_array_equal(from_polygons(polygons, 6, 6), mask)

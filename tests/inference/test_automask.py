@@ -57,13 +57,17 @@ def _models(seed: int):
 
 @pytest.fixture(scope="module")
 def models():
-    return _models(seed=3)
+    return _models(seed=5)
 
 
-def _block_image(height: int = 150, width: int = 200, seed: int = 0) -> np.ndarray:
-    """Coloured 50x50 blocks: objects with clear borders."""
-    colors = np.random.default_rng(seed).integers(0, 256, (height // 50, width // 50, 3), dtype=np.uint8)
-    return np.kron(colors, np.ones((50, 50, 1), dtype=np.uint8))
+def _scene(height: int = 150, width: int = 200) -> np.ndarray:
+    """Grey background with four coloured 35x35 squares near the corners (one inside each layer-1 crop)."""
+    image = np.full((height, width, 3), 128, dtype=np.uint8)
+    colors = [(230, 30, 30), (30, 220, 40), (20, 40, 230), (240, 240, 20)]
+    corners = [(15, 15), (15, width - 50), (height - 50, 15), (height - 50, width - 50)]
+    for (y, x), color in zip(corners, colors):
+        image[y : y + 35, x : x + 35] = color
+    return image
 
 
 def _decode(record: dict) -> np.ndarray:
@@ -89,26 +93,36 @@ def _assert_same_records(ours: list[dict], reference: list[dict]) -> None:
         mine = ours[match]
         assert mine["predicted_iou"] == pytest.approx(ref["predicted_iou"], abs=1e-4)
         assert mine["stability_score"] == pytest.approx(ref["stability_score"], abs=1e-2)
-        assert mine["point_coords"] == pytest.approx(ref["point_coords"])
+        assert mine["point_coords"][0] == pytest.approx(ref["point_coords"][0])
         assert mine["crop_box"] == [int(v) for v in ref["crop_box"]]
         assert mine["area"] == pytest.approx(ref["area"], rel=0.01)
         assert np.abs(np.array(mine["bbox"]) - np.array(ref["bbox"])).max() <= 1
 
 
-THRESHOLDS = dict(points_per_side=8, pred_iou_thresh=0.0, stability_score_thresh=0.5)
+# Lowered thresholds: random weights predict low IoU.
+THRESHOLDS = dict(points_per_side=8, pred_iou_thresh=0.0, stability_score_thresh=0.3)
+
+
+def _both(models, image: np.ndarray, **kwargs) -> tuple[list[dict], list[dict]]:
+    from segment_anything import SamAutomaticMaskGenerator
+
+    ours, reference = models
+    expected = SamAutomaticMaskGenerator(reference, output_mode="coco_rle", **kwargs).generate(image)
+    return AutomaskGenerator(ours, **kwargs).generate(image), expected
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("crop_n_layers", [0, 1])
 def test_same_masks_as_reference(models, crop_n_layers):
-    from segment_anything import SamAutomaticMaskGenerator
-
-    ours, reference = models
-    image = _block_image()
-    kwargs = dict(THRESHOLDS, crop_n_layers=crop_n_layers)
-    expected = SamAutomaticMaskGenerator(reference, output_mode="coco_rle", **kwargs).generate(image)
-    got = AutomaskGenerator(ours, **kwargs).generate(image)
-    assert len(expected) >= 3, "the test set-up should produce several masks"
+    got, expected = _both(models, _scene(), **THRESHOLDS, crop_n_layers=crop_n_layers)
     if crop_n_layers:
-        assert any(r["crop_box"] != [0, 0, 200, 150] for r in expected), "crops should contribute masks"
+        assert sum(r["crop_box"][2] < 200 for r in expected) >= 2, "crops should contribute masks"
+    _assert_same_records(got, expected)
+
+
+@pytest.mark.slow
+def test_same_candidates_as_reference_without_nms(models):
+    """With NMS disabled every candidate passing the filters is compared, not only the survivors."""
+    got, expected = _both(models, _scene(), **THRESHOLDS, box_nms_thresh=1.0)
+    assert len(expected) >= 20, "the test set-up should produce many candidates"
     _assert_same_records(got, expected)

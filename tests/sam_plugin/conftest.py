@@ -91,8 +91,15 @@ class ScriptedSamClient(SamClientBase):
     ) -> list[ObjectMasks]:
         self._check()
         self.calls.append(
-            {"image_id": image_id, "points": points, "labels": labels, "box": box, "boxes": boxes, "text": text,
-             "multimask": multimask}
+            {
+                "image_id": image_id,
+                "points": points,
+                "labels": labels,
+                "box": box,
+                "boxes": boxes,
+                "text": text,
+                "multimask": multimask,
+            }
         )
         if self.forget_images:
             from backend.client.http_client import SamServerError
@@ -135,7 +142,9 @@ class FakeSession:
         self.routes: dict[str, tuple[int, dict[str, str], bytes]] = {}
         self.requests: list[tuple[str, dict[str, str]]] = []
 
-    def add(self, url: str, body: bytes = b"", *, status: int = 200, headers: dict[str, str] | None = None) -> None:
+    def add(
+        self, url: str, body: bytes = b"", *, status: int = 200, headers: dict[str, str] | None = None
+    ) -> None:
         self.routes[url] = (status, headers or {}, body)
 
     def get(self, url: str, headers: dict[str, str] | None = None, **kwargs: Any) -> Any:
@@ -182,7 +191,9 @@ def settings(tmp_path: Any) -> PluginSettings:
 
 
 @pytest.fixture
-def runtime(sam_client: ScriptedSamClient, settings: PluginSettings, fake_session: FakeSession) -> PluginRuntime:
+def runtime(
+    sam_client: ScriptedSamClient, settings: PluginSettings, fake_session: FakeSession
+) -> PluginRuntime:
     fetcher = TaskImageFetcher(
         label_studio_url=settings.label_studio_url,
         api_key=settings.label_studio_api_key,

@@ -25,19 +25,35 @@ def _image(fake_session: FakeSession) -> None:
 
 
 def keypoint(x_pct: float, y_pct: float, label: str = "Object", positive: bool = True) -> dict[str, Any]:
-    return {"type": "keypointlabels", "from_name": "click", "to_name": "image", "original_width": W,
-            "original_height": H, "is_positive": positive, "value": {"x": x_pct, "y": y_pct, "keypointlabels": [label]}}
+    return {
+        "type": "keypointlabels",
+        "from_name": "click",
+        "to_name": "image",
+        "original_width": W,
+        "original_height": H,
+        "is_positive": positive,
+        "value": {"x": x_pct, "y": y_pct, "keypointlabels": [label]},
+    }
 
 
 def rectangle(x: float, y: float, w: float, h: float) -> dict[str, Any]:
-    return {"type": "rectanglelabels", "from_name": "box", "to_name": "image", "original_width": W,
-            "original_height": H, "value": {"x": x, "y": y, "width": w, "height": h, "rotation": 0,
-                                            "rectanglelabels": ["Object"]}}
+    return {
+        "type": "rectanglelabels",
+        "from_name": "box",
+        "to_name": "image",
+        "original_width": W,
+        "original_height": H,
+        "value": {"x": x, "y": y, "width": w, "height": h, "rotation": 0, "rectanglelabels": ["Object"]},
+    }
 
 
 def predict(http: Any, context: dict | None, tasks: list | None = None) -> Any:
-    body = {"tasks": tasks or [TASK], "project": "1.1700000000", "label_config": EXAMPLE_CONFIG,
-            "params": {"login": None, "password": None, "context": context}}
+    body = {
+        "tasks": tasks or [TASK],
+        "project": "1.1700000000",
+        "label_config": EXAMPLE_CONFIG,
+        "params": {"login": None, "password": None, "context": context},
+    }
     return http.post("/ls/predict", json=body)
 
 
@@ -46,14 +62,23 @@ def decoded(region: dict[str, Any]) -> np.ndarray:
 
 
 def test_setup_returns_the_model_version_quickly(http: Any) -> None:
-    response = http.post("/ls/setup", json={"project": "1.1700000000", "schema": EXAMPLE_CONFIG,
-                                            "hostname": "http://localhost:8080", "access_token": "abc"})
+    response = http.post(
+        "/ls/setup",
+        json={
+            "project": "1.1700000000",
+            "schema": EXAMPLE_CONFIG,
+            "hostname": "http://localhost:8080",
+            "access_token": "abc",
+        },
+    )
     assert response.status_code == 200
     assert response.get_json() == {"model_version": "sam-scripted"}
 
 
 def test_setup_reports_a_config_without_the_needed_tags(http: Any) -> None:
-    response = http.post("/ls/setup", json={"project": "1.1", "schema": '<View><Image name="i" value="$i"/></View>'})
+    response = http.post(
+        "/ls/setup", json={"project": "1.1", "schema": '<View><Image name="i" value="$i"/></View>'}
+    )
     assert response.status_code == 400
     body = response.get_json()
     assert body["error"] == "invalid_input" and "BrushLabels" in body["detail"]
@@ -70,7 +95,9 @@ def test_setup_answers_within_3_s_when_the_model_server_hangs(
     assert response.status_code == 503 and "did not answer" in response.get_json()["detail"]
 
 
-def test_keypoint_gives_a_brush_mask_equal_to_the_model_servers(http: Any, sam_client: ScriptedSamClient) -> None:
+def test_keypoint_gives_a_brush_mask_equal_to_the_model_servers(
+    http: Any, sam_client: ScriptedSamClient
+) -> None:
     response = predict(http, {"result": [keypoint(25.0, 50.0)]})
     assert response.status_code == 200
     [result] = response.get_json()["results"]
@@ -108,8 +135,14 @@ def test_text_prompt_from_textarea(runtime: Any, sam_client: ScriptedSamClient) 
     config = EXAMPLE_CONFIG.replace("</View>", '<TextArea name="prompt" toName="image"/></View>')
     app = Flask("t")
     app.register_blueprint(create_blueprint(sam_client, runtime=runtime))
-    body = {"tasks": [TASK], "project": "1.1", "label_config": config,
-            "params": {"context": {"result": [{"type": "textarea", "from_name": "prompt", "value": {"text": ["a dog"]}}]}}}
+    body = {
+        "tasks": [TASK],
+        "project": "1.1",
+        "label_config": config,
+        "params": {
+            "context": {"result": [{"type": "textarea", "from_name": "prompt", "value": {"text": ["a dog"]}}]}
+        },
+    }
     response = app.test_client().post("/ls/predict", json=body)
     assert response.status_code == 200
     assert sam_client.calls[-1]["text"] == "a dog"
@@ -141,7 +174,9 @@ def test_text_preannotation_uses_one_prompt_per_label(runtime: Any, sam_client: 
     body = {"tasks": [TASK], "project": "1.1", "label_config": EXAMPLE_CONFIG, "params": {}}
     result = app.test_client().post("/ls/predict", json=body).get_json()["results"][0]
     assert [c["text"] for c in sam_client.calls] == ["Object"]
-    assert result["result"][0]["meta"] == {"text": ["Object"]} and result["result"][0]["score"] == pytest.approx(0.9)
+    assert result["result"][0]["meta"] == {"text": ["Object"]} and result["result"][0][
+        "score"
+    ] == pytest.approx(0.9)
 
 
 def test_model_server_down_gives_503_then_recovers(http: Any, sam_client: ScriptedSamClient) -> None:
@@ -182,14 +217,3 @@ def test_health_root_and_metrics(http: Any) -> None:
 def test_bad_json_is_a_400(http: Any) -> None:
     response = http.post("/ls/predict", data="nope", content_type="text/plain")
     assert response.status_code == 400 and "JSON object" in response.get_json()["detail"]
-
-
-def test_label_studio_joins_the_ml_backend_url_under_the_prefix() -> None:
-    import urllib.parse
-
-    # Label Studio's MLApi._get_url: add a trailing slash, then urljoin
-    for base in ("http://h:9090/ls", "http://h:9090/ls/"):
-        url = base if base.endswith("/") else base + "/"
-        assert urllib.parse.urljoin(url, "setup") == "http://h:9090/ls/setup"
-        # and its webhook: url.rstrip('/') + '/webhook'
-        assert base.rstrip("/") + "/webhook" == "http://h:9090/ls/webhook"

@@ -12,8 +12,13 @@ from sam_plugin.image_fetcher import ImageFetchFailed, ImageUrlRefused, TaskImag
 
 
 def make_fetcher(session: FakeSession, **kwargs: object) -> TaskImageFetcher:
-    options = {"label_studio_url": LS_URL, "api_key": "tok", "allowed_hosts": ("images.example.com", "*.cdn.net"),
-               "resolver": public_resolver, "session": session}
+    options = {
+        "label_studio_url": LS_URL,
+        "api_key": "tok",
+        "allowed_hosts": ("images.example.com", "*.cdn.net"),
+        "resolver": public_resolver,
+        "session": session,
+    }
     options.update(kwargs)
     return TaskImageFetcher(**options)  # type: ignore[arg-type]
 
@@ -67,7 +72,9 @@ def test_unsupported_schemes_are_refused(fake_session: FakeSession, reference: s
         make_fetcher(fake_session).fetch(reference)
 
 
-def test_unlisted_host_is_refused_and_allowlisted_hosts_fetched_without_token(fake_session: FakeSession) -> None:
+def test_unlisted_host_is_refused_and_allowlisted_hosts_fetched_without_token(
+    fake_session: FakeSession,
+) -> None:
     fetcher = make_fetcher(fake_session)
     with pytest.raises(ImageUrlRefused, match="SAM_ALLOWED_HOSTS"):
         fetcher.fetch("https://evil.example.org/a.png")
@@ -86,8 +93,12 @@ def test_loopback_tricks_are_refused_but_a_local_label_studio_works(fake_session
     )
     with pytest.raises(ImageUrlRefused, match="loopback"):
         fetcher.fetch("http://loopback.example.com/a.png")
-    for other in ("http://127.0.0.1:9090/v1/models", "http://localhost:8080/data/upload/1/a.png",
-                  "http://[::1]:8080/a.png", "http://2130706433:8080/a.png"):
+    for other in (
+        "http://127.0.0.1:9090/v1/models",
+        "http://localhost:8080/data/upload/1/a.png",
+        "http://[::1]:8080/a.png",
+        "http://2130706433:8080/a.png",
+    ):
         with pytest.raises(ImageUrlRefused):
             fetcher.fetch(other)
     fake_session.add("http://127.0.0.1:8080/data/upload/1/a.png", b"ok")
@@ -100,13 +111,17 @@ def test_credentials_in_url_are_refused(fake_session: FakeSession) -> None:
 
 
 def test_redirect_to_an_unlisted_host_is_refused(fake_session: FakeSession) -> None:
-    fake_session.add(f"{LS_URL}/data/upload/1/a.png", status=302, headers={"Location": "http://169.254.169.254/meta"})
+    fake_session.add(
+        f"{LS_URL}/data/upload/1/a.png", status=302, headers={"Location": "http://169.254.169.254/meta"}
+    )
     with pytest.raises(ImageUrlRefused):
         make_fetcher(fake_session).fetch("/data/upload/1/a.png")
     assert len(fake_session.requests) == 1
 
 
-def test_cloud_storage_goes_through_presign_and_redirect_without_leaking_the_token(fake_session: FakeSession) -> None:
+def test_cloud_storage_goes_through_presign_and_redirect_without_leaking_the_token(
+    fake_session: FakeSession,
+) -> None:
     encoded = base64.urlsafe_b64encode(b"s3://bucket/cat.jpg").decode()
     presign = f"{LS_URL}/tasks/7/presign/?fileuri={encoded}"
     target = "https://images.example.com/bucket/cat.jpg?X-Amz-Signature=abc"

@@ -13,7 +13,12 @@ CONTROL = ControlInfo(name="kp", tag="KeyPointLabels", labels=("Cat", "Not cat")
 
 
 def point(x: float, y: float, label: str = "Cat", **extra: object) -> dict:
-    return {"type": "keypointlabels", "from_name": "kp", "value": {"x": x, "y": y, "keypointlabels": [label]}, **extra}
+    return {
+        "type": "keypointlabels",
+        "from_name": "kp",
+        "value": {"x": x, "y": y, "keypointlabels": [label]},
+        **extra,
+    }
 
 
 def test_percent_to_pixels_on_non_square_image() -> None:

@@ -41,8 +41,10 @@ def test_aliases_are_read() -> None:
         ("", "empty"),
         ("<View><Image name='i' value='$x'/>", "not valid XML"),
         ('<View><BrushLabels name="b" toName="i"><Label value="A"/></BrushLabels></View>', "<Image>"),
-        ('<View><Image name="i" value="$x"/><Choices name="c" toName="i"><Choice value="a"/></Choices></View>',
-         "<BrushLabels> or <PolygonLabels>"),
+        (
+            '<View><Image name="i" value="$x"/><Choices name="c" toName="i"><Choice value="a"/></Choices></View>',
+            "<BrushLabels> or <PolygonLabels>",
+        ),
     ],
 )
 def test_unusable_configs_raise_a_message_naming_the_fix(xml: str, needle: str) -> None:

@@ -10,8 +10,10 @@ from sam_plugin.controls.rectangle_labels import add_rectangle
 
 
 def rect(x: float, y: float, w: float, h: float, **value: object) -> dict:
-    return {"type": "rectanglelabels", "value": {"x": x, "y": y, "width": w, "height": h,
-                                                  "rectanglelabels": ["Car"], **value}}
+    return {
+        "type": "rectanglelabels",
+        "value": {"x": x, "y": y, "width": w, "height": h, "rectanglelabels": ["Car"], **value},
+    }
 
 
 def test_every_box_is_kept_in_pixels_of_a_non_square_image() -> None:

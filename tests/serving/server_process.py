@@ -26,28 +26,30 @@ def free_port() -> int:
 class ServerProcess:
     """``sam-server`` in a subprocess; ``url`` once :meth:`start` returned."""
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, *args: str, env: dict[str, str] | None = None, token: str | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         executable = shutil.which("sam-server", path=os.path.dirname(sys.executable))
         command = [executable] if executable else [sys.executable, "-m", "backend.serving.cli"]
         self.command = [*command, "--host", "127.0.0.1", "--port", str(self.port), "--threads", "8", *args]
         self.env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 90.0) -> ServerProcess:
         """Launch and wait until ``/ready`` answers 200 (raises after ``timeout`` s)."""
-        self.process = subprocess.Popen(self.command, cwd=REPO, env=self.env, stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            self.command, cwd=REPO, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"sam-server exited early:\n{self.output()}")
             try:
-                if requests.get(f"{self.url}/ready", timeout=2).status_code in (200, 401):
+                if requests.get(f"{self.url}/ready", headers=self.headers, timeout=2).status_code == 200:
                     return self
-            except requests.ConnectionError:
-                pass
+            except (requests.ConnectionError, requests.Timeout):
+                pass  # not listening yet, or the worker is still importing
             time.sleep(0.2)
         self.stop()
         raise RuntimeError(f"sam-server not ready within {timeout} s:\n{self.output()}")

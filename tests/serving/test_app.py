@@ -100,7 +100,9 @@ def test_masks_equal_in_process_predictor(client, image_id, tiny_sam, fmt):
 
 
 def test_mask_bbox_is_xywh_of_the_mask(client, image_id):
-    [obj] = client.post("/v1/predict", json={"image_id": image_id, "points": POINTS, "labels": LABELS}).json["objects"]
+    [obj] = client.post("/v1/predict", json={"image_id": image_id, "points": POINTS, "labels": LABELS}).json[
+        "objects"
+    ]
     for mask in obj["masks"]:
         decoded = _decode(mask["segmentation"], "coco_rle", 60, 80)
         ys, xs = np.nonzero(decoded)
@@ -114,20 +116,35 @@ def test_boxes_give_one_object_each(client, image_id, tiny_sam):
     assert len(answer["objects"]) == 2
     for i, obj in enumerate(answer["objects"]):
         for k, mask in enumerate(obj["masks"]):
-            np.testing.assert_array_equal(_decode(mask["segmentation"], "coco_rle", 60, 80), expected.masks[i, k])
+            np.testing.assert_array_equal(
+                _decode(mask["segmentation"], "coco_rle", 60, 80), expected.masks[i, k]
+            )
 
 
 def test_refinement_with_logits_id_equals_predictor(client, image_id, tiny_sam):
     predictor = _predictor(tiny_sam)
     first = predictor.predict(point_coords=POINTS[:1], point_labels=[1])
-    second = predictor.predict(point_coords=POINTS, point_labels=LABELS, mask_input=first.low_res_logits[:, :1],
-                               multimask_output=False)
-    logits_id = client.post("/v1/predict", json={"image_id": image_id, "points": POINTS[:1], "labels": [1]}).json[
-        "objects"][0]["logits_id"]
-    body = {"image_id": image_id, "points": POINTS, "labels": LABELS, "mask_input": logits_id, "multimask": False}
+    second = predictor.predict(
+        point_coords=POINTS,
+        point_labels=LABELS,
+        mask_input=first.low_res_logits[:, :1],
+        multimask_output=False,
+    )
+    logits_id = client.post(
+        "/v1/predict", json={"image_id": image_id, "points": POINTS[:1], "labels": [1]}
+    ).json["objects"][0]["logits_id"]
+    body = {
+        "image_id": image_id,
+        "points": POINTS,
+        "labels": LABELS,
+        "mask_input": logits_id,
+        "multimask": False,
+    }
     [obj] = client.post("/v1/predict", json=body).json["objects"]
     assert len(obj["masks"]) == 1
-    np.testing.assert_array_equal(_decode(obj["masks"][0]["segmentation"], "coco_rle", 60, 80), second.masks[0, 0])
+    np.testing.assert_array_equal(
+        _decode(obj["masks"][0]["segmentation"], "coco_rle", 60, 80), second.masks[0, 0]
+    )
 
 
 # ------------------------------------------------------------------ bad input
@@ -155,7 +172,12 @@ BAD_PREDICT = [
     ("point of 3 numbers", {"image_id": "ID", "points": [[1, 1, 1]], "labels": [1]}, 400, "invalid_input"),
     ("inverted box", {"image_id": "ID", "box": [40, 30, 10, 5]}, 400, "invalid_input"),
     ("box outside", {"image_id": "ID", "box": [0, 0, 100, 30]}, 400, "invalid_input"),
-    ("box and boxes", {"image_id": "ID", "box": [0, 0, 10, 10], "boxes": [[0, 0, 10, 10]]}, 400, "invalid_input"),
+    (
+        "box and boxes",
+        {"image_id": "ID", "box": [0, 0, 10, 10], "boxes": [[0, 0, 10, 10]]},
+        400,
+        "invalid_input",
+    ),
     ("empty boxes", {"image_id": "ID", "boxes": []}, 400, "invalid_input"),
     ("unknown format", {"image_id": "ID", "box": [0, 0, 10, 10], "format": "jpeg"}, 400, "invalid_input"),
     ("unknown logits_id", {"image_id": "ID", "mask_input": "nope"}, 404, "not_found"),
@@ -169,7 +191,9 @@ BAD_PREDICT = [
 @pytest.mark.parametrize(("name", "body", "status", "code"), BAD_PREDICT, ids=[b[0] for b in BAD_PREDICT])
 def test_bad_predict_then_good(client, image_id, name, body, status, code):
     if isinstance(body, str):
-        response = client.post("/v1/predict", data=body.replace("ID", image_id), content_type="application/json")
+        response = client.post(
+            "/v1/predict", data=body.replace("ID", image_id), content_type="application/json"
+        )
     else:
         body = {k: (image_id if v == "ID" else v) for k, v in body.items()}
         response = client.post("/v1/predict", json=body)
@@ -209,7 +233,9 @@ def test_image_over_pixel_limit(tiny_sam):
 
 def test_logits_of_another_image_rejected(client, image_id):
     other = client.post("/v1/images", data=png_bytes(picture(seed=5))).json["image_id"]
-    logits_id = client.post("/v1/predict", json={"image_id": other, "box": [0, 0, 20, 20]}).json["objects"][0]["logits_id"]
+    logits_id = client.post("/v1/predict", json={"image_id": other, "box": [0, 0, 20, 20]}).json["objects"][
+        0
+    ]["logits_id"]
     response = client.post("/v1/predict", json={"image_id": image_id, "mask_input": logits_id})
     assert response.status_code == 400 and "another image" in response.json["detail"]
 
@@ -228,10 +254,14 @@ def test_unexpected_error_is_generic_500_without_traceback(app, client, image_id
     response = client.post("/v1/predict", json={"image_id": image_id, "box": [0, 0, 10, 10]})
     assert response.status_code == 500
     assert response.json["error"] == "internal_error"
-    assert "secret" not in response.get_data(as_text=True) and "Traceback" not in response.get_data(as_text=True)
+    assert "secret" not in response.get_data(as_text=True) and "Traceback" not in response.get_data(
+        as_text=True
+    )
 
 
-@pytest.mark.parametrize("message", ["CUDA out of memory. Tried to allocate 2.00 GiB", "MPS backend out of memory"])
+@pytest.mark.parametrize(
+    "message", ["CUDA out of memory. Tried to allocate 2.00 GiB", "MPS backend out of memory"]
+)
 def test_out_of_memory_is_503_then_next_request_works(app, client, image_id, monkeypatch, message):
     predictor = app.extensions["sam_service"]._predictor
     original = predictor.predict_torch
@@ -301,4 +331,12 @@ def test_served_openapi_equals_docs_copy(client):
     for path in ("/v1/images", "/v1/predict", "/v1/automask", "/health", "/ready", "/metrics", "/v1/models"):
         assert path in served["paths"]
     assert set(served["components"]["schemas"]["PredictRequest"]["properties"]) >= {
-        "image_id", "points", "labels", "box", "boxes", "mask_input", "multimask", "format"}
+        "image_id",
+        "points",
+        "labels",
+        "box",
+        "boxes",
+        "mask_input",
+        "multimask",
+        "format",
+    }

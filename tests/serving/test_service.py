@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from backend.errors import InvalidInput, NotFound, ServiceUnavailable
+from backend.serving.config import ServerConfig
 from backend.serving.service import SamService
 from tests.serving.conftest import make_config
 from tests.serving.tiny_model import picture, png_bytes
@@ -158,7 +159,7 @@ def test_text_with_boxes_or_mask_input_is_refused(service):
 
 
 def test_model_that_fails_to_load_answers_unavailable(tmp_path):
-    service = SamService(make_config(None).__class__(model=str(tmp_path / "missing.pt"), plugins=False)).start()
+    service = SamService(ServerConfig(model=str(tmp_path / "missing.pt"), plugins=False)).start()
     try:
         assert not service.wait_ready(60)
         with pytest.raises(ServiceUnavailable):

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from backend.checkpoints import save_checkpoint
 from backend.model import SamConfig, ViTConfig, build_sam
 
 TINY_CONFIG = SamConfig(
@@ -30,9 +31,9 @@ def build_tiny_sam(seed: int = 0) -> torch.nn.Module:
 
 def save_tiny_checkpoint(path: Path, seed: int = 0) -> Path:
     """Our checkpoint format (``sam-server/1``), loadable by ``sam-server --model PATH``."""
-    sam = build_tiny_sam(seed)
-    torch.save({"format": "sam-server/1", "config": TINY_CONFIG.to_dict(), "model": sam.state_dict(),
-                "meta": {"name": "tiny-test"}}, path)
+    save_checkpoint(
+        path, model_state=build_tiny_sam(seed).state_dict(), config=TINY_CONFIG, meta={"name": "tiny-test"}
+    )
     return path
 
 

@@ -22,7 +22,9 @@ def create_v1_blueprint(service: SamService) -> Blueprint:
         """Raw image bytes -> ``{"image_id", "width", "height"}``; the embedding is cached."""
         data = request.get_data(cache=False)
         if not data:
-            raise InvalidImage("the request body is empty; send the image file's bytes (JPEG, PNG, WebP, TIFF, BMP)")
+            raise InvalidImage(
+                "the request body is empty; send the image file's bytes (JPEG, PNG, WebP, TIFF, BMP)"
+            )
         info = service.add_image(data)
         return jsonify(image_id=info.image_id, width=info.width, height=info.height)
 
@@ -48,7 +50,9 @@ def create_v1_blueprint(service: SamService) -> Blueprint:
             multimask=body.multimask,
         )
         encoded = [object_to_json(obj, body.format) for obj in objects]
-        return jsonify(objects=encoded, model=service.model_name, timing_ms=(time.perf_counter() - start) * 1000.0)
+        return jsonify(
+            objects=encoded, model=service.model_name, timing_ms=(time.perf_counter() - start) * 1000.0
+        )
 
     @bp.post("/automask")
     def automask() -> Response:
@@ -57,7 +61,11 @@ def create_v1_blueprint(service: SamService) -> Blueprint:
         body = parse_request(request.get_data(cache=False), AutomaskRequest)
         params = body.model_dump(exclude={"image_id"})
         records = service.automask(body.image_id, **params)
-        return jsonify(records=to_jsonable(records), model=service.model_name, timing_ms=(time.perf_counter() - start) * 1000.0)
+        return jsonify(
+            records=to_jsonable(records),
+            model=service.model_name,
+            timing_ms=(time.perf_counter() - start) * 1000.0,
+        )
 
     @bp.get("/models")
     def models() -> Response:

@@ -1,0 +1,249 @@
+"""Model registry: names -> network configuration + weights record; ``load_model``.
+
+One entry per model, as in timm: ``MODELS[name]`` is a :class:`ModelRecord`
+(configuration, download URL, SHA-256, size, licence). Add one with
+:func:`register`; tests swap records with ``monkeypatch.setitem(MODELS, ...)``.
+Files are found or downloaded by :mod:`backend.weights`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from backend.checkpoints import load_checkpoint, load_state_strict
+from backend.errors import InvalidInput
+from backend.model import VIT_B, VIT_H, VIT_L, VIT_T, Sam, SamConfig, build_sam
+
+PACKAGED_WEIGHTS = Path(__file__).resolve().parent / "weights"
+_SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelRecord:
+    """Everything needed to fetch and build one named model.
+
+    Attributes:
+        name: Registry name (``"vit_b"``).
+        config: Network configuration; ``None`` when the checkpoint (our
+            format) carries it.
+        filename: File name in the cache folder (or in ``backend/weights``
+            for packaged models).
+        url: Download URL; ``None`` for packaged models.
+        sha256: Expected SHA-256 of the file (hex); ``None`` skips the check.
+        size_bytes: Expected file size in bytes, if known.
+        licence: SPDX licence of the weights.
+        description: One line for people choosing a model.
+        packaged: The file ships inside this package (``backend/weights``).
+    """
+
+    name: str
+    config: SamConfig | None
+    filename: str
+    url: str | None = None
+    sha256: str | None = None
+    size_bytes: int | None = None
+    licence: str = ""
+    description: str = ""
+    packaged: bool = False
+
+    @property
+    def packaged_path(self) -> Path | None:
+        """Where a packaged model's file lives, else ``None``."""
+        return PACKAGED_WEIGHTS / self.filename if self.packaged else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (for ``GET /v1/models``)."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "licence": self.licence,
+            "encoder": self.config.encoder if self.config else None,
+            "image_size": self.config.image_size if self.config else None,
+            "filename": self.filename,
+            "url": self.url,
+            "sha256": self.sha256,
+            "size_bytes": self.size_bytes,
+            "packaged": self.packaged,
+        }
+
+
+# SHA-256 and sizes of the official files, as published by projects that pin them
+# (micro-sam's model registry, several download scripts) and agreeing across sources.
+MODELS: dict[str, ModelRecord] = {
+    r.name: r
+    for r in (
+        ModelRecord(
+            name="vit_h",
+            config=VIT_H,
+            filename="sam_vit_h_4b8939.pth",
+            url=_SAM_URL + "sam_vit_h_4b8939.pth",
+            sha256="a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e",
+            size_bytes=2_564_550_879,
+            licence="Apache-2.0",
+            description="Segment Anything ViT-H (Meta): best masks, slowest (636M parameters)",
+        ),
+        ModelRecord(
+            name="vit_l",
+            config=VIT_L,
+            filename="sam_vit_l_0b3195.pth",
+            url=_SAM_URL + "sam_vit_l_0b3195.pth",
+            sha256="3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622",
+            size_bytes=1_249_524_607,
+            licence="Apache-2.0",
+            description="Segment Anything ViT-L (Meta): close to ViT-H, faster (308M parameters)",
+        ),
+        ModelRecord(
+            name="vit_b",
+            config=VIT_B,
+            filename="sam_vit_b_01ec64.pth",
+            url=_SAM_URL + "sam_vit_b_01ec64.pth",
+            sha256="ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912",
+            size_bytes=375_042_383,
+            licence="Apache-2.0",
+            description="Segment Anything ViT-B (Meta): the fastest of Meta's models (91M parameters)",
+        ),
+        ModelRecord(
+            name="vit_t",
+            config=VIT_T,
+            filename="mobile_sam.pt",
+            url="https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/mobile_sam.pt",
+            sha256="6dbb90523a35330fedd7f1d3dfc66f995213d81b29a5ca8108dbcdd4e37d6c2f",
+            size_bytes=40_728_226,
+            licence="Apache-2.0",
+            description="MobileSAM (TinyViT encoder, about 10M parameters): runs well on a CPU",
+        ),
+        ModelRecord(
+            name="demo",
+            config=None,
+            filename="sam_demo.pt",
+            packaged=True,
+            licence="Apache-2.0",
+            description="Small model trained on synthetic shapes; ships with the package (tests, offline demos)",
+        ),
+    )
+}
+
+
+def register(record: ModelRecord, *, overwrite: bool = False) -> None:
+    """Add a model under ``record.name``.
+
+    Raises:
+        InvalidInput: The name is taken and ``overwrite`` is false.
+    """
+    if record.name in MODELS and not overwrite:
+        raise InvalidInput(f"model {record.name!r} is already registered; pass overwrite=True to replace it")
+    MODELS[record.name] = record
+
+
+def get_record(name: str) -> ModelRecord:
+    """The record of a registered model.
+
+    Raises:
+        InvalidInput: Unknown name; the message lists the valid names.
+    """
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise InvalidInput(
+            f"unknown model {name!r}; valid names: {', '.join(MODELS)}; or give the path of a checkpoint file"
+        ) from None
+
+
+def list_models() -> list[dict[str, Any]]:
+    """Summaries of all registered models, in registration order."""
+    return [record.to_dict() for record in MODELS.values()]
+
+
+def pick_device(name: str = "auto") -> str:
+    """Resolve a device name; ``"auto"`` picks cuda, then mps, then cpu.
+
+    Raises:
+        InvalidInput: Malformed name, or an accelerator that is not available.
+    """
+    if name == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        return "mps" if torch.backends.mps.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise InvalidInput(f"invalid device {name!r}: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidInput(f"device {name!r} asked for, but CUDA is not available here; use 'auto' or 'cpu'")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise InvalidInput(f"device {name!r} asked for, but MPS is not available here; use 'auto' or 'cpu'")
+    return name
+
+
+def infer_config(state_dict: dict[str, Any]) -> SamConfig:
+    """The official configuration whose layout a plain state dict has.
+
+    Raises:
+        InvalidInput: The weights match none of vit_b, vit_l, vit_h, vit_t.
+    """
+    if "image_encoder.patch_embed.seq.0.c.weight" in state_dict:
+        return VIT_T
+    proj = state_dict.get("image_encoder.patch_embed.proj.weight")
+    depth = len({k.split(".")[2] for k in state_dict if k.startswith("image_encoder.blocks.")})
+    for config in (VIT_B, VIT_L, VIT_H):
+        if proj is not None and proj.shape[0] == config.vit.embed_dim and depth == config.vit.depth:
+            return config
+    raise InvalidInput(
+        "cannot tell which network these weights belong to (not an official SAM / MobileSAM layout); "
+        "pass config=SamConfig(...) or save them with backend.checkpoints.save_checkpoint"
+    )
+
+
+def load_model(
+    name_or_path: str | Path,
+    *,
+    device: str = "cpu",
+    dtype: torch.dtype | str = torch.float32,
+    config: SamConfig | None = None,
+    download: bool = True,
+    progress: bool = True,
+) -> Sam:
+    """Build a registered (or local) model with its weights, ready for inference.
+
+    Args:
+        name_or_path: A registry name (``vit_h``, ``vit_l``, ``vit_b``,
+            ``vit_t``, ``demo``) or a checkpoint path (ours or an official file).
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or ``"auto"``.
+        dtype: Floating-point dtype of the parameters (``torch.float16`` or
+            ``"float16"``...).
+        config: Network configuration, overriding the checkpoint's and the
+            registry's (needed for plain state dicts of unofficial layouts).
+        download: Download missing official weights into the cache.
+        progress: Show a progress bar while downloading.
+
+    Returns:
+        The ``Sam`` module in ``eval()`` mode on ``device`` in ``dtype``.
+
+    Raises:
+        InvalidInput: Unknown name, missing path, unreadable or mismatching checkpoint, bad device or dtype.
+        WeightsUnavailable: Weights cannot be found nor downloaded (the message says where to put them).
+    """
+    from backend.weights import resolve_weights  # here, because backend.weights imports this module
+
+    torch_dtype = _parse_dtype(dtype)
+    target = pick_device(device)
+    path = resolve_weights(name_or_path, download=download, progress=progress)
+    file_config, state_dict, _ = load_checkpoint(path)
+    record = MODELS.get(str(name_or_path)) if not Path(name_or_path).expanduser().is_file() else None
+    config = config or file_config or (record.config if record else None) or infer_config(state_dict)
+    sam = build_sam(config)
+    load_state_strict(sam, state_dict)
+    return sam.to(device=target, dtype=torch_dtype).eval()
+
+
+def _parse_dtype(dtype: Any) -> torch.dtype:
+    value = getattr(torch, dtype, None) if isinstance(dtype, str) else dtype
+    if not isinstance(value, torch.dtype) or not value.is_floating_point:
+        raise InvalidInput(
+            f"dtype must be a floating-point torch dtype such as 'float32', 'float16', 'bfloat16'; got {dtype!r}"
+        )
+    return value

@@ -1,0 +1,244 @@
+"""``sam-train`` and ``sam-eval``.
+
+Examples::
+
+    # the shipped demo model, from scratch on generated scenes (CPU, ~1 h)
+    sam-train --demo --out backend/weights/sam_demo.pt
+
+    # fine-tune ViT-B's prompt encoder and mask decoder on a COCO dataset
+    sam-train --data annotations.json --images images/ --base vit_b --freeze-encoder --out my_sam.pt
+
+    # the paper's interactive metrics
+    sam-eval --model my_sam.pt --data annotations.json --images images/ --clicks 20
+    sam-eval --model demo --scenes 100 --clicks 5 --json
+
+An interrupted ``sam-train`` resumes from its training state (``--state``,
+written every ``--checkpoint-every`` steps) when run again with the same
+options; ``--restart`` starts over.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from backend.errors import InvalidInput, SamError
+
+if TYPE_CHECKING:
+    from backend.model import Sam
+    from backend.train.datasets import MaskDataset
+
+
+def train_main(argv: list[str] | None = None) -> int:
+    """Entry point of ``sam-train``; returns the exit status."""
+    args = _train_parser().parse_args(argv)
+    try:
+        return _train(args)
+    except SamError as error:
+        print(f"sam-train: error: {error}", file=sys.stderr)
+        return 2
+
+
+def eval_main(argv: list[str] | None = None) -> int:
+    """Entry point of ``sam-eval``; returns the exit status."""
+    args = _eval_parser().parse_args(argv)
+    try:
+        return _eval(args)
+    except SamError as error:
+        print(f"sam-eval: error: {error}", file=sys.stderr)
+        return 2
+
+
+def _train_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sam-train", description="Train or fine-tune a SAM model.")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--demo", action="store_true", help="train the shipped demo model from scratch (fixed recipe)")
+    source.add_argument("--data", help="COCO JSON, SA-1B folder, or Label Studio fit() folder")
+    source.add_argument("--scenes", type=int, metavar="N", help="train on N generated scenes")
+    parser.add_argument("--images", help="image folder of a COCO JSON (default: images/ next to it)")
+    parser.add_argument("--base", help="start from this model (registry name or checkpoint path)")
+    parser.add_argument("--out", required=True, help="where the trained model is written")
+    parser.add_argument("--state", help="training-state file (default: runs/<out name>/state.pt)")
+    parser.add_argument("--restart", action="store_true", help="ignore an existing training state")
+    parser.add_argument("--freeze-encoder", action="store_true", help="train prompt encoder + mask decoder only")
+    parser.add_argument("--cache-dir", help="embedding cache for --freeze-encoder (default: runs/<out name>/embeddings)")
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--batch", type=int, default=4, help="images per micro-batch")
+    parser.add_argument("--masks-per-image", type=int, default=4)
+    parser.add_argument("--accumulate", type=int, default=1, help="micro-batches per optimiser step")
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--weight-decay", type=float, default=0.1)
+    parser.add_argument("--warmup", type=int, default=100, help="linear warm-up steps")
+    parser.add_argument("--decay-steps", type=int, nargs="*", default=[], help="steps where the lr is multiplied by --decay-factor")
+    parser.add_argument("--decay-factor", type=float, default=0.1)
+    parser.add_argument("--rounds", type=int, default=11, help="prompting rounds per object (paper: 11)")
+    parser.add_argument("--rounds-without-point", type=int, default=2, help="rounds adding no point (paper: 2)")
+    parser.add_argument("--box-probability", type=float, default=0.5, help="chance a batch starts from boxes")
+    parser.add_argument("--amp", choices=("auto", "bf16", "fp16", "off"), default="auto", help="mixed precision on GPU")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--checkpoint-every", type=int, default=100)
+    _add_runtime_options(parser)
+    return parser
+
+
+def _eval_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sam-eval", description="The SAM paper's interactive point evaluation.")
+    parser.add_argument("--model", default="demo", help="registry name or checkpoint path (default: demo)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", help="COCO JSON, SA-1B folder, or Label Studio fit() folder")
+    source.add_argument("--scenes", type=int, metavar="N", help="evaluate on N held-out generated scenes")
+    parser.add_argument("--images", help="image folder of a COCO JSON (default: images/ next to it)")
+    parser.add_argument("--scene-seed", type=int, help="first seed of the generated scenes (default: the held-out range)")
+    parser.add_argument("--clicks", type=int, default=20, help="clicks per object (NoC cap)")
+    parser.add_argument("--always-multimask", action="store_true", help="three candidates at every click")
+    parser.add_argument("--max-objects", type=int, default=0, help="objects per image (0 = all)")
+    parser.add_argument("--min-area", type=int, default=1, help="skip smaller objects (pixels)")
+    parser.add_argument("--limit", type=int, default=0, help="evaluate only the first N images (0 = all)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _add_runtime_options(parser)
+    return parser
+
+
+def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = torch's default)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _setup_torch(args: argparse.Namespace) -> str:
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return args.device
+
+
+def _train(args: argparse.Namespace) -> int:
+    import torch
+
+    from backend.model import build_sam
+    from backend.train import demo
+    from backend.train.embedding_cache import EmbeddingCache
+    from backend.train.loop import TrainSettings, train
+    from backend.train.simulation import RoundsSettings
+
+    device = _setup_torch(args)
+    out = Path(args.out)
+    run_dir = Path("runs") / out.stem
+    state = Path(args.state) if args.state else run_dir / "state.pt"
+    if args.demo:
+        torch.manual_seed(demo.DEMO_SETTINGS.seed)
+        sam: Sam = build_sam(demo.DEMO_CONFIG)
+        data: MaskDataset = demo.training_scenes()
+        settings = demo.DEMO_SETTINGS
+        base = "scratch"
+    else:
+        sam = _load_base(args.base)
+        data = _open_data(args, first_seed=0)
+        base = args.base
+        settings = TrainSettings(
+            steps=args.steps,
+            images_per_batch=args.batch,
+            masks_per_image=args.masks_per_image,
+            accumulate=args.accumulate,
+            lr=args.lr,
+            weight_decay=args.weight_decay,
+            warmup_steps=args.warmup,
+            decay_steps=tuple(args.decay_steps),
+            decay_factor=args.decay_factor,
+            freeze_encoder=args.freeze_encoder,
+            amp=args.amp,
+            seed=args.seed,
+            checkpoint_every=args.checkpoint_every,
+            rounds=RoundsSettings(
+                rounds=args.rounds,
+                rounds_without_point=args.rounds_without_point,
+                box_probability=args.box_probability,
+            ),
+        )
+    cache = None
+    if settings.freeze_encoder:
+        cache = EmbeddingCache(args.cache_dir or run_dir / "embeddings", encoder_name=str(base))
+    sam.to(device)
+    result = train(
+        sam,
+        data,
+        settings,
+        out=out,
+        state_path=state,
+        resume=not args.restart,
+        embedding_cache=cache,
+        progress=not args.no_progress,
+        meta={"base": str(base), "data": args.data or ("demo-scenes" if args.demo else f"scenes:{args.scenes}")},
+    )
+    print(
+        f"trained {result.step} steps (resumed from {result.resumed_from}) in {result.seconds:.0f} s; "
+        f"model written to {out}"
+    )
+    return 0
+
+
+def _load_base(base: str | None) -> Sam:
+    if not base:
+        raise InvalidInput("say which model to start from with --base (e.g. vit_b, demo, or a checkpoint path)")
+    from backend.registry import load_model
+
+    return load_model(base)
+
+
+def _open_data(args: argparse.Namespace, *, first_seed: int) -> MaskDataset:
+    """The dataset named by ``--data``/``--images``, or ``--scenes`` generated scenes from ``first_seed``."""
+    from backend.train import demo
+    from backend.train.datasets import GeneratedScenes, open_dataset
+
+    if args.scenes is not None:
+        return GeneratedScenes(args.scenes, first_seed=first_seed, settings=demo.DEMO_SCENES)
+    return open_dataset(args.data, image_dir=args.images)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    import torch
+
+    from backend.inference.predictor import SamPredictor
+    from backend.registry import load_model
+    from backend.train.demo import HELDOUT_FIRST_SEED
+    from backend.train.evaluate import EvalSettings, evaluate
+
+    device = _setup_torch(args)
+    data = _open_data(args, first_seed=HELDOUT_FIRST_SEED if args.scene_seed is None else args.scene_seed)
+    if args.limit:
+        data = _First(data, args.limit)
+    sam = load_model(args.model, device=device)
+    sam.eval()
+    settings = EvalSettings(
+        clicks=args.clicks, always_multimask=args.always_multimask, max_objects=args.max_objects, min_area=args.min_area
+    )
+    with torch.inference_mode():
+        report = evaluate(SamPredictor(sam), data, settings, progress=not args.no_progress and not args.json)
+    if args.json:
+        print(json.dumps({"model": args.model, **report.to_dict()}, indent=2))
+    else:
+        print(f"model {args.model}")
+        print(report.table())
+    return 0
+
+
+class _First:
+    """The first ``count`` items of a dataset."""
+
+    def __init__(self, data: MaskDataset, count: int) -> None:
+        self.data = data
+        self.count = min(count, len(data))
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int):  # noqa: ANN204 - same item type as the wrapped dataset
+        if not 0 <= index < self.count:
+            raise IndexError(index)
+        return self.data[index]

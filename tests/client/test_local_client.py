@@ -1,0 +1,51 @@
+"""LocalSamClient: same answers and same errors as the HTTP client, no server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from backend.client.http_client import SamServerError
+from backend.client.local_client import LocalSamClient
+from backend.inference.predictor import SamPredictor
+from tests.serving.tiny_model import build_tiny_sam, picture, png_bytes
+
+
+@pytest.fixture(scope="module")
+def local() -> Iterator[LocalSamClient]:
+    client = LocalSamClient(build_tiny_sam(), device="cpu")
+    yield client
+    client.close()
+
+
+def test_predict_equals_predictor(local):
+    info = local.add_image(picture())
+    assert local.add_image(png_bytes(picture())) == info
+    [obj] = local.predict(info.image_id, points=[[30, 22]], labels=[1])
+    predictor = SamPredictor(build_tiny_sam())
+    predictor.set_image(picture())
+    expected = predictor.predict(point_coords=[[30, 22]], point_labels=[1])
+    np.testing.assert_array_equal(obj.masks, expected.masks[0])
+    np.testing.assert_allclose(obj.scores, expected.scores[0], atol=1e-6)
+    assert obj.logits_id and local.ready() and local.models()[0]["name"] == "custom"
+
+
+def test_errors_are_the_servers_errors(local):
+    info = local.add_image(picture())
+    with pytest.raises(SamServerError) as bad:
+        local.predict(info.image_id, box=[50, 50, 10, 10])
+    assert bad.value.status == 400 and bad.value.code == "invalid_input" and "inverted" in bad.value.detail
+    with pytest.raises(SamServerError) as missing:
+        local.predict("nope", box=[0, 0, 1, 1])
+    assert missing.value.status == 404 and missing.value.code == "not_found"
+    with pytest.raises(SamServerError) as corrupt:
+        local.add_image(b"not an image")
+    assert corrupt.value.code == "invalid_image"
+
+
+def test_model_that_cannot_load_raises_unavailable(tmp_path):
+    with pytest.raises(SamServerError) as error:
+        LocalSamClient(str(tmp_path / "missing.pt"), device="cpu", load_timeout=60)
+    assert error.value.status == 400 and "missing.pt" in error.value.detail

@@ -1,0 +1,62 @@
+"""Model server with the Label Studio plugin mounted, for the end-to-end test.
+
+Run as ``python tests/sam_plugin/e2e_model_server.py --port P [--model demo]``.
+It serves the real ``sam-server`` app (``backend.serving.app.create_app``) on
+CPU; the plugin is mounted under ``/ls`` by the ``sam_server.blueprints``
+entry point, or here when the package is not installed (a source checkout
+has no entry-point metadata). ``--model tiny-random`` builds a small
+randomly initialised SAM (seed 0) so the test runs where no weights exist.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+
+def tiny_random_model() -> Any:
+    """A small random SAM (ViT with 2 blocks, 256-pixel input)."""
+    import torch
+
+    from backend.model.config import SamConfig, ViTConfig
+    from backend.model.sam import build_sam
+
+    torch.manual_seed(0)
+    config = SamConfig(
+        vit=ViTConfig(embed_dim=64, depth=2, num_heads=2, global_attn_indexes=(1,), window_size=4),
+        image_size=256,
+    )
+    return build_sam(config).eval()
+
+
+def main() -> None:
+    from werkzeug.serving import make_server
+
+    from backend.client.local_client import LocalSamClient
+    from backend.serving.app import create_app
+    from backend.serving.config import ServerConfig
+    from sam_plugin.blueprint import create_blueprint
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--model", default="demo")
+    args = parser.parse_args()
+    logging.basicConfig(level="INFO")
+    model: Any = tiny_random_model() if args.model == "tiny-random" else args.model
+    app = create_app(ServerConfig(model=model, device="cpu", host="127.0.0.1", port=args.port))
+    if "labelstudio" not in app.blueprints:
+        client = LocalSamClient.from_service(app.extensions["sam_service"])
+        app.register_blueprint(create_blueprint(client))
+    server = make_server("127.0.0.1", args.port, app, threaded=True)
+    signal.signal(signal.SIGTERM, lambda *_: server.shutdown() or sys.exit(0))
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""Plugins mount through the sam_server.blueprints entry points; a broken one is skipped."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Blueprint, jsonify
+
+from backend.client.local_client import LocalSamClient
+from backend.serving import plugins
+from backend.serving.app import create_app
+from backend.serving.config import ServerConfig
+from tests.serving.conftest import make_config
+from tests.serving.tiny_model import picture
+
+
+def good_factory(client: Any) -> Blueprint:
+    bp = Blueprint("fake_ls", __name__, url_prefix="/ls")
+
+    @bp.get("/health")
+    def health():
+        return jsonify(status="UP", model_class="fake")
+
+    @bp.post("/segment")
+    def segment():
+        info = client.add_image(picture())
+        [obj] = client.predict(info.image_id, box=[0, 0, 40, 30])
+        return jsonify(area=int(obj.best.sum()), client=type(client).__name__)
+
+    return bp
+
+
+def broken_factory(client: Any) -> Blueprint:
+    raise ImportError("label_studio_sdk is not installed")
+
+
+@dataclass
+class FakeEntryPoint:
+    name: str
+    value: str
+    target: Any
+
+    def load(self) -> Any:
+        return self.target
+
+
+def _fake_entry_points(monkeypatch) -> None:
+    points = [
+        FakeEntryPoint("broken", "x:broken", broken_factory),
+        FakeEntryPoint("fake", "x:good", good_factory),
+    ]
+    monkeypatch.setattr(
+        plugins, "entry_points", lambda group: points if group == plugins.ENTRY_POINT_GROUP else []
+    )
+
+
+def test_plugin_blueprints_are_mounted_with_a_local_client_and_broken_ones_skipped(
+    monkeypatch, tiny_sam, caplog
+):
+    _fake_entry_points(monkeypatch)
+    app = create_app(ServerConfig(model=tiny_sam, cache_dtype="float32", plugins=True, token="t"))
+    try:
+        app.extensions["sam_service"].wait_ready(30)
+        client = app.test_client()
+        assert client.get("/ls/health").json["model_class"] == "fake"  # plugin health checks stay open
+        assert client.post("/ls/segment").status_code == 401
+        answer = client.post("/ls/segment", headers={"Authorization": "Bearer t"}).json
+        assert answer["client"] == LocalSamClient.__name__ and answer["area"] >= 0
+        assert "broken" in caplog.text and "failed to load" in caplog.text
+        assert client.get("/health").status_code == 200
+    finally:
+        app.extensions["sam_service"].close()
+
+
+def test_no_plugins_flag_mounts_nothing(monkeypatch, tiny_sam):
+    _fake_entry_points(monkeypatch)
+    app = create_app(make_config(tiny_sam))
+    try:
+        assert app.test_client().get("/ls/health").status_code == 404
+    finally:
+        app.extensions["sam_service"].close()

@@ -1,0 +1,110 @@
+"""Fixtures for the widget tests: a real in-process model server and a synthetic scene.
+
+The client is a :class:`LocalSamClient` over the demo model when
+``backend/weights/sam_demo.pt`` exists, else over a tiny randomly initialised
+SAM (same code path, random answers).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from backend.client.base import ImageInfo, ImageSource, ObjectMasks, SamClientBase
+
+DEMO_WEIGHTS = Path(__file__).resolve().parents[2] / "backend" / "weights" / "sam_demo.pt"
+
+
+def tiny_sam() -> Any:
+    """A randomly initialised SAM small enough for CPU tests (256-pixel input)."""
+    import torch
+
+    from backend.model import SamConfig, ViTConfig, build_sam
+
+    torch.manual_seed(0)
+    config = SamConfig(
+        vit=ViTConfig(embed_dim=32, depth=2, num_heads=2, global_attn_indexes=(1,), window_size=4),
+        image_size=256,
+        decoder_mlp_dim=64,
+        decoder_num_heads=2,
+    )
+    return build_sam(config).eval()
+
+
+@pytest.fixture(scope="session")
+def local_client() -> Iterator[SamClientBase]:
+    """The in-process model server shared by all widget tests."""
+    from backend.client.local_client import LocalSamClient
+
+    model = "demo" if DEMO_WEIGHTS.is_file() else tiny_sam()
+    client = LocalSamClient(model, device="cpu")
+    yield client
+    client.close()
+
+
+class RecordingClient(SamClientBase):
+    """Passes every call to a real client and records the ``predict`` calls.
+
+    ``add_image`` waits for ``release`` when ``hold`` is set, so tests can act
+    while the embedding is still being computed.
+    """
+
+    def __init__(self, inner: SamClientBase) -> None:
+        self.inner = inner
+        self.predict_calls: list[dict[str, Any]] = []
+        self.answers: list[ObjectMasks] = []
+        self.hold = False
+        self.release = threading.Event()
+
+    def add_image(self, image: ImageSource) -> ImageInfo:
+        if self.hold:
+            self.release.wait(60)
+        return self.inner.add_image(image)
+
+    def predict(self, image_id: str, **kwargs: Any) -> list[ObjectMasks]:
+        self.predict_calls.append(dict(kwargs, image_id=image_id))
+        answers = self.inner.predict(image_id, **kwargs)
+        self.answers.append(answers[0])
+        return answers
+
+    def automask(self, image_id: str, **params: Any) -> list[dict[str, Any]]:
+        return self.inner.automask(image_id, **params)
+
+    def models(self) -> list[dict[str, Any]]:
+        return self.inner.models()
+
+    def ready(self) -> bool:
+        return self.inner.ready()
+
+
+@pytest.fixture
+def client(local_client: SamClientBase) -> RecordingClient:
+    """A recording wrapper around the shared in-process client."""
+    return RecordingClient(local_client)
+
+
+def scene(height: int = 300, width: int = 400) -> np.ndarray:
+    """``HxWx3`` uint8: grey background with a bright rectangle in the middle."""
+    image = np.full((height, width, 3), 90, dtype=np.uint8)
+    image[height // 3 : 2 * height // 3, width * 3 // 8 : width * 3 // 4] = (230, 220, 200)
+    return image
+
+
+@pytest.fixture
+def make_widget(client: RecordingClient) -> Any:
+    """Factory: ``make_widget(image=None, **kwargs)`` -> a ready SamWidget on the recording client."""
+    from widget import SamWidget
+
+    def make(image: np.ndarray | None = None, *, wait: bool = True, **kwargs: Any) -> SamWidget:
+        kwargs.setdefault("max_canvas_size", (200, 200))
+        w = SamWidget(scene() if image is None else image, client, **kwargs)
+        if wait:
+            w.wait_ready(120)
+        return w
+
+    return make
