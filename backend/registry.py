@@ -233,7 +233,7 @@ def load_model(
     target = pick_device(device)
     path = resolve_weights(name_or_path, download=download, progress=progress)
     file_config, state_dict, _ = load_checkpoint(path)
-    record = MODELS.get(str(name_or_path)) if not Path(name_or_path).expanduser().is_file() else None
+    record = MODELS.get(str(name_or_path))
     config = config or file_config or (record.config if record else None) or infer_config(state_dict)
     sam = build_sam(config)
     load_state_strict(sam, state_dict)

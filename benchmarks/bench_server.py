@@ -68,39 +68,44 @@ def percentiles(samples_s: list[float]) -> tuple[float, float]:
     return float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
 
 
-def in_process_latency(path: str, device: str, n: int) -> list[float]:
+def latencies(path: str, device: str, server: ServerProcess, n: int) -> dict[str, list[float]]:
+    """Interleaved samples (seconds), so that all three see the same machine load.
+
+    Per iteration: the in-process predictor, a raw ``requests`` POST, and
+    ``SamClient.predict`` (which also decodes the RLE masks), on the same
+    cached image and the same point.
+    """
     from backend.inference.predictor import SamPredictor
     from backend.registry import load_model
 
     predictor = SamPredictor(load_model(path, device=device))
-    predictor.set_image(picture(0))
-    point = np.array([[200.0, 150.0]])
-    times = []
-    for i in range(n + 5):
-        start = time.perf_counter()
-        predictor.predict(point_coords=point + i % 7, point_labels=np.array([1]))
-        if i >= 5:
-            times.append(time.perf_counter() - start)
-    return times
-
-
-def http_latency(server: ServerProcess, n: int) -> tuple[list[float], list[float], list[float]]:
-    client = SamClient(server.url, timeout=120)
-    image_id = client.add_image(picture(0)).image_id
+    pixels = picture(0)
+    predictor.set_image(pixels)
+    client = SamClient(server.url, timeout=300)
+    image_id = client.add_image(pixels).image_id
     session = requests.Session()
-    raw, server_side, decoded = [], [], []
-    for i in range(n + 5):
-        body = {"image_id": image_id, "points": [[200.0 + i % 7, 150.0 + i % 7]], "labels": [1]}
+    samples: dict[str, list[float]] = {"local": [], "http": [], "server": [], "client": []}
+    for i in range(n + 3):
+        point = [[200.0 + i % 7, 150.0 + i % 5]]
         start = time.perf_counter()
-        answer = session.post(f"{server.url}/v1/predict", json=body, timeout=120).json()
-        elapsed = time.perf_counter() - start
+        predictor.predict(point_coords=np.array(point), point_labels=np.array([1]))
+        local = time.perf_counter() - start
         start = time.perf_counter()
-        client.predict(image_id, points=body["points"], labels=[1])
-        if i >= 5:
-            raw.append(elapsed)
-            server_side.append(answer["timing_ms"] / 1000.0)
-            decoded.append(time.perf_counter() - start)
-    return raw, server_side, decoded
+        answer = session.post(
+            f"{server.url}/v1/predict",
+            json={"image_id": image_id, "points": point, "labels": [1]},
+            timeout=300,
+        ).json()
+        http = time.perf_counter() - start
+        start = time.perf_counter()
+        client.predict(image_id, points=point, labels=[1])
+        decoded = time.perf_counter() - start
+        if i >= 3:  # warm-up
+            samples["local"].append(local)
+            samples["http"].append(http)
+            samples["server"].append(answer["timing_ms"] / 1000.0)
+            samples["client"].append(decoded)
+    return samples
 
 
 def throughput(server: ServerProcess, clients: int, seconds: float, image_ids: list[str]) -> float:
@@ -136,67 +141,80 @@ def throughput(server: ServerProcess, clients: int, seconds: float, image_ids: l
     return sum(counts) / (time.monotonic() - start)
 
 
+def start_server(path: str, device: str, *extra: str) -> ServerProcess:
+    server = ServerProcess(
+        "--model",
+        path,
+        "--device",
+        device,
+        "--no-plugins",
+        "--threads",
+        "32",
+        *extra,
+        env={"SAM_LOG_LEVEL": "WARNING"},
+    )
+    return server.start(timeout=300)
+
+
+def report_latency(path: str, device: str, n: int) -> None:
+    server = start_server(path, device)
+    try:
+        lat = latencies(path, _device(device), server, n)
+    finally:
+        server.stop()
+    print("\npoint prompt, cached embedding (ms)      p50      p99")
+    rows = (
+        ("local", "in-process SamPredictor.predict"),
+        ("http", "HTTP POST /v1/predict (raw)"),
+        ("server", "  of which server-side timing_ms"),
+        ("client", "SamClient.predict (+RLE decode)"),
+    )
+    for key, label in rows:
+        p50, p99 = percentiles(lat[key])
+        print(f"  {label:<34}{p50:8.1f} {p99:8.1f}")
+    raw = np.median(np.subtract(lat["http"], lat["local"])) * 1000
+    dec = np.median(np.subtract(lat["client"], lat["local"])) * 1000
+    print(
+        f"  HTTP overhead, median of paired differences: {raw:+.1f} ms raw, {dec:+.1f} ms with SamClient "
+        "(target <= 10 ms)"
+    )
+
+
+def report_throughput(path: str, device: str, levels: list[int], seconds: float) -> None:
+    rps: dict[tuple[str, int], float] = {}
+    for mode, extra in (("batching on", []), ("batching off", ["--max-batch", "1"])):
+        server = start_server(path, device, *extra)
+        try:
+            client = SamClient(server.url, timeout=300)
+            image_ids = [client.add_image(picture(s)).image_id for s in range(max(levels))]
+            throughput(server, 2, 1.0, image_ids)  # warm-up
+            for clients in levels:
+                rps[(mode, clients)] = throughput(server, clients, seconds, image_ids)
+        finally:
+            server.stop()
+    print("\nthroughput (requests/s)   " + "".join(f"{c:>8} cl" for c in levels))
+    for mode in ("batching on", "batching off"):
+        print(f"  {mode:<22}" + "".join(f"{rps[(mode, c)]:11.1f}" for c in levels))
+    ratios = "".join(f"{rps[('batching on', c)] / rps[('batching off', c)]:10.2f}x" for c in levels)
+    print(f"  ratio on/off          {ratios}   (target >= 2x at 16 clients)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="duration of each throughput run")
     parser.add_argument("--requests", type=int, default=100, help="latency samples")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--clients", default="1,4,16")
+    parser.add_argument("--clients", default="1,4,16", help="comma-separated concurrency levels")
+    parser.add_argument("--only", choices=("latency", "throughput"), help="run one part only")
     args = parser.parse_args()
-    levels = [int(c) for c in args.clients.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         path = model_path(Path(tmp))
-        print(
-            f"weights: {path if path == str(DEMO) else 'random, ViT-B-sized decoder'}; image 640x480; device {args.device}"
-        )
-        local = in_process_latency(path, _device(args.device), args.requests)
-        rps: dict[tuple[str, int], float] = {}
-        for mode, extra in (("batching on", []), ("batching off", ["--max-batch", "1"])):
-            server = ServerProcess(
-                "--model",
-                path,
-                "--device",
-                args.device,
-                "--no-plugins",
-                "--threads",
-                "32",
-                *extra,
-                env={"SAM_LOG_LEVEL": "WARNING"},
-            )
-            server.start(timeout=300)
-            try:
-                if mode == "batching on":
-                    raw, server_side, decoded = http_latency(server, args.requests)
-                    lp50, lp99 = percentiles(local)
-                    hp50, hp99 = percentiles(raw)
-                    sp50, _ = percentiles(server_side)
-                    dp50, dp99 = percentiles(decoded)
-                    print("\npoint prompt, cached embedding (ms)      p50      p99")
-                    print(f"  in-process SamPredictor.predict   {lp50:8.1f} {lp99:8.1f}")
-                    print(
-                        f"  HTTP POST /v1/predict (raw)       {hp50:8.1f} {hp99:8.1f}   (server-side timing_ms p50 {sp50:.1f})"
-                    )
-                    print(f"  SamClient.predict (+RLE decode)   {dp50:8.1f} {dp99:8.1f}")
-                    print(
-                        f"  HTTP overhead at p50: {hp50 - lp50:+.1f} ms raw, {dp50 - lp50:+.1f} ms with SamClient "
-                        f"(target <= 10 ms)"
-                    )
-                client = SamClient(server.url, timeout=300)
-                image_ids = [client.add_image(picture(s)).image_id for s in range(max(levels))]
-                throughput(server, 2, 1.0, image_ids)  # warm-up
-                for clients in levels:
-                    rps[(mode, clients)] = throughput(server, clients, args.seconds, image_ids)
-            finally:
-                server.stop()
-        print("\nthroughput (requests/s)   " + "".join(f"{c:>8} cl" for c in levels))
-        for mode in ("batching on", "batching off"):
-            print(f"  {mode:<22}" + "".join(f"{rps[(mode, c)]:11.1f}" for c in levels))
-        print(
-            "  ratio on/off          "
-            + "".join(f"{rps[('batching on', c)] / rps[('batching off', c)]:10.2f}x" for c in levels)
-            + "   (target >= 2x at 16 clients)"
-        )
-        print(f"\nCPU cores: {os.cpu_count()}; client threads share this machine with the server.")
+        weights = path if path == str(DEMO) else "random, ViT-B-sized decoder"
+        print(f"weights: {weights}; image 640x480; device {_device(args.device)}; CPU cores {os.cpu_count()}")
+        if args.only != "throughput":
+            report_latency(path, args.device, args.requests)
+        if args.only != "latency":
+            report_throughput(path, args.device, [int(c) for c in args.clients.split(",")], args.seconds)
 
 
 def _device(name: str) -> str:

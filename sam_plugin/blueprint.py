@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import threading
 import time
 from typing import Any
 
@@ -31,7 +30,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from backend.client.base import SamClientBase
 from backend.errors import InvalidInput, SamError
-from sam_plugin.model import SamLabelStudioModel
+from sam_plugin.model import FIT_EVENTS, SamLabelStudioModel
 from sam_plugin.runtime import PluginRuntime
 from sam_plugin.settings import PluginSettings
 
@@ -53,18 +52,14 @@ def error_response(error: SamError) -> Response:
     return response
 
 
-def _warm_up_sdk() -> None:
-    """Import label-studio-sdk's config parser in the background.
+def _load_sdk() -> None:
+    """Import label-studio-sdk's config parser now, while the server starts.
 
     The import takes seconds on a busy machine, longer than the 3 s Label
-    Studio gives ``/setup``; starting it when the blueprint is created keeps
-    the first ``/setup`` fast without slowing the server's start.
+    Studio gives ``/setup``; paying it when the blueprint is created keeps
+    every ``/setup`` fast.
     """
-
-    def load() -> None:
-        import label_studio_sdk.label_interface  # noqa: F401
-
-    threading.Thread(target=load, name="sam-plugin-sdk-import", daemon=True).start()
+    import label_studio_sdk.label_interface  # noqa: F401
 
 
 def _json_body() -> dict[str, Any]:
@@ -112,7 +107,7 @@ def create_blueprint(
     from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
     from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-    _warm_up_sdk()
+    _load_sdk()
     settings = settings or (runtime.settings if runtime else PluginSettings.from_env())
     runtime = runtime or PluginRuntime(client, settings)
     bp = Blueprint("labelstudio", __name__, url_prefix=url_prefix or None)
@@ -200,9 +195,11 @@ def create_blueprint(
     def webhook() -> tuple[Response, int]:
         body = _json_body()
         event = body.pop("action", None)
+        if event not in FIT_EVENTS:  # Label Studio sends every event to the ML backend's webhook
+            return jsonify({"status": "Unknown event"}), 200
         project = body.get("project") or {}
-        if not isinstance(event, str) or not isinstance(project, dict):
-            raise InvalidInput("a webhook needs 'action' and a 'project' object")
+        if not isinstance(project, dict):
+            raise InvalidInput("an annotation webhook needs a 'project' object")
         model = MODEL_CLASS(_project_id(project), project.get("label_config"), runtime=runtime)
         result = model.fit(event, body)
         return jsonify({"status": "ok", "result": result}), 201

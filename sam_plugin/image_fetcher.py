@@ -118,11 +118,10 @@ class TaskImageFetcher:
         self._session = session or requests.Session()
         self._access_token: str | None = None
         self._lock = threading.Lock()
+        self._ls_host: str | None = None
         if self._ls_url:
             parts = urlsplit(self._ls_url)
             self._ls_host = _host_key(parts.hostname, parts.port, parts.scheme)
-        else:
-            self._ls_host = None
 
     # ------------------------------------------------------------------ resolve
     def resolve(self, reference: str, *, task_id: int | None = None) -> str:

@@ -103,9 +103,9 @@ def segment(client: SamClientBase, image_id: str, prompt: InteractivePrompt) -> 
             raise SamError(f"the model server returned {len(objects)} objects for {len(prompt.boxes)} boxes")
         box_labels = [b.label or prompt.label for b in prompt.boxes]
         records = []
-        for box in prompt.boxes:
+        for prompt_box in prompt.boxes:
             record = prompt.as_record()
-            record["boxes"] = [list(box.box)]
+            record["boxes"] = [list(prompt_box.box)]
             records.append(record)
     else:
         box = prompt.boxes[0].box if prompt.boxes else None

@@ -104,7 +104,10 @@ class SamLabelStudioModel:
                 return [self._predict_interactive(tasks[0], context["result"])]
             return [self._preannotate(task) for task in tasks]
         except Exception as exc:
-            raise as_model_server_error(exc) from exc
+            mapped = as_model_server_error(exc)
+            if mapped is exc:
+                raise
+            raise mapped from exc
 
     def _image(self, task: dict[str, Any]) -> tuple[bytes, str, int, int]:
         """Task image bytes and the model server's ``(image_id, width, height)``."""
@@ -182,14 +185,11 @@ class SamLabelStudioModel:
         if not masks:
             writer.delete(key)
             return {"stored": None, "masks": 0}
-        try:
-            image_data = self.runtime.image_bytes(
-                str((task.get("data") or {}).get(self.config.image_key)),
-                task_id=task_id,
-                project_id=self.project_id,
-            )
-        except Exception as exc:
-            raise as_model_server_error(exc) from exc
+        image_data = self.runtime.image_bytes(
+            str((task.get("data") or {}).get(self.config.image_key)),
+            task_id=task_id,
+            project_id=self.project_id,
+        )
         pixels = decode_image(image_data)
         for accepted in masks:
             if accepted.mask.shape != pixels.shape[:2]:

@@ -47,6 +47,7 @@ def project_tasks(
     image_key = parse_label_config(project.label_config).image_key
 
     def tasks() -> Iterator[dict[str, Any]]:
+        task: Any
         for task in ls.tasks.list(project=project_id, fields="all"):
             yield {"id": task.id, "data": task.data or {}}
 

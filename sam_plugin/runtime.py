@@ -109,7 +109,10 @@ class PluginRuntime:
                 f"the model server did not answer within {timeout_s:g} s; check that sam-server is running"
             ) from None
         except Exception as exc:
-            raise as_model_server_error(exc) from exc
+            mapped = as_model_server_error(exc)
+            if mapped is exc:
+                raise
+            raise mapped from exc
         name = str(models[0].get("name", "unknown")) if models else "unknown"
         version = f"sam-{name}"
         with self._version_lock:
@@ -131,7 +134,10 @@ class PluginRuntime:
         try:
             return self.client.add_image(data)
         except Exception as exc:
-            raise as_model_server_error(exc) from exc
+            mapped = as_model_server_error(exc)
+            if mapped is exc:
+                raise
+            raise mapped from exc
 
     def remember_prompt(self, task_id: Any, rle: list[int], record: dict[str, Any]) -> None:
         """Remember which prompt produced a returned mask (read back by ``fit()``)."""
@@ -145,13 +151,14 @@ class PluginRuntime:
 def as_model_server_error(exc: Exception) -> Exception:
     """Map a client failure to a :class:`~backend.errors.SamError` with a clear message.
 
-    ``SamError`` subclasses pass through; network errors (``requests``,
-    ``OSError``) become :class:`ServiceUnavailable`; anything else is
-    returned unchanged (a bug: the caller re-raises it).
+    ``SamError`` subclasses pass through; network errors (``requests``
+    exceptions, ``ConnectionError``, ``TimeoutError``) become
+    :class:`ServiceUnavailable`; anything else is returned unchanged (a bug:
+    the caller re-raises it).
     """
     if isinstance(exc, SamError):
         return exc
-    if isinstance(exc, (requests.RequestException, OSError)):
+    if isinstance(exc, (requests.RequestException, ConnectionError, TimeoutError)):
         return ServiceUnavailable(
             f"the model server cannot be reached ({type(exc).__name__}: {exc}); "
             "start sam-server or check --model-server, then retry"

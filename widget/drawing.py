@@ -3,12 +3,14 @@
 The overlay is built at canvas resolution: canvas pixel ``(i, j)`` shows the
 mask value at the original-image pixel that holds the canvas pixel's centre,
 found through :func:`backend.formats.coordinates.canvas_to_image` (the one
-canvas <-> image conversion). It is an RGBA array, which ipycanvas sends to the
-browser as a lossless PNG (RGB arrays would be JPEG-compressed).
+canvas <-> image conversion). It travels to the browser as a lossless PNG with
+alpha, never through ipycanvas' ``put_image_data`` path for RGB arrays, which
+JPEG-compresses them.
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -63,10 +65,8 @@ class CanvasGrid:
         """Grid for an image of ``image_size`` (width, height) drawn at ``scale`` on ``canvas_size``."""
         canvas_width, canvas_height = canvas_size
         image_width, image_height = image_size
-        centres_x = np.arange(canvas_width, dtype=np.float64) + 0.5
-        centres_y = np.arange(canvas_height, dtype=np.float64) + 0.5
-        image_x, _ = canvas_to_image(centres_x, np.zeros_like(centres_x), scale)
-        _, image_y = canvas_to_image(np.zeros_like(centres_y), centres_y, scale)
+        image_x = [canvas_to_image(i + 0.5, 0.0, scale)[0] for i in range(canvas_width)]
+        image_y = [canvas_to_image(0.0, j + 0.5, scale)[1] for j in range(canvas_height)]
         cols = np.clip(np.floor(image_x).astype(np.int64), 0, image_width - 1)
         rows = np.clip(np.floor(image_y).astype(np.int64), 0, image_height - 1)
         return cls(rows=rows, cols=cols)
@@ -78,7 +78,7 @@ class CanvasGrid:
 
     def sample(self, mask: np.ndarray) -> np.ndarray:
         """``canvas_height x canvas_width`` bool view of an ``HxW`` bool mask."""
-        return mask[self.rows[:, None], self.cols[None, :]]
+        return mask.take(self.rows, axis=0).take(self.cols, axis=1)
 
 
 def canvas_size_for(image_size: tuple[int, int], scale: float) -> tuple[int, int]:
@@ -94,34 +94,35 @@ def scaled_image(pixels: np.ndarray, canvas_size: tuple[int, int]) -> np.ndarray
     return np.asarray(Image.fromarray(pixels).resize(canvas_size, Image.Resampling.BOX))
 
 
-def overlay_rgba(
-    grid: CanvasGrid,
-    *,
-    accepted: Sequence[tuple[np.ndarray, Color]],
-    current: np.ndarray | None,
-    opacity: float,
-) -> np.ndarray:
-    """The mask layer: accepted masks in their label colours, the current candidate on top.
+def overlay_png(grid: CanvasGrid, *, layers: Sequence[tuple[np.ndarray, Color]], opacity: float) -> bytes:
+    """The mask layer as a lossless PNG with alpha, at canvas size.
+
+    An indexed-colour PNG with a transparency chunk: the browser decodes it to
+    RGBA exactly (no JPEG), and it encodes about ten times faster than a
+    4-channel RGBA PNG because each pixel is one byte.
 
     Args:
         grid: Canvas <-> image sampling grid.
-        accepted: ``(HxW bool mask, colour)`` pairs, drawn in order.
-        current: ``HxW`` bool candidate being edited, or None.
-        opacity: Alpha of mask pixels, 0..1.
+        layers: ``(HxW bool mask, colour)`` pairs, drawn in order (later on top).
+        opacity: Alpha of mask pixels, 0..1; other pixels are fully transparent.
 
     Returns:
-        ``hxwx4`` uint8 RGBA at canvas size; alpha 0 outside every mask.
+        PNG bytes that decode to ``hxwx4`` RGBA: ``(*colour, round(255 * opacity))``
+        on mask pixels, ``(0, 0, 0, 0)`` elsewhere.
     """
     width, height = grid.canvas_size
-    rgba = np.zeros((height, width, 4), dtype=np.uint8)
-    alpha = int(round(255 * min(max(opacity, 0.0), 1.0)))
-    layers = list(accepted)
-    if current is not None:
-        layers.append((current, CANDIDATE_COLOR))
+    indices = np.zeros((height, width), dtype=np.uint8)
+    palette: list[Color] = [(0, 0, 0)]
     for mask, color in layers:
-        shown = grid.sample(mask)
-        rgba[shown] = (*color, alpha)
-    return rgba
+        if color not in palette:
+            palette.append(color)
+        indices[grid.sample(mask)] = palette.index(color)
+    alpha = int(round(255 * min(max(opacity, 0.0), 1.0)))
+    image = Image.frombytes("P", (width, height), indices.tobytes())
+    image.putpalette([channel for color in palette for channel in color])
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=1, transparency=bytes([0] + [alpha] * (len(palette) - 1)))
+    return buffer.getvalue()
 
 
 def draw_prompts(canvas: Canvas, *, points: Sequence[Point], box: Box | None, scale: float) -> None:
@@ -147,4 +148,3 @@ def draw_prompts(canvas: Canvas, *, points: Sequence[Point], box: Box | None, sc
         canvas.fill_style = POSITIVE_COLOR if point.positive else NEGATIVE_COLOR
         canvas.fill_circle(x, y, POINT_RADIUS)
         canvas.stroke_circle(x, y, POINT_RADIUS)
-

@@ -16,7 +16,7 @@ candidate, Enter accepts, Escape clears.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 from backend.formats.coordinates import canvas_to_image
 from widget.state import Box, Point
@@ -54,7 +54,7 @@ class KeyCommand:
     index: int = 0
 
 
-Action = Union[PointAction, BoxAction, DragPreview, KeyCommand]
+Action = PointAction | BoxAction | DragPreview | KeyCommand
 
 
 @dataclass

@@ -72,7 +72,9 @@ def to_coco(
     }
 
 
-def from_coco(data: Mapping[str, Any] | Sequence[Mapping[str, Any]], *, image_size: tuple[int, int]) -> list[AcceptedMask]:
+def from_coco(
+    data: Mapping[str, Any] | Sequence[Mapping[str, Any]], *, image_size: tuple[int, int]
+) -> list[AcceptedMask]:
     """Accepted masks from :func:`to_coco` output (or a bare list of annotations).
 
     Args:
@@ -119,7 +121,9 @@ def instance_map(masks: Sequence[AcceptedMask], image_size: tuple[int, int]) -> 
     return out
 
 
-def save_png(path: str | os.PathLike[str], masks: Sequence[AcceptedMask], image_size: tuple[int, int]) -> Path:
+def save_png(
+    path: str | os.PathLike[str], masks: Sequence[AcceptedMask], image_size: tuple[int, int]
+) -> Path:
     """Write :func:`instance_map` as a grey PNG, atomically (temp file + rename).
 
     Returns:
@@ -148,6 +152,8 @@ def load_png(path: str | os.PathLike[str], *, label: str, image_size: tuple[int,
     with Image.open(file) as img:
         values = np.asarray(img)
     if values.ndim != 2:
-        raise InvalidInput(f"{file} is not a single-channel instance PNG (shape {values.shape}); use save_png() output")
+        raise InvalidInput(
+            f"{file} is not a single-channel instance PNG (shape {values.shape}); use save_png() output"
+        )
     check_mask_shape(values, image_size)
     return [AcceptedMask(mask=values == v, label=label, score=1.0) for v in np.unique(values) if v != 0]

@@ -17,7 +17,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,15 @@ from backend.errors import InvalidInput, SamError
 from backend.formats.coordinates import fit_scale
 from backend.formats.images import load_image
 from widget import export
-from widget.drawing import CanvasGrid, canvas_size_for, draw_prompts, label_color, overlay_rgba, scaled_image
+from widget.drawing import (
+    CANDIDATE_COLOR,
+    CanvasGrid,
+    canvas_size_for,
+    draw_prompts,
+    label_color,
+    overlay_png,
+    scaled_image,
+)
 from widget.events import BoxAction, DragPreview, EventTranslator, KeyCommand, PointAction
 from widget.state import AcceptedMask, Box, Candidate, ObjectEditor, ObjectState, Point
 from widget.toolbar import Toolbar
@@ -92,9 +99,13 @@ class SamWidget(widgets.VBox):
         self.image_size = (int(self.pixels.shape[1]), int(self.pixels.shape[0]))
         self.scale = fit_scale(*self.image_size, *max_canvas_size)
         self.canvas_size = canvas_size_for(self.image_size, self.scale)
-        self.grid = CanvasGrid.build(scale=self.scale, canvas_size=self.canvas_size, image_size=self.image_size)
+        self.grid = CanvasGrid.build(
+            scale=self.scale, canvas_size=self.canvas_size, image_size=self.image_size
+        )
         self.editor = ObjectEditor()
-        self.translator = EventTranslator(scale=self.scale, canvas_size=self.canvas_size, image_size=self.image_size)
+        self.translator = EventTranslator(
+            scale=self.scale, canvas_size=self.canvas_size, image_size=self.image_size
+        )
         self._lock = threading.RLock()
         self._ready = threading.Event()
         self._embedding_error: BaseException | None = None
@@ -106,9 +117,12 @@ class SamWidget(widgets.VBox):
             height=self.canvas_size[1],
             layout=widgets.Layout(width=f"{self.canvas_size[0]}px", max_width="100%", height="auto"),
         )
+        self.overlay = widgets.Image(format="png")
         self.toolbar = Toolbar(self.labels, opacity=opacity)
         self._mouse = Event(source=self.canvas, watched_events=MASK_EVENTS, prevent_default_action=True)
-        self._moves = Event(source=self.canvas, watched_events=["mousemove"], throttle_or_debounce="throttle", wait=40)
+        self._moves = Event(
+            source=self.canvas, watched_events=["mousemove"], throttle_or_debounce="throttle", wait=40
+        )
         super().__init__([self.canvas, self.toolbar.box], opacity=opacity)
         self._wire()
         self.re_draw(image=True)
@@ -131,7 +145,9 @@ class SamWidget(widgets.VBox):
         """Add a click at original-image pixel ``(x, y)``; refines the current answer."""
         self._check_inside(x, y)
         state = self.current
-        new = ObjectState(points=(*state.points, Point(float(x), float(y), positive)), box=state.box, text=state.text)
+        new = ObjectState(
+            points=(*state.points, Point(float(x), float(y), positive)), box=state.box, text=state.text
+        )
         self._ask(new, refine_from=state.logits_id)
 
     def set_box(self, box: Sequence[float] | Box) -> None:
@@ -175,7 +191,9 @@ class SamWidget(widgets.VBox):
             chosen = self.current.chosen
             if chosen is None:
                 raise InvalidInput("there is no mask to accept yet: click on the object first")
-            record = AcceptedMask(mask=chosen.mask, label=label or self.toolbar.label.value, score=chosen.score)
+            record = AcceptedMask(
+                mask=chosen.mask, label=label or self.toolbar.label.value, score=chosen.score
+            )
             self.editor.reset()
             self._syncing = True
             try:
@@ -211,7 +229,7 @@ class SamWidget(widgets.VBox):
                 export.check_mask_shape(array, self.image_size)
                 loaded.append(AcceptedMask(mask=array, label=label, score=1.0))
         with self._lock:
-            self.masks = (loaded if replace_existing else [*self.masks, *loaded])
+            self.masks = loaded if replace_existing else [*self.masks, *loaded]
 
     def to_coco(self, *, file_name: str = "", image_id: int = 1) -> dict[str, Any]:
         """COCO dict (images, annotations with pycocotools RLE, categories) of the accepted masks."""
@@ -233,7 +251,9 @@ class SamWidget(widgets.VBox):
             elif isinstance(action, BoxAction):
                 self.set_box(action.box)
             elif isinstance(action, DragPreview):
-                draw_prompts(self.canvas[PROMPT_LAYER], points=self.current.points, box=action.box, scale=self.scale)
+                draw_prompts(
+                    self.canvas[PROMPT_LAYER], points=self.current.points, box=action.box, scale=self.scale
+                )
             elif isinstance(action, KeyCommand):
                 self._key(action)
         except SamError as exc:
@@ -244,18 +264,17 @@ class SamWidget(widgets.VBox):
         from ipycanvas import hold_canvas
 
         state = self.current
-        chosen = state.chosen
         label_index = {name: i for i, name in enumerate(self.labels)}
-        accepted = [(m.mask, label_color(label_index.get(m.label, len(self.labels)))) for m in self.masks]
-        rgba = overlay_rgba(
-            self.grid, accepted=accepted, current=None if chosen is None else chosen.mask, opacity=self.opacity
-        )
+        layers = [(m.mask, label_color(label_index.get(m.label, len(self.labels)))) for m in self.masks]
+        if state.chosen is not None:
+            layers.append((state.chosen.mask, CANDIDATE_COLOR))
+        self.overlay.value = overlay_png(self.grid, layers=layers, opacity=self.opacity)
         with hold_canvas():
             if image:
                 self.canvas[IMAGE_LAYER].put_image_data(scaled_image(self.pixels, self.canvas_size), 0, 0)
             mask_layer = self.canvas[MASK_LAYER]
             mask_layer.clear()
-            mask_layer.put_image_data(rgba, 0, 0)
+            mask_layer.draw_image(self.overlay, 0, 0)
             draw_prompts(self.canvas[PROMPT_LAYER], points=state.points, box=state.box, scale=self.scale)
 
     # ---------------------------------------------------------------- inner
@@ -267,7 +286,7 @@ class SamWidget(widgets.VBox):
         tb.accept.on_click(lambda _: self._guarded(self.accept))
         tb.undo.on_click(lambda _: self.undo())
         tb.clear.on_click(lambda _: self.clear())
-        tb.text.observe(lambda change: change["new"].strip() and self._guarded(self.set_text, change["new"]), "value")
+        tb.text.observe(self._on_text, "value")
         tb.candidates.observe(self._on_candidate_button, "value")
         traitlets.link((tb.opacity, "value"), (self, "opacity"))
         self.observe(self._on_status, "status")
@@ -321,6 +340,10 @@ class SamWidget(widgets.VBox):
         finally:
             self._syncing = False
         self.re_draw()
+
+    def _on_text(self, change: dict[str, Any]) -> None:
+        if change["new"].strip():
+            self._guarded(self.set_text, change["new"])
 
     def _on_candidate_button(self, change: dict[str, Any]) -> None:
         if change["new"] is not None and not self._syncing and change["new"] != self.current.selected:

@@ -140,7 +140,7 @@ class ObjectState:
         """This state with the model's candidates filled in, the best one selected."""
         candidates = tuple(
             Candidate(mask=np.asarray(mask, dtype=bool), score=float(score), stability_score=float(stab))
-            for mask, score, stab in zip(answer.masks, answer.scores, answer.stability_scores)
+            for mask, score, stab in zip(answer.masks, answer.scores, answer.stability_scores, strict=True)
         )
         return replace(self, candidates=candidates, logits_id=answer.logits_id, selected=0)
 

@@ -23,19 +23,29 @@ class Toolbar:
 
     def __init__(self, labels: Sequence[str], *, opacity: float) -> None:
         small = widgets.Layout(width="auto")
-        self.label = widgets.Dropdown(options=list(labels), value=labels[0], description="label", layout=small)
-        self.accept = widgets.Button(description="accept", icon="check", button_style="success", tooltip="Keep the shown mask (Enter)")
+        self.label = widgets.Dropdown(
+            options=list(labels), value=labels[0], description="label", layout=small
+        )
+        self.accept = widgets.Button(
+            description="accept", icon="check", button_style="success", tooltip="Keep the shown mask (Enter)"
+        )
         self.undo = widgets.Button(description="undo", icon="undo", tooltip="Undo the last prompt (Ctrl+Z)")
-        self.clear = widgets.Button(description="clear", icon="times", tooltip="Forget this object's prompts (Escape)")
+        self.clear = widgets.Button(
+            description="clear", icon="times", tooltip="Forget this object's prompts (Escape)"
+        )
         self.opacity = widgets.FloatSlider(
             value=opacity, min=0.0, max=1.0, step=0.05, description="opacity", readout_format=".2f"
         )
         self.candidates = widgets.ToggleButtons(
             options=[], description="masks", tooltips=[], style={"button_width": "auto"}
         )
-        self.text = widgets.Text(placeholder="describe the object, press Enter", description="text", continuous_update=False)
+        self.text = widgets.Text(
+            placeholder="describe the object, press Enter", description="text", continuous_update=False
+        )
         self.status = widgets.Label(value="")
-        self.progress = widgets.FloatProgress(value=0.0, min=0.0, max=1.0, layout=widgets.Layout(width="160px", visibility="hidden"))
+        self.progress = widgets.FloatProgress(
+            value=0.0, min=0.0, max=1.0, layout=widgets.Layout(width="160px", visibility="hidden")
+        )
         self.box = widgets.VBox(
             [
                 widgets.HBox([self.label, self.accept, self.undo, self.clear, self.opacity]),
@@ -47,7 +57,10 @@ class Toolbar:
     def show_candidates(self, candidates: Sequence[Candidate], selected: int) -> None:
         """One toggle per candidate, ``"1: 0.93"``, the selected one pressed."""
         options = [(f"{i + 1}: {c.score:.2f}", i) for i, c in enumerate(candidates)]
-        tooltips = [f"predicted IoU {c.score:.3f}, stability {c.stability_score:.3f}, {c.area} px (key {i + 1})" for i, c in enumerate(candidates)]
+        tooltips = [
+            f"predicted IoU {c.score:.3f}, stability {c.stability_score:.3f}, {c.area} px (key {i + 1})"
+            for i, c in enumerate(candidates)
+        ]
         if list(self.candidates.options) != options:
             self.candidates.options = options
             self.candidates.tooltips = tooltips

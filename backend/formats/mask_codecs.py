@@ -221,7 +221,7 @@ def from_png(
 # Direction codes: 0 = +x (right), 1 = +y (down), 2 = -x (left), 3 = -y (up).
 
 
-def to_polygons(mask: Any, *, tolerance: float = 0.0) -> list[list[float]]:
+def to_polygons(mask: Any, *, tolerance: float = 0.0, holes: bool = True) -> list[list[float]]:
     """Outlines of a mask as flat ``[x0, y0, x1, y1, ...]`` polygons.
 
     Every boundary between foreground and background pixels becomes one
@@ -232,6 +232,8 @@ def to_polygons(mask: Any, *, tolerance: float = 0.0) -> list[list[float]]:
         mask: ``HxW`` mask.
         tolerance: Douglas-Peucker simplification distance in pixels; 0 keeps
             the exact outline. Rings left with fewer than 3 vertices are dropped.
+        holes: Keep the rings around holes. Formats whose polygons are all
+            filled (Label Studio, COCO) want ``holes=False``.
 
     Returns:
         Polygons in original-image pixels, outer boundaries clockwise on screen.
@@ -280,6 +282,8 @@ def to_polygons(mask: Any, *, tolerance: float = 0.0) -> list[list[float]]:
             if corner[e]:
                 ring += (float(ex[e]), float(ey[e]))
             e = nxt[e]
+        if not holes and _signed_area(ring) < 0:
+            continue
         if tolerance > 0:
             ring = _simplify_ring(ring, tolerance)
         if len(ring) >= 6:
@@ -333,6 +337,12 @@ def _ring(poly: Any) -> np.ndarray:
     if len(pts) < 3 or not np.isfinite(pts).all():
         raise InvalidInput("a polygon needs at least 3 finite vertices")
     return pts
+
+
+def _signed_area(ring: list[float]) -> float:
+    """Shoelace area of a flat ring; positive when clockwise on screen (y down)."""
+    x, y = np.asarray(ring).reshape(-1, 2).T
+    return float(np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y)) / 2
 
 
 def _simplify_ring(ring: list[float], tolerance: float) -> list[float]:

@@ -160,17 +160,28 @@ class MaskDecoder(nn.Module):
         with the hypernetwork weights ``hyper_in`` (BxMxC/8): BxMx(4h)x(4w) logits.
 
         The two stride-2, 2x2 transposed convolutions are evaluated as matrix
-        products on channels-last tokens (each input pixel -> 2x2 output pixels).
+        products on channels-last tokens, one output row parity at a time, so
+        that the pixel interleaving is two cheap stacks of contiguous rows.
         """
         h, w = size
         B, N, C = src.shape
+        if torch.is_grad_enabled() and (src.requires_grad or hyper_in.requires_grad):
+            # Autograd-friendly reference path (the fast one works in place).
+            up = self.output_upscaling(src.transpose(1, 2).reshape(B, C, h, w))
+            return (hyper_in @ up.flatten(2)).view(B, -1, 4 * h, 4 * w)
         up1, ln, _, up2, _ = self.output_upscaling
         c1, c2 = up1.out_channels, up2.out_channels
-        w1 = up1.weight.permute(0, 2, 3, 1).reshape(C, 4 * c1)  # in x (di dj out)
-        y = torch.addmm(up1.bias.repeat(4), src.reshape(B * N, C), w1).view(B * N * 4, c1)
-        y = F.gelu(F.layer_norm(y, (c1,), ln.weight, ln.bias, ln.eps))
-        w2 = up2.weight.permute(0, 2, 3, 1).reshape(c1, 4 * c2)
-        y = F.gelu(torch.addmm(up2.bias.repeat(4), y, w2)).view(B, N * 16, c2)
-        m = hyper_in.shape[1]
-        masks = (y @ hyper_in.transpose(1, 2)).view(B, h, w, 2, 2, 2, 2, m)  # b i j di dj ei ej m
-        return masks.permute(0, 7, 1, 3, 5, 2, 4, 6).reshape(B, m, 4 * h, 4 * w)
+        x = src.reshape(B * N, C)
+        # Rows i, columns (j, dj): one 2x2-deconvolution output row parity di at a time.
+        y = torch.stack(
+            [torch.addmm(up1.bias.repeat(2), x, up1.weight[:, :, di].transpose(1, 2).reshape(C, 2 * c1))
+             .view(B, h, 2 * w * c1) for di in range(2)],
+            dim=2,
+        ).view(B * 4 * N, c1)  # rows (i, di, j, dj) = the 2h x 2w grid
+        y = torch.ops.aten.gelu_(F.layer_norm(y, (c1,), ln.weight, ln.bias, ln.eps))
+        masks = []
+        for ei in range(2):
+            z = torch.addmm(up2.bias.repeat(2), y, up2.weight[:, :, ei].transpose(1, 2).reshape(c1, 2 * c2))
+            z = torch.ops.aten.gelu_(z).view(B, 8 * N, c2)  # rows (I, J, ej)
+            masks.append((hyper_in @ z.transpose(1, 2)).view(B, -1, 2 * h, 4 * w))
+        return torch.stack(masks, dim=3).view(B, -1, 4 * h, 4 * w)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -71,12 +73,26 @@ class Sam(nn.Module):
         return x.to(self.dtype)
 
     def postprocess_masks(self, masks: Tensor, input_size: tuple[int, int], original_size: tuple[int, int]) -> Tensor:
-        """Upscale BxCx(4h)x(4w) low-res logits to the padded input size, crop the
-        padding (``input_size``, the resized image before padding, as (H, W)) and
-        resize to ``original_size`` (H, W). Bilinear, as the reference."""
-        masks = F.interpolate(masks, (self.image_size, self.image_size), mode="bilinear", align_corners=False)
+        """Upscale BxCxLxL low-res logits to the padded input size, crop the padding
+        (``input_size``, the resized image before padding, as (H, W)) and resize to
+        ``original_size`` (H, W), bilinearly -- the reference's arithmetic.
+
+        Only the low-res rows that the crop needs are upscaled (bilinear with
+        ``align_corners=False`` reads at most one row beyond; whole rows are kept
+        so the kernel rounds exactly as on the full image), and the second resize
+        is skipped when it would be the identity: the values are bit-identical.
+        """
+        side = self.image_size
+        low_h, low_w = masks.shape[-2:]
+        rows = _rows_needed(input_size[0], low_h, side)
+        cols = low_w  # keep full rows: the kernel then rounds exactly as on the full image
+        masks = masks[..., :rows, :cols]
+        out_size = (rows * side // low_h, cols * side // low_w)
+        masks = F.interpolate(masks, out_size, mode="bilinear", align_corners=False)
         masks = masks[..., : input_size[0], : input_size[1]]
-        return F.interpolate(masks, original_size, mode="bilinear", align_corners=False)
+        if tuple(original_size) == tuple(masks.shape[-2:]):
+            return masks
+        return F.interpolate(masks, tuple(original_size), mode="bilinear", align_corners=False)
 
     def encode_image(self, images: Tensor) -> Tensor:
         """Image embeddings ``BxCxhxw`` of preprocessed ``Bx3xSxS`` images."""
@@ -127,6 +143,15 @@ class Sam(nn.Module):
             masks = self.postprocess_masks(low_res, record["image"].shape[-2:], record["original_size"])
             outputs.append({"masks": masks > self.mask_threshold, "iou_predictions": iou, "low_res_logits": low_res})
         return outputs
+
+
+def _rows_needed(n_out: int, n_in: int, full_out: int) -> int:
+    """Input rows that bilinear upscaling ``n_in -> full_out`` (align_corners=False)
+    reads for its first ``n_out`` output rows; ``n_in`` if that is all of them."""
+    if n_out >= full_out or full_out % n_in:
+        return n_in
+    src = (n_out - 0.5) * n_in / full_out - 0.5  # source position of the last needed row
+    return min(n_in, max(math.floor(src), 0) + 2)
 
 
 def build_sam(config: SamConfig) -> Sam:

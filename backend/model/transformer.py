@@ -174,46 +174,53 @@ def token_to_image_folded(attn: Attention, q: Tensor, k_in: Tensor, v_in: Tensor
 
 def image_to_token_scores_folded(attn: Attention, q_in: Tensor, kt: Tensor) -> Tensor:
     """Scores of many image queries ``q_in`` ((1|B)xNxC) against projected token keys
-    ``kt`` (BxTxCi), with the query projection folded into the keys: B x N x (H T)."""
+    ``kt`` (BxTxCi), with the query projection folded into the keys.
+
+    Returned transposed, B x (H T) x N, so that the softmax over the few tokens
+    runs along a strided axis with the long N axis contiguous.
+    """
     B, T, _ = kt.shape
     H = attn.num_heads
     d = attn.internal_dim // H
     C = q_in.shape[-1]
     kh = kt.view(B, T, H, d) * d**-0.5
-    g = torch.einsum("bthd,hdc->bcht", kh, attn.q_proj.weight.view(H, d, C)).reshape(B, C, H * T)
-    c = torch.einsum("bthd,hd->bht", kh, attn.q_proj.bias.view(H, d)).reshape(B, 1, H * T)
-    return _mm_shared(q_in, g) + c if q_in.shape[0] == 1 else torch.baddbmm(c, q_in, g)
+    g = torch.einsum("bthd,hdc->bhtc", kh, attn.q_proj.weight.view(H, d, C)).reshape(B, H * T, C)
+    c = torch.einsum("bthd,hd->bht", kh, attn.q_proj.bias.view(H, d)).reshape(B, H * T, 1)
+    if q_in.shape[0] == B:
+        return torch.baddbmm(c, g, q_in.transpose(1, 2))
+    return _mm_shared(g, q_in.transpose(1, 2)) + c
 
 
 def image_to_token_scores_projected(attn: Attention, q_img: Tensor, kt: Tensor) -> Tensor:
     """Scores of already projected image queries ``q_img`` ((1|B)xNxCi) against token keys
-    ``kt`` (BxTxCi): B x N x (H T), via a block-diagonal key matrix."""
+    ``kt`` (BxTxCi), via a block-diagonal key matrix: B x (H T) x N (transposed)."""
     B, T, Ci = kt.shape
     H = attn.num_heads
     d = Ci // H
     kh = kt.view(B, T, H, d) * d**-0.5
     eye = torch.eye(H, dtype=kt.dtype, device=kt.device)
-    blocks = torch.einsum("bthd,hg->bhdgt", kh, eye).reshape(B, Ci, H * T)
-    return _mm_shared(q_img, blocks) if q_img.shape[0] == 1 else q_img @ blocks
+    blocks = torch.einsum("bthd,hg->bgthd", kh, eye).reshape(B, H * T, Ci)
+    return _mm_shared(blocks, q_img.transpose(1, 2))
 
 
-def image_to_token_output_folded(attn: Attention, scores: Tensor, vt: Tensor, keys: Tensor) -> Tensor:
+def image_to_token_output_folded(attn: Attention, scores_t: Tensor, vt: Tensor, keys: Tensor) -> Tensor:
     """``keys + out_proj(softmax(scores) @ v)`` with ``out_proj`` folded into the token values.
 
-    ``scores``: B x N x (H T); ``vt``: BxTxCi projected token values; ``keys``: (1|B)xNxC.
-    The output bias is spread over the heads (each head's probabilities sum to one).
+    ``scores_t``: B x (H T) x N (transposed scores); ``vt``: BxTxCi projected token
+    values; ``keys``: (1|B)xNxC. The output bias is spread over the heads (each
+    head's probabilities sum to one).
     """
-    B, N, HT = scores.shape
+    B, HT, N = scores_t.shape
     H = attn.num_heads
     T = HT // H
     d = attn.internal_dim // H
     C = attn.embedding_dim
-    probs = torch.softmax(scores.view(B, N, H, T), dim=-1).view(B, N, HT)
+    probs_t = torch.softmax(scores_t.view(B, H, T, N), dim=2).view(B, HT, N)
     u = torch.einsum("bthd,chd->bhtc", vt.view(B, T, H, d), attn.out_proj.weight.view(C, H, d))
     u = (u + attn.out_proj.bias / H).reshape(B, HT, C)
     if keys.shape[0] == B:
-        return torch.baddbmm(keys, probs, u)
-    return keys + probs @ u
+        return torch.baddbmm(keys, probs_t.transpose(1, 2), u)
+    return keys + probs_t.transpose(1, 2) @ u
 
 
 class TwoWayTransformer(nn.Module):

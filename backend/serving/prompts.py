@@ -7,11 +7,10 @@ that says how to fix it, before the request reaches the GPU queue.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from backend.errors import InvalidInput
 
@@ -118,56 +117,3 @@ def _inside(xy: np.ndarray, width: int, height: int, what: str) -> None:
         raise InvalidInput(
             f"{what} ({x:g}, {y:g}) is outside the {width}x{height} image; use pixel coordinates"
         )
-
-
-@dataclass
-class DecodeJob:
-    """One request's work for the micro-batched decoder.
-
-    Attributes:
-        embedding: ``1xCxExE`` cached embedding (storage dtype, on the device).
-        original_size: ``(H, W)`` of the image in pixels.
-        prompt: The validated prompt (B objects).
-        mask_input: ``1x1xLxL`` or ``Bx1xLxL`` float logits, or None.
-        multimask: Three candidates per object (True) or one.
-    """
-
-    embedding: torch.Tensor
-    original_size: tuple[int, int]
-    prompt: Prompt
-    mask_input: torch.Tensor | None
-    multimask: bool
-
-    @property
-    def batch_size(self) -> int:
-        """Objects in this job (B)."""
-        return self.prompt.batch_size
-
-    @property
-    def signature(self) -> Hashable:
-        """Jobs that can share a decoder call: same image size and prompt shape."""
-        points = None if self.prompt.points is None else len(self.prompt.points)
-        return (
-            self.original_size,
-            points,
-            self.prompt.boxes is not None,
-            self.mask_input is not None,
-            self.multimask,
-        )
-
-
-@dataclass
-class DecodeResult:
-    """Decoder answer for one job (B objects, K candidates each, best first).
-
-    Attributes:
-        masks: ``BxKxHxW`` bool at the original size.
-        scores: ``BxK`` float32 predicted IoU, descending.
-        stability_scores: ``BxK`` float32.
-        best_logits: ``Bx1xLxL`` float32 low-res logits of each best mask.
-    """
-
-    masks: np.ndarray
-    scores: np.ndarray
-    stability_scores: np.ndarray
-    best_logits: torch.Tensor

@@ -27,7 +27,6 @@ import threading
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -35,51 +34,17 @@ import torch
 
 from backend.client.base import ImageInfo, ObjectMasks
 from backend.errors import InvalidInput, NotFound, SamError, ServiceUnavailable
-from backend.inference.mask_ops import MASK_THRESHOLD, stability_score
+from backend.serving.batched_decoder import DecodeJob, DecodeResult, decode_group
+from backend.serving.cache_entries import CachedEmbedding, StoredLogits, parse_dtype
 from backend.serving.config import ServerConfig
 from backend.serving.embedding_cache import ByteBoundedLRU, CacheStats
 from backend.serving.gpu_worker import GpuWorker
-from backend.serving.prompts import DecodeJob, DecodeResult, check_prompt
+from backend.serving.prompts import check_prompt
 from backend.serving.special_prompts import AutomaskRunner
 
 log = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
-_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-@dataclass(frozen=True)
-class CachedEmbedding:
-    """One cache entry.
-
-    Attributes:
-        embedding: ``1xCxExE`` on the model's device, storage dtype.
-        original_size: ``(H, W)`` of the image in pixels.
-    """
-
-    embedding: torch.Tensor
-    original_size: tuple[int, int]
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes counted against the cache budget."""
-        return self.embedding.numel() * self.embedding.element_size()
-
-
-@dataclass(frozen=True)
-class StoredLogits:
-    """Low-res logits of one best mask, kept for refinement."""
-
-    image_id: str
-    logits: torch.Tensor  # 1x1xLxL float32
-
-
-def parse_dtype(name: str) -> torch.dtype:
-    """``"float32"`` / ``"float16"`` / ``"bfloat16"`` -> torch dtype, or a clear error."""
-    try:
-        return _DTYPES[name]
-    except KeyError:
-        raise InvalidInput(f"unknown dtype {name!r}; use one of {sorted(_DTYPES)}") from None
 
 
 class SamService:
@@ -112,7 +77,7 @@ class SamService:
         self._active_lock = threading.Lock()
         self.encoder_calls = 0
         self._worker = GpuWorker(
-            run_decode_group=self._decode_group,
+            run_decode_group=lambda jobs: decode_group(self._predictor, jobs),
             max_batch=config.max_batch,
             batch_wait_s=config.batch_wait_ms / 1000.0,
             expected_decodes=lambda: self._active_decodes,
@@ -387,51 +352,6 @@ class SamService:
             )
         return objects
 
-    def _decode_group(self, jobs: list[DecodeJob]) -> list[DecodeResult]:
-        """Runs on the worker: jobs of one signature -> one decoder call."""
-        predictor = self._predictor
-        size = jobs[0].original_size
-        sizes = [job.batch_size for job in jobs]
-        first = jobs[0]
-        # one job: its 1xCxExE embedding is broadcast by the decoder; several: one embedding per prompt
-        embedding = first.embedding
-        if len(jobs) > 1:
-            embedding = torch.cat(
-                [j.embedding.expand(n, -1, -1, -1) for j, n in zip(jobs, sizes, strict=True)]
-            )
-        points = _per_prompt([_tensor(j.prompt.points, leading=True) for j in jobs], sizes)
-        labels = _per_prompt([_tensor(j.prompt.labels, leading=True) for j in jobs], sizes)
-        boxes = _per_prompt([_tensor(j.prompt.boxes, leading=False) for j in jobs], sizes)
-        masks = _per_prompt([j.mask_input for j in jobs], sizes)
-        points, labels, boxes, masks = (
-            None if t is None else t.to(predictor.device) for t in (points, labels, boxes, masks)
-        )
-        with torch.inference_mode():
-            low_res, scores = predictor.predict_torch(
-                points,
-                labels,
-                boxes,
-                masks,
-                multimask_output=first.multimask,
-                embedding=embedding.to(predictor.dtype),
-                original_size=size,
-            )
-            logits = predictor.upscale_logits(low_res, size).float()
-            all_masks = (logits > MASK_THRESHOLD).cpu().numpy()
-            stability = stability_score(logits).cpu().numpy()
-            all_scores = scores.float().cpu().numpy()
-            best = low_res[:, :1].float()
-        results, start = [], 0
-        for n in sizes:
-            end = start + n
-            results.append(
-                DecodeResult(
-                    all_masks[start:end], all_scores[start:end], stability[start:end], best[start:end]
-                )
-            )
-            start = end
-        return results
-
     # ----------------------------------------------- automask and text
     def automask(self, image_id: str, **params: Any) -> list[dict[str, Any]]:
         """Segment everything: SA-1B records (``segmentation`` COCO RLE), cached per parameters.
@@ -484,18 +404,3 @@ class SamService:
             device=str(self._device),
             run=lambda fn: self._worker.submit(fn).result(),
         )
-
-
-def _tensor(array: np.ndarray | None, *, leading: bool) -> torch.Tensor | None:
-    """numpy -> tensor, with a leading batch axis of 1 when ``leading``."""
-    if array is None:
-        return None
-    tensor = torch.from_numpy(array)
-    return tensor[None] if leading else tensor
-
-
-def _per_prompt(parts: list[torch.Tensor | None], sizes: list[int]) -> torch.Tensor | None:
-    """Concatenate per-job ``1x...`` or ``nx...`` tensors, each expanded to its job's n prompts."""
-    if parts[0] is None:
-        return None
-    return torch.cat([p.expand(n, *p.shape[1:]) for p, n in zip(parts, sizes, strict=True) if p is not None])

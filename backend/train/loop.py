@@ -246,7 +246,7 @@ def _make_batch(
     for slot, index in enumerate(indices):
         item = resize_for_model(data[index], size)
         h, w = item.image.shape[:2]
-        pixels = torch.from_numpy(np.ascontiguousarray(item.image)).permute(2, 0, 1).float().to(device)
+        pixels = torch.from_numpy(np.array(item.image, copy=True)).permute(2, 0, 1).float().to(device)
         pixels = (pixels - sam.pixel_mean) / sam.pixel_std
         images.append(F.pad(pixels, (0, size - w, 0, size - h)))
         non_empty = [m for m in item.masks if m.any()]

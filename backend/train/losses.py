@@ -89,20 +89,29 @@ def mask_iou(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
 
 
-def sam_loss(logits: torch.Tensor, iou_pred: torch.Tensor, targets: torch.Tensor) -> MaskLoss:
+def sam_loss(
+    logits: torch.Tensor,
+    iou_pred: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    focal_weight: float = FOCAL_WEIGHT,
+    dice_weight: float = DICE_WEIGHT,
+) -> MaskLoss:
     """Ambiguity-aware mask loss plus IoU-head loss.
 
     Args:
         logits: ``NxKxHxW`` float mask logits at the targets' resolution.
         iou_pred: ``NxK`` float predicted IoU of each candidate.
         targets: ``NxHxW`` bool ground truth.
+        focal_weight: Weight of the focal loss (paper: 20).
+        dice_weight: Weight of the dice loss (paper: 1).
 
     Returns:
         The losses and, per object, the index of the trained candidate.
     """
     logits = logits.float()
     target_f = targets.float()
-    per_candidate = FOCAL_WEIGHT * sigmoid_focal_loss(logits, target_f) + DICE_WEIGHT * dice_loss(logits, target_f)
+    per_candidate = focal_weight * sigmoid_focal_loss(logits, target_f) + dice_weight * dice_loss(logits, target_f)
     best = per_candidate.detach().argmin(dim=1)
     rows = torch.arange(len(best), device=best.device)
     mask = per_candidate[rows, best].mean()

@@ -36,11 +36,15 @@ class RoundsSettings:
             mask (the paper uses 2: one at random and the last).
         box_probability: Chance that a batch starts from noisy boxes instead
             of points.
+        focal_weight: Weight of the focal loss (paper: 20).
+        dice_weight: Weight of the dice loss (paper: 1).
     """
 
     rounds: int = 11
     rounds_without_point: int = 2
     box_probability: float = 0.5
+    focal_weight: float = 20.0
+    dice_weight: float = 1.0
 
     def check(self) -> None:
         """Raises InvalidInput on impossible values."""
@@ -51,6 +55,8 @@ class RoundsSettings:
                 f"rounds_without_point must be between 0 and rounds - 1 = {self.rounds - 1}, "
                 f"got {self.rounds_without_point}"
             )
+        if self.focal_weight < 0 or self.dice_weight < 0 or self.focal_weight + self.dice_weight == 0:
+            raise InvalidInput("focal and dice weights must be >= 0 and not both 0")
         if not 0.0 <= self.box_probability <= 1.0:
             raise InvalidInput(f"box_probability must be in [0, 1], got {self.box_probability}")
 
@@ -132,7 +138,9 @@ def interactive_rounds(
             multimask_output=index == 0,
         )
         logits = F.interpolate(low_res.float(), size=(size, size), mode="bilinear", align_corners=False)
-        loss = sam_loss(logits, iou_pred, targets)
+        loss = sam_loss(
+            logits, iou_pred, targets, focal_weight=settings.focal_weight, dice_weight=settings.dice_weight
+        )
         total = total + loss.total
         if index == 0:
             ranked_first = iou_pred.detach().argmax(dim=1)

@@ -102,7 +102,7 @@ def read_value(item: dict[str, Any], keys: tuple[str, ...]) -> dict[str, float]:
     value = item.get("value") or {}
     out: dict[str, float] = {}
     for key in keys:
-        raw = value.get(key)
+        raw: Any = value.get(key)
         try:
             number = float(raw)
         except (TypeError, ValueError):

@@ -147,6 +147,8 @@ def test_polygons_trace_holes_with_opposite_direction_and_pixel_exact_areas():
     areas = sorted(_signed_area(p) for p in polygons)
     assert areas == [-9.0, 49.0]
     np.testing.assert_array_equal(from_polygons(polygons, 9, 9), mask)
+    (outer,) = to_polygons(mask, holes=False)
+    assert _signed_area(outer) == 49.0
 
 
 @pytest.mark.parametrize(

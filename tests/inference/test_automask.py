@@ -126,3 +126,95 @@ def test_same_candidates_as_reference_without_nms(models):
     got, expected = _both(models, _scene(), **THRESHOLDS, box_nms_thresh=1.0)
     assert len(expected) >= 20, "the test set-up should produce many candidates"
     _assert_same_records(got, expected)
+
+
+@pytest.mark.slow
+def test_small_region_removal_matches_reference(models):
+    got, expected = _both(models, _scene(), **THRESHOLDS, crop_n_layers=1, min_mask_region_area=1000)
+    _, unprocessed = _both(models, _scene(), **THRESHOLDS, crop_n_layers=1)
+    assert [r["area"] for r in expected] != [r["area"] for r in unprocessed], "the set-up should have small regions"
+    _assert_same_records(got, expected)
+
+
+class _UpscaleSpy:
+    """Wraps a predictor's ``upscale_logits`` to record how many masks each call upscales."""
+
+    def __init__(self, predictor) -> None:
+        self.batches: list[int] = []
+        self.pixels: list[int] = []
+        original = predictor.upscale_logits
+
+        def spy(low_res, *args, **kwargs):
+            out = original(low_res, *args, **kwargs)
+            self.batches.append(out.shape[0] * out.shape[1])
+            self.pixels.append(out.numel())
+            return out
+
+        predictor.upscale_logits = spy
+
+
+@pytest.mark.slow
+def test_large_photo_upscales_a_bounded_number_of_masks(models):
+    """A 4000x3000 photo: never more than the budget's worth of full-resolution logits at once."""
+    from backend.inference.predictor import SamPredictor
+
+    ours = models[0]
+    image = np.zeros((3000, 4000, 3), dtype=np.uint8)
+    image[:1500] = (200, 30, 30)
+    predictor = SamPredictor(ours)
+    predictor.set_image(image)
+    spy = _UpscaleSpy(predictor)
+    budget = 2 * 3000 * 4000 + 2 * ours.config.image_size**2
+    generator = AutomaskGenerator(ours, points_per_side=2, pred_iou_thresh=0.0, stability_score_thresh=0.0, upscale_pixel_budget=budget)
+    records = generator.generate(image, predictor=predictor)
+    assert max(spy.batches) <= 2
+    assert sum(spy.batches) == 12, "every candidate (4 points x 3 masks) passes the IoU filter and is upscaled"
+    assert max(spy.pixels) <= budget
+    for record in records:
+        assert record["segmentation"]["size"] == [3000, 4000]
+
+
+def test_iou_filter_runs_before_upscaling(models):
+    """Candidates below pred_iou_thresh are never upscaled."""
+    from backend.inference.predictor import SamPredictor
+
+    ours = models[0]
+    image = _scene()
+    predictor = SamPredictor(ours)
+    predictor.set_image(image)
+    spy = _UpscaleSpy(predictor)
+    records = AutomaskGenerator(ours, points_per_side=4, pred_iou_thresh=1.0).generate(image, predictor=predictor)
+    assert records == []
+    assert sum(spy.batches) == 0
+
+
+def test_predictor_of_another_image_is_refused(models):
+    from backend.inference.predictor import SamPredictor
+
+    predictor = SamPredictor(models[0])
+    predictor.set_image(np.zeros((40, 50, 3), dtype=np.uint8))
+    with pytest.raises(InvalidInput, match="predictor holds a 50x40 image"):
+        AutomaskGenerator(models[0]).generate(_scene(), predictor=predictor)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(points_per_side=None), "exactly one of points_per_side or point_grids"),
+        (dict(points_per_side=4, point_grids=[np.zeros((1, 2))]), "exactly one of points_per_side or point_grids"),
+        (dict(points_per_side=None, point_grids=[np.full((3, 2), 2.0)]), r"must be in \[0, 1\]"),
+        (dict(points_per_side=None, point_grids=[np.zeros((3, 2))], crop_n_layers=1), "one grid per layer"),
+        (dict(pred_iou_thresh=1.5), "pred_iou_thresh must be in"),
+        (dict(points_per_batch=0), "points_per_batch must be >= 1"),
+        (dict(points_per_side=2, crop_n_layers=2, crop_n_points_downscale_factor=2), "would get no points"),
+        (dict(min_mask_region_area=-1), "min_mask_region_area must be >= 0"),
+    ],
+)
+def test_bad_parameters_say_how_to_fix(models, kwargs, message):
+    with pytest.raises(InvalidInput, match=message):
+        AutomaskGenerator(models[0], **kwargs)
+
+
+def test_bad_image_is_refused(models):
+    with pytest.raises(InvalidInput, match="HxWx3 uint8"):
+        AutomaskGenerator(models[0]).generate(np.zeros((10, 10), dtype=np.uint8))

@@ -300,10 +300,11 @@ def test_negative_click_gives_the_model_servers_mask(
 ) -> None:
     clicks = [_keypoint(21.875, 50.0), _keypoint(62.5, 40.0, label="Background")]
     [region] = _interactive(label_studio, project, clicks)
-    [expected] = _server_masks(
+    [(expected, score)] = _server_masks(
         model_server, points=[[70.0, 100.0], [200.0, 80.0]], labels=[1, 0], multimask=False
     )
     np.testing.assert_array_equal(_decode(region), expected)
+    assert region["score"] == pytest.approx(score)
 
 
 def test_batch_predictions_are_stored_with_scores_and_model_version(

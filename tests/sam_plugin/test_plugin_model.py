@@ -95,3 +95,8 @@ def test_webhook_route_runs_fit(http: Any, runtime: PluginRuntime) -> None:
     response = http.post("/ls/webhook", json={"action": "ANNOTATION_CREATED", **webhook([brush(mask)])})
     assert response.status_code == 201 and response.get_json()["result"]["masks"] == 1
     assert (runtime.settings.dataset_dir / "annotations" / "project2-task5-annotation9.json").exists()
+
+
+def test_webhook_route_acknowledges_other_events(http: Any) -> None:
+    response = http.post("/ls/webhook", json={"action": "TASKS_CREATED", "tasks": [{"id": 1}]})
+    assert response.status_code == 200 and response.get_json() == {"status": "Unknown event"}

@@ -130,3 +130,23 @@ def test_empty_text_is_refused(ranker_app):
     client.post("/v1/automask", json={"image_id": image_id, **PARAMS})  # text ranks these records
     response = client.post("/v1/predict", json={"image_id": image_id, "text": "  "})
     assert response.status_code == 400 and response.json["error"] == "invalid_input"
+
+
+def test_text_without_clip_weights_is_503_with_the_reason(tiny_sam, tmp_path):
+    from backend.inference.text import TextPrompter
+
+    config = make_config(tiny_sam)
+    service = SamService(config, text_prompter_factory=lambda device: TextPrompter(device=device, download_root=tmp_path))
+    app = create_app(config, service=service.start())
+    try:
+        assert service.wait_ready(30)
+        client = app.test_client()
+        image_id = client.post("/v1/images", data=png_bytes(picture())).json["image_id"]
+        client.post("/v1/automask", json={"image_id": image_id, **PARAMS})
+        response = client.post("/v1/predict", json={"image_id": image_id, "text": "square"})
+        assert response.status_code == 503 and response.json["error"] == "weights_unavailable"
+        assert str(tmp_path) in response.json["detail"]
+        good = client.post("/v1/predict", json={"image_id": image_id, "box": [0, 0, 20, 20]})
+        assert good.status_code == 200
+    finally:
+        service.close()

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from backend.client.base import ImageInfo, ImageSource, ObjectMasks, SamClientBase
+from backend.formats.coordinates import canvas_to_image
 
 DEMO_WEIGHTS = Path(__file__).resolve().parents[2] / "backend" / "weights" / "sam_demo.pt"
 
@@ -86,6 +87,17 @@ class RecordingClient(SamClientBase):
 def client(local_client: SamClientBase) -> RecordingClient:
     """A recording wrapper around the shared in-process client."""
     return RecordingClient(local_client)
+
+
+def shown_image_pixels(mask: np.ndarray, *, scale: float, canvas_size: tuple[int, int]) -> np.ndarray:
+    """``canvas_height x canvas_width`` bool: ``mask`` at the image pixel under each canvas pixel's centre."""
+    cols = [
+        min(int(canvas_to_image(i + 0.5, 0.0, scale)[0]), mask.shape[1] - 1) for i in range(canvas_size[0])
+    ]
+    rows = [
+        min(int(canvas_to_image(0.0, j + 0.5, scale)[1]), mask.shape[0] - 1) for j in range(canvas_size[1])
+    ]
+    return mask[np.ix_(rows, cols)]
 
 
 def scene(height: int = 300, width: int = 400) -> np.ndarray:

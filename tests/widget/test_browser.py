@@ -36,7 +36,7 @@ import numpy as np
 import pytest
 
 from backend.formats.coordinates import canvas_to_image, image_to_canvas
-from tests.widget.conftest import DEMO_WEIGHTS, tiny_sam
+from tests.widget.conftest import DEMO_WEIGHTS, shown_image_pixels, tiny_sam
 from widget.drawing import CANDIDATE_COLOR, POINT_RADIUS
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
@@ -44,8 +44,14 @@ pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 IMAGE_SIZE = (600, 450)  # width, height: shown scaled to the 400x300 canvas
 MAX_CANVAS = (400, 300)
 
@@ -123,10 +129,26 @@ def model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str
 
         sam = tiny_sam()
         model = str(work / "tiny.pt")
-        save_checkpoint(model, model_state=sam.state_dict(), config=sam.config, meta={"note": "random, for tests"})
+        save_checkpoint(
+            model, model_state=sam.state_dict(), config=sam.config, meta={"note": "random, for tests"}
+        )
     port, token = free_port(), secrets.token_hex(16)
-    cmd = [sys.executable, "-m", "backend.serving.cli", "--model", model, "--device", "cpu", "--host", "127.0.0.1",
-           "--port", str(port), "--no-plugins", "--threads", "4"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "backend.serving.cli",
+        "--model",
+        model,
+        "--device",
+        "cpu",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-plugins",
+        "--threads",
+        "4",
+    ]
     env = dict(os.environ, SAM_TOKEN=token, PYTHONPATH=str(REPO))
     with open(work / "server.log", "wb") as log:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -154,7 +176,9 @@ def jupyter_lab(tmp_path: Path, model_server: tuple[str, str]) -> Iterator[tuple
     nbformat.write(notebook, root / "widget.ipynb")
     settings = tmp_path / "lab-settings" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True)
-    (settings / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    (settings / "notification.jupyterlab-settings").write_text(
+        json.dumps({"fetchNews": "false", "checkForUpdates": False})
+    )
     port, token = free_port(), secrets.token_hex(16)
     server_url, server_token = model_server
     env = dict(
@@ -167,14 +191,26 @@ def jupyter_lab(tmp_path: Path, model_server: tuple[str, str]) -> Iterator[tuple
         JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "lab-settings"),
         JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "lab-workspaces"),
     )
-    cmd = [str(Path(sys.executable).parent / "jupyter"), "lab", "--no-browser", "--allow-root", "--ip=127.0.0.1",
-           f"--port={port}", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-           "--LabApp.news_url=", "--LabApp.extension_manager=readonly", "--LabApp.expose_app_in_browser=True"]
+    cmd = [
+        str(Path(sys.executable).parent / "jupyter"),
+        "lab",
+        "--no-browser",
+        "--allow-root",
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={root}",
+        "--LabApp.news_url=",
+        "--LabApp.extension_manager=readonly",
+        "--LabApp.expose_app_in_browser=True",
+    ]
     with open(tmp_path / "lab.log", "wb") as log:
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: proc.poll() is None and http_ok(f"{base}/api/status?token={token}"), 120, "JupyterLab")
+        wait_for(
+            lambda: proc.poll() is None and http_ok(f"{base}/api/status?token={token}"), 120, "JupyterLab"
+        )
         yield f"{base}/lab/tree/widget.ipynb?token={token}", root
     finally:
         stop(proc)
@@ -206,7 +242,9 @@ def test_clicks_reach_the_kernel_and_masks_reach_the_canvas(jupyter_lab: tuple[s
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 1000})
-        page.route("**/*", lambda r: r.continue_() if r.request.url.startswith("http://127.0.0.1") else r.abort())
+        page.route(
+            "**/*", lambda r: r.continue_() if r.request.url.startswith("http://127.0.0.1") else r.abort()
+        )
         try:
             page.goto(url)
             page.wait_for_function(
@@ -217,12 +255,15 @@ def test_clicks_reach_the_kernel_and_masks_reach_the_canvas(jupyter_lab: tuple[s
             )
             page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
             canvas = page.wait_for_selector(".jp-OutputArea-output canvas", timeout=120_000)
+            assert canvas is not None
             canvas.scroll_into_view_if_needed()
             wait_for(lambda: state()["image_id"], 180, "the embedding")
             ready = state()
             scale = ready["scale"]
             canvas_w, canvas_h = ready["canvas_size"]
-            rect = canvas.evaluate("e => { const r = e.getBoundingClientRect(); return [r.left, r.top, r.width, r.height]; }")
+            rect = canvas.evaluate(
+                "e => { const r = e.getBoundingClientRect(); return [r.left, r.top, r.width, r.height]; }"
+            )
 
             def expected_image_xy(client_x: int, client_y: int) -> tuple[float, float]:
                 rel_x, rel_y = js_round(client_x - rect[0]), js_round(client_y - rect[1])
@@ -239,9 +280,7 @@ def test_clicks_reach_the_kernel_and_masks_reach_the_canvas(jupyter_lab: tuple[s
 
             mask = np.load(root / "mask.npy")
             assert mask.shape == (IMAGE_SIZE[1], IMAGE_SIZE[0])
-            rows = np.minimum((canvas_to_image(0, np.arange(canvas_h) + 0.5, scale)[1]).astype(int), mask.shape[0] - 1)
-            cols = np.minimum((canvas_to_image(np.arange(canvas_w) + 0.5, 0, scale)[0]).astype(int), mask.shape[1] - 1)
-            expected = mask[rows[:, None], cols[None, :]]
+            expected = shown_image_pixels(mask, scale=scale, canvas_size=(canvas_w, canvas_h))
             px, py = image_to_canvas(x, y, scale)
             yy, xx = np.mgrid[0:canvas_h, 0:canvas_w]
             away_from_point = (xx + 0.5 - px) ** 2 + (yy + 0.5 - py) ** 2 > (POINT_RADIUS + 3) ** 2
@@ -266,5 +305,8 @@ def test_clicks_reach_the_kernel_and_masks_reach_the_canvas(jupyter_lab: tuple[s
             assert page.locator(".lm-Menu").count() == 0
             page.screenshot(path=str(ARTIFACTS / "widget_browser_right_click.png"))
             page.locator(".jp-OutputArea-output").first.screenshot(path=str(ARTIFACTS / "widget.png"))
+            # control: elsewhere in the notebook the same right click does open JupyterLab's menu
+            page.locator(".jp-InputArea-editor").first.click(button="right")
+            page.wait_for_selector(".lm-Menu", timeout=10_000)
         finally:
             browser.close()

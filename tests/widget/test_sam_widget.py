@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from PIL import Image
 
 from backend.errors import InvalidInput
 from backend.formats.coordinates import canvas_to_image
-from tests.widget.conftest import scene
-from widget.drawing import CANDIDATE_COLOR
-from widget.sam_widget import MASK_LAYER, SamWidget
+from tests.widget.conftest import scene, shown_image_pixels
+from widget.drawing import CANDIDATE_COLOR, label_color
+from widget.sam_widget import SamWidget
 
 
 def mouse(w: SamWidget, kind: str, x: float, y: float, *, button: int = 0, shift: bool = False) -> None:
@@ -41,40 +43,24 @@ def key(w: SamWidget, name: str, *, ctrl: bool = False) -> None:
     w.handle_event({"type": "keydown", "key": name, "ctrlKey": ctrl})
 
 
-class LayerSpy:
-    """Records the RGBA arrays put on the mask layer."""
+def overlay(w: SamWidget) -> np.ndarray:
+    """``hxwx4`` RGBA the browser gets for the mask layer (the PNG in ``w.overlay``)."""
+    return np.asarray(Image.open(io.BytesIO(w.overlay.value)).convert("RGBA"))
 
-    def __init__(self, w: SamWidget, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.frames: list[np.ndarray] = []
-        layer = w.canvas[MASK_LAYER]
-        original = layer.put_image_data
 
-        def put(image_data: np.ndarray, x: int = 0, y: int = 0) -> None:
-            self.frames.append(np.array(image_data))
-            original(image_data, x, y)
-
-        monkeypatch.setattr(layer, "put_image_data", put)
-
-    @property
-    def shown(self) -> np.ndarray:
-        """``hxw`` bool: canvas pixels of the last frame that carry the candidate colour."""
-        frame = self.frames[-1]
-        return (frame[..., 3] > 0) & np.all(frame[..., :3] == CANDIDATE_COLOR, axis=-1)
+def shown_candidate(w: SamWidget) -> np.ndarray:
+    """``hxw`` bool: mask-layer pixels that carry the candidate colour."""
+    frame = overlay(w)
+    return (frame[..., 3] > 0) & np.all(frame[..., :3] == CANDIDATE_COLOR, axis=-1)
 
 
 def expected_overlay(w: SamWidget, mask: np.ndarray) -> np.ndarray:
-    """Canvas pixels that show ``mask``: the image pixel under each canvas pixel's centre."""
-    height, width = w.canvas_size[1], w.canvas_size[0]
-    cy, cx = np.mgrid[0:height, 0:width] + 0.5
-    ix, iy = canvas_to_image(cx, cy, w.scale)
-    cols = np.minimum(ix.astype(int), mask.shape[1] - 1)
-    rows = np.minimum(iy.astype(int), mask.shape[0] - 1)
-    return mask[rows, cols]
+    """Canvas pixels that show ``mask``."""
+    return shown_image_pixels(mask, scale=w.scale, canvas_size=w.canvas_size)
 
 
-def test_click_sends_image_coordinates_and_draws_best_mask(make_widget: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_click_sends_image_coordinates_and_draws_best_mask(make_widget: Any) -> None:
     w = make_widget()
-    spy = LayerSpy(w, monkeypatch)
     click(w, 120, 75)
     call = w.client.predict_calls[-1]
     assert call["points"] == [list(canvas_to_image(120, 75, w.scale))]
@@ -84,7 +70,7 @@ def test_click_sends_image_coordinates_and_draws_best_mask(make_widget: Any, mon
     assert len(w.candidates) == len(answer.masks)
     assert [c.score for c in w.candidates] == pytest.approx(answer.scores.tolist())
     assert w.selected == 0
-    np.testing.assert_array_equal(spy.shown, expected_overlay(w, answer.masks[0]))
+    np.testing.assert_array_equal(shown_candidate(w), expected_overlay(w, answer.masks[0]))
     assert w.latency_ms is not None and "ms" in w.status
 
 
@@ -118,19 +104,18 @@ def test_drag_sends_a_box_in_image_pixels(make_widget: Any) -> None:
     assert len(w.candidates) > 0
 
 
-def test_candidate_switch_by_key_needs_no_server_round_trip(make_widget: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_candidate_switch_by_key_needs_no_server_round_trip(make_widget: Any) -> None:
     w = make_widget()
     click(w, 120, 75)
-    spy = LayerSpy(w, monkeypatch)
     calls = len(w.client.predict_calls)
     key(w, "3")
     assert len(w.client.predict_calls) == calls
     assert w.selected == 2
     assert w.toolbar.candidates.value == 2
-    np.testing.assert_array_equal(spy.shown, expected_overlay(w, w.candidates[2].mask))
+    np.testing.assert_array_equal(shown_candidate(w), expected_overlay(w, w.candidates[2].mask))
     w.toolbar.candidates.value = 1  # the toggle buttons
     assert w.selected == 1
-    np.testing.assert_array_equal(spy.shown, expected_overlay(w, w.candidates[1].mask))
+    np.testing.assert_array_equal(shown_candidate(w), expected_overlay(w, w.candidates[1].mask))
 
 
 def test_undo_restores_the_previous_answer_without_asking_again(make_widget: Any) -> None:
@@ -142,7 +127,7 @@ def test_undo_restores_the_previous_answer_without_asking_again(make_widget: Any
     key(w, "z", ctrl=True)
     assert len(w.client.predict_calls) == calls
     assert len(w.current.points) == 1
-    assert [c.mask is b.mask for c, b in zip(w.candidates, before)] == [True] * len(before)
+    assert [c.mask is b.mask for c, b in zip(w.candidates, before, strict=True)] == [True] * len(before)
     w.undo()
     assert w.current.points == () and w.candidates == []
     w.undo()
@@ -207,22 +192,21 @@ def test_load_masks_rejects_masks_of_another_size(make_widget: Any) -> None:
         w.load_masks([np.zeros((10, 10), dtype=bool)])
 
 
-def test_loaded_masks_are_drawn_in_their_label_colour(make_widget: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_loaded_masks_are_drawn_in_their_label_colour(make_widget: Any) -> None:
     w = make_widget(labels=["a"])
-    spy = LayerSpy(w, monkeypatch)
     mask = np.zeros((300, 400), dtype=bool)
     mask[:150, :200] = True
     w.load_masks([mask], label="a")
-    frame = spy.frames[-1]
+    frame = overlay(w)
     np.testing.assert_array_equal(frame[..., 3] > 0, expected_overlay(w, mask))
+    assert {tuple(c) for c in frame[frame[..., 3] > 0][:, :3]} == {label_color(0)}
 
 
-def test_opacity_slider_sets_overlay_alpha(make_widget: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_opacity_slider_sets_overlay_alpha(make_widget: Any) -> None:
     w = make_widget()
     click(w, 120, 75)
-    spy = LayerSpy(w, monkeypatch)
     w.toolbar.opacity.value = 0.2
-    alphas = set(np.unique(spy.frames[-1][..., 3]).tolist())
+    alphas = set(np.unique(overlay(w)[..., 3]).tolist())
     assert alphas <= {0, round(0.2 * 255)}
     assert round(0.2 * 255) in alphas or not w.candidates[0].mask.any()
 
@@ -239,13 +223,16 @@ def test_click_during_embedding_is_sent_when_ready(client: Any) -> None:
     assert len(w.candidates) > 0 and len(w.editor.history) == 2
 
 
-def test_new_browser_client_gets_every_layer_redrawn(make_widget: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_new_browser_client_gets_every_layer_redrawn(
+    make_widget: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     w = make_widget()
     click(w, 120, 75)
     drawn: list[int] = []
     for index in range(3):
         layer = w.canvas[index]
         monkeypatch.setattr(layer, "put_image_data", lambda *a, i=index, **k: drawn.append(i))
+        monkeypatch.setattr(layer, "draw_image", lambda *a, i=index, **k: drawn.append(i))
         monkeypatch.setattr(layer, "fill_circle", lambda *a, i=index, **k: drawn.append(i))
     w.canvas[2]._handle_frontend_event(None, {"event": "client_ready"}, [])
     assert set(drawn) == {0, 1, 2}
@@ -277,15 +264,21 @@ def test_clicks_map_to_original_pixels_at_any_scale_and_css_size(
     from tests.widget.conftest import RecordingClient
 
     width, height = size
-    w = SamWidget(scene(height, width), RecordingClient(local_client), max_canvas_size=(160, 120))
+    client = RecordingClient(local_client)
+    w = SamWidget(scene(height, width), client, max_canvas_size=(160, 120))
     w.wait_ready(120)
     cw, ch = w.canvas_size
     css_x, css_y = frac[0] * cw * shown, frac[1] * ch * shown
-    event = {"button": 0, "relativeX": css_x, "relativeY": css_y,
-             "boundingRectWidth": cw * shown, "boundingRectHeight": ch * shown}
+    event = {
+        "button": 0,
+        "relativeX": css_x,
+        "relativeY": css_y,
+        "boundingRectWidth": cw * shown,
+        "boundingRectHeight": ch * shown,
+    }
     w.handle_event(dict(event, type="mousedown"))
     w.handle_event(dict(event, type="mouseup"))
     expected = canvas_to_image(frac[0] * cw, frac[1] * ch, w.scale)
-    sent = w.client.predict_calls[-1]["points"][0]
+    sent = client.predict_calls[-1]["points"][0]
     assert sent == pytest.approx([min(expected[0], width), min(expected[1], height)])
     assert 0 <= sent[0] <= width and 0 <= sent[1] <= height

@@ -10,7 +10,14 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from backend.formats.coordinates import canvas_to_image, fit_scale
-from widget.drawing import CANDIDATE_COLOR, CanvasGrid, canvas_size_for, label_color, overlay_rgba, scaled_image
+from widget.drawing import (
+    CANDIDATE_COLOR,
+    CanvasGrid,
+    canvas_size_for,
+    label_color,
+    overlay_png,
+    scaled_image,
+)
 
 
 @given(
@@ -18,7 +25,9 @@ from widget.drawing import CANDIDATE_COLOR, CanvasGrid, canvas_size_for, label_c
     limit=st.tuples(st.integers(1, 800), st.integers(1, 800)),
     data=st.data(),
 )
-def test_each_canvas_pixel_shows_the_image_pixel_under_its_centre(image: tuple[int, int], limit: tuple[int, int], data: st.DataObject) -> None:
+def test_each_canvas_pixel_shows_the_image_pixel_under_its_centre(
+    image: tuple[int, int], limit: tuple[int, int], data: st.DataObject
+) -> None:
     scale = fit_scale(*image, *limit)
     canvas = canvas_size_for(image, scale)
     grid = CanvasGrid.build(scale=scale, canvas_size=canvas, image_size=image)
@@ -30,27 +39,37 @@ def test_each_canvas_pixel_shows_the_image_pixel_under_its_centre(image: tuple[i
     assert canvas[0] <= max(limit[0], 1) + 0.5 and canvas[1] <= max(limit[1], 1) + 0.5
 
 
-def test_overlay_colours_accepted_then_current_on_top() -> None:
+def decode(png: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGBA"))
+
+
+def test_overlay_colours_layers_in_order_later_on_top() -> None:
     grid = CanvasGrid.build(scale=0.5, canvas_size=(4, 3), image_size=(8, 6))
     a = np.zeros((6, 8), dtype=bool)
     a[:, :4] = True
     b = np.zeros((6, 8), dtype=bool)
     b[:2] = True
-    rgba = overlay_rgba(grid, accepted=[(a, label_color(0))], current=b, opacity=0.5)
-    assert rgba.shape == (3, 4, 4) and rgba.dtype == np.uint8
-    assert tuple(rgba[0, 3]) == (*CANDIDATE_COLOR, 128)
+    png = overlay_png(grid, layers=[(a, label_color(0)), (b, CANDIDATE_COLOR)], opacity=0.5)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    rgba = decode(png)
+    assert rgba.shape == (3, 4, 4)
+    assert tuple(rgba[0, 0]) == (*CANDIDATE_COLOR, 128)
     assert tuple(rgba[2, 0]) == (*label_color(0), 128)
     assert tuple(rgba[2, 3]) == (0, 0, 0, 0)
 
 
-def test_rgba_overlay_reaches_the_browser_losslessly() -> None:
-    from ipycanvas.utils import binary_image
-
-    rng = np.random.default_rng(0)
-    rgba = rng.integers(0, 256, size=(37, 41, 4), dtype=np.uint8)
-    data = binary_image(rgba)
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(data))), rgba)
+@given(seed=st.integers(0, 2**32 - 1), opacity=st.floats(0, 1), n=st.integers(0, 9))
+def test_overlay_png_is_lossless_for_any_masks(seed: int, opacity: float, n: int) -> None:
+    rng = np.random.default_rng(seed)
+    grid = CanvasGrid.build(scale=1.0, canvas_size=(23, 17), image_size=(23, 17))
+    layers = [(rng.random((17, 23)) < 0.3, label_color(i)) for i in range(n)]
+    expected = np.zeros((17, 23, 4), dtype=np.uint8)
+    for mask, color in layers:
+        expected[mask] = (*color, round(255 * opacity))
+    got = decode(overlay_png(grid, layers=layers, opacity=opacity))
+    np.testing.assert_array_equal(got[..., 3], expected[..., 3])
+    visible = expected[..., 3] > 0
+    np.testing.assert_array_equal(got[visible], expected[visible])  # colour matters only where visible
 
 
 def test_scaled_image_has_canvas_size() -> None:

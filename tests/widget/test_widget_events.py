@@ -13,13 +13,30 @@ from widget.events import BoxAction, DragPreview, EventTranslator, KeyCommand, P
 from widget.state import Box, Point
 
 
-def translator(scale: float = 0.5, canvas: tuple[int, int] = (200, 150), image: tuple[int, int] = (400, 300)) -> EventTranslator:
+def translator(
+    scale: float = 0.5, canvas: tuple[int, int] = (200, 150), image: tuple[int, int] = (400, 300)
+) -> EventTranslator:
     return EventTranslator(scale=scale, canvas_size=canvas, image_size=image)
 
 
-def ev(kind: str, x: float, y: float, *, button: int = 0, shift: bool = False, shown: tuple[float, float] = (200, 150)) -> dict[str, Any]:
-    return {"type": kind, "button": button, "shiftKey": shift, "relativeX": x, "relativeY": y,
-            "boundingRectWidth": shown[0], "boundingRectHeight": shown[1]}
+def ev(
+    kind: str,
+    x: float,
+    y: float,
+    *,
+    button: int = 0,
+    shift: bool = False,
+    shown: tuple[float, float] = (200, 150),
+) -> dict[str, Any]:
+    return {
+        "type": kind,
+        "button": button,
+        "shiftKey": shift,
+        "relativeX": x,
+        "relativeY": y,
+        "boundingRectWidth": shown[0],
+        "boundingRectHeight": shown[1],
+    }
 
 
 def press_release(t: EventTranslator, x0: float, y0: float, x1: float, y1: float, **kw: Any) -> Any:
@@ -87,7 +104,9 @@ def test_keys(event: dict[str, Any], command: KeyCommand | None) -> None:
     frac=st.tuples(st.floats(0, 1), st.floats(0, 1)),
     zoom=st.floats(0.25, 4.0),
 )
-def test_css_position_maps_to_the_image_pixel_under_it(image: tuple[int, int], frac: tuple[float, float], zoom: float) -> None:
+def test_css_position_maps_to_the_image_pixel_under_it(
+    image: tuple[int, int], frac: tuple[float, float], zoom: float
+) -> None:
     scale = fit_scale(image[0], image[1], 640, 480)
     canvas = (max(1, round(image[0] * scale)), max(1, round(image[1] * scale)))
     t = EventTranslator(scale=scale, canvas_size=canvas, image_size=image)

@@ -29,8 +29,12 @@ def test_bbox_is_xywh_of_the_pixels() -> None:
 def test_to_coco_uses_pycocotools_rle_and_label_categories() -> None:
     coco = to_coco(masks(), labels=["dog", "cat"], image_size=(8, 6), file_name="x.jpg")
     assert coco["images"] == [{"id": 1, "width": 8, "height": 6, "file_name": "x.jpg"}]
-    assert coco["categories"] == [{"id": 1, "name": "dog"}, {"id": 2, "name": "cat"}, {"id": 3, "name": "zebra"}]
-    for ann, kept in zip(coco["annotations"], masks()):
+    assert coco["categories"] == [
+        {"id": 1, "name": "dog"},
+        {"id": 2, "name": "cat"},
+        {"id": 3, "name": "zebra"},
+    ]
+    for ann, kept in zip(coco["annotations"], masks(), strict=True):
         rle = dict(ann["segmentation"], counts=ann["segmentation"]["counts"].encode())
         np.testing.assert_array_equal(coco_mask.decode(rle).astype(bool), kept.mask)
         assert ann["area"] == kept.mask.sum()
@@ -41,7 +45,7 @@ def test_to_coco_uses_pycocotools_rle_and_label_categories() -> None:
 def test_from_coco_inverts_to_coco() -> None:
     back = from_coco(to_coco(masks(), labels=[], image_size=(8, 6)), image_size=(8, 6))
     assert [(m.label, m.score) for m in back] == [("cat", pytest.approx(0.9)), ("zebra", pytest.approx(0.7))]
-    for m, kept in zip(back, masks()):
+    for m, kept in zip(back, masks(), strict=True):
         np.testing.assert_array_equal(m.mask, kept.mask)
     with pytest.raises(InvalidInput, match="image is 9x6"):
         from_coco(to_coco(masks(), labels=[], image_size=(8, 6)), image_size=(9, 6))

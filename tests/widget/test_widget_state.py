@@ -14,8 +14,12 @@ def answer(k: int = 3) -> ObjectMasks:
     masks = np.zeros((k, 4, 5), dtype=bool)
     for i in range(k):
         masks[i, : i + 1] = True
-    return ObjectMasks(masks=masks, scores=np.linspace(0.9, 0.5, k, dtype=np.float32),
-                       stability_scores=np.full(k, 0.8, dtype=np.float32), logits_id="L1")
+    return ObjectMasks(
+        masks=masks,
+        scores=np.linspace(0.9, 0.5, k, dtype=np.float32),
+        stability_scores=np.full(k, 0.8, dtype=np.float32),
+        logits_id="L1",
+    )
 
 
 def test_box_from_corners_orders_them() -> None:
@@ -25,8 +29,14 @@ def test_box_from_corners_orders_them() -> None:
 def test_predict_kwargs_carry_points_labels_box_text_and_refinement() -> None:
     state = ObjectState(points=(Point(1, 2), Point(3, 4, False)), box=Box(0, 0, 5, 5), text="cat")
     kwargs = state.predict_kwargs(refine_from="L0")
-    assert kwargs == {"multimask": True, "mask_input": "L0", "points": [[1, 2], [3, 4]], "labels": [1, 0],
-                      "box": [0, 0, 5, 5], "text": "cat"}
+    assert kwargs == {
+        "multimask": True,
+        "mask_input": "L0",
+        "points": [[1, 2], [3, 4]],
+        "labels": [1, 0],
+        "box": [0, 0, 5, 5],
+        "text": "cat",
+    }
     assert "points" not in ObjectState(box=Box(0, 0, 1, 1)).predict_kwargs(refine_from=None)
 
 

@@ -1,0 +1,129 @@
+"""``sam-annotate``: masks for a folder of images, as COCO JSON or SA-1B JSON per image.
+
+Examples::
+
+    sam-annotate photos/ --text cat --text dog --out pets.json
+    sam-annotate photos/ --everything --format sa1b --out masks/
+    sam-annotate photos/ --text cat --ray --ray-address auto
+
+Each finished image is stored at once in a work folder (default
+``<out>.work``); running the same command again skips finished images.
+The final file(s) are written atomically when every image is done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from backend.annotate.annotator import AnnotateSettings
+from backend.annotate.outputs import write_coco, write_sa1b
+from backend.annotate.work_dir import WorkDir, list_images
+from backend.errors import SamError
+
+_AUTOMASK_OPTIONS = {
+    "points_per_side": int,
+    "points_per_batch": int,
+    "pred_iou_thresh": float,
+    "stability_score_thresh": float,
+    "box_nms_thresh": float,
+    "crop_n_layers": int,
+    "min_mask_region_area": int,
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    parser = argparse.ArgumentParser(prog="sam-annotate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("images_dir", type=Path, help="folder of images (searched recursively)")
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--text", action="append", default=None, help="text prompt; repeat for several categories")
+    mode.add_argument("--everything", action="store_true", help="keep every segment-everything mask")
+    parser.add_argument("--format", choices=("coco", "sa1b"), default="coco", help="COCO JSON file or SA-1B JSON per image")
+    parser.add_argument("--out", type=Path, help="output file (coco, default annotations.json) or folder (sa1b, default sa1b/)")
+    parser.add_argument("--work-dir", type=Path, help="where finished images are kept for resuming (default <out>.work)")
+    parser.add_argument("--model", default="demo", help="model name (demo, vit_b, vit_l, vit_h, vit_t) or checkpoint path")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    parser.add_argument("--top-k", type=int, default=1, help="masks kept per text prompt and image")
+    parser.add_argument("--clip-model", default="ViT-B/32", help="CLIP model name or checkpoint path (text mode)")
+    parser.add_argument("--clip-root", help="folder of the CLIP weights (default ~/.cache/clip)")
+    for name, kind in _AUTOMASK_OPTIONS.items():
+        parser.add_argument("--" + name.replace("_", "-"), type=kind, help="segment-everything parameter")
+    parser.add_argument("--ray", action="store_true", help="run on Ray (one model replica per GPU)")
+    parser.add_argument("--ray-address", help="Ray cluster address (default: a local cluster, or RAY_ADDRESS)")
+    parser.add_argument("--workers", type=int, help="Ray model replicas (default: one per GPU, else 1)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status (0 done, 1 some images unreadable, 2 bad input)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except SamError as error:
+        print(f"sam-annotate: error: {error}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    automask = {name: getattr(args, name) for name in _AUTOMASK_OPTIONS if getattr(args, name) is not None}
+    settings = AnnotateSettings(
+        model=args.model,
+        texts=tuple(args.text or ()),
+        top_k=args.top_k,
+        device=args.device,
+        clip_model=args.clip_model,
+        clip_root=args.clip_root,
+        automask=automask,
+    )
+    if settings.texts:
+        _check_clip(settings)
+    out = args.out or Path("annotations.json" if args.format == "coco" else "sa1b")
+    work = WorkDir(args.work_dir or out.with_name(out.name + ".work"), fingerprint=settings.fingerprint())
+    names = list_images(args.images_dir)
+    pending = work.pending(names)
+    failed: dict[str, str] = {}
+    with tqdm(total=len(names), initial=len(names) - len(pending), unit="image", disable=args.no_progress) as bar:
+
+        def on_result(name: str, result: dict[str, Any]) -> None:
+            work.save(name, result)
+            bar.update(1)
+
+        def on_error(name: str, reason: str) -> None:
+            failed[name] = reason
+            tqdm.write(f"sam-annotate: skipped {name}: {reason}", file=sys.stderr)
+
+        if args.ray:
+            from backend.annotate.runners import run_on_ray
+
+            run_on_ray(args.images_dir, pending, settings, on_result=on_result, on_error=on_error, address=args.ray_address, workers=args.workers)
+        else:
+            from backend.annotate.runners import run_local
+
+            run_local(args.images_dir, pending, settings, on_result=on_result, on_error=on_error)
+
+    done = [name for name in names if work.is_done(name)]
+    if args.format == "coco":
+        write_coco(out, (work.load(name) for name in done), settings.categories)
+    else:
+        for name in done:
+            write_sa1b(out, work.load(name))
+    print(f"sam-annotate: {len(done)} of {len(names)} images annotated -> {out}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _check_clip(settings: AnnotateSettings) -> None:
+    """Fail before any work when CLIP or its weights are missing."""
+    from backend.inference.text import TextPrompter
+
+    TextPrompter(clip_model=settings.clip_model, download_root=settings.clip_root).check_weights()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

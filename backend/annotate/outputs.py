@@ -1,0 +1,65 @@
+"""Final outputs of an annotation job: one COCO JSON file, or SA-1B JSON per image.
+
+COCO: ``images`` (ids 1.. in file order), ``categories`` (ids 1.. in prompt
+order), ``annotations`` with COCO RLE ``segmentation``, ``area``, ``bbox``
+(``[x, y, width, height]`` as pycocotools computes it), ``iscrowd`` 0 and a
+``score`` (CLIP similarity in text mode, predicted IoU otherwise).
+
+SA-1B: ``<out>/<image path without suffix>.json`` holding ``image`` and
+``annotations`` (the segment-everything records plus ``id`` and ``category``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from pycocotools import mask as coco_mask
+
+from backend.annotate.work_dir import write_json_atomic
+
+
+def coco_document(results: Iterable[dict[str, Any]], categories: list[str]) -> dict[str, Any]:
+    """A COCO instance-segmentation document from per-image results (in order)."""
+    category_ids = {name: i + 1 for i, name in enumerate(categories)}
+    images, annotations = [], []
+    for image_id, result in enumerate(results, start=1):
+        images.append(dict(result["image"], id=image_id))
+        for record in result["annotations"]:
+            rle = record["segmentation"]
+            bbox = coco_mask.toBbox({"size": rle["size"], "counts": rle["counts"].encode("ascii")})
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": category_ids[record["category"]],
+                    "segmentation": rle,
+                    "area": int(record["area"]),
+                    "bbox": [float(v) for v in bbox],
+                    "iscrowd": 0,
+                    "score": float(record.get("text_score", record["predicted_iou"])),
+                }
+            )
+    return {
+        "info": {"description": "masks from sam-annotate"},
+        "images": images,
+        "annotations": annotations,
+        "categories": [{"id": i, "name": name, "supercategory": "object"} for name, i in category_ids.items()],
+    }
+
+
+def write_coco(path: str | Path, results: Iterable[dict[str, Any]], categories: list[str]) -> None:
+    """Write the COCO document atomically."""
+    write_json_atomic(path, coco_document(results, categories))
+
+
+def sa1b_path(out_dir: str | Path, file_name: str) -> Path:
+    """The SA-1B JSON file of an image (its relative path, suffix replaced by ``.json``)."""
+    return Path(out_dir) / Path(file_name).with_suffix(".json")
+
+
+def write_sa1b(out_dir: str | Path, result: dict[str, Any]) -> None:
+    """Write one image's SA-1B JSON atomically."""
+    annotations = [dict(record, id=i + 1) for i, record in enumerate(result["annotations"])]
+    write_json_atomic(sa1b_path(out_dir, result["image"]["file_name"]), {"image": result["image"], "annotations": annotations})

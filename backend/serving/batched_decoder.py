@@ -1,0 +1,135 @@
+"""One batched mask-decoder call for several requests (micro-batching).
+
+The service turns each predict request into a :class:`DecodeJob`; the GPU
+worker groups jobs whose :attr:`DecodeJob.signature` is equal (same image
+size and prompt shape) and calls :func:`decode_group` once per group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from backend.inference.mask_ops import MASK_THRESHOLD, stability_score
+from backend.serving.prompts import Prompt
+
+if TYPE_CHECKING:
+    from backend.inference.predictor import SamPredictor
+
+
+@dataclass
+class DecodeJob:
+    """One request's work for the micro-batched decoder.
+
+    Attributes:
+        embedding: ``1xCxExE`` cached embedding (storage dtype, on the device).
+        original_size: ``(H, W)`` of the image in pixels.
+        prompt: The validated prompt (B objects).
+        mask_input: ``1x1xLxL`` or ``Bx1xLxL`` float logits, or None.
+        multimask: Three candidates per object (True) or one.
+    """
+
+    embedding: torch.Tensor
+    original_size: tuple[int, int]
+    prompt: Prompt
+    mask_input: torch.Tensor | None
+    multimask: bool
+
+    @property
+    def batch_size(self) -> int:
+        """Objects in this job (B)."""
+        return self.prompt.batch_size
+
+    @property
+    def signature(self) -> Hashable:
+        """Jobs that can share a decoder call: same image size and prompt shape."""
+        points = None if self.prompt.points is None else len(self.prompt.points)
+        return (
+            self.original_size,
+            points,
+            self.prompt.boxes is not None,
+            self.mask_input is not None,
+            self.multimask,
+        )
+
+
+@dataclass
+class DecodeResult:
+    """Decoder answer for one job (B objects, K candidates each, best first).
+
+    Attributes:
+        masks: ``BxKxHxW`` bool at the original size.
+        scores: ``BxK`` float32 predicted IoU, descending.
+        stability_scores: ``BxK`` float32.
+        best_logits: ``Bx1xLxL`` float32 low-res logits of each best mask.
+    """
+
+    masks: np.ndarray
+    scores: np.ndarray
+    stability_scores: np.ndarray
+    best_logits: torch.Tensor
+
+
+def decode_group(predictor: SamPredictor, jobs: list[DecodeJob]) -> list[DecodeResult]:
+    """Jobs of one signature -> one decoder call -> one result per job.
+
+    Runs on the GPU worker. With one job its ``1xCxExE`` embedding is
+    broadcast over the job's prompts; with several, each prompt gets its own
+    image's embedding (``BxCxExE``), which the decoder pairs one to one.
+    """
+    size = jobs[0].original_size
+    sizes = [job.batch_size for job in jobs]
+    first = jobs[0]
+    # one job: its 1xCxExE embedding is broadcast by the decoder; several: one embedding per prompt
+    embedding = first.embedding
+    if len(jobs) > 1:
+        embedding = torch.cat([j.embedding.expand(n, -1, -1, -1) for j, n in zip(jobs, sizes, strict=True)])
+    points = _per_prompt([_tensor(j.prompt.points, leading=True) for j in jobs], sizes)
+    labels = _per_prompt([_tensor(j.prompt.labels, leading=True) for j in jobs], sizes)
+    boxes = _per_prompt([_tensor(j.prompt.boxes, leading=False) for j in jobs], sizes)
+    masks = _per_prompt([j.mask_input for j in jobs], sizes)
+    points, labels, boxes, masks = (
+        None if t is None else t.to(predictor.device) for t in (points, labels, boxes, masks)
+    )
+    with torch.inference_mode():
+        low_res, scores = predictor.predict_torch(
+            points,
+            labels,
+            boxes,
+            masks,
+            multimask_output=first.multimask,
+            embedding=embedding.to(predictor.dtype),
+            original_size=size,
+        )
+        logits = predictor.upscale_logits(low_res, size).float()
+        all_masks = (logits > MASK_THRESHOLD).cpu().numpy()
+        stability = stability_score(logits).cpu().numpy()
+        all_scores = scores.float().cpu().numpy()
+        best = low_res[:, :1].float()
+    results, start = [], 0
+    for n in sizes:
+        end = start + n
+        results.append(
+            DecodeResult(all_masks[start:end], all_scores[start:end], stability[start:end], best[start:end])
+        )
+        start = end
+    return results
+
+
+def _tensor(array: np.ndarray | None, *, leading: bool) -> torch.Tensor | None:
+    """numpy -> tensor, with a leading batch axis of 1 when ``leading``."""
+    if array is None:
+        return None
+    tensor = torch.from_numpy(array)
+    return tensor[None] if leading else tensor
+
+
+def _per_prompt(parts: list[torch.Tensor | None], sizes: list[int]) -> torch.Tensor | None:
+    """Concatenate per-job ``1x...`` or ``nx...`` tensors, each expanded to its job's n prompts."""
+    if parts[0] is None:
+        return None
+    return torch.cat([p.expand(n, *p.shape[1:]) for p, n in zip(parts, sizes, strict=True) if p is not None])

@@ -1,0 +1,178 @@
+"""Click-to-overlay latency of the notebook widget, with a cached embedding.
+
+For each image size the embedding is computed once, then every click is
+timed on the Python side and split into:
+
+* server: ``client.predict`` (prompt -> three ranked masks at the original
+  size), through ``LocalSamClient`` (in process) or ``SamClient`` (``--url``);
+* draw: everything the widget does after the answer: state update, overlay
+  at canvas size and its PNG encoding (also timed alone: "overlay png"),
+  prompt layer, comm messages (canvas commands sent to a recorder; overlay
+  PNG + commands size reported).
+
+The browser's PNG decode and composite are not included (a few ms in
+Chromium for a 1-megapixel overlay).
+
+Usage::
+
+    python benchmarks/bench_widget.py                     # random ViT-T weights (official decoder size)
+    python benchmarks/bench_widget.py --model demo        # a registry name or checkpoint path
+    python benchmarks/bench_widget.py --url http://127.0.0.1:9090 --token T
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from backend.client.base import ImageInfo, ImageSource, ObjectMasks, SamClientBase  # noqa: E402
+
+
+class TimedClient(SamClientBase):
+    """Delegates to a real client and keeps the wall time of the last ``predict``."""
+
+    def __init__(self, inner: SamClientBase) -> None:
+        self.inner = inner
+        self.last_predict_s = 0.0
+
+    def add_image(self, image: ImageSource) -> ImageInfo:
+        return self.inner.add_image(image)
+
+    def predict(self, image_id: str, **kwargs: Any) -> list[ObjectMasks]:
+        start = time.perf_counter()
+        answers = self.inner.predict(image_id, **kwargs)
+        self.last_predict_s = time.perf_counter() - start
+        return answers
+
+    def automask(self, image_id: str, **params: Any) -> list[dict[str, Any]]:
+        return self.inner.automask(image_id, **params)
+
+    def models(self) -> list[dict[str, Any]]:
+        return self.inner.models()
+
+    def ready(self) -> bool:
+        return self.inner.ready()
+
+
+def make_client(args: argparse.Namespace) -> SamClientBase:
+    """The client under test: HTTP (``--url``) or in-process."""
+    if args.url:
+        from backend.client.http_client import SamClient
+
+        return SamClient(args.url, args.token)
+    from backend.client.local_client import LocalSamClient
+
+    if args.model:
+        return LocalSamClient(args.model, device=args.device)
+    import torch
+
+    from backend.model import VIT_T, build_sam
+
+    torch.manual_seed(0)
+    return LocalSamClient(build_sam(VIT_T).eval(), device=args.device)
+
+
+def scene(size: int) -> np.ndarray:
+    """``size x size`` RGB test picture: a few bright shapes on a gradient."""
+    y, x = np.mgrid[0:size, 0:size] / size
+    image = np.stack([x * 120, y * 120, (x + y) * 60], axis=-1)
+    image[int(size * 0.2) : int(size * 0.5), int(size * 0.3) : int(size * 0.7)] = (230, 200, 40)
+    image[(x - 0.7) ** 2 + (y - 0.7) ** 2 < 0.02] = (40, 180, 230)
+    return image.astype(np.uint8)
+
+
+def record_messages() -> list[int]:
+    """Replace the ipycanvas comm ``send`` by a recorder of message sizes (bytes of all buffers)."""
+    from ipycanvas.canvas import _CANVAS_MANAGER
+
+    sizes: list[int] = []
+
+    def send(content: Any, buffers: list[Any] | None = None) -> None:
+        sizes.append(sum(memoryview(b).nbytes for b in buffers or []))
+
+    _CANVAS_MANAGER.send = send
+    return sizes
+
+
+def bench_size(client: TimedClient, size: int, *, clicks: int, max_canvas: tuple[int, int]) -> dict[str, Any]:
+    from widget import SamWidget
+    from widget.drawing import CANDIDATE_COLOR, overlay_png
+
+    start = time.perf_counter()
+    w = SamWidget(scene(size), client, max_canvas_size=max_canvas)
+    w.wait_ready(None)
+    embed_s = time.perf_counter() - start
+    sizes = record_messages()
+    rng = np.random.default_rng(0)
+    server, draw, total, overlay, msg = [], [], [], [], []
+    for i in range(clicks + 2):
+        if i % 3 == 0:
+            w.clear()  # a fresh object every third click; the others refine
+        x, y = rng.uniform(0.05, 0.95, size=2) * size
+        del sizes[:]
+        t0 = time.perf_counter()
+        w.add_point(x, y, positive=True)
+        elapsed = time.perf_counter() - t0
+        if i < 2:
+            continue  # warm-up
+        total.append(elapsed * 1000)
+        server.append(client.last_predict_s * 1000)
+        draw.append((elapsed - client.last_predict_s) * 1000)
+        msg.append(sum(sizes) + len(w.overlay.value))
+        chosen = w.current.chosen
+        if chosen is None:
+            raise RuntimeError("the model returned no candidate")
+        t1 = time.perf_counter()
+        overlay_png(w.grid, layers=[(chosen.mask, CANDIDATE_COLOR)], opacity=0.5)
+        overlay.append((time.perf_counter() - t1) * 1000)
+    return {
+        "size": size,
+        "canvas": w.canvas_size,
+        "embed_s": embed_s,
+        "server_ms": statistics.median(server),
+        "draw_ms": statistics.median(draw),
+        "total_ms": statistics.median(total),
+        "total_p90_ms": float(np.percentile(total, 90)),
+        "overlay_ms": statistics.median(overlay),
+        "message_kb": statistics.median(msg) / 1024,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument(
+        "--model", default=None, help="registry name or checkpoint (default: random ViT-T weights)"
+    )
+    p.add_argument("--url", default=None, help="time a running sam-server instead of an in-process model")
+    p.add_argument("--token", default=None)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--clicks", type=int, default=15)
+    p.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048])
+    p.add_argument("--max-canvas", type=int, nargs=2, default=[960, 720], metavar=("W", "H"))
+    args = p.parse_args()
+    client = TimedClient(make_client(args))
+    print(
+        f"{'image':>10} {'canvas':>10} {'embed s':>8} {'server':>8} {'draw':>7} {'(overlay png)':>14} "
+        f"{'total':>7} {'p90':>7} {'msg KiB':>8}"
+    )
+    for size in args.sizes:
+        r = bench_size(client, size, clicks=args.clicks, max_canvas=tuple(args.max_canvas))
+        canvas = f"{r['canvas'][0]}x{r['canvas'][1]}"
+        print(
+            f"{size:>5}x{size:<4} {canvas:>10} {r['embed_s']:8.1f} {r['server_ms']:8.1f} {r['draw_ms']:7.1f} "
+            f"{r['overlay_ms']:14.1f} {r['total_ms']:7.1f} {r['total_p90_ms']:7.1f} "
+            f"{r['message_kb']:8.1f}"
+        )
+    print("times in ms, medians over", args.clicks, "clicks; target: total <= 150 ms at 1024x1024")
+
+
+if __name__ == "__main__":
+    main()

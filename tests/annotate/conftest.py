@@ -1,0 +1,59 @@
+"""Fixtures for sam-annotate: a tiny model checkpoint, a tiny CLIP checkpoint and a folder of images."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from backend.checkpoints import save_checkpoint
+from backend.model import build_sam
+from tests.support.reference import tiny_vit_config
+
+# Thresholds low enough for a random model to produce masks.
+LOW_THRESHOLDS = ["--points-per-side", "4", "--pred-iou-thresh", "0", "--stability-score-thresh", "0", "--device", "cpu"]
+
+
+@pytest.fixture(scope="session")
+def model_path(tmp_path_factory):
+    torch.manual_seed(0)
+    config = tiny_vit_config()
+    path = tmp_path_factory.mktemp("model") / "tiny.pt"
+    save_checkpoint(path, model_state=build_sam(config).state_dict(), config=config, meta={"purpose": "tests"})
+    return path
+
+
+@pytest.fixture(scope="session")
+def clip_path(tmp_path_factory):
+    """A random tiny CLIP saved as a plain state dict (what ``clip.load(path)`` accepts)."""
+    clip = pytest.importorskip("clip")
+    torch.manual_seed(0)
+    model = clip.model.CLIP(
+        embed_dim=16,
+        image_resolution=32,
+        vision_layers=1,
+        vision_width=64,
+        vision_patch_size=16,
+        context_length=77,
+        vocab_size=49408,
+        transformer_width=64,
+        transformer_heads=1,
+        transformer_layers=1,
+    )
+    path = tmp_path_factory.mktemp("clip") / "tiny_clip.pt"
+    torch.save(model.state_dict(), path)
+    return path
+
+
+@pytest.fixture()
+def images_dir(tmp_path):
+    folder = tmp_path / "images"
+    (folder / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name, size in (("a.png", (60, 80)), ("b.jpg", (70, 50)), ("sub/c.png", (64, 64))):
+        pixels = np.full((*size, 3), 90, dtype=np.uint8)
+        pixels[10:40, 10:40] = rng.integers(0, 256, 3, dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / name)
+    (folder / "notes.txt").write_text("not an image")
+    return folder
