@@ -38,20 +38,38 @@ from tests.serving.server_process import ServerProcess  # noqa: E402
 DEMO = REPO / "backend" / "weights" / "sam_demo.pt"
 
 
-def model_path(tmp: Path) -> str:
-    """The demo checkpoint, or a random ViT-B-decoder checkpoint written to ``tmp``."""
-    if DEMO.is_file():
+def model_path(tmp: Path, weights: str) -> str:
+    """The demo checkpoint, or a random checkpoint written to ``tmp``.
+
+    ``weights``: ``auto`` (demo if present, else random with ViT-B's decoder
+    sizes and a one-block encoder), ``vit_b_decoder`` or ``tiny`` (a 32-wide
+    network: the decoder costs almost nothing, so latency differences show
+    the serving overhead alone).
+    """
+    if weights == "auto" and DEMO.is_file():
         return str(DEMO)
     import torch
 
     from backend.checkpoints import save_checkpoint
     from backend.model import SamConfig, ViTConfig, build_sam
 
-    config = SamConfig(
-        vit=ViTConfig(embed_dim=64, depth=1, num_heads=2, global_attn_indexes=(0,), window_size=14)
-    )
+    if weights == "tiny":
+        vit = ViTConfig(embed_dim=32, depth=1, num_heads=2, global_attn_indexes=(0,), window_size=4)
+        config = SamConfig(
+            vit=vit,
+            image_size=256,
+            prompt_embed_dim=32,
+            mask_in_chans=4,
+            decoder_mlp_dim=64,
+            decoder_num_heads=2,
+            iou_head_hidden_dim=32,
+        )
+    else:
+        config = SamConfig(
+            vit=ViTConfig(embed_dim=64, depth=1, num_heads=2, global_attn_indexes=(0,), window_size=14)
+        )
     torch.manual_seed(0)
-    path = tmp / "vit_b_decoder.pt"
+    path = tmp / f"bench_{weights}.pt"
     save_checkpoint(path, model_state=build_sam(config).state_dict(), config=config, meta={"name": "bench"})
     return str(path)
 
@@ -141,7 +159,8 @@ def throughput(server: ServerProcess, clients: int, seconds: float, image_ids: l
     return sum(counts) / (time.monotonic() - start)
 
 
-def start_server(path: str, device: str, *extra: str) -> ServerProcess:
+def start_server(path: str, device: str, threads: int, *extra: str) -> ServerProcess:
+    """A real sam-server on a free port, ``threads`` torch intra-op threads."""
     server = ServerProcess(
         "--model",
         path,
@@ -151,13 +170,13 @@ def start_server(path: str, device: str, *extra: str) -> ServerProcess:
         "--threads",
         "32",
         *extra,
-        env={"SAM_LOG_LEVEL": "WARNING"},
+        env={"SAM_LOG_LEVEL": "WARNING", "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)},
     )
     return server.start(timeout=300)
 
 
-def report_latency(path: str, device: str, n: int) -> None:
-    server = start_server(path, device)
+def report_latency(path: str, device: str, n: int, threads: int) -> None:
+    server = start_server(path, device, threads)
     try:
         lat = latencies(path, _device(device), server, n)
     finally:
@@ -180,10 +199,10 @@ def report_latency(path: str, device: str, n: int) -> None:
     )
 
 
-def report_throughput(path: str, device: str, levels: list[int], seconds: float) -> None:
+def report_throughput(path: str, device: str, levels: list[int], seconds: float, threads: int) -> None:
     rps: dict[tuple[str, int], float] = {}
     for mode, extra in (("batching on", []), ("batching off", ["--max-batch", "1"])):
-        server = start_server(path, device, *extra)
+        server = start_server(path, device, threads, *extra)
         try:
             client = SamClient(server.url, timeout=300)
             image_ids = [client.add_image(picture(s)).image_id for s in range(max(levels))]
@@ -206,15 +225,24 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--clients", default="1,4,16", help="comma-separated concurrency levels")
     parser.add_argument("--only", choices=("latency", "throughput"), help="run one part only")
+    parser.add_argument("--weights", choices=("auto", "vit_b_decoder", "tiny"), default="auto", help="see model_path()")
+    parser.add_argument(
+        "--torch-threads", type=int, default=1, help="intra-op threads, here and in the server"
+    )
     args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(args.torch_threads)
     with tempfile.TemporaryDirectory() as tmp:
-        path = model_path(Path(tmp))
-        weights = path if path == str(DEMO) else "random, ViT-B-sized decoder"
+        path = model_path(Path(tmp), args.weights)
+        weights = path if path == str(DEMO) else f"random ({args.weights})"
         print(f"weights: {weights}; image 640x480; device {_device(args.device)}; CPU cores {os.cpu_count()}")
         if args.only != "throughput":
-            report_latency(path, args.device, args.requests)
+            report_latency(path, args.device, args.requests, args.torch_threads)
         if args.only != "latency":
-            report_throughput(path, args.device, [int(c) for c in args.clients.split(",")], args.seconds)
+            report_throughput(
+                path, args.device, [int(c) for c in args.clients.split(",")], args.seconds, args.torch_threads
+            )
 
 
 def _device(name: str) -> str:

@@ -19,9 +19,15 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from backend.client.base import SamClientBase
 from backend.errors import SamError
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from sam_plugin.settings import PluginSettings
 
 
 def _client_args(parser: argparse.ArgumentParser) -> None:
@@ -69,12 +75,21 @@ def _make_client(args: argparse.Namespace) -> SamClientBase:
     return SamClient(args.model_server, token=args.token, timeout=args.timeout)
 
 
-def serve(argv: Sequence[str]) -> int:
-    """Serve the plugin at the root of ``--host:--port``."""
+def create_standalone_app(client: SamClientBase, settings: PluginSettings | None = None) -> Flask:
+    """A Flask app serving the plugin's routes at its root, forwarding to ``client``."""
     from flask import Flask
-    from werkzeug.serving import make_server
 
     from sam_plugin.blueprint import create_blueprint
+
+    app = Flask("sam_plugin")
+    app.register_blueprint(create_blueprint(client, settings, url_prefix=""))
+    return app
+
+
+def serve(argv: Sequence[str]) -> int:
+    """Serve the plugin at the root of ``--host:--port``."""
+    from werkzeug.serving import make_server
+
     from sam_plugin.settings import PluginSettings
 
     args = build_parser().parse_args(argv)
@@ -85,8 +100,7 @@ def serve(argv: Sequence[str]) -> int:
         settings = PluginSettings.from_env()
     except SamError as exc:
         raise SystemExit(f"sam-plugin: {exc}") from None
-    app = Flask("sam_plugin")
-    app.register_blueprint(create_blueprint(_make_client(args), settings, url_prefix=""))
+    app = create_standalone_app(_make_client(args), settings)
     server = make_server(args.host, args.port, app, threaded=True)
     logging.getLogger(__name__).info(
         "Label Studio ML backend URL: http://%s:%d (model server %s)",

@@ -142,6 +142,7 @@ class TaskImageFetcher:
             return self._on_label_studio(f"/tasks/{int(task_id)}/presign/?fileuri={fileuri}", ref)
         if scheme in ("http", "https"):
             self._check_path(urlsplit(ref).path, ref)
+            self._check_file_query(parse_qs(urlsplit(ref).query, keep_blank_values=True), ref)
             return ref
         if scheme:
             raise ImageUrlRefused(
@@ -157,14 +158,18 @@ class TaskImageFetcher:
         parts = urlsplit(ref)
         self._check_path(parts.path, ref)
         query = parse_qs(parts.query, keep_blank_values=True)
-        for key in ("d", "filepath"):
-            for value in query.get(key, []):
-                if _has_dot_segment(value) or not value.strip("/"):
-                    raise ImageUrlRefused(f"image reference {ref!r}: the file path {value!r} is not allowed")
+        self._check_file_query(query, ref)
         if parts.path.rstrip("/") == "/data/local-files" and "d" in query:
             # rebuild the query so what Label Studio reads is exactly what we checked
             ref = "/data/local-files/?d=" + quote(query["d"][-1], safe="/")
         return self._on_label_studio(ref, reference)
+
+    def _check_file_query(self, query: dict[str, list[str]], ref: str) -> None:
+        """Refuse ``..`` or empty file paths in Label Studio's ``?d=`` / ``?filepath=`` parameters."""
+        for key in ("d", "filepath"):
+            for value in query.get(key, []):
+                if _has_dot_segment(value) or not value.strip("/"):
+                    raise ImageUrlRefused(f"image reference {ref!r}: the file path {value!r} is not allowed")
 
     def _check_path(self, path: str, ref: str) -> None:
         if _has_dot_segment(path):

@@ -14,23 +14,26 @@ every other Label Studio backend:
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 
+from backend.client.base import ImageInfo
 from backend.errors import InvalidInput, SamError
 from backend.formats.images import compute_image_id, decode_image
 from sam_plugin.controls.brush_labels import RESULT_TYPE as BRUSH_TYPE
 from sam_plugin.controls.brush_labels import brush_result_to_mask
 from sam_plugin.controls.prompt import first_label
 from sam_plugin.dataset_writer import AcceptedMask, DatasetWriter, annotation_key
-from sam_plugin.interactive import collect_prompt, segment
+from sam_plugin.interactive import SegmentedObject, collect_prompt, segment
 from sam_plugin.label_config import SamLabelConfig, parse_label_config, require_prompt_controls
 from sam_plugin.preannotate import automask_regions, text_regions
 from sam_plugin.regions import mask_regions, prediction
 from sam_plugin.runtime import PluginRuntime, as_model_server_error
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 FIT_EVENTS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATION_DELETED")
 """Webhook events ``fit()`` handles; any other event is acknowledged and ignored."""
@@ -109,8 +112,12 @@ class SamLabelStudioModel:
                 raise
             raise mapped from exc
 
-    def _image(self, task: dict[str, Any]) -> tuple[bytes, str, int, int]:
-        """Task image bytes and the model server's ``(image_id, width, height)``."""
+    def _on_task_image(self, task: dict[str, Any], action: Callable[[ImageInfo], T]) -> T:
+        """Run ``action`` with the model server's info on the task image.
+
+        When the server answers 404 for the image id (it restarted and lost
+        its cache) the image is registered again and ``action`` retried once.
+        """
         key = self.config.image_key
         reference = (task.get("data") or {}).get(key)
         if not isinstance(reference, str):
@@ -118,26 +125,29 @@ class SamLabelStudioModel:
                 f'task {task.get("id")} has no image URL in data.{key} (the <Image value="${key}">)'
             )
         data = self.runtime.image_bytes(reference, task_id=task.get("id"), project_id=self.project_id)
-        info = self.runtime.add_image(data)
-        return data, info.image_id, info.width, info.height
+        try:
+            return action(self.runtime.add_image(data))
+        except SamError as exc:
+            if exc.status != 404:
+                raise
+            return action(self.runtime.add_image(data, refresh=True))
 
     def _predict_interactive(self, task: dict[str, Any], results: list[dict[str, Any]]) -> dict[str, Any]:
         config = self.config
         require_prompt_controls(config)
-        data, image_id, width, height = self._image(task)
-        prompt = collect_prompt(
-            results, config, width=width, height=height, negative_labels=self.runtime.settings.negative_labels
-        )
-        try:
-            objects = segment(self.runtime.client, image_id, prompt)
-        except SamError as exc:
-            if exc.status != 404:
-                raise
-            # the model server restarted and forgot the image: upload it again
-            image_id = self.runtime.add_image(data).image_id
-            objects = segment(self.runtime.client, image_id, prompt)
+
+        def run(info: ImageInfo) -> list[SegmentedObject]:
+            prompt = collect_prompt(
+                results,
+                config,
+                width=info.width,
+                height=info.height,
+                negative_labels=self.runtime.settings.negative_labels,
+            )
+            return segment(self.runtime.client, info.image_id, prompt)
+
         regions = []
-        for obj in objects:
+        for obj in self._on_task_image(task, run):
             object_regions = mask_regions(config, obj.mask, score=obj.score, label=obj.label)
             for region in object_regions:
                 if region["type"] == BRUSH_TYPE:
@@ -149,12 +159,13 @@ class SamLabelStudioModel:
         settings = self.runtime.settings
         if settings.preannotate == "off":
             return prediction([], self.model_version)
-        _, image_id, _, _ = self._image(task)
-        if settings.preannotate == "automask":
-            regions = automask_regions(self.runtime.client, image_id, self.config, settings)
-        else:
-            regions = text_regions(self.runtime.client, image_id, task, self.config, settings)
-        return prediction(regions, self.model_version)
+
+        def run(info: ImageInfo) -> list[dict[str, Any]]:
+            if settings.preannotate == "automask":
+                return automask_regions(self.runtime.client, info.image_id, self.config, settings)
+            return text_regions(self.runtime.client, info.image_id, task, self.config, settings)
+
+        return prediction(self._on_task_image(task, run), self.model_version)
 
     # -------------------------------------------------------------------- fit
     def fit(self, event: str, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:

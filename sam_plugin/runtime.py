@@ -28,6 +28,7 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 _MODEL_VERSION_TTL_S = 30.0
+_MAX_CACHED_IMAGE_BYTES = 16 * 1024 * 1024  # 16 images at most: the cache stays below 256 MiB
 
 
 class BoundedLru(Generic[K, V]):
@@ -83,6 +84,7 @@ class PluginRuntime:
         )
         self.project_tokens: dict[str, str] = {}
         self.images: BoundedLru[str, bytes] = BoundedLru(16)
+        self.infos: BoundedLru[str, ImageInfo] = BoundedLru(1024)
         self.prompts: BoundedLru[str, dict[str, Any]] = BoundedLru(10_000)
         self._version: tuple[float, str] | None = None
         self._version_lock = threading.Lock()
@@ -126,18 +128,31 @@ class PluginRuntime:
         if data is None:
             token = self.project_tokens.get(project_id or "")
             data = self.fetcher.fetch(reference, task_id=task_id, fallback_token=token)
-            self.images.put(key, data)
+            if len(data) <= _MAX_CACHED_IMAGE_BYTES:
+                self.images.put(key, data)
         return data
 
-    def add_image(self, data: bytes) -> ImageInfo:
-        """Register image bytes with the model server (no upload when it already has them)."""
+    def add_image(self, data: bytes, *, refresh: bool = False) -> ImageInfo:
+        """Register image bytes with the model server; the answer is remembered.
+
+        Args:
+            data: Encoded image bytes.
+            refresh: Ask the server again (after it answered 404 for the id:
+                it restarted and lost its cache), uploading when needed.
+        """
+        key = hashlib.sha256(data).hexdigest()
+        info = None if refresh else self.infos.get(key)
+        if info is not None:
+            return info
         try:
-            return self.client.add_image(data)
+            info = self.client.add_image(data)
         except Exception as exc:
             mapped = as_model_server_error(exc)
             if mapped is exc:
                 raise
             raise mapped from exc
+        self.infos.put(key, info)
+        return info
 
     def remember_prompt(self, task_id: Any, rle: list[int], record: dict[str, Any]) -> None:
         """Remember which prompt produced a returned mask (read back by ``fit()``)."""

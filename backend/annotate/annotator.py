@@ -82,7 +82,9 @@ class Annotator:
         if settings.texts:
             from backend.inference.text import TextPrompter
 
-            self.prompter = TextPrompter(clip_model=settings.clip_model, download_root=settings.clip_root, device=device)
+            self.prompter = TextPrompter(
+                clip_model=settings.clip_model, download_root=settings.clip_root, device=device
+            )
             self.prompter.load()
 
     def annotate(self, path: str | Path, *, file_name: str) -> dict[str, Any]:
@@ -109,4 +111,7 @@ class Annotator:
                 for record, score in self.prompter.rank(image, records, text, top_k=self.settings.top_k):
                     annotations.append(dict(record, category=text, text_score=score))
         height, width = image.shape[:2]
-        return {"image": {"file_name": file_name, "width": width, "height": height}, "annotations": annotations}
+        return {
+            "image": {"file_name": file_name, "width": width, "height": height},
+            "annotations": annotations,
+        }

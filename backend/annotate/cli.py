@@ -40,20 +40,36 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sam-annotate", description=__doc__.split("\n\n")[0])
     parser.add_argument("images_dir", type=Path, help="folder of images (searched recursively)")
     mode = parser.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--text", action="append", default=None, help="text prompt; repeat for several categories")
+    mode.add_argument(
+        "--text", action="append", default=None, help="text prompt; repeat for several categories"
+    )
     mode.add_argument("--everything", action="store_true", help="keep every segment-everything mask")
-    parser.add_argument("--format", choices=("coco", "sa1b"), default="coco", help="COCO JSON file or SA-1B JSON per image")
-    parser.add_argument("--out", type=Path, help="output file (coco, default annotations.json) or folder (sa1b, default sa1b/)")
-    parser.add_argument("--work-dir", type=Path, help="where finished images are kept for resuming (default <out>.work)")
-    parser.add_argument("--model", default="demo", help="model name (demo, vit_b, vit_l, vit_h, vit_t) or checkpoint path")
+    parser.add_argument(
+        "--format", choices=("coco", "sa1b"), default="coco", help="COCO JSON file or SA-1B JSON per image"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="output file (coco, default annotations.json) or folder (sa1b, default sa1b/)",
+    )
+    parser.add_argument(
+        "--work-dir", type=Path, help="where finished images are kept for resuming (default <out>.work)"
+    )
+    parser.add_argument(
+        "--model", default="demo", help="model name (demo, vit_b, vit_l, vit_h, vit_t) or checkpoint path"
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument("--top-k", type=int, default=1, help="masks kept per text prompt and image")
-    parser.add_argument("--clip-model", default="ViT-B/32", help="CLIP model name or checkpoint path (text mode)")
+    parser.add_argument(
+        "--clip-model", default="ViT-B/32", help="CLIP model name or checkpoint path (text mode)"
+    )
     parser.add_argument("--clip-root", help="folder of the CLIP weights (default ~/.cache/clip)")
     for name, kind in _AUTOMASK_OPTIONS.items():
         parser.add_argument("--" + name.replace("_", "-"), type=kind, help="segment-everything parameter")
     parser.add_argument("--ray", action="store_true", help="run on Ray (one model replica per GPU)")
-    parser.add_argument("--ray-address", help="Ray cluster address (default: a local cluster, or RAY_ADDRESS)")
+    parser.add_argument(
+        "--ray-address", help="Ray cluster address (default: a local cluster, or RAY_ADDRESS)"
+    )
     parser.add_argument("--workers", type=int, help="Ray model replicas (default: one per GPU, else 1)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
@@ -89,7 +105,9 @@ def _run(args: argparse.Namespace) -> int:
     names = list_images(args.images_dir)
     pending = work.pending(names)
     failed: dict[str, str] = {}
-    with tqdm(total=len(names), initial=len(names) - len(pending), unit="image", disable=args.no_progress) as bar:
+    with tqdm(
+        total=len(names), initial=len(names) - len(pending), unit="image", disable=args.no_progress
+    ) as bar:
 
         def on_result(name: str, result: dict[str, Any]) -> None:
             work.save(name, result)
@@ -102,7 +120,15 @@ def _run(args: argparse.Namespace) -> int:
         if args.ray:
             from backend.annotate.runners import run_on_ray
 
-            run_on_ray(args.images_dir, pending, settings, on_result=on_result, on_error=on_error, address=args.ray_address, workers=args.workers)
+            run_on_ray(
+                args.images_dir,
+                pending,
+                settings,
+                on_result=on_result,
+                on_error=on_error,
+                address=args.ray_address,
+                workers=args.workers,
+            )
         else:
             from backend.annotate.runners import run_local
 

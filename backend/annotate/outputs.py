@@ -45,7 +45,9 @@ def coco_document(results: Iterable[dict[str, Any]], categories: list[str]) -> d
         "info": {"description": "masks from sam-annotate"},
         "images": images,
         "annotations": annotations,
-        "categories": [{"id": i, "name": name, "supercategory": "object"} for name, i in category_ids.items()],
+        "categories": [
+            {"id": i, "name": name, "supercategory": "object"} for name, i in category_ids.items()
+        ],
     }
 
 
@@ -62,4 +64,7 @@ def sa1b_path(out_dir: str | Path, file_name: str) -> Path:
 def write_sa1b(out_dir: str | Path, result: dict[str, Any]) -> None:
     """Write one image's SA-1B JSON atomically."""
     annotations = [dict(record, id=i + 1) for i, record in enumerate(result["annotations"])]
-    write_json_atomic(sa1b_path(out_dir, result["image"]["file_name"]), {"image": result["image"], "annotations": annotations})
+    write_json_atomic(
+        sa1b_path(out_dir, result["image"]["file_name"]),
+        {"image": result["image"], "annotations": annotations},
+    )

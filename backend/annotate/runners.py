@@ -67,7 +67,11 @@ class _RayAnnotator:
             except IMAGE_ERRORS as error:
                 results.append("")
                 errors.append(str(error) or type(error).__name__)
-        return {"file_name": batch["file_name"], "result": np.array(results, dtype=object), "error": np.array(errors, dtype=object)}
+        return {
+            "file_name": batch["file_name"],
+            "result": np.array(results, dtype=object),
+            "error": np.array(errors, dtype=object),
+        }
 
 
 def run_on_ray(
@@ -102,7 +106,9 @@ def run_on_ray(
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
     gpus = int(ray.cluster_resources().get("GPU", 0))
     replicas = workers or max(1, gpus)
-    dataset = ray.data.from_items([{"file_name": name} for name in pending], override_num_blocks=min(len(pending), 64))
+    dataset = ray.data.from_items(
+        [{"file_name": name} for name in pending], override_num_blocks=min(len(pending), 64)
+    )
     annotated = dataset.map_batches(
         _RayAnnotator,
         fn_constructor_kwargs={"settings": settings, "images_dir": str(images_dir)},

@@ -27,7 +27,9 @@ def list_images(folder: str | Path) -> list[str]:
     if not root.is_dir():
         raise InvalidInput(f"{root} is not a folder: give the folder that holds the images")
     return sorted(
-        p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*")
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
     )
 
 

@@ -55,6 +55,23 @@ def _as_list(value: Any) -> Any:
     return value.tolist() if isinstance(value, np.ndarray) else value
 
 
+def _upload_payload(image: ImageSource) -> tuple[bytes, np.ndarray]:
+    """The bytes to upload and the decoded ``HxWx3`` uint8 pixels of an image source."""
+    from backend.errors import InvalidInput
+    from backend.formats.images import decode_image, encode_png, load_image
+
+    if isinstance(image, (str, Path)):
+        path = Path(image).expanduser()
+        if not path.is_file():
+            raise InvalidInput(f"no image file at {path}")
+        image = path.read_bytes()
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        payload = bytes(image)
+        return payload, decode_image(payload)
+    pixels = load_image(image)
+    return encode_png(pixels), pixels
+
+
 class SamClient(SamClientBase):
     """Client of one ``sam-server``.
 
@@ -129,19 +146,22 @@ class SamClient(SamClientBase):
     def add_image(self, image: ImageSource) -> ImageInfo:
         """Register an image; uploads only when the server does not hold it yet.
 
+        The pixels are decoded here to compute the ``image_id`` the server
+        would give them; encoded files are uploaded as they are, arrays and
+        PIL images as lossless PNG.
+
         Args:
             image: A path, encoded bytes, an ``HxWx3`` uint8 RGB array or a PIL image.
-        """
-        from backend.formats.images import compute_image_id, decode_image, encode_png, load_image
 
-        if isinstance(image, (str, Path)):
-            image = Path(image).read_bytes()
-        if isinstance(image, (bytes, bytearray)):
-            payload = bytes(image)
-            pixels = decode_image(payload)
-        else:
-            pixels = load_image(image)
-            payload = encode_png(pixels)
+        Raises:
+            SamServerError: Unreadable image (400, decoded locally), or the server's error.
+        """
+        from backend.formats.images import compute_image_id
+
+        try:
+            payload, pixels = _upload_payload(image)
+        except SamError as exc:
+            raise SamServerError(exc.status, exc.code, exc.detail) from exc
         image_id = compute_image_id(pixels)
         response = self._request("GET", f"/v1/images/{image_id}", ok=(200, 404))
         if response.status_code == 404:

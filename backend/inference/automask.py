@@ -149,7 +149,9 @@ class AutomaskGenerator:
         else:
             grids = [_check_grid(g) for g in point_grids or []]
             if len(grids) != crop_n_layers + 1:
-                raise InvalidInput(f"point_grids needs one grid per layer: {crop_n_layers + 1}, got {len(grids)}")
+                raise InvalidInput(
+                    f"point_grids needs one grid per layer: {crop_n_layers + 1}, got {len(grids)}"
+                )
         if points_per_batch < 1:
             raise InvalidInput(f"points_per_batch must be >= 1, got {points_per_batch}")
         for name, value in (
@@ -193,8 +195,15 @@ class AutomaskGenerator:
         Returns:
             Records (see the module docstring), best first within NMS order.
         """
-        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise InvalidInput(f"image must be an HxWx3 uint8 RGB array, got shape {getattr(image, 'shape', None)}")
+        if (
+            not isinstance(image, np.ndarray)
+            or image.ndim != 3
+            or image.shape[2] != 3
+            or image.dtype != np.uint8
+        ):
+            raise InvalidInput(
+                f"image must be an HxWx3 uint8 RGB array, got shape {getattr(image, 'shape', None)}"
+            )
         height, width = image.shape[:2]
         if predictor is not None and predictor.original_size != (height, width):
             raise InvalidInput(
@@ -229,7 +238,11 @@ class AutomaskGenerator:
         points = self.point_grids[crop.layer] * np.array([[crop_w, crop_h]], dtype=np.float64)
         found = _Candidates()
         for start in range(0, len(points), self.points_per_batch):
-            found.extend(self._process_batch(predictor, points[start : start + self.points_per_batch], crop, height, width))
+            found.extend(
+                self._process_batch(
+                    predictor, points[start : start + self.points_per_batch], crop, height, width
+                )
+            )
         if len(found) == 0:
             return found
         boxes, iou, _ = found.stacked()

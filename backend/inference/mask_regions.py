@@ -29,7 +29,9 @@ def require_opencv() -> Any:
     return cv2
 
 
-def remove_small_regions(mask: np.ndarray, min_area: float, mode: Literal["holes", "islands"]) -> tuple[np.ndarray, bool]:
+def remove_small_regions(
+    mask: np.ndarray, min_area: float, mode: Literal["holes", "islands"]
+) -> tuple[np.ndarray, bool]:
     """Fill holes or drop islands smaller than ``min_area`` pixels.
 
     Holes are 8-connected regions of background (including regions that touch

@@ -88,7 +88,9 @@ class TextPrompter:
         if (model is None) != (preprocess is None):
             raise InvalidInput("give both model and preprocess, or neither (then clip_model is loaded)")
         if not templates or any(t.count("{}") != 1 for t in templates):
-            raise InvalidInput("each template needs exactly one '{}' where the text goes, e.g. 'a photo of a {}.'")
+            raise InvalidInput(
+                "each template needs exactly one '{}' where the text goes, e.g. 'a photo of a {}.'"
+            )
         if context < 0 or not 0.0 <= background_brightness <= 1.0 or batch_size < 1:
             raise InvalidInput("need context >= 0, background_brightness in [0, 1] and batch_size >= 1")
         self.clip_model = clip_model
@@ -131,7 +133,9 @@ class TextPrompter:
         if os.path.isfile(path):
             self._model, self._preprocess = _load_clip_file(path, self.device)
         else:  # download=True: let CLIP fetch the official file
-            model, self._preprocess = _import_clip().load(self.clip_model, device=self.device, jit=False, download_root=self.download_root)
+            model, self._preprocess = _import_clip().load(
+                self.clip_model, device=self.device, jit=False, download_root=self.download_root
+            )
             self._model = model.eval()
 
     @property
@@ -169,8 +173,15 @@ class TextPrompter:
         Returns:
             ``(record, cosine similarity)`` pairs, at most ``top_k``.
         """
-        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise InvalidInput(f"image must be an HxWx3 uint8 RGB array, got shape {getattr(image, 'shape', None)}")
+        if (
+            not isinstance(image, np.ndarray)
+            or image.ndim != 3
+            or image.shape[2] != 3
+            or image.dtype != np.uint8
+        ):
+            raise InvalidInput(
+                f"image must be an HxWx3 uint8 RGB array, got shape {getattr(image, 'shape', None)}"
+            )
         if not isinstance(text, str) or not text.strip():
             raise InvalidInput("text must be a non-empty string such as 'cat'")
         if top_k < 1:
@@ -193,7 +204,10 @@ class TextPrompter:
         text_embedding = self.embed_text(text)
         scores = []
         for start in range(0, len(kept), self.batch_size):
-            regions = [self.region_image(image, mask, record["bbox"]) for record, mask in kept[start : start + self.batch_size]]
+            regions = [
+                self.region_image(image, mask, record["bbox"])
+                for record, mask in kept[start : start + self.batch_size]
+            ]
             scores.append(self.embed_regions(regions) @ text_embedding)
         all_scores = torch.cat(scores).float().cpu()
         order = torch.argsort(all_scores, descending=True, stable=True)[:top_k]
@@ -214,7 +228,10 @@ class TextPrompter:
         x, y, w, h = (float(v) for v in bbox)
         margin_x, margin_y = self.context * (w + 1), self.context * (h + 1)
         x1, y1 = max(0, int(x - margin_x)), max(0, int(y - margin_y))
-        x2, y2 = min(width, int(np.ceil(x + w + 1 + margin_x))), min(height, int(np.ceil(y + h + 1 + margin_y)))
+        x2, y2 = (
+            min(width, int(np.ceil(x + w + 1 + margin_x))),
+            min(height, int(np.ceil(y + h + 1 + margin_y))),
+        )
         crop = image[y1:y2, x1:x2].astype(np.float32)
         inside = mask[y1:y2, x1:x2, None]
         dimmed = np.where(inside, crop, crop * self.background_brightness)
@@ -252,11 +269,15 @@ def _import_clip() -> Any:
     try:
         import clip
     except ImportError as error:
-        raise ServiceUnavailable("text prompts need CLIP: pip install openai-clip (or sam-server[text])") from error
+        raise ServiceUnavailable(
+            "text prompts need CLIP: pip install openai-clip (or sam-server[text])"
+        ) from error
     return clip
 
 
-def _load_clip_file(path: str, device: torch.device) -> tuple[torch.nn.Module, Callable[[Image.Image], torch.Tensor]]:
+def _load_clip_file(
+    path: str, device: torch.device
+) -> tuple[torch.nn.Module, Callable[[Image.Image], torch.Tensor]]:
     """A CLIP model and its preprocessing from an official (TorchScript) file or a plain state dict."""
     clip = _import_clip()
     try:
@@ -266,7 +287,9 @@ def _load_clip_file(path: str, device: torch.device) -> tuple[torch.nn.Module, C
     try:
         model = clip.model.build_model(dict(state_dict)).to(device)
     except (KeyError, RuntimeError, ValueError) as error:
-        raise InvalidInput(f"{path} is not a CLIP checkpoint ({error}); give an official CLIP file or a CLIP state dict") from error
+        raise InvalidInput(
+            f"{path} is not a CLIP checkpoint ({error}); give an official CLIP file or a CLIP state dict"
+        ) from error
     if device.type == "cpu":
         model.float()
     return model.eval(), _clip_preprocess(model.visual.input_resolution)
@@ -292,7 +315,9 @@ def _clip_url(name: str) -> str:
 
     urls: dict[str, str] = clip_module._MODELS
     if name not in urls:
-        raise InvalidInput(f"unknown CLIP model {name!r}: use one of {sorted(urls)} or the path of a CLIP checkpoint file")
+        raise InvalidInput(
+            f"unknown CLIP model {name!r}: use one of {sorted(urls)} or the path of a CLIP checkpoint file"
+        )
     return urls[name]
 
 
@@ -306,7 +331,9 @@ def _record_mask(record: dict[str, Any], height: int, width: int) -> np.ndarray:
     else:
         mask = np.asarray(segmentation, dtype=bool)
     if mask.shape != (height, width):
-        raise InvalidInput(f"candidate mask is {mask.shape[1]}x{mask.shape[0]} but the image is {width}x{height}")
+        raise InvalidInput(
+            f"candidate mask is {mask.shape[1]}x{mask.shape[0]} but the image is {width}x{height}"
+        )
     return mask
 
 

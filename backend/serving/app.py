@@ -18,7 +18,7 @@ from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from backend.errors import SamError
-from backend.serving.auth import check_bearer, is_public_path
+from backend.serving.auth import check_token, is_public_path
 from backend.serving.blueprints import create_openapi_blueprint, create_ops_blueprint, create_v1_blueprint
 from backend.serving.config import ServerConfig
 from backend.serving.metrics import ServerMetrics
@@ -78,7 +78,7 @@ def _install_hooks(app: Flask, config: ServerConfig, metrics: ServerMetrics) -> 
     def start_and_authenticate() -> None:
         g.sam_start = time.perf_counter()
         if token and not is_public_path(request.path):
-            check_bearer(request.headers.get("Authorization"), token)
+            check_token(request.headers.get("Authorization"), token)
 
     @app.after_request
     def count(response: Response) -> Response:

@@ -1,4 +1,9 @@
-"""Access-token check for the HTTP API (constant-time comparison)."""
+"""Access-token check for the HTTP API (constant-time comparison).
+
+Clients send ``Authorization: Bearer <token>``. Label Studio can only send
+HTTP basic auth to an ML backend, so ``Authorization: Basic`` with the token
+as the password (any user name) is accepted too.
+"""
 
 from __future__ import annotations
 
@@ -14,35 +19,27 @@ def is_public_path(path: str) -> bool:
     return path.rstrip("/").rsplit("/", 1)[-1] == "health"
 
 
-def _basic_password(credentials: str) -> str | None:
-    """The password of ``Basic base64(user:password)`` credentials, or None when malformed."""
+def _basic_password(credentials: str) -> str:
     try:
-        decoded = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        return None
-    user, sep, password = decoded.partition(":")
-    return password if sep else None
+        decoded = base64.b64decode(credentials, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return ""
+    return decoded.partition(":")[2]
 
 
-def check_bearer(authorization: str | None, token: str) -> None:
-    """Accept ``Authorization: Bearer <token>``, or basic auth whose password is the token.
-
-    Label Studio can only send basic auth to an ML backend, so the mounted
-    plugin routes are reached with any user name and the token as password.
+def check_token(authorization: str | None, token: str) -> None:
+    """Accept ``Bearer <token>`` (or basic auth whose password is the token).
 
     Raises:
         Unauthorized: Header missing, another scheme, or the wrong token.
     """
-    scheme, _, given = (authorization or "").partition(" ")
-    if scheme.lower() == "basic" and given:
-        password = _basic_password(given)
-        given = password if password else ""
-    elif scheme.lower() != "bearer":
-        given = ""
-    if not given:
-        raise Unauthorized(
-            "this server needs an access token: send the header 'Authorization: Bearer <token>' "
-            "(Label Studio: basic auth with the token as password)"
-        )
-    if not hmac.compare_digest(given.strip().encode("utf-8"), token.encode("utf-8")):
+    scheme, _, credentials = (authorization or "").partition(" ")
+    scheme, credentials = scheme.lower(), credentials.strip()
+    if scheme == "bearer" and credentials:
+        given = credentials
+    elif scheme == "basic" and credentials:
+        given = _basic_password(credentials)
+    else:
+        raise Unauthorized("this server needs an access token: send the header 'Authorization: Bearer <token>'")
+    if not hmac.compare_digest(given.encode("utf-8"), token.encode("utf-8")):
         raise Unauthorized("wrong access token; use the token the server was started with (SAM_TOKEN)")

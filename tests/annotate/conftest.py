@@ -12,7 +12,16 @@ from backend.model import build_sam
 from tests.support.reference import tiny_vit_config
 
 # Thresholds low enough for a random model to produce masks.
-LOW_THRESHOLDS = ["--points-per-side", "4", "--pred-iou-thresh", "0", "--stability-score-thresh", "0", "--device", "cpu"]
+LOW_THRESHOLDS = [
+    "--points-per-side",
+    "4",
+    "--pred-iou-thresh",
+    "0",
+    "--stability-score-thresh",
+    "0",
+    "--device",
+    "cpu",
+]
 
 
 @pytest.fixture(scope="session")
@@ -20,7 +29,9 @@ def model_path(tmp_path_factory):
     torch.manual_seed(0)
     config = tiny_vit_config()
     path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    save_checkpoint(path, model_state=build_sam(config).state_dict(), config=config, meta={"purpose": "tests"})
+    save_checkpoint(
+        path, model_state=build_sam(config).state_dict(), config=config, meta={"purpose": "tests"}
+    )
     return path
 
 

@@ -10,14 +10,20 @@ from backend.annotate import annotator as annotator_module
 from backend.annotate.cli import main
 from tests.annotate.conftest import LOW_THRESHOLDS
 
+_ANNOTATE = annotator_module.Annotator.annotate
+
+
+class _Crash(Exception):
+    """Stands for the job being killed while working on an image."""
+
 
 def _count_annotate_calls(monkeypatch, fail_on: str | None = None) -> list[str]:
     calls: list[str] = []
-    original = annotator_module.Annotator.annotate
+    original = _ANNOTATE
 
     def counting(self, path, *, file_name):
         if file_name == fail_on:
-            raise KeyboardInterrupt  # the job is stopped while working on this image
+            raise _Crash(file_name)
         calls.append(file_name)
         return original(self, path, file_name=file_name)
 
@@ -29,7 +35,21 @@ def test_everything_to_coco_loads_in_pycocotools(images_dir, model_path, tmp_pat
     from pycocotools.coco import COCO
 
     out = tmp_path / "out.json"
-    assert main([str(images_dir), "--everything", "--model", str(model_path), "--out", str(out), "--no-progress", *LOW_THRESHOLDS]) == 0
+    assert (
+        main(
+            [
+                str(images_dir),
+                "--everything",
+                "--model",
+                str(model_path),
+                "--out",
+                str(out),
+                "--no-progress",
+                *LOW_THRESHOLDS,
+            ]
+        )
+        == 0
+    )
     coco = COCO(str(out))
     assert sorted(img["file_name"] for img in coco.dataset["images"]) == ["a.png", "b.jpg", "sub/c.png"]
     assert [c["name"] for c in coco.dataset["categories"]] == ["object"]
@@ -59,20 +79,54 @@ def test_text_prompts_become_categories(images_dir, model_path, clip_path, tmp_p
 
 def test_sa1b_writes_one_file_per_image(images_dir, model_path, tmp_path):
     out = tmp_path / "sa1b"
-    assert main([str(images_dir), "--everything", "--format", "sa1b", "--model", str(model_path), "--out", str(out), "--no-progress", *LOW_THRESHOLDS]) == 0
+    assert (
+        main(
+            [
+                str(images_dir),
+                "--everything",
+                "--format",
+                "sa1b",
+                "--model",
+                str(model_path),
+                "--out",
+                str(out),
+                "--no-progress",
+                *LOW_THRESHOLDS,
+            ]
+        )
+        == 0
+    )
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.json"))
     assert files == ["a.json", "b.json", "sub/c.json"]
     data = json.loads((out / "sub" / "c.json").read_text())
     assert data["image"] == {"file_name": "sub/c.png", "width": 64, "height": 64}
     for record in data["annotations"]:
-        assert {"segmentation", "area", "bbox", "predicted_iou", "stability_score", "point_coords", "crop_box", "id"} <= set(record)
+        assert {
+            "segmentation",
+            "area",
+            "bbox",
+            "predicted_iou",
+            "stability_score",
+            "point_coords",
+            "crop_box",
+            "id",
+        } <= set(record)
 
 
 def test_an_interrupted_job_resumes_without_redoing_images(images_dir, model_path, tmp_path, monkeypatch):
     out = tmp_path / "out.json"
-    args = [str(images_dir), "--everything", "--model", str(model_path), "--out", str(out), "--no-progress", *LOW_THRESHOLDS]
+    args = [
+        str(images_dir),
+        "--everything",
+        "--model",
+        str(model_path),
+        "--out",
+        str(out),
+        "--no-progress",
+        *LOW_THRESHOLDS,
+    ]
     calls = _count_annotate_calls(monkeypatch, fail_on="b.jpg")
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(_Crash):
         main(args)
     assert calls == ["a.png"]
     assert not out.exists(), "no output before every image is done"
@@ -90,7 +144,16 @@ def test_an_interrupted_job_resumes_without_redoing_images(images_dir, model_pat
 
 def test_other_settings_cannot_reuse_the_work_dir(images_dir, model_path, tmp_path, capsys):
     out = tmp_path / "out.json"
-    base = [str(images_dir), "--everything", "--model", str(model_path), "--out", str(out), "--no-progress", *LOW_THRESHOLDS]
+    base = [
+        str(images_dir),
+        "--everything",
+        "--model",
+        str(model_path),
+        "--out",
+        str(out),
+        "--no-progress",
+        *LOW_THRESHOLDS,
+    ]
     assert main(base) == 0
     assert main([*base, "--crop-n-layers", "1"]) == 2
     assert "other settings" in capsys.readouterr().err
@@ -103,7 +166,17 @@ def test_text_without_clip_weights_fails_before_any_work(images_dir, tmp_path, c
         raise AssertionError("the SAM model must not be loaded")
 
     monkeypatch.setattr(backend.registry, "load_model", no_model)
-    status = main([str(images_dir), "--text", "cat", "--clip-root", str(tmp_path / "empty"), "--out", str(tmp_path / "o.json")])
+    status = main(
+        [
+            str(images_dir),
+            "--text",
+            "cat",
+            "--clip-root",
+            str(tmp_path / "empty"),
+            "--out",
+            str(tmp_path / "o.json"),
+        ]
+    )
     assert status == 2
     err = capsys.readouterr().err
     assert "ViT-B-32.pt" in err and str(tmp_path / "empty") in err
@@ -113,7 +186,18 @@ def test_text_without_clip_weights_fails_before_any_work(images_dir, tmp_path, c
 def test_unreadable_images_are_skipped_and_reported(images_dir, model_path, tmp_path, capsys):
     (images_dir / "broken.png").write_bytes(b"not a png")
     out = tmp_path / "out.json"
-    status = main([str(images_dir), "--everything", "--model", str(model_path), "--out", str(out), "--no-progress", *LOW_THRESHOLDS])
+    status = main(
+        [
+            str(images_dir),
+            "--everything",
+            "--model",
+            str(model_path),
+            "--out",
+            str(out),
+            "--no-progress",
+            *LOW_THRESHOLDS,
+        ]
+    )
     assert status == 1
     assert "broken.png" in capsys.readouterr().err
     assert len(json.loads(out.read_text())["images"]) == 3

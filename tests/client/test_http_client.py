@@ -81,6 +81,12 @@ def test_server_errors_carry_status_code_and_message(client):
         client.predict("0" * 64, box=[0, 0, 5, 5])
     assert missing.value.status == 404 and "POST /v1/images" in str(missing.value)
     assert client.ready() and client.models()[0]["image_size"] == 128
+    with pytest.raises(SamServerError) as unreadable:
+        client.add_image(b"not an image")
+    assert unreadable.value.code == "invalid_image" and unreadable.value.status == 400
+    with pytest.raises(SamServerError) as no_file:
+        client.add_image("/nonexistent/picture.png")
+    assert no_file.value.status == 400 and "no image file" in no_file.value.detail
 
 
 def test_connection_errors_are_retried_with_backoff_then_reported(monkeypatch):

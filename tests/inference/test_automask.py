@@ -65,7 +65,7 @@ def _scene(height: int = 150, width: int = 200) -> np.ndarray:
     image = np.full((height, width, 3), 128, dtype=np.uint8)
     colors = [(230, 30, 30), (30, 220, 40), (20, 40, 230), (240, 240, 20)]
     corners = [(15, 15), (15, width - 50), (height - 50, 15), (height - 50, width - 50)]
-    for (y, x), color in zip(corners, colors):
+    for (y, x), color in zip(corners, colors, strict=True):
         image[y : y + 35, x : x + 35] = color
     return image
 
@@ -132,7 +132,9 @@ def test_same_candidates_as_reference_without_nms(models):
 def test_small_region_removal_matches_reference(models):
     got, expected = _both(models, _scene(), **THRESHOLDS, crop_n_layers=1, min_mask_region_area=1000)
     _, unprocessed = _both(models, _scene(), **THRESHOLDS, crop_n_layers=1)
-    assert [r["area"] for r in expected] != [r["area"] for r in unprocessed], "the set-up should have small regions"
+    assert [r["area"] for r in expected] != [r["area"] for r in unprocessed], (
+        "the set-up should have small regions"
+    )
     _assert_same_records(got, expected)
 
 
@@ -165,10 +167,14 @@ def test_large_photo_upscales_a_bounded_number_of_masks(models):
     predictor.set_image(image)
     spy = _UpscaleSpy(predictor)
     budget = 2 * 3000 * 4000 + 2 * ours.config.image_size**2
-    generator = AutomaskGenerator(ours, points_per_side=2, pred_iou_thresh=0.0, stability_score_thresh=0.0, upscale_pixel_budget=budget)
+    generator = AutomaskGenerator(
+        ours, points_per_side=2, pred_iou_thresh=0.0, stability_score_thresh=0.0, upscale_pixel_budget=budget
+    )
     records = generator.generate(image, predictor=predictor)
     assert max(spy.batches) <= 2
-    assert sum(spy.batches) == 12, "every candidate (4 points x 3 masks) passes the IoU filter and is upscaled"
+    assert sum(spy.batches) == 12, (
+        "every candidate (4 points x 3 masks) passes the IoU filter and is upscaled"
+    )
     assert max(spy.pixels) <= budget
     for record in records:
         assert record["segmentation"]["size"] == [3000, 4000]
@@ -183,7 +189,9 @@ def test_iou_filter_runs_before_upscaling(models):
     predictor = SamPredictor(ours)
     predictor.set_image(image)
     spy = _UpscaleSpy(predictor)
-    records = AutomaskGenerator(ours, points_per_side=4, pred_iou_thresh=1.0).generate(image, predictor=predictor)
+    records = AutomaskGenerator(ours, points_per_side=4, pred_iou_thresh=1.0).generate(
+        image, predictor=predictor
+    )
     assert records == []
     assert sum(spy.batches) == 0
 
@@ -201,7 +209,10 @@ def test_predictor_of_another_image_is_refused(models):
     ("kwargs", "message"),
     [
         (dict(points_per_side=None), "exactly one of points_per_side or point_grids"),
-        (dict(points_per_side=4, point_grids=[np.zeros((1, 2))]), "exactly one of points_per_side or point_grids"),
+        (
+            dict(points_per_side=4, point_grids=[np.zeros((1, 2))]),
+            "exactly one of points_per_side or point_grids",
+        ),
         (dict(points_per_side=None, point_grids=[np.full((3, 2), 2.0)]), r"must be in \[0, 1\]"),
         (dict(points_per_side=None, point_grids=[np.zeros((3, 2))], crop_n_layers=1), "one grid per layer"),
         (dict(pred_iou_thresh=1.5), "pred_iou_thresh must be in"),

@@ -59,11 +59,22 @@ def _scene() -> tuple[np.ndarray, list[dict]]:
     rng = np.random.default_rng(1)
     image = rng.integers(0, 60, (120, 160, 3), dtype=np.uint8)
     records = []
-    for i, (x, y, w, h) in enumerate([(5, 5, 30, 20), (50, 10, 40, 30), (100, 5, 50, 50), (10, 60, 20, 50), (60, 70, 45, 40), (120, 80, 30, 30)]):
+    for i, (x, y, w, h) in enumerate(
+        [
+            (5, 5, 30, 20),
+            (50, 10, 40, 30),
+            (100, 5, 50, 50),
+            (10, 60, 20, 50),
+            (60, 70, 45, 40),
+            (120, 80, 30, 30),
+        ]
+    ):
         mask = np.zeros((120, 160), dtype=bool)
         mask[y : y + h, x : x + w] = True
         image[mask] = rng.integers(0, 256, 3, dtype=np.uint8)
-        records.append({"segmentation": to_coco_rle(mask), "bbox": [x, y, w - 1, h - 1], "area": w * h, "id": i})
+        records.append(
+            {"segmentation": to_coco_rle(mask), "bbox": [x, y, w - 1, h - 1], "area": w * h, "id": i}
+        )
     return image, records
 
 
@@ -101,7 +112,9 @@ def test_small_batches_give_the_same_ranking(tiny_clip):
     image, records = _scene()
     model, preprocess = tiny_clip
     one = TextPrompter(model=model, preprocess=preprocess, batch_size=1).rank(image, records, "dog", top_k=6)
-    many = TextPrompter(model=model, preprocess=preprocess, batch_size=32).rank(image, records, "dog", top_k=6)
+    many = TextPrompter(model=model, preprocess=preprocess, batch_size=32).rank(
+        image, records, "dog", top_k=6
+    )
     assert [r["id"] for r, _ in one] == [r["id"] for r, _ in many]
     assert [s for _, s in one] == pytest.approx([s for _, s in many], abs=1e-5)
 

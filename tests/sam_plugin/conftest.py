@@ -53,6 +53,14 @@ class ScriptedSamClient(SamClientBase):
         if self.down:
             raise ServiceUnavailable("cannot reach the model server at http://model.test: connection refused")
 
+    def _maybe_forget(self, image_id: str) -> None:
+        """Answer 404 once, like a restarted server that lost its image cache."""
+        if self.forget_images:
+            from backend.client.http_client import SamServerError
+
+            self.forget_images = False
+            raise SamServerError(404, "not_found", f"unknown image_id {image_id}")
+
     def add_image(self, image: Any) -> ImageInfo:
         self._check()
         pixels = decode_image(image)
@@ -101,11 +109,7 @@ class ScriptedSamClient(SamClientBase):
                 "multimask": multimask,
             }
         )
-        if self.forget_images:
-            from backend.client.http_client import SamServerError
-
-            self.forget_images = False
-            raise SamServerError(404, "not_found", f"unknown image_id {image_id}")
+        self._maybe_forget(image_id)
         h, w = self.sizes[image_id]
         k = 3 if multimask else 1
         scores = np.array([0.9, 0.8, 0.7][:k], dtype=np.float32)
@@ -119,6 +123,7 @@ class ScriptedSamClient(SamClientBase):
         from backend.formats.mask_codecs import to_coco_rle
 
         self._check()
+        self._maybe_forget(image_id)
         h, w = self.sizes[image_id]
         left = np.zeros((h, w), dtype=bool)
         left[:, : w // 2] = True

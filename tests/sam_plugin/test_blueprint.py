@@ -189,10 +189,15 @@ def test_model_server_down_gives_503_then_recovers(http: Any, sam_client: Script
     assert predict(http, {"result": [keypoint(50, 50)]}).status_code == 200
 
 
-def test_model_server_that_forgot_the_image_gets_it_again(http: Any, sam_client: ScriptedSamClient) -> None:
+@pytest.mark.parametrize("interactive", [True, False])
+def test_model_server_that_forgot_the_image_gets_it_again(
+    http: Any, sam_client: ScriptedSamClient, interactive: bool
+) -> None:
+    assert predict(http, {"result": [keypoint(50, 50)]}).status_code == 200  # image registered
     sam_client.forget_images = True
-    assert predict(http, {"result": [keypoint(50, 50)]}).status_code == 200
-    assert len(sam_client.added) == 2
+    response = predict(http, {"result": [keypoint(50, 50)]} if interactive else None)
+    assert response.status_code == 200 and response.get_json()["results"][0]["result"]
+    assert len(sam_client.added) == 2  # registered once, then again after the 404
 
 
 def test_basic_auth_protects_every_route(runtime: Any, sam_client: ScriptedSamClient) -> None:

@@ -349,6 +349,36 @@ def test_annotation_webhook_stores_it_for_training(
     assert (workdir / "dataset" / record["image"]).exists()
 
 
+def test_precompute_command_registers_every_task_image(
+    label_studio: LabelStudio, project: dict, model_server: str
+) -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "sam_plugin.cli",
+        "precompute",
+        "--project",
+        str(project["id"]),
+        "--model-server",
+        model_server,
+        "--label-studio-url",
+        label_studio.url,
+        "--api-key",
+        TOKEN,
+        "--no-progress",
+    ]
+    done = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "1 embeddings computed, 0 tasks failed" in done.stdout
+
+
 def test_screenshots(label_studio: LabelStudio, project: dict) -> None:
     """Headless Chromium screenshots of the project (for docs/labelstudio.md)."""
     target = os.environ.get("SAM_E2E_SCREENSHOTS")

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from sam_plugin.cli import build_parser, build_precompute_parser, main
+from backend.client.http_client import SamClient
+from sam_plugin.cli import build_parser, build_precompute_parser, create_standalone_app, main
+from sam_plugin.label_config import EXAMPLE_CONFIG
+from sam_plugin.settings import PluginSettings
 
 
 def test_serve_arguments() -> None:
@@ -34,3 +39,22 @@ def test_precompute_without_label_studio_explains(monkeypatch: pytest.MonkeyPatc
     monkeypatch.delenv("LABEL_STUDIO_API_KEY", raising=False)
     with pytest.raises(SystemExit, match="--label-studio-url"):
         main(["precompute", "--project", "1", "--model-server", "http://x"])
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_standalone_app_serves_at_root_and_reports_a_down_model_server_quickly() -> None:
+    client = SamClient(f"http://127.0.0.1:{_closed_port()}", timeout=5.0)
+    http = create_standalone_app(client, PluginSettings()).test_client()
+    assert http.get("/health").get_json()["status"] == "UP"
+    start = time.perf_counter()
+    response = http.post("/setup", json={"project": "1.1", "schema": EXAMPLE_CONFIG})
+    assert time.perf_counter() - start < 3.0
+    assert response.status_code in (503, 504)
+    assert "model server" in response.get_json()["detail"]

@@ -9,20 +9,14 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from backend.serving.app import create_app
-from backend.serving.config import ServerConfig
 from backend.serving.service import SamService
-from tests.serving.tiny_model import build_tiny_sam, picture, png_bytes
+from tests.serving.tiny_model import build_tiny_sam, make_config, picture, png_bytes
 
 
 @pytest.fixture(scope="session")
 def tiny_sam():
     """One tiny random SAM for the whole session (read-only in tests)."""
     return build_tiny_sam()
-
-
-def make_config(tiny_sam, **overrides) -> ServerConfig:
-    """Test settings: the tiny model, float32 cache, no plugins."""
-    return ServerConfig(model=tiny_sam, cache_dtype="float32", plugins=False, **overrides)
 
 
 @pytest.fixture

@@ -17,8 +17,7 @@ from pycocotools import mask as coco_mask
 from backend.formats.images import compute_image_id
 from backend.inference.predictor import SamPredictor
 from backend.serving.app import create_app
-from tests.serving.conftest import make_config
-from tests.serving.tiny_model import picture, png_bytes
+from tests.serving.tiny_model import make_config, picture, png_bytes
 
 DOCS_OPENAPI = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
 POINTS = [[30.0, 22.0], [50.0, 40.0]]
@@ -292,7 +291,12 @@ def test_token_required_everywhere_but_health(tiny_sam, image_png):
         assert client.post("/v1/images", data=image_png).status_code == 401
         wrong = client.get("/v1/models", headers={"Authorization": "Bearer nope"})
         assert wrong.status_code == 401 and "wrong access token" in wrong.json["detail"]
-        assert client.get("/v1/models", headers={"Authorization": "Basic s3cret"}).status_code == 401
+        assert client.get("/v1/models", headers={"Authorization": "Token s3cret"}).status_code == 401
+        assert client.get("/v1/models", headers={"Authorization": "Basic s3cret"}).status_code == 401  # not base64
+        basic = base64.b64encode(b"labelstudio:s3cret").decode()
+        assert client.get("/v1/models", headers={"Authorization": f"Basic {basic}"}).status_code == 200
+        wrong_basic = base64.b64encode(b"labelstudio:nope").decode()
+        assert client.get("/v1/models", headers={"Authorization": f"Basic {wrong_basic}"}).status_code == 401
         ok = {"Authorization": "Bearer s3cret"}
         assert client.get("/v1/models", headers=ok).status_code == 200
         assert client.post("/v1/images", data=image_png, headers=ok).status_code == 200

@@ -12,8 +12,7 @@ from backend.formats.mask_codecs import from_coco_rle
 from backend.inference.automask import AutomaskGenerator
 from backend.serving.app import create_app
 from backend.serving.service import SamService
-from tests.serving.conftest import make_config
-from tests.serving.tiny_model import picture, png_bytes
+from tests.serving.tiny_model import make_config, picture, png_bytes
 
 PARAMS = {"points_per_side": 4, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0, "box_nms_thresh": 1.0}
 
@@ -132,11 +131,14 @@ def test_empty_text_is_refused(ranker_app):
     assert response.status_code == 400 and response.json["error"] == "invalid_input"
 
 
+@pytest.mark.slow
 def test_text_without_clip_weights_is_503_with_the_reason(tiny_sam, tmp_path):
     from backend.inference.text import TextPrompter
 
     config = make_config(tiny_sam)
-    service = SamService(config, text_prompter_factory=lambda device: TextPrompter(device=device, download_root=tmp_path))
+    service = SamService(
+        config, text_prompter_factory=lambda device: TextPrompter(device=device, download_root=tmp_path)
+    )
     app = create_app(config, service=service.start())
     try:
         assert service.wait_ready(30)

@@ -11,8 +11,7 @@ from backend.client.local_client import LocalSamClient
 from backend.serving import plugins
 from backend.serving.app import create_app
 from backend.serving.config import ServerConfig
-from tests.serving.conftest import make_config
-from tests.serving.tiny_model import picture
+from tests.serving.tiny_model import make_config, picture
 
 
 def good_factory(client: Any) -> Blueprint:

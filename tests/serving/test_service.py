@@ -11,8 +11,7 @@ import pytest
 from backend.errors import InvalidInput, NotFound, ServiceUnavailable
 from backend.serving.config import ServerConfig
 from backend.serving.service import SamService
-from tests.serving.conftest import make_config
-from tests.serving.tiny_model import picture, png_bytes
+from tests.serving.tiny_model import make_config, picture, png_bytes
 
 
 def _hold_worker(service: SamService) -> threading.Event:

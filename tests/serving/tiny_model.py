@@ -11,6 +11,7 @@ from PIL import Image
 
 from backend.checkpoints import save_checkpoint
 from backend.model import SamConfig, ViTConfig, build_sam
+from backend.serving.config import ServerConfig
 
 TINY_CONFIG = SamConfig(
     vit=ViTConfig(embed_dim=32, depth=2, num_heads=2, global_attn_indexes=(1,), window_size=4),
@@ -50,3 +51,8 @@ def png_bytes(pixels: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(pixels).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def make_config(tiny_sam, **overrides) -> ServerConfig:
+    """Test settings: the tiny model, float32 cache, no plugins."""
+    return ServerConfig(model=tiny_sam, cache_dtype="float32", plugins=False, **overrides)

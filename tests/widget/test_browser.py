@@ -4,13 +4,15 @@ The test starts a model server (``python -m backend.serving.cli``, the demo
 model when it exists, else a tiny random checkpoint) and JupyterLab on
 127.0.0.1, both behind a token; writes a notebook that shows a ``SamWidget``
 talking to the server through ``SamClient``; opens it in headless Chromium
-(every request not to 127.0.0.1 is aborted); clicks on the canvas and checks:
+(every request not to 127.0.0.1 is aborted) in JupyterLab 4, Notebook 7
+and Voila; clicks on the canvas and checks:
 
 * the kernel received the click at the original-image pixel under the mouse
   (the notebook writes the widget state to ``state.json``);
 * the mask overlay shows, in the page's canvas, exactly where the returned
   mask is (the notebook saves the mask as ``mask.npy``);
-* a right click adds a negative point and no JupyterLab menu opens.
+* a right click adds a negative point, opens no application menu and has its
+  browser default (the native menu) prevented.
 
 Screenshots go to ``test-artifacts/``.
 """
@@ -54,6 +56,7 @@ CHROMIUM_ARGS = [
 ]
 IMAGE_SIZE = (600, 450)  # width, height: shown scaled to the 400x300 canvas
 MAX_CANVAS = (400, 300)
+CANVAS = ".jp-OutputArea-output canvas"
 
 NOTEBOOK_CODE = f"""
 import json, os
@@ -160,9 +163,16 @@ def model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str
         stop(proc)
 
 
+FRONTEND_PATHS = {
+    "jupyterlab": "lab/tree/widget.ipynb",
+    "notebook7": "notebooks/widget.ipynb",
+    "voila": "voila/render/widget.ipynb",
+}
+
+
 @pytest.fixture
-def jupyter_lab(tmp_path: Path, model_server: tuple[str, str]) -> Iterator[tuple[str, Path]]:
-    """``(url with token, notebook folder)`` of a JupyterLab with the widget notebook."""
+def jupyter_server(tmp_path: Path, model_server: tuple[str, str]) -> Iterator[tuple[str, Path]]:
+    """``(base url, notebook folder)`` of a Jupyter server (JupyterLab, Notebook 7 and Voila) with the widget notebook."""
     import nbformat
 
     if not Path(CHROMIUM).exists() or shutil.which("jupyter", path=str(Path(sys.executable).parent)) is None:
@@ -203,15 +213,16 @@ def jupyter_lab(tmp_path: Path, model_server: tuple[str, str]) -> Iterator[tuple
         "--LabApp.news_url=",
         "--LabApp.extension_manager=readonly",
         "--LabApp.expose_app_in_browser=True",
+        "--JupyterNotebookApp.expose_app_in_browser=True",
     ]
     with open(tmp_path / "lab.log", "wb") as log:
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for(
-            lambda: proc.poll() is None and http_ok(f"{base}/api/status?token={token}"), 120, "JupyterLab"
+            lambda: proc.poll() is None and http_ok(f"{base}/api/status?token={token}"), 120, "Jupyter server"
         )
-        yield f"{base}/lab/tree/widget.ipynb?token={token}", root
+        yield f"{base}/{{path}}?token={token}", root
     finally:
         stop(proc)
 
@@ -223,16 +234,41 @@ def js_round(value: float) -> int:
 
 def canvas_pixels(page: Any) -> np.ndarray:
     """``hxwx4`` uint8 pixels of the widget's (composited) canvas element."""
-    url = page.evaluate("() => document.querySelector('.jp-OutputArea-output canvas').toDataURL('image/png')")
+    url = page.evaluate(f"() => document.querySelector('{CANVAS}').toDataURL('image/png')")
     from PIL import Image
 
     return np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGBA"))
 
 
-def test_clicks_reach_the_kernel_and_masks_reach_the_canvas(jupyter_lab: tuple[str, Path]) -> None:
+def run_notebook(page: Any, frontend: str) -> None:
+    """Run the notebook's cell (Voila runs it by itself when the page opens)."""
+    if frontend == "voila":
+        return
+    page.wait_for_function(
+        "() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
+        " const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;"
+        " return k && k.status === 'idle'; }",
+        timeout=120_000,
+    )
+    page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+
+
+CONTEXT_MENU_PROBE = """() => {
+    window.__contextMenus = [];
+    window.addEventListener('contextmenu', e => {
+        setTimeout(() => window.__contextMenus.push({tag: e.target.tagName, prevented: e.defaultPrevented}), 0);
+    }, true);
+}"""
+
+
+@pytest.mark.parametrize("frontend", sorted(FRONTEND_PATHS))
+def test_clicks_reach_the_kernel_and_masks_reach_the_canvas(
+    jupyter_server: tuple[str, Path], frontend: str
+) -> None:
     from playwright.sync_api import sync_playwright
 
-    url, root = jupyter_lab
+    url_template, root = jupyter_server
+    url = url_template.format(path=FRONTEND_PATHS[frontend])
     ARTIFACTS.mkdir(exist_ok=True)
     state_file = root / "state.json"
 
@@ -247,14 +283,9 @@ def test_clicks_reach_the_kernel_and_masks_reach_the_canvas(jupyter_lab: tuple[s
         )
         try:
             page.goto(url)
-            page.wait_for_function(
-                "() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
-                " const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;"
-                " return k && k.status === 'idle'; }",
-                timeout=120_000,
-            )
-            page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
-            canvas = page.wait_for_selector(".jp-OutputArea-output canvas", timeout=120_000)
+            page.evaluate(CONTEXT_MENU_PROBE)
+            run_notebook(page, frontend)
+            canvas = page.wait_for_selector(CANVAS, timeout=180_000)
             assert canvas is not None
             canvas.scroll_into_view_if_needed()
             wait_for(lambda: state()["image_id"], 180, "the embedding")
@@ -278,21 +309,25 @@ def test_clicks_reach_the_kernel_and_masks_reach_the_canvas(jupyter_lab: tuple[s
             assert positive is True
             assert (x, y) == pytest.approx(expected_image_xy(click_x, click_y), abs=1e-6)
 
-            mask = np.load(root / "mask.npy")
-            assert mask.shape == (IMAGE_SIZE[1], IMAGE_SIZE[0])
-            expected = shown_image_pixels(mask, scale=scale, canvas_size=(canvas_w, canvas_h))
-            px, py = image_to_canvas(x, y, scale)
-            yy, xx = np.mgrid[0:canvas_h, 0:canvas_w]
-            away_from_point = (xx + 0.5 - px) ** 2 + (yy + 0.5 - py) ** 2 > (POINT_RADIUS + 3) ** 2
+            def wait_for_overlay(points: list[list[Any]]) -> None:
+                """The canvas shows the last returned mask, pixel for pixel (away from the drawn clicks)."""
+                mask = np.load(root / "mask.npy")
+                assert mask.shape == (IMAGE_SIZE[1], IMAGE_SIZE[0])
+                expected = shown_image_pixels(mask, scale=scale, canvas_size=(canvas_w, canvas_h))
+                yy, xx = np.mgrid[0:canvas_h, 0:canvas_w] + 0.5
+                away = np.ones_like(expected)
+                for px, py in (image_to_canvas(p[0], p[1], scale) for p in points):
+                    away &= (xx - px) ** 2 + (yy - py) ** 2 > (POINT_RADIUS + 3) ** 2
+                assert expected[away].any(), "the returned mask shows nowhere on the canvas"
 
-            def overlay_matches() -> bool:
-                pixels = canvas_pixels(page)
-                shown = np.all(pixels[..., :3] == CANDIDATE_COLOR, axis=-1)
-                return bool(np.array_equal(shown[away_from_point], expected[away_from_point]))
+                def matches() -> bool:
+                    shown = np.all(canvas_pixels(page)[..., :3] == CANDIDATE_COLOR, axis=-1)
+                    return bool(np.array_equal(shown[away], expected[away]))
 
-            wait_for(overlay_matches, 20, "the mask overlay on the canvas")
-            assert expected[away_from_point].any(), "the returned mask shows nowhere on the canvas"
-            page.screenshot(path=str(ARTIFACTS / "widget_browser_click.png"))
+                wait_for(matches, 20, "the mask overlay on the canvas")
+
+            wait_for_overlay(first["points"])
+            page.screenshot(path=str(ARTIFACTS / f"widget_{frontend}_click.png"))
 
             # right click -> negative point, and no JupyterLab context menu
             right_x, right_y = math.ceil(rect[0] + 0.1 * rect[2]), math.ceil(rect[1] + 0.15 * rect[3])
@@ -303,10 +338,18 @@ def test_clicks_reach_the_kernel_and_masks_reach_the_canvas(jupyter_lab: tuple[s
             assert (x2, y2) == pytest.approx(expected_image_xy(right_x, right_y), abs=1e-6)
             time.sleep(0.5)
             assert page.locator(".lm-Menu").count() == 0
-            page.screenshot(path=str(ARTIFACTS / "widget_browser_right_click.png"))
-            page.locator(".jp-OutputArea-output").first.screenshot(path=str(ARTIFACTS / "widget.png"))
-            # control: elsewhere in the notebook the same right click does open JupyterLab's menu
-            page.locator(".jp-InputArea-editor").first.click(button="right")
-            page.wait_for_selector(".lm-Menu", timeout=10_000)
+            assert page.evaluate("window.__contextMenus") == [{"tag": "CANVAS", "prevented": True}]
+            page.screenshot(path=str(ARTIFACTS / f"widget_{frontend}_right_click.png"))
+            page.locator(".jp-OutputArea-output").first.screenshot(
+                path=str(ARTIFACTS / f"widget_{frontend}.png")
+            )
+            if frontend != "voila":
+                # control: elsewhere in the notebook the same right click does open the application menu
+                page.locator(".jp-InputArea-editor").first.click(button="right")
+                page.wait_for_selector(".lm-Menu", timeout=10_000)
+                # a page reload attaches a new client to the live kernel: the widget redraws itself
+                page.reload()
+                page.wait_for_selector(CANVAS, timeout=120_000)
+                wait_for_overlay(second["points"])
         finally:
             browser.close()

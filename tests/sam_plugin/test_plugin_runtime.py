@@ -1,0 +1,44 @@
+"""PluginRuntime: bounded caches, model-version caching, mapping of client failures."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+from conftest import ScriptedSamClient
+
+from backend.errors import InvalidInput, ServiceUnavailable
+from sam_plugin.runtime import BoundedLru, PluginRuntime, as_model_server_error
+
+
+def test_lru_evicts_the_least_recently_used() -> None:
+    lru: BoundedLru[str, int] = BoundedLru(2)
+    lru.put("a", 1)
+    lru.put("b", 2)
+    assert lru.get("a") == 1
+    lru.put("c", 3)
+    assert (lru.get("a"), lru.get("b"), lru.get("c")) == (1, None, 3)
+
+
+def test_model_version_is_cached_and_a_down_server_is_503(
+    runtime: PluginRuntime, sam_client: ScriptedSamClient
+) -> None:
+    assert runtime.model_version() == "sam-scripted"
+    sam_client.down = True
+    assert runtime.model_version() == "sam-scripted"  # cached for a few seconds
+    runtime._version = None
+    with pytest.raises(ServiceUnavailable):
+        runtime.model_version(timeout_s=1.0)
+
+
+def test_prompt_memory_is_keyed_by_task_and_mask(runtime: PluginRuntime) -> None:
+    runtime.remember_prompt(1, [5, 6, 7], {"points": [[1.0, 2.0]]})
+    assert runtime.recall_prompt(1, [5, 6, 7]) == {"points": [[1.0, 2.0]]}
+    assert runtime.recall_prompt(2, [5, 6, 7]) is None and runtime.recall_prompt(1, [5, 6]) is None
+
+
+def test_network_errors_become_service_unavailable() -> None:
+    assert isinstance(as_model_server_error(requests.ConnectionError("refused")), ServiceUnavailable)
+    bad = InvalidInput("x")
+    assert as_model_server_error(bad) is bad
+    bug = KeyError("y")
+    assert as_model_server_error(bug) is bug
