@@ -98,7 +98,8 @@ def create_blueprint(
     Args:
         client: The model server (``SamClient`` over HTTP, or in-process).
         settings: Plugin settings; read from the environment when ``None``.
-        runtime: Prebuilt runtime (tests inject a fetcher through it).
+        runtime: Prebuilt runtime (tests inject a fetcher through it); when
+            given, its client and settings are used.
         url_prefix: Mount point; ``""`` for the standalone plugin.
 
     Returns:
@@ -108,8 +109,8 @@ def create_blueprint(
     from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
     _load_sdk()
-    settings = settings or (runtime.settings if runtime else PluginSettings.from_env())
-    runtime = runtime or PluginRuntime(client, settings)
+    runtime = runtime or PluginRuntime(client, settings or PluginSettings.from_env())
+    settings = runtime.settings
     bp = Blueprint("labelstudio", __name__, url_prefix=url_prefix or None)
 
     registry = CollectorRegistry()

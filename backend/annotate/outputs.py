@@ -23,7 +23,8 @@ from backend.annotate.work_dir import write_json_atomic
 def coco_document(results: Iterable[dict[str, Any]], categories: list[str]) -> dict[str, Any]:
     """A COCO instance-segmentation document from per-image results (in order)."""
     category_ids = {name: i + 1 for i, name in enumerate(categories)}
-    images, annotations = [], []
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
     for image_id, result in enumerate(results, start=1):
         images.append(dict(result["image"], id=image_id))
         for record in result["annotations"]:

@@ -139,11 +139,16 @@ class TextPrompter:
             self._model = model.eval()
 
     @property
-    def model(self) -> torch.nn.Module:
-        """The CLIP model (loaded on first use)."""
+    def model(self) -> Any:
+        """The CLIP model (loaded on first use): ``encode_image``, ``encode_text``."""
+        return self._loaded()[0]
+
+    def _loaded(self) -> tuple[Any, Callable[[Image.Image], torch.Tensor]]:
+        """``(model, preprocess)``, loading them on first use."""
         self.load()
-        assert self._model is not None
-        return self._model
+        if self._model is None or self._preprocess is None:
+            raise ServiceUnavailable(f"CLIP model {self.clip_model!r} could not be loaded")
+        return self._model, self._preprocess
 
     # --------------------------------------------------------------- ranking
     @torch.inference_mode()
@@ -239,10 +244,9 @@ class TextPrompter:
 
     def embed_regions(self, regions: Sequence[Image.Image]) -> torch.Tensor:
         """``N`` region images -> ``NxD`` unit-length CLIP image embeddings (float32)."""
-        self.load()
-        assert self._preprocess is not None
-        batch = torch.stack([self._preprocess(region) for region in regions]).to(self.device)
-        features = self.model.encode_image(batch).float()
+        model, preprocess = self._loaded()
+        batch = torch.stack([preprocess(region) for region in regions]).to(self.device)
+        features = model.encode_image(batch).float()
         return features / features.norm(dim=-1, keepdim=True)
 
     def embed_text(self, text: str) -> torch.Tensor:

@@ -116,7 +116,6 @@ class SamService:
         try:
             from backend.inference.predictor import SamPredictor
 
-            self._model = None
             model = self._load_model()
             self._predictor = SamPredictor(model)
             self._device = self._predictor.device
@@ -130,6 +129,7 @@ class SamService:
             self._ready.set()
 
     def _load_model(self) -> Any:
+        """The configured model; a module passed in is used as it is (its device and dtype)."""
         dtype = parse_dtype(self.config.dtype)
         if isinstance(self.config.model, torch.nn.Module):
             return self.config.model.eval()

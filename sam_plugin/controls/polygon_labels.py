@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from backend.formats.coordinates import pixels_to_ls_percent
-from backend.formats.mask_codecs import to_polygons
+from backend.formats.polygons import to_polygons
 from sam_plugin.controls.brush_labels import new_region_id
 
 RESULT_TYPE = "polygonlabels"

@@ -1,7 +1,8 @@
 """End to end: a real Label Studio 1.23 talks to the model server's /ls plugin.
 
 Installs Label Studio into ``.venv-ls`` (``scripts/install_labelstudio.sh``,
-idempotent), starts it on 127.0.0.1 with a preset user and token, starts the
+idempotent), starts it on 127.0.0.1 with a preset user and token
+(``scripts/start_labelstudio.sh``), starts the
 model server (``tests/sam_plugin/e2e_model_server.py``: the real server app
 with the plugin mounted under ``/ls``), then drives Label Studio's API:
 interactive requests (a click, two boxes, a negative click) whose brush masks
@@ -131,25 +132,13 @@ def label_studio(workdir: Path) -> Iterator[LabelStudio]:
     log = workdir / "label-studio.log"
     env = {
         **os.environ,
+        "LS_VENV": str(LS_VENV),
         "LABEL_STUDIO_USERNAME": USER,
         "LABEL_STUDIO_PASSWORD": PASSWORD,
         "LABEL_STUDIO_USER_TOKEN": TOKEN,
-        "ML_BLOCK_LOCAL_IP": "false",
-        "SSRF_PROTECTION_ENABLED": "false",
-        "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
     }
-    command = [
-        str(LS_VENV / "bin" / "label-studio"),
-        "start",
-        "--no-browser",
-        "--port",
-        str(port),
-        "--internal-host",
-        "127.0.0.1",
-        "--enable-legacy-api-token",
-        "--data-dir",
-        str(workdir / "ls-data"),
-    ]
+    # --internal-host 127.0.0.1 --enable-legacy-api-token, ML_BLOCK_LOCAL_IP=false, SSRF_PROTECTION_ENABLED=false
+    command = [str(REPO / "scripts" / "start_labelstudio.sh"), str(port), str(workdir / "ls-data")]
     with log.open("w") as out:
         process = subprocess.Popen(
             command, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=workdir, start_new_session=True
