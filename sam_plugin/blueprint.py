@@ -9,6 +9,7 @@ server, ``/`` in the standalone ``sam-plugin``):
 ``POST``    /predict    ``{"tasks", "project", "label_config", "params": {"context", ...}}``
                         -> ``{"results": [{"result", "score", "model_version"}, ...]}``
 ``POST``    /webhook    ``{"action", "annotation", "task", "project"}`` -> ``{"status", "result"}``
+``GET``     /versions   ``{"versions": [model_version]}`` (Label Studio's model versions list)
 ``GET``     /health     ``{"status": "UP", "model_class"}`` (also ``GET /``)
 ``GET``     /metrics    Prometheus text
 ==========  ==========  ==================================================
@@ -41,8 +42,8 @@ MODEL_CLASS = SamLabelStudioModel
 
 def _reason(message: str) -> str:
     """A message made safe for an HTTP status line."""
-    text = " ".join(message.split()).encode("ascii", "replace").decode()
-    return text[:300]
+    text = " ".join(message.split())
+    return "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in text)[:300]
 
 
 def error_response(error: SamError) -> Response:
@@ -204,6 +205,10 @@ def create_blueprint(
         model = MODEL_CLASS(_project_id(project), project.get("label_config"), runtime=runtime)
         result = model.fit(event, body)
         return jsonify({"status": "ok", "result": result}), 201
+
+    @bp.get("/versions")
+    def versions() -> Response:
+        return jsonify({"versions": [runtime.model_version(timeout_s=settings.setup_timeout_s)]})
 
     @bp.get("/")
     @bp.get("/health")

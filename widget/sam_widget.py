@@ -67,6 +67,9 @@ class SamWidget(widgets.VBox):
         status: The status line's text.
         latency_ms: Wall time of the last model answer (client call), or None.
         image_id: The server's id of the image once its embedding exists.
+        canvas: The three-layer ``ipycanvas.MultiCanvas``.
+        overlay: ``ipywidgets.Image`` holding the mask layer's PNG (drawn on layer 1).
+        toolbar: The :class:`~widget.toolbar.Toolbar` controls.
     """
 
     candidates = traitlets.List(trait=traitlets.Instance(Candidate))
@@ -344,6 +347,7 @@ class SamWidget(widgets.VBox):
     def _on_text(self, change: dict[str, Any]) -> None:
         if change["new"].strip():
             self._guarded(self.set_text, change["new"])
+            self.toolbar.text.value = ""  # ready for the next description
 
     def _on_candidate_button(self, change: dict[str, Any]) -> None:
         if change["new"] is not None and not self._syncing and change["new"] != self.current.selected:

@@ -14,8 +14,9 @@ from torch import nn
 from .common import LayerNorm2d, MLPBlock
 
 # Global attention is run in chunks of query rows so that the relative-position
-# bias (heads x rows x N) never needs more than about this many elements.
-_MAX_BIAS_ELEMENTS = 1 << 25
+# bias (batch x heads x rows x N) never needs more than about this many elements
+# (64 Mi: 256 MB in fp32; larger chunks are faster on CPU).
+_MAX_BIAS_ELEMENTS = 1 << 26
 
 
 class ImageEncoderViT(nn.Module):
@@ -105,8 +106,12 @@ class Block(nn.Module):
         self.window_size = window_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
+        # The residual sums go into the fresh outputs of the projections (no new buffers).
+        x = self.attn(self.norm1(x)).add_(x)
+        mlp = self.mlp
+        y = mlp.lin1(self.norm2(x))
+        y = torch.ops.aten.gelu_(y) if not (torch.is_grad_enabled() and y.requires_grad) else mlp.act(y)
+        return mlp.lin2(y).add_(x)
 
 
 class Attention(nn.Module):
@@ -135,13 +140,20 @@ class Attention(nn.Module):
         nh = self.num_heads
         ws = self.window_size
         if ws > 0:
-            # Project the real tokens, pad with the projection of zeros (= bias).
-            qkv = F.linear(x, self.qkv.weight)
+            # Project the real tokens only; padded tokens get the projection of zeros (= bias).
+            qkv = self.qkv(x)
             pad_h = (ws - H % ws) % ws
             pad_w = (ws - W % ws) % ws
             if pad_h or pad_w:
                 qkv = F.pad(qkv, (0, 0, 0, pad_w, 0, pad_h))
-            qkv = qkv + self.qkv.bias
+                bias = self.qkv.bias.to(qkv.dtype)
+                if torch.is_grad_enabled() and qkv.requires_grad:
+                    keep = torch.zeros(qkv.shape[1:3], dtype=torch.bool, device=qkv.device)
+                    keep[:H, :W] = True
+                    qkv = torch.where(keep[..., None], qkv, bias)
+                else:
+                    qkv[:, H:] = bias
+                    qkv[:, :H, W:] = bias
             Hp, Wp = H + pad_h, W + pad_w
             nwh, nww = Hp // ws, Wp // ws
             # B x nwh x ws x nww x ws x 3 x nh x hd -> 3 x (B nwh nww) x nh x (ws ws) x hd
@@ -177,7 +189,8 @@ def _attention_rel_pos(
     B, nh, N, d = q.shape
     Rh = get_rel_pos(h, h, rel_pos_h).to(q.dtype)  # h x h x d
     Rw = get_rel_pos(w, w, rel_pos_w).to(q.dtype)  # w x w x d
-    rows = max(w, (_MAX_BIAS_ELEMENTS // max(B * nh * N, 1)) // w * w)
+    chunks = -(-B * nh * N * N // _MAX_BIAS_ELEMENTS)  # ceil
+    rows = -(-h // chunks) * w  # whole grid rows, chunks of about equal size
     if rows >= N:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=_rel_pos_bias(q, Rh, Rw, h, w))
     # Large global attention: chunk whole rows of queries to bound the bias memory.

@@ -40,6 +40,8 @@ def check_token(authorization: str | None, token: str) -> None:
     elif scheme == "basic" and credentials:
         given = _basic_password(credentials)
     else:
-        raise Unauthorized("this server needs an access token: send the header 'Authorization: Bearer <token>'")
+        raise Unauthorized(
+            "this server needs an access token: send the header 'Authorization: Bearer <token>'"
+        )
     if not hmac.compare_digest(given.encode("utf-8"), token.encode("utf-8")):
         raise Unauthorized("wrong access token; use the token the server was started with (SAM_TOKEN)")

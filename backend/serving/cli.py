@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-batch",
         type=int,
         default=int(_env("SAM_MAX_BATCH", _DEFAULTS.max_batch)),
-        help="prompts per batched decoder call, 1 disables micro-batching [SAM_MAX_BATCH]",
+        help="prompts per batched decoder call; 1 disables micro-batching; 0 = auto: 16 on CUDA, 1 elsewhere [SAM_MAX_BATCH]",
     )
     p.add_argument(
         "--batch-wait-ms",

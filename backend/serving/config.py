@@ -33,7 +33,9 @@ class ServerConfig:
             CUDA, the model's dtype elsewhere), ``float16``, ``float32``.
         max_pixels: Largest accepted image, in pixels (width x height).
         max_body_mb: Largest accepted request body, in MiB (413 above).
-        max_batch: Most prompts per decoder call; 1 disables micro-batching.
+        max_batch: Most prompts per decoder call; 1 disables micro-batching;
+            0 picks by device: 16 on CUDA, 1 elsewhere (on a CPU one big
+            batched decoder call is slower than one call per request).
         batch_wait_ms: Longest wait for more decode requests, in milliseconds.
         threads: HTTP threads of the gunicorn worker.
         log_level: Python logging level name.
@@ -53,7 +55,7 @@ class ServerConfig:
     cache_dtype: str = "auto"
     max_pixels: int = 50_000_000
     max_body_mb: int = 100
-    max_batch: int = 16
+    max_batch: int = 0
     batch_wait_ms: float = 3.0
     threads: int = 16
     log_level: str = "INFO"

@@ -95,15 +95,24 @@ class GpuWorker:
                 worker stops waiting as soon as all of them are in the batch.
             name: Thread name.
         """
-        if max_batch < 1:
-            raise ValueError("max_batch must be >= 1")
         self._run_decode_group = run_decode_group
-        self._max_batch = max_batch
+        self.max_batch = max_batch
         self._batch_wait_s = max(batch_wait_s, 0.0)
         self._expected_decodes = expected_decodes
         self._queue: queue.Queue[Any] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self.decoder_calls = 0
+
+    @property
+    def max_batch(self) -> int:
+        """Most prompts per decoder call (1: no micro-batching)."""
+        return self._max_batch_value
+
+    @max_batch.setter
+    def max_batch(self, value: int) -> None:
+        if value < 1:
+            raise ValueError("max_batch must be >= 1")
+        self._max_batch_value = value
 
     def start(self) -> None:
         """Start the worker thread."""
@@ -151,7 +160,7 @@ class GpuWorker:
         batch, deferred = [first], []
         size = first.job.batch_size
         deadline = time.monotonic() + self._batch_wait_s
-        while size < self._max_batch:
+        while size < self.max_batch:
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
@@ -197,7 +206,7 @@ class GpuWorker:
         chunks: list[list[_Decode]] = [[]]
         size = 0
         for item in items:
-            if chunks[-1] and size + item.job.batch_size > self._max_batch:
+            if chunks[-1] and size + item.job.batch_size > self.max_batch:
                 chunks.append([])
                 size = 0
             chunks[-1].append(item)

@@ -148,6 +148,9 @@ class ModelInfo(BaseModel):
     device: str | None = None
     dtype: str | None = None
     cache_dtype: str | None = None
+    max_batch: int | None = Field(
+        None, description="Most prompts per batched decoder call (1: no micro-batching)."
+    )
 
 
 class ModelsResponse(BaseModel):

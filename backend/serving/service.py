@@ -78,7 +78,7 @@ class SamService:
         self.encoder_calls = 0
         self._worker = GpuWorker(
             run_decode_group=lambda jobs: decode_group(self._predictor, jobs),
-            max_batch=config.max_batch,
+            max_batch=max(config.max_batch, 1),
             batch_wait_s=config.batch_wait_ms / 1000.0,
             expected_decodes=lambda: self._active_decodes,
         )
@@ -120,6 +120,8 @@ class SamService:
             self._predictor = SamPredictor(model)
             self._device = self._predictor.device
             self._storage_dtype = self._pick_storage_dtype(self._predictor.dtype)
+            if self.config.max_batch == 0:
+                self._worker.max_batch = 16 if self._device.type == "cuda" else 1
             self._model = model
             log.info("model %s loaded on %s (%s)", self.model_name, self._device, self._predictor.dtype)
         except BaseException as exc:  # noqa: BLE001 - reported by every later request
@@ -163,6 +165,7 @@ class SamService:
                 device=str(self._device),
                 dtype=str(self._predictor.dtype).removeprefix("torch."),
                 cache_dtype=str(self._storage_dtype).removeprefix("torch."),
+                max_batch=self._worker.max_batch,
             )
         return [info]
 

@@ -78,7 +78,9 @@ def _scene() -> tuple[np.ndarray, list[dict]]:
     return image, records
 
 
-def _direct_scores(prompter: TextPrompter, image: np.ndarray, records: list[dict], text: str) -> list[float]:
+def _direct_scores(
+    prompter: TextPrompter, preprocess, image: np.ndarray, records: list[dict], text: str
+) -> list[float]:
     """Cosine similarities computed straight from CLIP's encode_image / encode_text."""
     from backend.formats.mask_codecs import from_coco_rle
 
@@ -92,16 +94,16 @@ def _direct_scores(prompter: TextPrompter, image: np.ndarray, records: list[dict
         scores = []
         for record in records:
             region = prompter.region_image(image, from_coco_rle(record["segmentation"]), record["bbox"])
-            features = model.encode_image(prompter._preprocess(region)[None])[0]
+            features = model.encode_image(preprocess(region)[None])[0]
             scores.append(float(features @ text_embedding / features.norm()))
     return scores
 
 
 @pytest.mark.parametrize("text", ["cat", "a red car"])
-def test_ranking_equals_direct_similarities(prompter, text):
+def test_ranking_equals_direct_similarities(prompter, tiny_clip, text):
     image, records = _scene()
     ranked = prompter.rank(image, records, text, top_k=3)
-    scores = _direct_scores(prompter, image, records, text)
+    scores = _direct_scores(prompter, tiny_clip[1], image, records, text)
     expected = sorted(range(len(records)), key=lambda i: -scores[i])[:3]
     assert [r["id"] for r, _ in ranked] == expected
     assert [s for _, s in ranked] == pytest.approx([scores[i] for i in expected], abs=1e-5)

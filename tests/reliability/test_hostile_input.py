@@ -31,10 +31,15 @@ from backend.formats.images import encode_png
 from sam_plugin.label_config import EXAMPLE_CONFIG
 from tests.serving.tiny_model import picture, png_bytes
 
-FUZZ_EXAMPLES = int(os.environ.get("SAM_FUZZ_EXAMPLES", "60"))
-FUZZ_SETTINGS = settings(max_examples=FUZZ_EXAMPLES, deadline=None, database=None, derandomize=True,
-                         suppress_health_check=list(HealthCheck))
-"""Bounded and reproducible: the same cases every run (CI time stays flat)."""
+FUZZ_EXAMPLES = int(os.environ.get("SAM_FUZZ_EXAMPLES", "25"))
+"""Cases per operation and generation mode (routes without inputs, and the costly
+segment-everything route, get fewer); raise it locally for a deeper run."""
+
+
+def _fuzz_settings(examples: int) -> settings:
+    """Bounded and reproducible: the same cases every run, so CI time stays flat."""
+    return settings(max_examples=examples, deadline=None, database=None, derandomize=True,
+                    suppress_health_check=list(HealthCheck))
 
 ALLOWED_ERRORS = {400, 401, 404, 405, 413, 415}
 
@@ -59,14 +64,19 @@ class Guard:
         return [m["segmentation"] for m in response.get_json()["objects"][0]["masks"]]
 
     def record(self, status: int, body: bytes | str, what: str) -> None:
-        """Count one hostile case; fail on a 5xx or a non-JSON error body; check the server still works."""
+        """Count one case; fail on a 5xx or a non-JSON error body.
+
+        After each refused case (and every tenth case), a good request must
+        still get the same answer as before.
+        """
         self.cases += 1
         self.statuses[status] += 1
         assert status < 500, f"{what} answered {status}: {body[:500]!r}"
         if status >= 400:
             error = json.loads(body)
             assert isinstance(error.get("error"), str) and isinstance(error.get("detail"), str), body
-        assert self._good_answer() == self.expected, f"a good request answered differently after {what}"
+        if status >= 400 or self.cases % 10 == 0:
+            assert self._good_answer() == self.expected, f"a good request answered differently after {what}"
 
     def report(self, label: str, record_property: Any) -> None:
         summary = f"{label}: {self.cases} cases, statuses {dict(sorted(self.statuses.items()))}"
@@ -81,7 +91,7 @@ def _tame(body: Any, image_id: str, use_known_id: bool) -> Any:
     body = dict(body)
     if use_known_id and "image_id" in body:
         body["image_id"] = image_id
-    for key, limit in (("points_per_side", 6), ("crop_n_layers", 1), ("points_per_batch", 64)):
+    for key, limit in (("points_per_side", 4), ("crop_n_layers", 0), ("points_per_batch", 64)):
         value = body.get(key)
         if isinstance(value, int) and not isinstance(value, bool) and value > limit:
             body[key] = limit
@@ -99,10 +109,12 @@ def test_schemathesis_fuzzing_of_every_route_in_the_openapi_document(make_app, r
     assert {"/v1/images", "/v1/predict", "/v1/automask", "/v1/models"} <= paths
 
     for op in operations:
+        has_inputs = op.method.upper() == "POST" or "{" in op.path
+        examples = FUZZ_EXAMPLES if has_inputs and "automask" not in op.path else max(FUZZ_EXAMPLES // 3, 1)
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             strategy = st.tuples(op.as_strategy(generation_mode=mode), st.booleans())
 
-            @FUZZ_SETTINGS
+            @_fuzz_settings(examples)
             @given(drawn=strategy)
             def run(drawn: tuple[Any, bool]) -> None:
                 case, use_known_id = drawn
@@ -119,7 +131,7 @@ def test_schemathesis_fuzzing_of_every_route_in_the_openapi_document(make_app, r
                 continue  # an operation without inputs has no invalid variant
             print(f"{op.method.upper()} {op.path} {mode.value}: {guard.cases - before} cases in "
                   f"{time.perf_counter() - start:.1f} s")
-    assert guard.cases >= FUZZ_EXAMPLES * len(paths)
+    assert guard.cases >= FUZZ_EXAMPLES * 6
     guard.report("schemathesis", record_property)
 
 
@@ -154,8 +166,7 @@ def test_generated_prompts_get_a_4xx_or_a_well_formed_answer(make_app, record_pr
     http = make_app().test_client()
     guard = Guard(http)
 
-    @settings(max_examples=300, deadline=None, database=None, derandomize=True,
-              suppress_health_check=list(HealthCheck))
+    @_fuzz_settings(FUZZ_EXAMPLES * 4)
     @given(prompt=PROMPTS, image_choice=st.sampled_from(["known", "unknown", "missing", "junk"]))
     def run(prompt: dict[str, Any], image_choice: str) -> None:
         body = dict(prompt)
@@ -310,8 +321,7 @@ def test_label_studio_routes_survive_malformed_bodies(make_app, route, record_pr
     expected = http.post("/ls/predict", json=good)
     assert expected.status_code == 200, expected.get_data(as_text=True)
 
-    @settings(max_examples=100, deadline=None, database=None, derandomize=True,
-              suppress_health_check=list(HealthCheck))
+    @_fuzz_settings(FUZZ_EXAMPLES * 2)
     @given(body=st.one_of(LS_BODIES[route], LS_JSON), encoding=st.sampled_from(["json", "form", "bytes"]))
     def run(body: Any, encoding: str) -> None:
         if encoding == "json":

@@ -2,177 +2,17 @@
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
-import numpy as np
 import pytest
 from flask import Flask
-from PIL import Image
 
-from backend.client.base import ImageInfo, ObjectMasks, SamClientBase
-from backend.errors import ServiceUnavailable
-from backend.formats.images import compute_image_id, decode_image
 from sam_plugin.blueprint import create_blueprint
 from sam_plugin.image_fetcher import TaskImageFetcher
 from sam_plugin.label_config import EXAMPLE_CONFIG
 from sam_plugin.runtime import PluginRuntime
 from sam_plugin.settings import PluginSettings
-
-LS_URL = "http://ls.test:8080"
-
-
-def png_bytes(width: int, height: int, seed: int = 0) -> bytes:
-    """A random RGB PNG of the given size."""
-    rng = np.random.default_rng(seed)
-    pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-class ScriptedSamClient(SamClientBase):
-    """A model server stand-in whose masks follow simple geometric rules.
-
-    * a box prompt fills the box (one object per box);
-    * clicks give a disk of radius 5 around each positive click, minus a
-      disk of radius 3 around each negative click;
-    * a text prompt fills the top-left quadrant.
-    Candidates: the rule's mask three times with scores 0.9, 0.8, 0.7.
-    ``down = True`` makes every call fail like an unreachable server.
-    """
-
-    def __init__(self) -> None:
-        self.sizes: dict[str, tuple[int, int]] = {}
-        self.calls: list[dict[str, Any]] = []
-        self.added: list[str] = []
-        self.down = False
-        self.forget_images = False
-
-    def _check(self) -> None:
-        if self.down:
-            raise ServiceUnavailable("cannot reach the model server at http://model.test: connection refused")
-
-    def _maybe_forget(self, image_id: str) -> None:
-        """Answer 404 once, like a restarted server that lost its image cache."""
-        if self.forget_images:
-            from backend.client.http_client import SamServerError
-
-            self.forget_images = False
-            raise SamServerError(404, "not_found", f"unknown image_id {image_id}")
-
-    def add_image(self, image: Any) -> ImageInfo:
-        self._check()
-        pixels = decode_image(image)
-        image_id = compute_image_id(pixels)
-        self.sizes[image_id] = pixels.shape[:2]
-        self.added.append(image_id)
-        return ImageInfo(image_id=image_id, width=pixels.shape[1], height=pixels.shape[0])
-
-    def _mask(self, h: int, w: int, points: Any, labels: Any, box: Any, text: str | None) -> np.ndarray:
-        yy, xx = np.mgrid[0:h, 0:w]
-        mask = np.zeros((h, w), dtype=bool)
-        if box is not None:
-            x1, y1, x2, y2 = box
-            mask |= (xx >= x1) & (xx < x2) & (yy >= y1) & (yy < y2)
-        for (x, y), label in zip(points or [], labels or [], strict=True):
-            if label == 1:
-                mask |= (xx - x) ** 2 + (yy - y) ** 2 <= 25
-        for (x, y), label in zip(points or [], labels or [], strict=True):
-            if label == 0:
-                mask &= (xx - x) ** 2 + (yy - y) ** 2 > 9
-        if text:
-            mask[: h // 2, : w // 2] = True
-        return mask
-
-    def predict(
-        self,
-        image_id: str,
-        *,
-        points: Any = None,
-        labels: Any = None,
-        box: Any = None,
-        boxes: Any = None,
-        mask_input: str | None = None,
-        text: str | None = None,
-        multimask: bool = True,
-    ) -> list[ObjectMasks]:
-        self._check()
-        self.calls.append(
-            {
-                "image_id": image_id,
-                "points": points,
-                "labels": labels,
-                "box": box,
-                "boxes": boxes,
-                "text": text,
-                "multimask": multimask,
-            }
-        )
-        self._maybe_forget(image_id)
-        h, w = self.sizes[image_id]
-        k = 3 if multimask else 1
-        scores = np.array([0.9, 0.8, 0.7][:k], dtype=np.float32)
-        out = []
-        for one_box in boxes if boxes is not None else [box]:
-            mask = self._mask(h, w, points, labels, one_box, text)
-            out.append(ObjectMasks(masks=np.stack([mask] * k), scores=scores, stability_scores=scores.copy()))
-        return out
-
-    def automask(self, image_id: str, **params: Any) -> list[dict[str, Any]]:
-        from backend.formats.mask_codecs import to_coco_rle
-
-        self._check()
-        self._maybe_forget(image_id)
-        h, w = self.sizes[image_id]
-        left = np.zeros((h, w), dtype=bool)
-        left[:, : w // 2] = True
-        return [
-            {"segmentation": to_coco_rle(left), "predicted_iou": 0.95, "stability_score": 0.97},
-            {"segmentation": to_coco_rle(~left), "predicted_iou": 0.85, "stability_score": 0.96},
-        ]
-
-    def models(self) -> list[dict[str, Any]]:
-        self._check()
-        return [{"name": "scripted", "ready": True}]
-
-    def ready(self) -> bool:
-        return not self.down
-
-
-class FakeSession:
-    """A ``requests.Session`` stand-in serving canned responses by URL."""
-
-    def __init__(self) -> None:
-        self.routes: dict[str, tuple[int, dict[str, str], bytes]] = {}
-        self.requests: list[tuple[str, dict[str, str]]] = []
-
-    def add(
-        self, url: str, body: bytes = b"", *, status: int = 200, headers: dict[str, str] | None = None
-    ) -> None:
-        self.routes[url] = (status, headers or {}, body)
-
-    def get(self, url: str, headers: dict[str, str] | None = None, **kwargs: Any) -> Any:
-        import requests
-
-        self.requests.append((url, dict(headers or {})))
-        if url not in self.routes:
-            raise requests.ConnectionError(f"no route to {url}")
-        status, response_headers, body = self.routes[url]
-        response = requests.Response()
-        response.status_code = status
-        response.headers.update(response_headers)
-        response.url = url
-        response.raw = io.BytesIO(body)
-        return response
-
-    def post(self, url: str, **kwargs: Any) -> Any:
-        raise AssertionError(f"unexpected POST {url}")
-
-
-def public_resolver(host: str) -> list[str]:
-    """Every host resolves to a public address, except names containing 'loopback'."""
-    return ["127.0.0.1"] if "loopback" in host else ["93.184.216.34"]
+from tests.sam_plugin.fakes import LS_URL, FakeSession, ScriptedSamClient, public_resolver
 
 
 @pytest.fixture

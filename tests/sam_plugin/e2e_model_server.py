@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -54,7 +55,8 @@ def main() -> None:
         client = LocalSamClient.from_service(app.extensions["sam_service"])
         app.register_blueprint(create_blueprint(client))
     server = make_server("127.0.0.1", args.port, app, threaded=True)
-    signal.signal(signal.SIGTERM, lambda *_: server.shutdown() or sys.exit(0))
+    # serve_forever() runs in this thread, so a handler calling shutdown() would wait forever
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     server.serve_forever()
 
 

@@ -7,13 +7,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import LS_URL, FakeSession, ScriptedSamClient, png_bytes
 from flask import Flask
 
 from backend.formats.mask_codecs import from_brush_rle
 from sam_plugin.blueprint import create_blueprint
 from sam_plugin.label_config import EXAMPLE_CONFIG
 from sam_plugin.settings import PluginSettings
+from tests.sam_plugin.fakes import LS_URL, FakeSession, ScriptedSamClient, png_bytes
 
 W, H = 64, 40  # a non-square image
 TASK = {"id": 11, "data": {"image": "/data/upload/1/pic.png"}}
@@ -211,8 +211,9 @@ def test_basic_auth_protects_every_route(runtime: Any, sam_client: ScriptedSamCl
     assert client.get("/ls/health", auth=("ls", "pw")).status_code == 200
 
 
-def test_health_root_and_metrics(http: Any) -> None:
+def test_health_root_versions_and_metrics(http: Any) -> None:
     assert http.get("/ls/health").get_json()["status"] == "UP"
+    assert http.get("/ls/versions").get_json() == {"versions": ["sam-scripted"]}
     assert http.get("/ls/").get_json()["status"] == "UP"
     http.post("/ls/setup", json={"project": "1.1", "schema": EXAMPLE_CONFIG})
     text = http.get("/ls/metrics").get_data(as_text=True)
@@ -222,3 +223,14 @@ def test_health_root_and_metrics(http: Any) -> None:
 def test_bad_json_is_a_400(http: Any) -> None:
     response = http.post("/ls/predict", data="nope", content_type="text/plain")
     assert response.status_code == 400 and "JSON object" in response.get_json()["detail"]
+
+
+def test_reason_phrase_is_one_printable_ascii_line() -> None:
+    from backend.errors import InvalidInput
+    from sam_plugin.blueprint import error_response
+
+    app = Flask("t")
+    with app.app_context():
+        response = error_response(InvalidInput("bad\nlabel «Katze»\x00 here"))
+    assert response.status == "400 bad label ?Katze?? here"
+    assert response.get_json()["detail"] == "bad\nlabel «Katze»\x00 here"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import base64
 
 import pytest
-from conftest import LS_URL, FakeSession, public_resolver
 
 from backend.errors import InvalidInput, PayloadTooLarge
 from sam_plugin.image_fetcher import ImageFetchFailed, ImageUrlRefused, TaskImageFetcher
+from tests.sam_plugin.fakes import LS_URL, FakeSession, public_resolver
 
 
 def make_fetcher(session: FakeSession, **kwargs: object) -> TaskImageFetcher:

@@ -7,12 +7,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import LS_URL, FakeSession, png_bytes
 
 from backend.formats.mask_codecs import from_coco_rle, to_brush_rle
 from sam_plugin.label_config import EXAMPLE_CONFIG
 from sam_plugin.model import SamLabelStudioModel
 from sam_plugin.runtime import PluginRuntime
+from tests.sam_plugin.fakes import LS_URL, FakeSession, png_bytes
 
 W, H = 48, 32
 TASK = {"id": 5, "data": {"image": "/data/upload/2/x.png"}}

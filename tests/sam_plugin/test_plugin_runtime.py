@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import requests
-from conftest import ScriptedSamClient
 
 from backend.errors import InvalidInput, ServiceUnavailable
 from sam_plugin.runtime import BoundedLru, PluginRuntime, as_model_server_error
+from tests.sam_plugin.fakes import ScriptedSamClient
 
 
 def test_lru_evicts_the_least_recently_used() -> None:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from conftest import LS_URL, FakeSession, ScriptedSamClient, png_bytes, public_resolver
-
 from sam_plugin.image_fetcher import TaskImageFetcher
 from sam_plugin.precompute import precompute
+from tests.sam_plugin.fakes import LS_URL, FakeSession, ScriptedSamClient, png_bytes, public_resolver
 
 
 def test_every_task_image_is_added_and_bad_tasks_are_reported(

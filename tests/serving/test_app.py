@@ -292,7 +292,9 @@ def test_token_required_everywhere_but_health(tiny_sam, image_png):
         wrong = client.get("/v1/models", headers={"Authorization": "Bearer nope"})
         assert wrong.status_code == 401 and "wrong access token" in wrong.json["detail"]
         assert client.get("/v1/models", headers={"Authorization": "Token s3cret"}).status_code == 401
-        assert client.get("/v1/models", headers={"Authorization": "Basic s3cret"}).status_code == 401  # not base64
+        assert (
+            client.get("/v1/models", headers={"Authorization": "Basic s3cret"}).status_code == 401
+        )  # not base64
         basic = base64.b64encode(b"labelstudio:s3cret").decode()
         assert client.get("/v1/models", headers={"Authorization": f"Basic {basic}"}).status_code == 200
         wrong_basic = base64.b64encode(b"labelstudio:nope").decode()

@@ -105,6 +105,15 @@ def test_max_batch_one_disables_batching(tiny_sam):
         service.close()
 
 
+def test_auto_max_batch_is_one_on_cpu(tiny_sam):
+    service = SamService(make_config(tiny_sam, max_batch=0)).start()
+    try:
+        assert service.wait_ready(30)
+        assert service.models()[0]["max_batch"] == 1
+    finally:
+        service.close()
+
+
 def test_boxes_of_one_request_are_counted_against_max_batch(tiny_sam):
     service = SamService(make_config(tiny_sam, max_batch=3)).start()
     try:

@@ -55,4 +55,5 @@ def png_bytes(pixels: np.ndarray) -> bytes:
 
 def make_config(tiny_sam, **overrides) -> ServerConfig:
     """Test settings: the tiny model, float32 cache, no plugins."""
-    return ServerConfig(model=tiny_sam, cache_dtype="float32", plugins=False, **overrides)
+    settings = {"model": tiny_sam, "cache_dtype": "float32", "plugins": False, "max_batch": 16, **overrides}
+    return ServerConfig(**settings)

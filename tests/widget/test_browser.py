@@ -348,6 +348,13 @@ def test_clicks_reach_the_kernel_and_masks_reach_the_canvas(
                 page.locator(".jp-InputArea-editor").first.click(button="right")
                 page.wait_for_selector(".lm-Menu", timeout=10_000)
                 # a page reload attaches a new client to the live kernel: the widget redraws itself
+                page.keyboard.press("Escape")
+                page.evaluate("window.jupyterapp.commands.execute('docmanager:save')")
+                wait_for(
+                    lambda: "application/vnd.jupyter.widget-view+json" in (root / "widget.ipynb").read_text(),
+                    30,
+                    "the saved notebook",
+                )
                 page.reload()
                 page.wait_for_selector(CANVAS, timeout=120_000)
                 wait_for_overlay(second["points"])

@@ -282,3 +282,16 @@ def test_clicks_map_to_original_pixels_at_any_scale_and_css_size(
     sent = client.predict_calls[-1]["points"][0]
     assert sent == pytest.approx([min(expected[0], width), min(expected[1], height)])
     assert 0 <= sent[0] <= width and 0 <= sent[1] <= height
+
+
+def test_text_field_sends_a_text_prompt_with_the_current_box(make_widget: Any) -> None:
+    w = make_widget()
+    mouse(w, "mousedown", 60, 40)
+    mouse(w, "mouseup", 150, 120)
+    w.toolbar.text.value = "  a bright square "
+    call = w.client.predict_calls[-1]
+    assert call["text"] == "a bright square"
+    assert call["box"] == w.current.box.as_list() or "error:" in w.status
+    assert w.toolbar.text.value == ""
+    with pytest.raises(InvalidInput, match="text prompt is empty"):
+        w.set_text("   ")

@@ -1,0 +1,38 @@
+"""docs/examples/widget.ipynb runs top to bottom in a real kernel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.widget.conftest import DEMO_WEIGHTS, tiny_sam
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "widget.ipynb"
+REPO = EXAMPLE.parents[2]
+
+
+@pytest.mark.slow
+def test_example_notebook_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import nbformat
+    from nbclient import NotebookClient
+    from PIL import Image
+
+    notebook = nbformat.read(EXAMPLE, as_version=4)
+    if not DEMO_WEIGHTS.is_file():  # same notebook on a tiny random model
+        from backend.checkpoints import save_checkpoint
+
+        sam = tiny_sam()
+        checkpoint = tmp_path / "tiny.pt"
+        save_checkpoint(checkpoint, model_state=sam.state_dict(), config=sam.config, meta={})
+        for cell in notebook.cells:
+            cell.source = cell.source.replace('LocalSamClient("demo")', f'LocalSamClient("{checkpoint}")')
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
+    ids = np.asarray(Image.open(tmp_path / "scene_masks.png"))
+    assert ids.shape == (480, 640) and set(np.unique(ids)) <= {0, 1, 2}
+    last = notebook.cells[-1].outputs[0]["data"]
+    assert "application/vnd.jupyter.widget-view+json" in last
