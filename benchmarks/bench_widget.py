@@ -68,12 +68,14 @@ def make_client(args: argparse.Namespace) -> SamClientBase:
         from backend.client.http_client import SamClient
 
         return SamClient(args.url, args.token)
-    from backend.client.local_client import LocalSamClient
-
-    if args.model:
-        return LocalSamClient(args.model, device=args.device)
     import torch
 
+    from backend.client.local_client import LocalSamClient
+
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
+    if args.model:
+        return LocalSamClient(args.model, device=args.device)
     from backend.model import VIT_T, build_sam
 
     torch.manual_seed(0)
@@ -154,6 +156,12 @@ def main() -> None:
     p.add_argument("--url", default=None, help="time a running sam-server instead of an in-process model")
     p.add_argument("--token", default=None)
     p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--torch-threads",
+        type=int,
+        default=0,
+        help="torch intra-op threads of the in-process model (0: torch's default)",
+    )
     p.add_argument("--clicks", type=int, default=15)
     p.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048])
     p.add_argument("--max-canvas", type=int, nargs=2, default=[960, 720], metavar=("W", "H"))

@@ -55,10 +55,12 @@ class CanvasGrid:
     Attributes:
         rows: ``canvas_height`` int64 image row of each canvas row's centre.
         cols: ``canvas_width`` int64 image column of each canvas column's centre.
+        identity: True when canvas pixel ``(i, j)`` is image pixel ``(i, j)`` (scale 1).
     """
 
     rows: np.ndarray
     cols: np.ndarray
+    identity: bool = False
 
     @classmethod
     def build(cls, *, scale: float, canvas_size: tuple[int, int], image_size: tuple[int, int]) -> CanvasGrid:
@@ -69,7 +71,10 @@ class CanvasGrid:
         image_y = [canvas_to_image(0.0, j + 0.5, scale)[1] for j in range(canvas_height)]
         cols = np.clip(np.floor(image_x).astype(np.int64), 0, image_width - 1)
         rows = np.clip(np.floor(image_y).astype(np.int64), 0, image_height - 1)
-        return cls(rows=rows, cols=cols)
+        identity = bool(
+            np.array_equal(rows, np.arange(image_height)) and np.array_equal(cols, np.arange(image_width))
+        )
+        return cls(rows=rows, cols=cols, identity=identity)
 
     @property
     def canvas_size(self) -> tuple[int, int]:
@@ -77,7 +82,9 @@ class CanvasGrid:
         return len(self.cols), len(self.rows)
 
     def sample(self, mask: np.ndarray) -> np.ndarray:
-        """``canvas_height x canvas_width`` bool view of an ``HxW`` bool mask."""
+        """``canvas_height x canvas_width`` bool (C-contiguous) view of an ``HxW`` bool mask."""
+        if self.identity:
+            return np.ascontiguousarray(mask, dtype=bool)
         return mask.take(self.rows, axis=0).take(self.cols, axis=1)
 
 
@@ -116,7 +123,8 @@ def overlay_png(grid: CanvasGrid, *, layers: Sequence[tuple[np.ndarray, Color]],
     for mask, color in layers:
         if color not in palette:
             palette.append(color)
-        indices[grid.sample(mask)] = palette.index(color)
+        shown = grid.sample(mask).view(np.uint8)
+        indices += shown * (np.uint8(palette.index(color)) - indices)  # branch-free "indices[shown] = k"
     alpha = int(round(255 * min(max(opacity, 0.0), 1.0)))
     image = Image.frombytes("P", (width, height), indices.tobytes())
     image.putpalette([channel for color in palette for channel in color])

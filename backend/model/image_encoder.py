@@ -7,6 +7,8 @@ official checkpoints load with ``strict=True``.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -61,8 +63,11 @@ class ImageEncoderViT(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: Bx3xSxS, normalised and padded. Returns BxCx(S/16)x(S/16)."""
         x = self.patch_embed(x) + self.pos_embed  # B x H x W x C
+        # Without autograd, big scratch tensors are reused across blocks: fresh
+        # multi-megabyte allocations cost page faults on every call on CPU.
+        ws = Workspace() if not torch.is_grad_enabled() else None
         for blk in self.blocks:
-            x = blk(x)
+            x = blk(x, ws)
         # 1x1 conv on channels-last tokens is a plain matmul.
         x = F.linear(x, self.neck[0].weight.flatten(1))
         x = self.neck[1](x.permute(0, 3, 1, 2))
@@ -105,13 +110,18 @@ class Block(nn.Module):
         self.mlp = MLPBlock(dim, int(dim * mlp_ratio), nn.GELU)
         self.window_size = window_size
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # The residual sums go into the fresh outputs of the projections (no new buffers).
-        x = self.attn(self.norm1(x)).add_(x)
+    def forward(self, x: torch.Tensor, ws: Workspace | None = None) -> torch.Tensor:
+        """``x``: BxHxWxC. ``ws``: scratch buffers (inference only)."""
+        # The residual sums go into the fresh outputs of the projections.
+        x = self.attn(self.norm1(x), ws).add_(x)
         mlp = self.mlp
-        y = mlp.lin1(self.norm2(x))
-        y = torch.ops.aten.gelu_(y) if not (torch.is_grad_enabled() and y.requires_grad) else mlp.act(y)
-        return mlp.lin2(y).add_(x)
+        if ws is None:
+            return mlp.lin2(mlp.act(mlp.lin1(self.norm2(x)))).add_(x)
+        h = self.norm2(x).view(-1, x.shape[-1])
+        y = ws.get("mlp", (h.shape[0], mlp.lin1.out_features), h)
+        torch.addmm(mlp.lin1.bias, h, mlp.lin1.weight.t(), out=y)
+        y = torch.ops.aten.gelu_(y)
+        return mlp.lin2(y).view(x.shape).add_(x)
 
 
 class Attention(nn.Module):
@@ -135,40 +145,52 @@ class Attention(nn.Module):
         self.rel_pos_h = nn.Parameter(torch.zeros(2 * input_size[0] - 1, head_dim))
         self.rel_pos_w = nn.Parameter(torch.zeros(2 * input_size[1] - 1, head_dim))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, ws: Workspace | None = None) -> torch.Tensor:
+        """``x``: BxHxWxC. ``ws``: scratch buffers (inference only)."""
         B, H, W, C = x.shape
         nh = self.num_heads
-        ws = self.window_size
-        if ws > 0:
-            # Project the real tokens only; padded tokens get the projection of zeros (= bias).
+        hd = C // nh
+        win = self.window_size
+        if ws is None:
             qkv = self.qkv(x)
-            pad_h = (ws - H % ws) % ws
-            pad_w = (ws - W % ws) % ws
-            if pad_h or pad_w:
-                qkv = F.pad(qkv, (0, 0, 0, pad_w, 0, pad_h))
-                bias = self.qkv.bias.to(qkv.dtype)
-                if torch.is_grad_enabled() and qkv.requires_grad:
-                    keep = torch.zeros(qkv.shape[1:3], dtype=torch.bool, device=qkv.device)
-                    keep[:H, :W] = True
-                    qkv = torch.where(keep[..., None], qkv, bias)
-                else:
-                    qkv[:, H:] = bias
-                    qkv[:, :H, W:] = bias
+        else:
+            qkv = ws.get("qkv", (B, H, W, 3 * C), x)
+            torch.addmm(self.qkv.bias, x.reshape(-1, C), self.qkv.weight.t(), out=qkv.view(-1, 3 * C))
+        if win > 0:
+            # Project the real tokens only; padded tokens get the projection of zeros (= bias).
+            pad_h = (win - H % win) % win
+            pad_w = (win - W % win) % win
             Hp, Wp = H + pad_h, W + pad_w
-            nwh, nww = Hp // ws, Wp // ws
-            # B x nwh x ws x nww x ws x 3 x nh x hd -> 3 x (B nwh nww) x nh x (ws ws) x hd
-            qkv = qkv.view(B, nwh, ws, nww, ws, 3, nh, C // nh)
-            qkv = qkv.permute(5, 0, 1, 3, 6, 2, 4, 7).reshape(3, B * nwh * nww, nh, ws * ws, C // nh)
+            if pad_h or pad_w:
+                bias = self.qkv.bias.to(qkv.dtype)
+                if ws is None:
+                    keep = torch.zeros((Hp, Wp), dtype=torch.bool, device=qkv.device)
+                    keep[:H, :W] = True
+                    qkv = torch.where(keep[..., None], F.pad(qkv, (0, 0, 0, pad_w, 0, pad_h)), bias)
+                else:
+                    padded = ws.get("qkv_pad", (B, Hp, Wp, 3 * C), x)
+                    padded[:, :H, :W] = qkv
+                    padded[:, H:] = bias
+                    padded[:, :H, W:] = bias
+                    qkv = padded
+            nwh, nww = Hp // win, Wp // win
+            # B x nwh x win x nww x win x 3 x nh x hd -> 3 x (B nwh nww) x nh x (win win) x hd
+            grid = qkv.view(B, nwh, win, nww, win, 3, nh, hd).permute(5, 0, 1, 3, 6, 2, 4, 7)
+            shape = (3, B * nwh * nww, nh, win * win, hd)
+            if ws is None:
+                qkv = grid.reshape(shape)
+            else:
+                qkv = ws.get("qkv_windows", shape, x)
+                qkv.view(grid.shape).copy_(grid)
             q, k, v = qkv.unbind(0)
-            out = _attention_rel_pos(q, k, v, self.rel_pos_h, self.rel_pos_w, (ws, ws))
-            out = out.view(B, nwh, nww, nh, ws, ws, C // nh)
+            out = _attention_rel_pos(q, k, v, self.rel_pos_h, self.rel_pos_w, (win, win), ws)
+            out = out.view(B, nwh, nww, nh, win, win, hd)
             out = out.permute(0, 1, 4, 2, 5, 3, 6).reshape(B, Hp, Wp, C)
             if pad_h or pad_w:
                 out = out[:, :H, :W]
         else:
-            qkv = self.qkv(x).view(B, H * W, 3, nh, C // nh).permute(2, 0, 3, 1, 4)
-            q, k, v = qkv.unbind(0)
-            out = _attention_rel_pos(q, k, v, self.rel_pos_h, self.rel_pos_w, (H, W))
+            q, k, v = qkv.view(B, H * W, 3, nh, hd).permute(2, 0, 3, 1, 4).unbind(0)
+            out = _attention_rel_pos(q, k, v, self.rel_pos_h, self.rel_pos_w, (H, W), ws)
             out = out.transpose(1, 2).reshape(B, H, W, C)
         return self.proj(out)
 
@@ -180,6 +202,7 @@ def _attention_rel_pos(
     rel_pos_h: torch.Tensor,
     rel_pos_w: torch.Tensor,
     size: tuple[int, int],
+    ws: Workspace | None = None,
 ) -> torch.Tensor:
     """SDPA with SAM's decomposed relative-position bias as the attention mask.
 
@@ -192,18 +215,20 @@ def _attention_rel_pos(
     chunks = -(-B * nh * N * N // _MAX_BIAS_ELEMENTS)  # ceil
     rows = -(-h // chunks) * w  # whole grid rows, chunks of about equal size
     if rows >= N:
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=_rel_pos_bias(q, Rh, Rw, h, w))
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=_rel_pos_bias(q, Rh, Rw, h, w, ws))
     # Large global attention: chunk whole rows of queries to bound the bias memory.
     outs = []
     for start in range(0, N, rows):
         qc = q[:, :, start : start + rows]
         r0, r1 = start // w, (start + qc.shape[2]) // w
-        bias = _rel_pos_bias(qc, Rh[r0:r1], Rw, r1 - r0, w)
+        bias = _rel_pos_bias(qc, Rh[r0:r1], Rw, r1 - r0, w, ws)
         outs.append(F.scaled_dot_product_attention(qc, k, v, attn_mask=bias))
     return torch.cat(outs, dim=2)
 
 
-def _rel_pos_bias(q: torch.Tensor, Rh: torch.Tensor, Rw: torch.Tensor, qh: int, w: int) -> torch.Tensor:
+def _rel_pos_bias(
+    q: torch.Tensor, Rh: torch.Tensor, Rw: torch.Tensor, qh: int, w: int, ws: Workspace | None = None
+) -> torch.Tensor:
     """Bias ``B x heads x (qh w) x (kh kw)`` for ``qh`` query rows of width ``w``."""
     B, nh, _, d = q.shape
     kh, kw = Rh.shape[1], Rw.shape[1]

@@ -21,7 +21,7 @@ import torch
 from backend.errors import InvalidInput
 
 if TYPE_CHECKING:
-    from backend.model import Sam
+    from backend.model import Sam, SamConfig
     from backend.train.loop import TrainSettings
 
 
@@ -30,7 +30,7 @@ def save_model(path: str | Path, *, sam: Sam, meta: dict[str, Any]) -> None:
     from backend.checkpoints import save_checkpoint
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(path, model_state=_cpu_state(sam), config=sam.config, meta=meta)
+    save_checkpoint(path, model_state=_cpu_state(sam), config=model_config(sam), meta=meta)
 
 
 def save_training_state(
@@ -56,7 +56,7 @@ def save_training_state(
         "scheduler": scheduler.state_dict(),
         "torch_rng": torch.get_rng_state(),
     }
-    save_checkpoint(path, model_state=_cpu_state(sam), config=sam.config, meta=meta)
+    save_checkpoint(path, model_state=_cpu_state(sam), config=model_config(sam), meta=meta)
 
 
 def load_training_state(
@@ -82,7 +82,9 @@ def load_training_state(
     if meta.get("kind") != "training-state":
         raise InvalidInput(f"{path} is not a training state; pass another --state path or --restart")
     if config is not None and config != sam.config:
-        raise InvalidInput(f"{path} was trained with another model configuration; use --restart to start over")
+        raise InvalidInput(
+            f"{path} was trained with another model configuration; use --restart to start over"
+        )
     if meta.get("train_settings") != settings.to_dict():
         raise InvalidInput(
             f"{path} was written with other training settings; use the same options to resume or --restart"
@@ -92,6 +94,13 @@ def load_training_state(
     scheduler.load_state_dict(meta["scheduler"])
     torch.set_rng_state(meta["torch_rng"])
     return int(meta["step"])
+
+
+def model_config(sam: Sam) -> SamConfig:
+    """The network's configuration (checkpoints need it)."""
+    if sam.config is None:
+        raise InvalidInput("the model carries no SamConfig; build it with backend.model.build_sam(config)")
+    return sam.config
 
 
 def _cpu_state(sam: Sam) -> dict[str, torch.Tensor]:

@@ -55,7 +55,9 @@ def eval_main(argv: list[str] | None = None) -> int:
 def _train_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sam-train", description="Train or fine-tune a SAM model.")
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--demo", action="store_true", help="train the shipped demo model from scratch (fixed recipe)")
+    source.add_argument(
+        "--demo", action="store_true", help="train the shipped demo model from scratch (fixed recipe)"
+    )
     source.add_argument("--data", help="COCO JSON, SA-1B folder, or Label Studio fit() folder")
     source.add_argument("--scenes", type=int, metavar="N", help="train on N generated scenes")
     parser.add_argument("--images", help="image folder of a COCO JSON (default: images/ next to it)")
@@ -63,8 +65,12 @@ def _train_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, help="where the trained model is written")
     parser.add_argument("--state", help="training-state file (default: runs/<out name>/state.pt)")
     parser.add_argument("--restart", action="store_true", help="ignore an existing training state")
-    parser.add_argument("--freeze-encoder", action="store_true", help="train prompt encoder + mask decoder only")
-    parser.add_argument("--cache-dir", help="embedding cache for --freeze-encoder (default: runs/<out name>/embeddings)")
+    parser.add_argument(
+        "--freeze-encoder", action="store_true", help="train prompt encoder + mask decoder only"
+    )
+    parser.add_argument(
+        "--cache-dir", help="embedding cache for --freeze-encoder (default: runs/<out name>/embeddings)"
+    )
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--batch", type=int, default=4, help="images per micro-batch")
     parser.add_argument("--masks-per-image", type=int, default=4)
@@ -72,12 +78,22 @@ def _train_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--weight-decay", type=float, default=0.1)
     parser.add_argument("--warmup", type=int, default=100, help="linear warm-up steps")
-    parser.add_argument("--decay-steps", type=int, nargs="*", default=[], help="steps where the lr is multiplied by --decay-factor")
+    parser.add_argument(
+        "--decay-steps",
+        type=int,
+        nargs="*",
+        default=[],
+        help="steps where the lr is multiplied by --decay-factor",
+    )
     parser.add_argument("--decay-factor", type=float, default=0.1)
     parser.add_argument("--rounds", type=int, default=11, help="prompting rounds per object (paper: 11)")
-    parser.add_argument("--rounds-without-point", type=int, default=2, help="rounds adding no point (paper: 2)")
+    parser.add_argument(
+        "--rounds-without-point", type=int, default=2, help="rounds adding no point (paper: 2)"
+    )
     parser.add_argument("--box-probability", type=float, default=0.5, help="chance a batch starts from boxes")
-    parser.add_argument("--amp", choices=("auto", "bf16", "fp16", "off"), default="auto", help="mixed precision on GPU")
+    parser.add_argument(
+        "--amp", choices=("auto", "bf16", "fp16", "off"), default="auto", help="mixed precision on GPU"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--checkpoint-every", type=int, default=100)
     _add_runtime_options(parser)
@@ -85,13 +101,17 @@ def _train_parser() -> argparse.ArgumentParser:
 
 
 def _eval_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sam-eval", description="The SAM paper's interactive point evaluation.")
+    parser = argparse.ArgumentParser(
+        prog="sam-eval", description="The SAM paper's interactive point evaluation."
+    )
     parser.add_argument("--model", default="demo", help="registry name or checkpoint path (default: demo)")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", help="COCO JSON, SA-1B folder, or Label Studio fit() folder")
     source.add_argument("--scenes", type=int, metavar="N", help="evaluate on N held-out generated scenes")
     parser.add_argument("--images", help="image folder of a COCO JSON (default: images/ next to it)")
-    parser.add_argument("--scene-seed", type=int, help="first seed of the generated scenes (default: the held-out range)")
+    parser.add_argument(
+        "--scene-seed", type=int, help="first seed of the generated scenes (default: the held-out range)"
+    )
     parser.add_argument("--clicks", type=int, default=20, help="clicks per object (NoC cap)")
     parser.add_argument("--always-multimask", action="store_true", help="three candidates at every click")
     parser.add_argument("--max-objects", type=int, default=0, help="objects per image (0 = all)")
@@ -103,7 +123,9 @@ def _eval_parser() -> argparse.ArgumentParser:
 
 
 def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    parser.add_argument(
+        "--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda when available)"
+    )
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = torch's default)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
@@ -174,7 +196,10 @@ def _train(args: argparse.Namespace) -> int:
         resume=not args.restart,
         embedding_cache=cache,
         progress=not args.no_progress,
-        meta={"base": str(base), "data": args.data or ("demo-scenes" if args.demo else f"scenes:{args.scenes}")},
+        meta={
+            "base": str(base),
+            "data": args.data or ("demo-scenes" if args.demo else f"scenes:{args.scenes}"),
+        },
     )
     print(
         f"trained {result.step} steps (resumed from {result.resumed_from}) in {result.seconds:.0f} s; "
@@ -185,7 +210,9 @@ def _train(args: argparse.Namespace) -> int:
 
 def _load_base(base: str | None) -> Sam:
     if not base:
-        raise InvalidInput("say which model to start from with --base (e.g. vit_b, demo, or a checkpoint path)")
+        raise InvalidInput(
+            "say which model to start from with --base (e.g. vit_b, demo, or a checkpoint path)"
+        )
     from backend.registry import load_model
 
     return load_model(base)
@@ -216,7 +243,10 @@ def _eval(args: argparse.Namespace) -> int:
     sam = load_model(args.model, device=device)
     sam.eval()
     settings = EvalSettings(
-        clicks=args.clicks, always_multimask=args.always_multimask, max_objects=args.max_objects, min_area=args.min_area
+        clicks=args.clicks,
+        always_multimask=args.always_multimask,
+        max_objects=args.max_objects,
+        min_area=args.min_area,
     )
     with torch.inference_mode():
         report = evaluate(SamPredictor(sam), data, settings, progress=not args.no_progress and not args.json)

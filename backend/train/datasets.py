@@ -89,9 +89,16 @@ def resize_for_model(item: TrainingImage, image_size: int) -> TrainingImage:
     if (new_h, new_w) == (height, width):
         return item
     image = np.asarray(Image.fromarray(item.image).resize((new_w, new_h), Image.Resampling.BILINEAR))
-    masks = np.stack(
-        [np.asarray(Image.fromarray(m).resize((new_w, new_h), Image.Resampling.NEAREST)) for m in item.masks]
-    ) if len(item.masks) else np.zeros((0, new_h, new_w), dtype=bool)
+    masks = (
+        np.stack(
+            [
+                np.asarray(Image.fromarray(m).resize((new_w, new_h), Image.Resampling.NEAREST))
+                for m in item.masks
+            ]
+        )
+        if len(item.masks)
+        else np.zeros((0, new_h, new_w), dtype=bool)
+    )
     return TrainingImage(image=image, masks=masks.astype(bool), key=item.key)
 
 
@@ -188,7 +195,9 @@ class LabelStudioFolder:
 
     def __init__(self, folder: str | Path) -> None:
         self.folder = _existing(folder)
-        self.files = [p for p in sorted((self.folder / "annotations").glob("*.json")) if _read_json(p).get("masks")]
+        self.files = [
+            p for p in sorted((self.folder / "annotations").glob("*.json")) if _read_json(p).get("masks")
+        ]
         if not self.files:
             raise InvalidInput(f"{self.folder / 'annotations'} holds no annotation JSON with masks")
 
@@ -244,7 +253,9 @@ def _stack(masks: list[np.ndarray], image: np.ndarray) -> np.ndarray:
 
 def _match(masks: np.ndarray, image: np.ndarray, name: str) -> np.ndarray:
     if masks.shape[1:] != image.shape[:2]:
-        raise InvalidInput(f"{name}: masks are {masks.shape[1:]} but the image is {image.shape[:2]} (height, width)")
+        raise InvalidInput(
+            f"{name}: masks are {masks.shape[1:]} but the image is {image.shape[:2]} (height, width)"
+        )
     return masks
 
 

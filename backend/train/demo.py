@@ -23,7 +23,9 @@ from backend.train.simulation import RoundsSettings
 
 DEMO_CONFIG = SamConfig(
     encoder="vit",
-    vit=ViTConfig(embed_dim=128, depth=4, num_heads=4, global_attn_indexes=(1, 3), window_size=4, mlp_ratio=4.0),
+    vit=ViTConfig(
+        embed_dim=128, depth=4, num_heads=4, global_attn_indexes=(1, 3), window_size=4, mlp_ratio=4.0
+    ),
     image_size=128,
     prompt_embed_dim=128,
     mask_in_chans=16,
@@ -45,23 +47,23 @@ HELDOUT_FIRST_SEED = 10_000_000
 """Held-out scenes start here, far from every training seed."""
 
 DEMO_SETTINGS = TrainSettings(
-    steps=2000,
+    steps=1500,
     images_per_batch=4,
     masks_per_image=4,
     accumulate=1,
     lr=1e-3,
     weight_decay=0.05,
     warmup_steps=50,
-    decay_steps=(1600,),
+    decay_steps=(1300,),
     decay_factor=0.1,
     grad_clip=1.0,
     freeze_encoder=False,
     amp="auto",
     seed=0,
     checkpoint_every=25,
-    rounds=RoundsSettings(rounds=3, rounds_without_point=1, box_probability=0.3),
+    rounds=RoundsSettings(rounds=2, rounds_without_point=0, box_probability=0.5),
 )
-"""CPU-sized version of the paper's recipe (3 prompting rounds instead of 11)."""
+"""CPU-sized version of the paper's recipe (2 prompting rounds instead of 11)."""
 
 
 def training_scenes() -> GeneratedScenes:

@@ -124,7 +124,9 @@ class EvalReport:
             )
         widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
         lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
-        return f"{self.objects} objects, {self.clicks} clicks (NoC capped at {self.clicks})\n" + "\n".join(lines)
+        return f"{self.objects} objects, {self.clicks} clicks (NoC capped at {self.clicks})\n" + "\n".join(
+            lines
+        )
 
 
 def mask_iou(predicted: np.ndarray, target: np.ndarray) -> float:
@@ -169,10 +171,14 @@ def evaluate(
                 curves[track].append(click_session(predictor, target, track, settings))
     if not curves["top"]:
         raise InvalidInput("the dataset holds no object to evaluate (check min_area / the annotations)")
-    return EvalReport(clicks=settings.clicks, ious={t: np.asarray(v, dtype=np.float64) for t, v in curves.items()})
+    return EvalReport(
+        clicks=settings.clicks, ious={t: np.asarray(v, dtype=np.float64) for t, v in curves.items()}
+    )
 
 
-def click_session(predictor: PromptPredictor, target: np.ndarray, track: str, settings: EvalSettings) -> list[float]:
+def click_session(
+    predictor: PromptPredictor, target: np.ndarray, track: str, settings: EvalSettings
+) -> list[float]:
     """IoU after each of ``settings.clicks`` clicks on one object.
 
     Args:

@@ -15,14 +15,14 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from backend.errors import InvalidInput
-from backend.train.checkpointing import load_training_state, save_model, save_training_state
+from backend.train.checkpointing import load_training_state, model_config, save_model, save_training_state
 from backend.train.datasets import MaskDataset, resize_for_model
 from backend.train.embedding_cache import EmbeddingCache
 from backend.train.simulation import RoundsSettings, interactive_rounds
@@ -150,7 +150,7 @@ def train(
     if settings.freeze_encoder and embedding_cache is None:
         raise InvalidInput("freeze_encoder needs an embedding cache directory")
     started = time.monotonic()
-    device = sam.pixel_mean.device
+    device = next(sam.parameters()).device
     sam.train()
     if settings.freeze_encoder:
         sam.image_encoder.requires_grad_(False)
@@ -160,7 +160,9 @@ def train(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: learning_rate_factor(s, settings))
     step = 0
     if resume and Path(state_path).exists():
-        step = load_training_state(state_path, sam=sam, optimizer=optimizer, scheduler=scheduler, settings=settings)
+        step = load_training_state(
+            state_path, sam=sam, optimizer=optimizer, scheduler=scheduler, settings=settings
+        )
     resumed_from = step
     autocast, scaler = _mixed_precision(settings.amp, device)
     order = _SampleOrder(len(data), settings.seed)
@@ -198,7 +200,13 @@ def train(
         if step % settings.checkpoint_every == 0 or step == settings.steps:
             epoch = (step * settings.accumulate * settings.images_per_batch) // len(data)
             save_training_state(
-                state_path, sam=sam, optimizer=optimizer, scheduler=scheduler, settings=settings, step=step, epoch=epoch
+                state_path,
+                sam=sam,
+                optimizer=optimizer,
+                scheduler=scheduler,
+                settings=settings,
+                step=step,
+                epoch=epoch,
             )
     bar.close()
     seconds = time.monotonic() - started
@@ -211,7 +219,9 @@ def train(
         **(meta or {}),
     }
     save_model(out, sam=sam, meta=run_meta)
-    return TrainResult(step=step, resumed_from=resumed_from, losses=losses, first_ious=first_ious, seconds=seconds)
+    return TrainResult(
+        step=step, resumed_from=resumed_from, losses=losses, first_ious=first_ious, seconds=seconds
+    )
 
 
 class _SampleOrder:
@@ -221,7 +231,7 @@ class _SampleOrder:
         self.length = length
         self.seed = seed
         self._epoch = -1
-        self._permutation = np.arange(0)
+        self._permutation: np.ndarray = np.arange(0)
 
     def __call__(self, number: int) -> int:
         epoch, position = divmod(number, self.length)
@@ -240,14 +250,15 @@ def _make_batch(
         ``(images Bx3xSxS float32 normalised, targets NxSxS bool, owners N int64)``
         where ``owners[i]`` is the batch image of object ``i``.
     """
-    size = sam.config.image_size
-    device = sam.pixel_mean.device
+    size = model_config(sam).image_size
+    device = next(sam.parameters()).device
+    mean, std = cast(torch.Tensor, sam.pixel_mean), cast(torch.Tensor, sam.pixel_std)
     images, targets, owners = [], [], []
     for slot, index in enumerate(indices):
         item = resize_for_model(data[index], size)
         h, w = item.image.shape[:2]
         pixels = torch.from_numpy(np.array(item.image, copy=True)).permute(2, 0, 1).float().to(device)
-        pixels = (pixels - sam.pixel_mean) / sam.pixel_std
+        pixels = (pixels - mean) / std
         images.append(F.pad(pixels, (0, size - w, 0, size - h)))
         non_empty = [m for m in item.masks if m.any()]
         if not non_empty:
@@ -271,7 +282,11 @@ def _mixed_precision(mode: AmpMode, device: torch.device) -> tuple[Any, Any]:
     """``(autocast context factory, grad scaler)`` for the device and mode."""
     if device.type != "cuda" or mode == "off":
         return (lambda: torch.autocast(device.type, enabled=False)), torch.amp.GradScaler(enabled=False)
-    dtype = torch.float16 if mode == "fp16" or (mode == "auto" and not torch.cuda.is_bf16_supported()) else torch.bfloat16
+    dtype = (
+        torch.float16
+        if mode == "fp16" or (mode == "auto" and not torch.cuda.is_bf16_supported())
+        else torch.bfloat16
+    )
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
     return (lambda: torch.autocast("cuda", dtype=dtype)), scaler
 

@@ -111,7 +111,9 @@ def sam_loss(
     """
     logits = logits.float()
     target_f = targets.float()
-    per_candidate = focal_weight * sigmoid_focal_loss(logits, target_f) + dice_weight * dice_loss(logits, target_f)
+    per_candidate = focal_weight * sigmoid_focal_loss(logits, target_f) + dice_weight * dice_loss(
+        logits, target_f
+    )
     best = per_candidate.detach().argmin(dim=1)
     rows = torch.arange(len(best), device=best.device)
     mask = per_candidate[rows, best].mean()

@@ -57,7 +57,9 @@ def mask_boxes(masks: torch.Tensor) -> torch.Tensor:
     return torch.stack([x1, y1, x2, y2], dim=1).float()
 
 
-def noisy_boxes(masks: torch.Tensor, generator: torch.Generator, *, noise: float = 0.1, max_shift: float = 20.0) -> torch.Tensor:
+def noisy_boxes(
+    masks: torch.Tensor, generator: torch.Generator, *, noise: float = 0.1, max_shift: float = 20.0
+) -> torch.Tensor:
     """Bounding boxes with each corner shifted by Gaussian noise.
 
     The noise's standard deviation is ``noise`` times the box side (per

@@ -208,8 +208,10 @@ def _polygon_mask(grid: _Grid, vertices: np.ndarray) -> np.ndarray:
 def _radial_polygon(rng: np.random.Generator, grid: _Grid, radii: np.ndarray) -> np.ndarray:
     cx, cy, radius = _centre_and_radius(rng, grid)
     count = len(radii)
-    angles = np.sort(rng.uniform(0, 2 * np.pi, count)) if count > 8 else (
-        np.arange(count) * 2 * np.pi / count + rng.uniform(0, 2 * np.pi)
+    angles = (
+        np.sort(rng.uniform(0, 2 * np.pi, count))
+        if count > 8
+        else (np.arange(count) * 2 * np.pi / count + rng.uniform(0, 2 * np.pi))
     )
     vertices = np.stack([cx + radius * radii * np.cos(angles), cy + radius * radii * np.sin(angles)], 1)
     return _polygon_mask(grid, vertices)

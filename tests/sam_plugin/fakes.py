@@ -139,6 +139,8 @@ class FakeSession:
     def __init__(self) -> None:
         self.routes: dict[str, tuple[int, dict[str, str], bytes]] = {}
         self.requests: list[tuple[str, dict[str, str]]] = []
+        self.valid_refresh = "eyJh.eyJi.sig"
+        self.refreshes = 0
 
     def add(
         self, url: str, body: bytes = b"", *, status: int = 200, headers: dict[str, str] | None = None
@@ -159,8 +161,23 @@ class FakeSession:
         response.raw = io.BytesIO(body)
         return response
 
-    def post(self, url: str, **kwargs: Any) -> Any:
-        raise AssertionError(f"unexpected POST {url}")
+    def post(self, url: str, json: Any = None, **kwargs: Any) -> Any:
+        """Only Label Studio's token refresh: ``{"refresh": pat}`` -> ``{"access": "access-<n>"}``."""
+        import json as jsonlib
+
+        import requests
+
+        self.requests.append((url, {"body": jsonlib.dumps(json)}))
+        response = requests.Response()
+        response.url = url
+        if url.endswith("/api/token/refresh") and json and json.get("refresh") == self.valid_refresh:
+            self.refreshes += 1
+            response.status_code = 200
+            response._content = jsonlib.dumps({"access": f"access-{self.refreshes}"}).encode()
+        else:
+            response.status_code = 401
+            response._content = b"{}"
+        return response
 
 
 def public_resolver(host: str) -> list[str]:

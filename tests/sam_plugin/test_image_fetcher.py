@@ -156,3 +156,19 @@ def test_data_uri_is_decoded_locally(fake_session: FakeSession) -> None:
     uri = "data:image/png;base64," + base64.b64encode(b"\x89PNG-bytes").decode()
     assert make_fetcher(fake_session).fetch(uri) == b"\x89PNG-bytes"
     assert fake_session.requests == []
+
+
+def test_personal_access_token_is_exchanged_once_for_a_bearer_token(fake_session: FakeSession) -> None:
+    fake_session.add(f"{LS_URL}/data/upload/1/a.png", b"a")
+    fetcher = make_fetcher(fake_session, api_key=fake_session.valid_refresh)
+    fetcher.fetch("/data/upload/1/a.png")
+    fetcher.fetch("/data/upload/1/a.png")
+    gets = [headers for url, headers in fake_session.requests if url.endswith("a.png")]
+    assert [h["Authorization"] for h in gets] == ["Bearer access-1", "Bearer access-1"]
+    assert fake_session.refreshes == 1
+
+
+def test_rejected_personal_access_token_says_what_to_do(fake_session: FakeSession) -> None:
+    fake_session.add(f"{LS_URL}/data/upload/1/a.png", b"a")
+    with pytest.raises(ImageFetchFailed, match="personal access token"):
+        make_fetcher(fake_session, api_key="eyJh.eyJi.wrong").fetch("/data/upload/1/a.png")

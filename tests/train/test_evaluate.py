@@ -32,9 +32,16 @@ class ScriptedPredictor:
     def set_image(self, image: np.ndarray) -> None:
         self.image_shape = image.shape
 
-    def predict(self, *, point_coords=None, point_labels=None, box=None, mask_input=None, multimask_output=True):
+    def predict(
+        self, *, point_coords=None, point_labels=None, box=None, mask_input=None, multimask_output=True
+    ):
         self.calls.append(
-            {"coords": point_coords.copy(), "labels": point_labels.copy(), "mask_input": mask_input, "multi": multimask_output}
+            {
+                "coords": point_coords.copy(),
+                "labels": point_labels.copy(),
+                "mask_input": mask_input,
+                "multi": multimask_output,
+            }
         )
         target = _square()
         if len(point_coords) == 1:

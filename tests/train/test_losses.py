@@ -34,7 +34,9 @@ def test_mask_loss_is_20_focal_plus_1_dice_of_the_chosen_candidate():
     logits = torch.randn(2, 3, 8, 8)
     targets = torch.rand(2, 8, 8) > 0.5
     loss = sam_loss(logits, torch.zeros(2, 3), targets)
-    per = FOCAL_WEIGHT * sigmoid_focal_loss(logits, targets.float()) + DICE_WEIGHT * dice_loss(logits, targets.float())
+    per = FOCAL_WEIGHT * sigmoid_focal_loss(logits, targets.float()) + DICE_WEIGHT * dice_loss(
+        logits, targets.float()
+    )
     assert torch.allclose(loss.mask, per.min(dim=1).values.mean())
 
 

@@ -30,7 +30,9 @@ def test_interactive_rounds_give_a_differentiable_loss(tiny_sam):
     targets = torch.zeros(3, size, size, dtype=torch.bool)
     targets[:, 10:30, 20:40] = True
     embeddings = tiny_sam.image_encoder(torch.randn(1, 3, size, size)).expand(3, -1, -1, -1)
-    result = interactive_rounds(tiny_sam, embeddings, targets, RoundsSettings(rounds=3), torch.Generator().manual_seed(0))
+    result = interactive_rounds(
+        tiny_sam, embeddings, targets, RoundsSettings(rounds=3), torch.Generator().manual_seed(0)
+    )
     result.loss.backward()
     assert result.loss.ndim == 0 and torch.isfinite(result.loss)
     assert 0 <= float(result.first_iou) <= 1 and 0 <= float(result.last_iou) <= 1

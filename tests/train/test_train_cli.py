@@ -19,11 +19,34 @@ def tiny_checkpoint(tiny_sam, tmp_path):
 
 
 @pytest.mark.slow
-def test_sam_train_fine_tunes_a_base_model_and_writes_a_loadable_checkpoint(tiny_checkpoint, tmp_path, monkeypatch):
+def test_sam_train_fine_tunes_a_base_model_and_writes_a_loadable_checkpoint(
+    tiny_checkpoint, tmp_path, monkeypatch
+):
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "tuned.pt"
-    code = train_main(["--scenes", "3", "--base", str(tiny_checkpoint), "--out", str(out), "--steps", "2", "--batch", "1",
-                       "--masks-per-image", "1", "--rounds", "2", "--rounds-without-point", "1", "--no-progress", "--threads", "1"])
+    code = train_main(
+        [
+            "--scenes",
+            "3",
+            "--base",
+            str(tiny_checkpoint),
+            "--out",
+            str(out),
+            "--steps",
+            "2",
+            "--batch",
+            "1",
+            "--masks-per-image",
+            "1",
+            "--rounds",
+            "2",
+            "--rounds-without-point",
+            "1",
+            "--no-progress",
+            "--threads",
+            "1",
+        ]
+    )
     assert code == 0
     config, state, meta = load_checkpoint(out)
     assert config == TINY_CONFIG and meta["step"] == 2 and meta["base"] == str(tiny_checkpoint)
@@ -40,7 +63,21 @@ def test_sam_train_without_base_explains_what_to_do(tmp_path, capsys, monkeypatc
 
 @pytest.mark.slow
 def test_sam_eval_prints_json_metrics(tiny_checkpoint, capsys):
-    code = eval_main(["--model", str(tiny_checkpoint), "--scenes", "2", "--clicks", "2", "--max-objects", "1", "--json", "--threads", "1"])
+    code = eval_main(
+        [
+            "--model",
+            str(tiny_checkpoint),
+            "--scenes",
+            "2",
+            "--clicks",
+            "2",
+            "--max-objects",
+            "1",
+            "--json",
+            "--threads",
+            "1",
+        ]
+    )
     assert code == 0
     report = json.loads(capsys.readouterr().out)
     assert report["objects"] == 2 and report["clicks"] == 2

@@ -63,12 +63,38 @@ def test_coco_json_with_polygons_and_rle_skips_crowds(tmp_path):
     (tmp_path / "images").mkdir()
     Image.fromarray(_image()).save(tmp_path / "images" / "a.png")
     coco = {
-        "images": [{"id": 1, "file_name": "a.png", "width": W, "height": H}, {"id": 2, "file_name": "none.png", "width": W, "height": H}],
+        "images": [
+            {"id": 1, "file_name": "a.png", "width": W, "height": H},
+            {"id": 2, "file_name": "none.png", "width": W, "height": H},
+        ],
         "annotations": [
-            {"id": 1, "image_id": 1, "category_id": 1, "iscrowd": 0, "area": 1.0, "bbox": [0, 0, 1, 1], "segmentation": _rle(_masks()[0])},
-            {"id": 2, "image_id": 1, "category_id": 1, "iscrowd": 0, "area": 1.0, "bbox": [0, 0, 1, 1],
-             "segmentation": [[25, 15, 39, 15, 39, 28, 25, 28]]},
-            {"id": 3, "image_id": 1, "category_id": 1, "iscrowd": 1, "area": 1.0, "bbox": [0, 0, 1, 1], "segmentation": _rle(_masks()[1])},
+            {
+                "id": 1,
+                "image_id": 1,
+                "category_id": 1,
+                "iscrowd": 0,
+                "area": 1.0,
+                "bbox": [0, 0, 1, 1],
+                "segmentation": _rle(_masks()[0]),
+            },
+            {
+                "id": 2,
+                "image_id": 1,
+                "category_id": 1,
+                "iscrowd": 0,
+                "area": 1.0,
+                "bbox": [0, 0, 1, 1],
+                "segmentation": [[25, 15, 39, 15, 39, 28, 25, 28]],
+            },
+            {
+                "id": 3,
+                "image_id": 1,
+                "category_id": 1,
+                "iscrowd": 1,
+                "area": 1.0,
+                "bbox": [0, 0, 1, 1],
+                "segmentation": _rle(_masks()[1]),
+            },
         ],
         "categories": [{"id": 1, "name": "thing"}],
     }
@@ -83,8 +109,10 @@ def test_coco_json_with_polygons_and_rle_skips_crowds(tmp_path):
 
 def test_sa1b_folder(tmp_path):
     Image.fromarray(_image()).save(tmp_path / "sa_1.jpg", quality=100)
-    record = {"image": {"file_name": "sa_1.jpg", "width": W, "height": H},
-              "annotations": [{"segmentation": _rle(m)} for m in _masks()]}
+    record = {
+        "image": {"file_name": "sa_1.jpg", "width": W, "height": H},
+        "annotations": [{"segmentation": _rle(m)} for m in _masks()],
+    }
     (tmp_path / "sa_1.json").write_text(json.dumps(record))
     data = open_dataset(tmp_path)
     assert isinstance(data, Sa1bFolder) and len(data) == 1

@@ -28,8 +28,12 @@ def _settings(**overrides) -> TrainSettings:
 @pytest.mark.slow
 def test_a_few_steps_lower_the_loss(tiny_sam, tmp_path):
     data = GeneratedScenes(2, settings=TINY_SCENES)
-    settings = _settings(steps=40, rounds=RoundsSettings(rounds=1, rounds_without_point=0, box_probability=1.0))
-    result = train(tiny_sam, data, settings, out=tmp_path / "m.pt", state_path=tmp_path / "s.pt", progress=False)
+    settings = _settings(
+        steps=40, rounds=RoundsSettings(rounds=1, rounds_without_point=0, box_probability=1.0)
+    )
+    result = train(
+        tiny_sam, data, settings, out=tmp_path / "m.pt", state_path=tmp_path / "s.pt", progress=False
+    )
     assert result.step == 40
     first, last = sum(result.losses[:5]) / 5, sum(result.losses[-5:]) / 5
     assert last < 0.7 * first
@@ -71,10 +75,19 @@ def test_resume_continues_from_the_same_step_with_the_same_result(tmp_path):
 
     interrupted = _fresh_sam()
     with pytest.raises(_Interrupted):  # dies during step 3 (2 images per step), after the step-2 checkpoint
-        train(interrupted, _CrashingScenes(5), settings, out=tmp_path / "b.pt", state_path=tmp_path / "b_state.pt", progress=False)
+        train(
+            interrupted,
+            _CrashingScenes(5),
+            settings,
+            out=tmp_path / "b.pt",
+            state_path=tmp_path / "b_state.pt",
+            progress=False,
+        )
     assert not (tmp_path / "b.pt").exists()
     resumed_sam = _fresh_sam()
-    resumed = train(resumed_sam, data, settings, out=tmp_path / "b.pt", state_path=tmp_path / "b_state.pt", progress=False)
+    resumed = train(
+        resumed_sam, data, settings, out=tmp_path / "b.pt", state_path=tmp_path / "b_state.pt", progress=False
+    )
     assert resumed.resumed_from == 2 and resumed.step == 4 and len(resumed.losses) == 2
     for (name, a), b in zip(straight.state_dict().items(), resumed_sam.state_dict().values(), strict=True):
         assert torch.allclose(a, b, atol=1e-6), name
@@ -83,7 +96,14 @@ def test_resume_continues_from_the_same_step_with_the_same_result(tmp_path):
 def test_result_loads_through_the_registry(tiny_sam, tmp_path):
     from backend.registry import load_model
 
-    train(tiny_sam, GeneratedScenes(4, settings=TINY_SCENES), _settings(steps=1), out=tmp_path / "m.pt", state_path=tmp_path / "s.pt", progress=False)
+    train(
+        tiny_sam,
+        GeneratedScenes(4, settings=TINY_SCENES),
+        _settings(steps=1),
+        out=tmp_path / "m.pt",
+        state_path=tmp_path / "s.pt",
+        progress=False,
+    )
     loaded = load_model(str(tmp_path / "m.pt"))
     assert loaded.config == tiny_sam.config
     for a, b in zip(tiny_sam.state_dict().values(), loaded.state_dict().values(), strict=True):
@@ -95,9 +115,23 @@ def test_resume_refuses_other_settings(tiny_sam, tmp_path):
     from backend.errors import InvalidInput
 
     data = GeneratedScenes(4, settings=TINY_SCENES)
-    train(tiny_sam, data, _settings(steps=2), out=tmp_path / "m.pt", state_path=tmp_path / "s.pt", progress=False)
+    train(
+        tiny_sam,
+        data,
+        _settings(steps=2),
+        out=tmp_path / "m.pt",
+        state_path=tmp_path / "s.pt",
+        progress=False,
+    )
     with pytest.raises(InvalidInput, match="restart"):
-        train(tiny_sam, data, _settings(steps=3, lr=1e-4), out=tmp_path / "m.pt", state_path=tmp_path / "s.pt", progress=False)
+        train(
+            tiny_sam,
+            data,
+            _settings(steps=3, lr=1e-4),
+            out=tmp_path / "m.pt",
+            state_path=tmp_path / "s.pt",
+            progress=False,
+        )
 
 
 @pytest.mark.slow
@@ -108,8 +142,15 @@ def test_frozen_encoder_is_not_trained_and_embeddings_are_cached(tiny_sam, tmp_p
     decoder_before = tiny_sam.mask_decoder.iou_token.weight.clone()
     cache = EmbeddingCache(tmp_path / "cache", encoder_name="tiny")
     data = GeneratedScenes(2, settings=TINY_SCENES)
-    train(tiny_sam, data, _settings(steps=2, freeze_encoder=True), out=tmp_path / "m.pt", state_path=tmp_path / "s.pt",
-          embedding_cache=cache, progress=False)
+    train(
+        tiny_sam,
+        data,
+        _settings(steps=2, freeze_encoder=True),
+        out=tmp_path / "m.pt",
+        state_path=tmp_path / "s.pt",
+        embedding_cache=cache,
+        progress=False,
+    )
     for key, value in tiny_sam.image_encoder.state_dict().items():
         assert torch.equal(value, before[key]), key
     assert not torch.equal(tiny_sam.mask_decoder.iou_token.weight, decoder_before)

@@ -70,7 +70,7 @@ class RecordingClient(SamClientBase):
     def predict(self, image_id: str, **kwargs: Any) -> list[ObjectMasks]:
         self.predict_calls.append(dict(kwargs, image_id=image_id))
         answers = self.inner.predict(image_id, **kwargs)
-        self.answers.append(answers[0])
+        self.answers.extend(answers[:1])
         return answers
 
     def automask(self, image_id: str, **params: Any) -> list[dict[str, Any]]:

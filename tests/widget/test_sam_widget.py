@@ -284,14 +284,28 @@ def test_clicks_map_to_original_pixels_at_any_scale_and_css_size(
     assert 0 <= sent[0] <= width and 0 <= sent[1] <= height
 
 
-def test_text_field_sends_a_text_prompt_with_the_current_box(make_widget: Any) -> None:
-    w = make_widget()
+def test_text_field_sends_a_text_prompt_with_the_current_box(client: Any) -> None:
+    from tests.widget.conftest import RecordingClient
+
+    class NoTextMatch(RecordingClient):
+        """Records the text prompt; answers it with no object (CLIP is not the widget's concern)."""
+
+        def predict(self, image_id: str, **kwargs: Any) -> list[Any]:
+            if kwargs.get("text"):
+                self.predict_calls.append(dict(kwargs, image_id=image_id))
+                return []
+            return super().predict(image_id, **kwargs)
+
+    recorder = NoTextMatch(client.inner)
+    w = SamWidget(scene(), recorder, max_canvas_size=(200, 200))
+    w.wait_ready(120)
     mouse(w, "mousedown", 60, 40)
     mouse(w, "mouseup", 150, 120)
     w.toolbar.text.value = "  a bright square "
-    call = w.client.predict_calls[-1]
+    call = recorder.predict_calls[-1]
     assert call["text"] == "a bright square"
-    assert call["box"] == w.current.box.as_list() or "error:" in w.status
+    assert w.current.box is not None and call["box"] == w.current.box.as_list()
     assert w.toolbar.text.value == ""
+    assert "no mask" in w.status
     with pytest.raises(InvalidInput, match="text prompt is empty"):
         w.set_text("   ")
