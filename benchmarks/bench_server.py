@@ -3,17 +3,22 @@
 1. Point-prompt latency with a cached embedding: the in-process predictor
    (``SamPredictor.predict``) vs the same prompt over HTTP to a real
    ``sam-server`` (raw ``requests`` POST, and ``SamClient.predict`` which also
-   decodes the COCO RLE masks). Target: HTTP adds <= 10 ms at p50.
+   decodes the COCO RLE masks), interleaved so all see the same machine load.
+   Target: HTTP adds <= 10 ms at p50.
 2. Throughput (requests/s) with 1, 4 and 16 concurrent clients, each on its
-   own image, with micro-batching on (``--max-batch 16``) and off (``--max-batch 1``).
-   Target: >= 2x at 16 clients.
+   own image, with micro-batching on (``--max-batch 16``) and off
+   (``--max-batch 1``). Target: >= 2x at 16 clients. Batching pays where a
+   decoder call has a large fixed cost (GPU kernel launches); on a CPU one
+   batched call is slower than one call per request, which is why the server
+   defaults to ``--max-batch 0`` (auto: 16 on CUDA, 1 elsewhere).
 
 Weights: ``backend/weights/sam_demo.pt`` when present, else a random network
 whose prompt encoder and mask decoder have ViT-B's sizes (the decoder is what
 a cached-embedding request costs) with a one-block image encoder so that
-filling the cache is quick. Run::
+filling the cache is quick; ``--weights tiny`` isolates the serving overhead.
+Run::
 
-    python benchmarks/bench_server.py [--seconds 10] [--requests 100] [--device auto]
+    python benchmarks/bench_server.py [--seconds 10] [--requests 100] [--device auto] [--weights auto|vit_b_decoder|tiny]
 """
 
 from __future__ import annotations

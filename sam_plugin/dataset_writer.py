@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from backend.errors import ServiceUnavailable
 from backend.formats.images import encode_png
 from backend.formats.mask_codecs import to_coco_rle
 
@@ -51,15 +52,32 @@ def annotation_key(project_id: Any, task_id: Any, annotation_id: Any) -> str:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Temporary file + ``os.replace``; a failed write (disk full) leaves ``path`` as it was.
+
+    Raises:
+        ServiceUnavailable: The folder cannot be written (full disk, permissions).
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise _write_failed(path, exc) from exc
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise _write_failed(path, exc) from exc
         raise
+
+
+def _write_failed(path: Path, exc: OSError) -> ServiceUnavailable:
+    return ServiceUnavailable(
+        f"cannot store {path.name} in the dataset folder {path.parent.parent} ({exc.strerror or exc}); "
+        "free disk space or fix SAM_DATASET_DIR, then save the annotation again"
+    )
 
 
 class DatasetWriter:

@@ -24,7 +24,7 @@ import ipywidgets as widgets
 import numpy as np
 import traitlets
 
-from backend.client.base import ImageSource, SamClientBase
+from backend.client.base import ImageInfo, ImageSource, SamClientBase
 from backend.errors import InvalidInput, SamError
 from backend.formats.coordinates import fit_scale
 from backend.formats.images import load_image
@@ -38,6 +38,7 @@ from widget.drawing import (
     overlay_png,
     scaled_image,
 )
+from widget.embedding import EmbeddingJob
 from widget.events import BoxAction, DragPreview, EventTranslator, KeyCommand, PointAction
 from widget.state import AcceptedMask, Box, Candidate, ObjectEditor, ObjectState, Point
 from widget.toolbar import Toolbar
@@ -110,8 +111,6 @@ class SamWidget(widgets.VBox):
             scale=self.scale, canvas_size=self.canvas_size, image_size=self.image_size
         )
         self._lock = threading.RLock()
-        self._ready = threading.Event()
-        self._embedding_error: BaseException | None = None
         self._syncing = False
 
         self.canvas = MultiCanvas(
@@ -129,7 +128,9 @@ class SamWidget(widgets.VBox):
         super().__init__([self.canvas, self.toolbar.box], opacity=opacity)
         self._wire()
         self.re_draw(image=True)
-        self._start_embedding()
+        self._embedding = EmbeddingJob(
+            self.client, self.pixels, on_tick=self._embedding_progress, on_done=self._embedding_done
+        ).start()
 
     # ------------------------------------------------------------ public API
     @property
@@ -139,10 +140,7 @@ class SamWidget(widgets.VBox):
 
     def wait_ready(self, timeout: float | None = None) -> None:
         """Block until the embedding is computed; re-raise its error if it failed."""
-        if not self._ready.wait(timeout):
-            raise TimeoutError(f"the image embedding was not ready within {timeout} s")
-        if self._embedding_error is not None:
-            raise self._embedding_error
+        self._embedding.wait(timeout)
 
     def add_point(self, x: float, y: float, *, positive: bool = True) -> None:
         """Add a click at original-image pixel ``(x, y)``; refines the current answer."""
@@ -318,7 +316,7 @@ class SamWidget(widgets.VBox):
             if self.image_id is None:
                 self.editor.push(state)
                 self._sync()
-                if self._embedding_error is None:
+                if self._embedding.error is None:
                     self.status = "computing embedding… the prompt will be sent when it is ready"
                 return
             start = time.perf_counter()
@@ -370,41 +368,20 @@ class SamWidget(widgets.VBox):
             raise InvalidInput(f"({x}, {y}) is outside the {width}x{height} image: use original-image pixels")
 
     # ------------------------------------------------------------ embedding
-    def _start_embedding(self) -> None:
-        threading.Thread(target=self._embed, name="sam-widget-embedding", daemon=True).start()
+    def _embedding_progress(self, seconds: float) -> None:
+        self.toolbar.show_status(f"computing embedding… {seconds:.1f} s", progress=(seconds % 2.0) / 2.0)
 
-    def _embed(self) -> None:
-        start = time.perf_counter()
-        done = threading.Event()
-        ticker = threading.Thread(target=self._tick, args=(start, done), daemon=True)
-        ticker.start()
-        try:
-            info = self.client.add_image(self.pixels)
-        except Exception as exc:  # shown in the status line and re-raised by wait_ready()
-            self._embedding_error = exc
-        finally:
-            done.set()
-            ticker.join()
-        try:
-            if self._embedding_error is not None:
-                self.status = f"error: could not compute the embedding: {self._embedding_error}"
-                return
-            with self._lock:
-                self.image_id = info.image_id
-                self.status = f"embedding ready in {time.perf_counter() - start:.1f} s: click on an object"
-                pending = self.current
-                if pending.has_prompt and not pending.candidates:
-                    self.editor.undo()
-                    self._guarded(lambda: self._ask(pending, refine_from=None))
-        finally:
-            self._ready.set()
-
-    def _tick(self, start: float, done: threading.Event) -> None:
-        """Status line and a cycling progress bar while the embedding is computed."""
-        while not done.wait(0.25):
-            elapsed = time.perf_counter() - start
-            self.toolbar.show_status(f"computing embedding… {elapsed:.1f} s", progress=(elapsed % 2.0) / 2.0)
-        self.toolbar.show_status(self.status)
+    def _embedding_done(self, info: ImageInfo | None, error: BaseException | None, seconds: float) -> None:
+        if info is None:
+            self.status = f"error: could not compute the embedding: {error}"
+            return
+        with self._lock:
+            self.image_id = info.image_id
+            self.status = f"embedding ready in {seconds:.1f} s: click on an object"
+            pending = self.current
+            if pending.has_prompt and not pending.candidates:  # clicks made while it was computed
+                self.editor.undo()
+                self._guarded(lambda: self._ask(pending, refine_from=None))
 
 
 def _default_client() -> SamClientBase:

@@ -14,6 +14,7 @@ multi-machine cluster it must be on storage every node sees at the same path.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -103,7 +104,15 @@ def run_on_ray(
     except ImportError as error:
         raise InvalidInput("--ray needs Ray Data: pip install 'ray[data]' (or sam-server[ray])") from error
     if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        runtime_env = None
+        if address is None:  # a local cluster: workers import this very source tree, installed or not
+            source_root = str(Path(__file__).resolve().parents[2])
+            runtime_env = {
+                "env_vars": {
+                    "PYTHONPATH": os.pathsep.join(filter(None, [source_root, os.environ.get("PYTHONPATH")]))
+                }
+            }
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, runtime_env=runtime_env)
     gpus = int(ray.cluster_resources().get("GPU", 0))
     replicas = workers or max(1, gpus)
     dataset = ray.data.from_items(

@@ -284,13 +284,18 @@ class AutomaskGenerator:
                 keep &= stability >= self.stability_score_thresh
             boxes = masks_to_boxes_xyxy(masks)
             keep &= ~boxes_touching_crop_edge(boxes, crop, height, width)
-            for i in torch.nonzero(keep).flatten().tolist():
+            kept = torch.nonzero(keep).flatten()
+            # Small per-mask values go to the CPU once per chunk; masks one at a time.
+            kept_boxes, kept_areas = boxes[kept].cpu(), areas[kept].cpu().tolist()
+            kept_iou, kept_stability = iou[chunk][kept].cpu(), stability[kept].cpu()
+            kept_points = point_index[chunk][kept].cpu().tolist()
+            for j, i in enumerate(kept.tolist()):
                 found.rles.append(to_coco_rle(_uncrop_mask(masks[i].cpu().numpy(), crop, height, width)))
-                found.areas.append(int(areas[i]))
-                found.boxes.append(boxes[i].cpu())
-                found.iou.append(iou[start + i].cpu())
-                found.stability.append(stability[i].cpu())
-                found.points.append(points[int(point_index[start + i])])
+                found.areas.append(int(kept_areas[j]))
+                found.boxes.append(kept_boxes[j])
+                found.iou.append(kept_iou[j])
+                found.stability.append(kept_stability[j])
+                found.points.append(points[kept_points[j]])
                 found.crops.append(crop)
         return found
 

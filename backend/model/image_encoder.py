@@ -235,8 +235,32 @@ def _rel_pos_bias(
     r_q = q.reshape(B * nh, qh, w, d)
     rel_h = torch.einsum("bhwc,hkc->bhwk", r_q, Rh).contiguous()
     rel_w = torch.einsum("bhwc,wkc->bhwk", r_q, Rw).contiguous()
-    bias = rel_h.unsqueeze(-1) + rel_w.unsqueeze(-2)  # (B nh) x qh x w x kh x kw
-    return bias.reshape(B, nh, qh * w, kh * kw)
+    if ws is None:
+        bias = rel_h.unsqueeze(-1) + rel_w.unsqueeze(-2)  # (B nh) x qh x w x kh x kw
+    else:
+        bias = ws.get("bias", (B * nh, qh, w, kh, kw), q)
+        torch.add(rel_h.unsqueeze(-1), rel_w.unsqueeze(-2), out=bias)
+    return bias.view(B, nh, qh * w, kh * kw)
+
+
+class Workspace:
+    """Named scratch buffers reused within one inference forward pass.
+
+    ``get`` returns a view of the requested shape on a buffer that is reused
+    (grown when needed) for every request of the same name; the caller must be
+    done with the previous contents.
+    """
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, torch.Tensor] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        numel = math.prod(shape)
+        buf = self._buffers.get(name)
+        if buf is None or buf.numel() < numel or buf.dtype != like.dtype or buf.device != like.device:
+            buf = torch.empty(numel, dtype=like.dtype, device=like.device)
+            self._buffers[name] = buf
+        return buf[:numel].view(shape)
 
 
 def get_rel_pos(q_size: int, k_size: int, rel_pos: torch.Tensor) -> torch.Tensor:

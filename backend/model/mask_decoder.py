@@ -172,16 +172,20 @@ class MaskDecoder(nn.Module):
         up1, ln, _, up2, _ = self.output_upscaling
         c1, c2 = up1.out_channels, up2.out_channels
         x = src.reshape(B * N, C)
-        # Rows i, columns (j, dj): one 2x2-deconvolution output row parity di at a time.
-        y = torch.stack(
-            [torch.addmm(up1.bias.repeat(2), x, up1.weight[:, :, di].transpose(1, 2).reshape(C, 2 * c1))
-             .view(B, h, 2 * w * c1) for di in range(2)],
-            dim=2,
-        ).view(B * 4 * N, c1)  # rows (i, di, j, dj) = the 2h x 2w grid
-        y = torch.ops.aten.gelu_(F.layer_norm(y, (c1,), ln.weight, ln.bias, ln.eps))
-        masks = []
-        for ei in range(2):
-            z = torch.addmm(up2.bias.repeat(2), y, up2.weight[:, :, ei].transpose(1, 2).reshape(c1, 2 * c2))
-            z = torch.ops.aten.gelu_(z).view(B, 8 * N, c2)  # rows (I, J, ej)
-            masks.append((hyper_in @ z.transpose(1, 2)).view(B, -1, 2 * h, 4 * w))
-        return torch.stack(masks, dim=3).view(B, -1, 4 * h, 4 * w)
+        # First deconvolution, one output row parity di at a time: rows (i, j, dj) of y[di].
+        y = x.new_empty(2, B * N, 2 * c1)
+        bias1 = up1.bias.repeat(2)
+        for di in range(2):
+            torch.addmm(bias1, x, up1.weight[:, :, di].transpose(1, 2).reshape(C, 2 * c1), out=y[di])
+        y = y.view(-1, c1)
+        y = torch.ops.aten.gelu_(F.layer_norm(y, (c1,), ln.weight, ln.bias, ln.eps)).view(2, B * N * 2, c1)
+        # Second deconvolution per (di, ei): rows (i, j, dj), columns (ej, c2), i.e. output
+        # row 4i + 2di + ei, columns 4j + 2dj + ej in order.
+        bias2 = up2.bias.repeat(2)
+        rows = []
+        for di in range(2):
+            for ei in range(2):
+                w2 = up2.weight[:, :, ei].transpose(1, 2).reshape(c1, 2 * c2)
+                z = torch.ops.aten.gelu_(torch.addmm(bias2, y[di], w2)).view(B, 4 * N, c2)
+                rows.append((hyper_in @ z.transpose(1, 2)).view(B, -1, h, 4 * w))
+        return torch.stack(rows, dim=3).view(B, -1, 4 * h, 4 * w)

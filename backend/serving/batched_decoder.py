@@ -20,6 +20,11 @@ from backend.serving.prompts import Prompt
 if TYPE_CHECKING:
     from backend.inference.predictor import SamPredictor
 
+UPSCALE_CHUNK_PIXELS = 64 * 1024 * 1024
+"""Most full-size logit pixels (float32: 4 bytes each) upscaled at once."""
+MAX_MASK_PIXELS = 1024 * 1024 * 1024
+"""Most mask pixels (objects x candidates x height x width) one request may ask for."""
+
 
 @dataclass
 class DecodeJob:
@@ -105,9 +110,7 @@ def decode_group(predictor: SamPredictor, jobs: list[DecodeJob]) -> list[DecodeR
             embedding=embedding.to(predictor.dtype),
             original_size=size,
         )
-        logits = predictor.upscale_logits(low_res, size).float()
-        all_masks = (logits > MASK_THRESHOLD).cpu().numpy()
-        stability = stability_score(logits).cpu().numpy()
+        all_masks, stability = _upscale_in_chunks(predictor, low_res, size)
         all_scores = scores.float().cpu().numpy()
         best = low_res[:, :1].float()
     results, start = [], 0
@@ -118,6 +121,25 @@ def decode_group(predictor: SamPredictor, jobs: list[DecodeJob]) -> list[DecodeR
         )
         start = end
     return results
+
+
+def _upscale_in_chunks(
+    predictor: SamPredictor, low_res: torch.Tensor, size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """``BxKxLxL`` logits -> ``BxKxHxW`` bool masks and ``BxK`` stability, a few objects at a time.
+
+    Full-size float logits of many objects on a large image would need
+    gigabytes at once; chunks keep the peak near ``UPSCALE_CHUNK_PIXELS``.
+    """
+    per_object = low_res.shape[1] * size[0] * size[1]
+    step = max(1, UPSCALE_CHUNK_PIXELS // per_object)
+    masks, stability = [], []
+    for start in range(0, low_res.shape[0], step):
+        logits = predictor.upscale_logits(low_res[start : start + step], size).float()
+        masks.append((logits > MASK_THRESHOLD).cpu().numpy())
+        stability.append(stability_score(logits).cpu().numpy())
+        del logits
+    return np.concatenate(masks), np.concatenate(stability)
 
 
 def _tensor(array: np.ndarray | None, *, leading: bool) -> torch.Tensor | None:

@@ -47,7 +47,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
         400: "Invalid input (code invalid_input, invalid_json or invalid_image).",
         401: "Missing or wrong bearer token (code unauthorized).",
         404: "Unknown image_id or logits_id (code not_found): upload the image again.",
-        413: "Body or image too large (code payload_too_large).",
+        413: "Body or image too large, or too many boxes for the image size (code payload_too_large).",
         503: "Model loading or out of GPU memory (code unavailable): retry.",
     }
     return {str(s): {"description": reasons[s], **_json(schemas.ErrorResponse)} for s in statuses}

@@ -1,0 +1,7 @@
+"""Training and evaluation: procedural scenes, datasets, the paper's prompt
+simulation and losses, the training loop with resumable checkpoints, the
+interactive point evaluation, and the ``sam-train`` / ``sam-eval`` commands.
+
+Modules are imported where used (they need torch); see ``backend/train/cli.py``
+for the commands and ``backend/train/demo.py`` for the shipped demo model.
+"""

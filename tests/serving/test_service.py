@@ -175,3 +175,43 @@ def test_model_that_fails_to_load_answers_unavailable(tmp_path):
         assert service.models()[0]["ready"] is False
     finally:
         service.close()
+
+
+def test_evicted_embedding_is_recomputed_from_kept_pixels(tiny_sam):
+    service = SamService(make_config(tiny_sam, cache_mb=0)).start()  # the cache holds nothing
+    try:
+        assert service.wait_ready(30)
+        image_id = service.add_image(picture()).image_id
+        [obj] = service.predict(image_id, points=[[10, 10]], labels=[1])
+        assert obj.masks.shape == (3, 60, 80)
+        assert service.encoder_calls == 2
+    finally:
+        service.close()
+
+
+def test_upscaling_in_chunks_gives_the_same_masks(service, tiny_sam, monkeypatch):
+    from backend.inference.predictor import SamPredictor
+    from backend.serving import batched_decoder
+
+    monkeypatch.setattr(batched_decoder, "UPSCALE_CHUNK_PIXELS", 3 * 60 * 80)  # one object per chunk
+    boxes = [[1, 1, 30, 30], [10, 5, 70, 50], [0, 0, 80, 60]]
+    image_id = service.add_image(picture()).image_id
+    objects = service.predict(image_id, boxes=boxes)
+    predictor = SamPredictor(tiny_sam)
+    predictor.set_image(picture())
+    expected = predictor.predict(box=np.array(boxes, dtype=np.float64))
+    for i, obj in enumerate(objects):
+        np.testing.assert_array_equal(obj.masks, expected.masks[i])
+        np.testing.assert_allclose(obj.stability_scores, expected.stability_scores[i], atol=1e-6)
+
+
+def test_answers_too_large_to_hold_are_refused(service, monkeypatch):
+    from backend.errors import PayloadTooLarge
+
+    monkeypatch.setattr("backend.serving.service.MAX_MASK_PIXELS", 2 * 3 * 60 * 80)
+    image_id = service.add_image(picture()).image_id
+    box = [1, 1, 30, 30]
+    with pytest.raises(PayloadTooLarge, match="at most 2 boxes"):
+        service.predict(image_id, boxes=[box, box, box])
+    assert len(service.predict(image_id, boxes=[box, box])) == 2
+    assert len(service.predict(image_id, boxes=[box, box, box], multimask=False)) == 3

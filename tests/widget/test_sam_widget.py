@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 from typing import Any
 
 import numpy as np
@@ -217,8 +218,12 @@ def test_click_during_embedding_is_sent_when_ready(client: Any) -> None:
     click(w, 120, 75)
     assert "computing embedding" in w.status
     assert client.predict_calls == []
+    time.sleep(0.6)  # the status line ticks while the embedding is computed
+    assert w.toolbar.status.value.startswith("computing embedding…")
+    assert w.toolbar.progress.layout.visibility == "visible"
     client.release.set()
     w.wait_ready(120)
+    assert w.toolbar.progress.layout.visibility == "hidden"
     assert len(client.predict_calls) == 1
     assert len(w.candidates) > 0 and len(w.editor.history) == 2
 
