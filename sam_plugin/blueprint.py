@@ -187,10 +187,15 @@ def create_blueprint(
     @bp.post("/predict")
     def predict() -> Response:
         body = _json_body()
-        params = dict(body.get("params") or {})
-        context = params.pop("context", None) or None
+        params = body.get("params") or {}
+        if not isinstance(params, dict):
+            raise InvalidInput("'params' must be a JSON object")
+        context = params.get("context") or None
+        if context is not None and not isinstance(context, dict):
+            raise InvalidInput("'params.context' must be a JSON object such as {\"result\": [...]}")
+        extra = {k: v for k, v in params.items() if k not in ("self", "tasks", "context")}
         model = MODEL_CLASS(_project_id(body.get("project")), body.get("label_config"), runtime=runtime)
-        results = model.predict(body.get("tasks") or [], context=context, **params)
+        results = model.predict(body.get("tasks") or [], context=context, **extra)
         return jsonify({"results": results})
 
     @bp.post("/webhook")

@@ -72,38 +72,50 @@ def from_coco_rle(rle: Any, height: int | None = None, width: int | None = None)
     else:
         raise InvalidInput("COCO RLE counts must be a string or a list of ints")
     # pycocotools returns uninitialised memory for counts that do not cover the mask: check first.
-    if any(c < 0 for c in runs) or sum(runs) != h * w:
+    runs = np.asarray(runs, dtype=np.int64)
+    if (runs < 0).any() or int(runs.sum()) != h * w:
         raise InvalidInput(f"COCO RLE counts do not add up to size {h}x{w} = {h * w} pixels")
     rle = (
-        coco_mask.frPyObjects({"size": [h, w], "counts": runs}, h, w)
+        coco_mask.frPyObjects({"size": [h, w], "counts": runs.tolist()}, h, w)
         if isinstance(counts, list)
         else {"size": [h, w], "counts": counts}
     )
     return np.ascontiguousarray(coco_mask.decode(rle).astype(bool))
 
 
-def _parse_coco_counts(counts: bytes) -> list[int]:
-    """Run lengths of a compressed COCO counts string (pycocotools' ``rleFrString``)."""
-    runs: list[int] = []
-    p, n = 0, len(counts)
-    while p < n:
-        x, k, more = 0, 0, True
-        while more:
-            if p >= n:
-                raise InvalidInput("COCO RLE counts string ends in the middle of a number")
-            c = counts[p] - 48
-            if not 0 <= c < 64:
-                raise InvalidInput(f"COCO RLE counts contain an invalid character {chr(counts[p])!r}")
-            if k > 12:  # pycocotools keeps 64-bit counts; longer numbers are garbage (and slow to build)
-                raise InvalidInput("COCO RLE counts contain an impossibly long number")
-            x |= (c & 0x1F) << (5 * k)
-            more = bool(c & 0x20)
-            p, k = p + 1, k + 1
-            if not more and c & 0x10:
-                x |= -1 << (5 * k)
-        if len(runs) > 2:
-            x += runs[-2]
-        runs.append(x)
+def _parse_coco_counts(counts: bytes) -> np.ndarray:
+    """Run lengths of a compressed COCO counts string (pycocotools' ``rleFrString``), vectorised.
+
+    Each number is written in 5-bit groups, least significant first, as
+    characters ``48 + group`` with bit 0x20 meaning "more groups follow" and
+    bit 0x10 of the last group the sign; from the fourth number on, each is a
+    difference to the number two places before.
+
+    Returns:
+        ``N`` int64 run lengths.
+    """
+    chars = np.frombuffer(counts, dtype=np.uint8).astype(np.int64) - 48
+    if ((chars < 0) | (chars >= 64)).any():
+        bad = counts[int(np.flatnonzero((chars < 0) | (chars >= 64))[0])]
+        raise InvalidInput(f"COCO RLE counts contain an invalid character {chr(bad)!r}")
+    if len(chars) == 0:
+        return np.zeros(0, dtype=np.int64)
+    last = (chars & 0x20) == 0  # the final group of each number
+    if not last[-1]:
+        raise InvalidInput("COCO RLE counts string ends in the middle of a number")
+    ends = np.flatnonzero(last)
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    lengths = ends - starts + 1
+    if lengths.max() > 12:  # pycocotools keeps 64-bit counts; longer numbers are garbage
+        raise InvalidInput("COCO RLE counts contain an impossibly long number")
+    group = np.repeat(np.arange(len(ends)), lengths)
+    shift = 5 * (np.arange(len(chars)) - starts[group])
+    values = np.add.reduceat((chars & 0x1F) << shift, starts)
+    negative = (chars[ends] & 0x10) != 0
+    values[negative] |= -1 << (5 * lengths[negative])
+    runs = values.copy()  # from index 3 on, runs[m] = values[m] + runs[m - 2]
+    runs[1::2] = np.cumsum(values[1::2])
+    runs[2::2] = np.cumsum(values[2::2])
     return runs
 
 
