@@ -91,8 +91,10 @@ def bench_encoder(ours, ref, repeats: int) -> None:
         o = ours.image_encoder(x)
         b = ours_bf16.image_encoder(xb).float()
         scale = float(r.abs().max())
-        print(f"  (max |ours fp32 - ref| / max |ref| = {float((o - r).abs().max()) / scale:.2e}; "
-              f"bf16: {float((b - r).abs().max()) / scale:.2e})")
+        print(
+            f"  (max |ours fp32 - ref| / max |ref| = {float((o - r).abs().max()) / scale:.2e}; "
+            f"bf16: {float((b - r).abs().max()) / scale:.2e})"
+        )
         times = interleaved(
             {
                 "reference fp32": lambda: ref.image_encoder(x),
@@ -115,7 +117,9 @@ def bench_prompt(ours, ref, repeats: int) -> None:
 
     h, w = IMAGE_HW
     with torch.inference_mode():
-        embedding = ref.image_encoder(torch.randn(1, 3, 1024, 1024, generator=torch.Generator().manual_seed(2)))
+        embedding = ref.image_encoder(
+            torch.randn(1, 3, 1024, 1024, generator=torch.Generator().manual_seed(2))
+        )
     ref_pred = ReferencePredictor(ref)
     # What ReferencePredictor.set_torch_image stores, without re-running the encoder.
     ref_pred.reset_image()

@@ -9,8 +9,9 @@ the server's micro-batcher) that upscale only what they keep.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -19,6 +20,7 @@ from PIL import Image
 from backend.errors import InvalidInput
 from backend.formats.coordinates import resized_shape, to_model_boxes, to_model_points
 from backend.inference.mask_ops import MASK_THRESHOLD, stability_score
+from backend.inference.prompts import check_prompt
 
 if TYPE_CHECKING:
     from backend.model import Sam
@@ -156,11 +158,17 @@ class SamPredictor:
             A :class:`PredictorOutput` with B objects (B = 1 without boxes).
         """
         height, width = self.original_size
-        coords, labels = _check_points(point_coords, point_labels, width, height)
-        boxes = _check_boxes(box, width, height)
         masks = self._check_mask_input(mask_input)
-        if coords is None and boxes is None and masks is None:
-            raise InvalidInput("give at least one prompt: points, a box or a mask_input")
+        prompt = check_prompt(
+            width=width,
+            height=height,
+            points=point_coords,
+            labels=point_labels,
+            box=box,  # one XYXY box or Bx4 boxes: check_prompt accepts both here
+            boxes=None,
+            has_mask_input=masks is not None,
+        )
+        coords, labels, boxes = prompt.points, prompt.labels, prompt.boxes
 
         batch = max(len(boxes) if boxes is not None else 1, len(masks) if masks is not None else 1)
         if boxes is not None and masks is not None and len(masks) not in (1, batch):
@@ -282,49 +290,3 @@ class SamPredictor:
             raise InvalidInput("mask_input contains NaN or infinite values")
         return masks
 
-
-def _check_points(
-    point_coords: ArrayLike | None, point_labels: ArrayLike | None, width: int, height: int
-) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Validate ``Nx2`` points and ``N`` labels inside a ``width x height`` image."""
-    if point_coords is None and point_labels is None:
-        return None, None
-    if point_coords is None or point_labels is None:
-        raise InvalidInput("points and labels go together: give both or neither")
-    coords = np.asarray(point_coords, dtype=np.float64)
-    labels = np.asarray(point_labels)
-    if coords.size == 0 and labels.size == 0:
-        return None, None
-    if coords.ndim != 2 or coords.shape[1] != 2:
-        raise InvalidInput(f"points must be a list of [x, y] pairs (Nx2), got shape {coords.shape}")
-    if labels.ndim != 1 or len(labels) != len(coords):
-        raise InvalidInput(f"got {len(coords)} points but {labels.size} labels; give one label (1 or 0) per point")
-    if not np.isin(labels, (0, 1)).all():
-        raise InvalidInput("labels must be 1 (foreground) or 0 (background)")
-    _check_inside(coords, width, height, "point")
-    return coords, labels.astype(np.int64)
-
-
-def _check_boxes(box: ArrayLike | None, width: int, height: int) -> np.ndarray | None:
-    """Validate one ``4`` box or ``Bx4`` boxes (XYXY) -> ``Bx4``."""
-    if box is None:
-        return None
-    boxes = np.asarray(box, dtype=np.float64)
-    if boxes.ndim == 1:
-        boxes = boxes[None]
-    if boxes.ndim != 2 or boxes.shape[1] != 4 or len(boxes) == 0:
-        raise InvalidInput(f"a box is [x1, y1, x2, y2]; boxes are a list of those, got shape {boxes.shape}")
-    _check_inside(boxes.reshape(-1, 2), width, height, "box corner")
-    if (boxes[:, 2] < boxes[:, 0]).any() or (boxes[:, 3] < boxes[:, 1]).any():
-        raise InvalidInput("box is inverted: need x1 <= x2 and y1 <= y2 ([x1, y1, x2, y2])")
-    return boxes
-
-
-def _check_inside(xy: np.ndarray, width: int, height: int, what: str) -> None:
-    """Finite ``Nx2`` coordinates within ``[0, width] x [0, height]``."""
-    if not np.isfinite(xy).all():
-        raise InvalidInput(f"{what} coordinates must be finite numbers (got NaN or infinity)")
-    outside = (xy[:, 0] < 0) | (xy[:, 0] > width) | (xy[:, 1] < 0) | (xy[:, 1] > height)
-    if outside.any():
-        x, y = xy[np.argmax(outside)]
-        raise InvalidInput(f"{what} ({x:g}, {y:g}) is outside the {width}x{height} image; use pixel coordinates")

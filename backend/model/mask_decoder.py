@@ -59,9 +59,12 @@ class MaskDecoder(nn.Module):
             nn.GELU(),
         )
         self.output_hypernetworks_mlps = nn.ModuleList(
-            MLP(transformer_dim, transformer_dim, transformer_dim // 8, 3) for _ in range(self.num_mask_tokens)
+            MLP(transformer_dim, transformer_dim, transformer_dim // 8, 3)
+            for _ in range(self.num_mask_tokens)
         )
-        self.iou_prediction_head = MLP(transformer_dim, iou_head_hidden_dim, self.num_mask_tokens, iou_head_depth)
+        self.iou_prediction_head = MLP(
+            transformer_dim, iou_head_hidden_dim, self.num_mask_tokens, iou_head_depth
+        )
 
     def forward(
         self,
@@ -89,7 +92,9 @@ class MaskDecoder(nn.Module):
         size = image_embeddings.shape[-2:]
         return self._decode(keys, key_pe, None, sparse_prompt_embeddings, multimask_output, size)
 
-    def precompute(self, image_embeddings: Tensor, image_pe: Tensor, no_mask_embedding: Tensor) -> DecoderImageCache:
+    def precompute(
+        self, image_embeddings: Tensor, image_pe: Tensor, no_mask_embedding: Tensor
+    ) -> DecoderImageCache:
         """Prompt-independent work for one image (pure function of its inputs).
 
         Args:
@@ -143,7 +148,9 @@ class MaskDecoder(nn.Module):
     ) -> tuple[Tensor, Tensor]:
         b = sparse.shape[0]
         output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
-        tokens = torch.cat([output_tokens.unsqueeze(0).expand(b, -1, -1), sparse.to(output_tokens.dtype)], dim=1)
+        tokens = torch.cat(
+            [output_tokens.unsqueeze(0).expand(b, -1, -1), sparse.to(output_tokens.dtype)], dim=1
+        )
         # Only the IoU token and the mask tokens that are returned are needed after the transformer.
         mask_ids = list(range(1, self.num_mask_tokens)) if multimask_output else [0]
         needed = [0] + [1 + i for i in mask_ids]

@@ -72,7 +72,9 @@ class Sam(nn.Module):
         x = F.pad(x, (0, self.image_size - w, 0, self.image_size - h))
         return x.to(self.dtype)
 
-    def postprocess_masks(self, masks: Tensor, input_size: tuple[int, int], original_size: tuple[int, int]) -> Tensor:
+    def postprocess_masks(
+        self, masks: Tensor, input_size: tuple[int, int], original_size: tuple[int, int]
+    ) -> Tensor:
         """Upscale BxCxLxL low-res logits to the padded input size, crop the padding
         (``input_size``, the resized image before padding, as (H, W)) and resize to
         ``original_size`` (H, W), bilinearly -- the reference's arithmetic.
@@ -141,7 +143,9 @@ class Sam(nn.Module):
                 emb.unsqueeze(0), self.prompt_encoder.get_dense_pe(), sparse, dense, multimask_output
             )
             masks = self.postprocess_masks(low_res, record["image"].shape[-2:], record["original_size"])
-            outputs.append({"masks": masks > self.mask_threshold, "iou_predictions": iou, "low_res_logits": low_res})
+            outputs.append(
+                {"masks": masks > self.mask_threshold, "iou_predictions": iou, "low_res_logits": low_res}
+            )
         return outputs
 
 

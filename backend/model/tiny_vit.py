@@ -22,7 +22,14 @@ class Conv2d_BN(nn.Sequential):  # noqa: N801 - official checkpoint name
     """Convolution without bias followed by BatchNorm (``c``, ``bn``)."""
 
     def __init__(
-        self, a: int, b: int, ks: int = 1, stride: int = 1, pad: int = 0, groups: int = 1, bn_weight_init: float = 1.0
+        self,
+        a: int,
+        b: int,
+        ks: int = 1,
+        stride: int = 1,
+        pad: int = 0,
+        groups: int = 1,
+        bn_weight_init: float = 1.0,
     ) -> None:
         super().__init__()
         self.add_module("c", nn.Conv2d(a, b, ks, stride, pad, 1, groups, bias=False))
@@ -91,9 +98,7 @@ class PatchMerging(nn.Module):
 class ConvLayer(nn.Module):
     """Stage 0: MBConv blocks then patch merging."""
 
-    def __init__(
-        self, dim: int, depth: int, expand_ratio: float, downsample: PatchMerging | None
-    ) -> None:
+    def __init__(self, dim: int, depth: int, expand_ratio: float, downsample: PatchMerging | None) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(MBConv(dim, dim, expand_ratio) for _ in range(depth))
         self.downsample = downsample
@@ -142,7 +147,9 @@ class Attention(nn.Module):
                 idxs.append(offsets.setdefault(off, len(offsets)))
         self.attention_biases = nn.Parameter(torch.zeros(num_heads, len(offsets)))
         self.register_buffer(
-            "attention_bias_idxs", torch.tensor(idxs, dtype=torch.long).view(len(points), len(points)), persistent=False
+            "attention_bias_idxs",
+            torch.tensor(idxs, dtype=torch.long).view(len(points), len(points)),
+            persistent=False,
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -172,7 +179,9 @@ class TinyViTBlock(nn.Module):
         self.window_size = window_size
         self.attn = Attention(dim, dim // num_heads, num_heads, (window_size, window_size))
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
-        self.local_conv = Conv2d_BN(dim, dim, ks=local_conv_size, stride=1, pad=local_conv_size // 2, groups=dim)
+        self.local_conv = Conv2d_BN(
+            dim, dim, ks=local_conv_size, stride=1, pad=local_conv_size // 2, groups=dim
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         H, W = self.input_resolution

@@ -47,9 +47,7 @@ class Attention(nn.Module):
         return self.out_proj(out.reshape(out.shape[0], out.shape[1], self.internal_dim))
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-        return self.attend(
-            self.heads(self.q_proj(q)), self.heads(self.k_proj(k)), self.heads(self.v_proj(v))
-        )
+        return self.attend(self.heads(self.q_proj(q)), self.heads(self.k_proj(k)), self.heads(self.v_proj(v)))
 
 
 class TwoWayAttentionBlock(nn.Module):
@@ -281,7 +279,9 @@ class TwoWayTransformer(nn.Module):
         """
         queries = point_embedding
         for i, layer in enumerate(self.layers):
-            queries, keys = layer(queries, keys, point_embedding, key_pe, first_projections if i == 0 else None)
+            queries, keys = layer(
+                queries, keys, point_embedding, key_pe, first_projections if i == 0 else None
+            )
         if output_tokens is not None:
             queries = queries[:, output_tokens]
             point_embedding = point_embedding[:, output_tokens]

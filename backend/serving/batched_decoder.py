@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from backend.inference.mask_ops import MASK_THRESHOLD, stability_score
-from backend.serving.prompts import Prompt
+from backend.inference.prompts import Prompt
 
 if TYPE_CHECKING:
     from backend.inference.predictor import SamPredictor

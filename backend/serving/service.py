@@ -39,7 +39,7 @@ from backend.serving.cache_entries import CachedEmbedding, StoredLogits, parse_d
 from backend.serving.config import ServerConfig
 from backend.serving.embedding_cache import ByteBoundedLRU, CacheStats
 from backend.serving.gpu_worker import GpuWorker
-from backend.serving.prompts import check_prompt
+from backend.inference.prompts import check_prompt
 from backend.serving.special_prompts import AutomaskRunner
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from backend.client.base import ObjectMasks
 from backend.errors import InvalidInput
 from backend.serving.embedding_cache import ByteBoundedLRU, CacheStats
-from backend.serving.prompts import Prompt
+from backend.inference.prompts import Prompt
 from backend.serving.schemas import AutomaskParams
 
 TEXT_TOP_K = 3

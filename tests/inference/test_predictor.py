@@ -148,7 +148,7 @@ def test_stability_score_matches_definition(models):
         (dict(box=[50, 10, 20, 30]), "inverted"),
         (dict(box=[1, 2, 3]), "x1, y1, x2, y2"),
         (dict(mask_input=np.zeros((1, 10, 10))), "mask_input must be"),
-        (dict(), "at least one prompt"),
+        (dict(), "give a prompt"),
     ],
 )
 def test_bad_prompts_raise_clear_errors(models, prompt, message):

@@ -60,10 +60,14 @@ def _prompts(size: int, seed: int = 0) -> dict[str, dict]:
     s = float(size)
     low = 4 * (size // 16)
     return {
-        "one_point": dict(points=(torch.tensor([[[0.3 * s, 0.6 * s]]]), torch.tensor([[1]])), boxes=None, masks=None),
+        "one_point": dict(
+            points=(torch.tensor([[[0.3 * s, 0.6 * s]]]), torch.tensor([[1]])), boxes=None, masks=None
+        ),
         "points": dict(
             points=(
-                torch.tensor([[[0.3 * s, 0.4 * s], [0.7 * s, 0.2 * s], [0.5 * s, 0.9 * s], [0.1 * s, 0.1 * s]]]),
+                torch.tensor(
+                    [[[0.3 * s, 0.4 * s], [0.7 * s, 0.2 * s], [0.5 * s, 0.9 * s], [0.1 * s, 0.1 * s]]]
+                ),
                 torch.tensor([[1, 0, 1, 0]]),
             ),
             boxes=None,
@@ -84,20 +88,30 @@ def _prompts(size: int, seed: int = 0) -> dict[str, dict]:
         "boxes": dict(
             points=None,
             boxes=torch.tensor(
-                [[0.1 * s, 0.2 * s, 0.8 * s, 0.7 * s], [0.0, 0.0, 0.5 * s, 0.5 * s], [0.6 * s, 0.3 * s, s - 1, s - 1]]
+                [
+                    [0.1 * s, 0.2 * s, 0.8 * s, 0.7 * s],
+                    [0.0, 0.0, 0.5 * s, 0.5 * s],
+                    [0.6 * s, 0.3 * s, s - 1, s - 1],
+                ]
             ),
             masks=None,
         ),
         "boxes_points": dict(
             points=(torch.rand(3, 2, 2, generator=gen) * s, torch.tensor([[1, 0], [1, 1], [0, 1]])),
             boxes=torch.tensor(
-                [[0.1 * s, 0.2 * s, 0.8 * s, 0.7 * s], [0.0, 0.0, 0.5 * s, 0.5 * s], [0.6 * s, 0.3 * s, s - 1, s - 1]]
+                [
+                    [0.1 * s, 0.2 * s, 0.8 * s, 0.7 * s],
+                    [0.0, 0.0, 0.5 * s, 0.5 * s],
+                    [0.6 * s, 0.3 * s, s - 1, s - 1],
+                ]
             ),
             masks=None,
         ),
         "padded_points": dict(
-            points=(torch.tensor([[[0.3 * s, 0.4 * s], [0.0, 0.0]], [[0.5 * s, 0.5 * s], [0.6 * s, 0.1 * s]]]),
-                    torch.tensor([[1, -1], [1, 0]])),
+            points=(
+                torch.tensor([[[0.3 * s, 0.4 * s], [0.0, 0.0]], [[0.5 * s, 0.5 * s], [0.6 * s, 0.1 * s]]]),
+                torch.tensor([[1, -1], [1, 0]]),
+            ),
             boxes=None,
             masks=None,
         ),
@@ -207,7 +221,9 @@ def test_prompt_encoder_and_decoder(tiny, case, multimask):
         assert_close(sparse, r_sparse)
         assert_close(dense, r_dense)
         assert_close(ours.prompt_encoder.get_dense_pe(), ref.prompt_encoder.get_dense_pe())
-        masks, iou = ours.mask_decoder(embedding, ours.prompt_encoder.get_dense_pe(), sparse, dense, multimask)
+        masks, iou = ours.mask_decoder(
+            embedding, ours.prompt_encoder.get_dense_pe(), sparse, dense, multimask
+        )
         assert masks.shape[1] == (3 if multimask else 1)
         assert_close(masks, r_masks)
         assert_close(iou, r_iou)
@@ -224,14 +240,22 @@ def test_cached_decoder_path(tiny, case, multimask):
         _, _, r_masks, r_iou = _reference_decode(ref, embedding, prompt, multimask)
         cache = ours.prepare_decoder(embedding)
         masks, iou = ours.decode(
-            cache, points=prompt["points"], boxes=prompt["boxes"], mask_input=prompt["masks"],
+            cache,
+            points=prompt["points"],
+            boxes=prompt["boxes"],
+            mask_input=prompt["masks"],
             multimask_output=multimask,
         )
         assert_close(masks, r_masks)
         assert_close(iou, r_iou)
         # The cache is reusable: a second prompt on the same image still agrees.
-        again, _ = ours.decode(cache, points=prompt["points"], boxes=prompt["boxes"], mask_input=prompt["masks"],
-                               multimask_output=multimask)
+        again, _ = ours.decode(
+            cache,
+            points=prompt["points"],
+            boxes=prompt["boxes"],
+            mask_input=prompt["masks"],
+            multimask_output=multimask,
+        )
         assert torch.equal(again, masks)
 
 
@@ -274,16 +298,72 @@ def test_full_size_decoder_vit_b_dims():
     config = replace(VIT_B, vit=replace(VIT_B.vit, depth=1, global_attn_indexes=(0,)))
     ours, ref = make_pair(config, seed=8)
     embedding = _embedding(config)
-    for case in ("one_point", "box_points", "mask_input", "boxes"):
-        prompt = _prompts(config.image_size)[case]
+    gen = torch.Generator().manual_seed(9)
+    many = dict(  # 20 points: the unfolded attention path at full width
+        points=(torch.rand(2, 20, 2, generator=gen) * 1024, torch.randint(0, 2, (2, 20), generator=gen)),
+        boxes=None,
+        masks=None,
+    )
+    for case in ("one_point", "box_points", "mask_input", "boxes", "many_points"):
+        prompt = many if case == "many_points" else _prompts(config.image_size)[case]
         with torch.inference_mode():
             _, _, r_masks, r_iou = _reference_decode(ref, embedding, prompt, True)
             masks, iou = ours.decode(
-                ours.prepare_decoder(embedding), points=prompt["points"], boxes=prompt["boxes"],
+                ours.prepare_decoder(embedding),
+                points=prompt["points"],
+                boxes=prompt["boxes"],
                 mask_input=prompt["masks"],
             )
         assert_close(masks, r_masks, rel=FULL_REL)
         assert_close(iou, r_iou, rel=FULL_REL)
+
+
+def test_postprocess_masks_bit_identical(tiny):
+    """The cropped / identity-skipping upscaling returns exactly the reference's values."""
+    ours, ref = tiny
+    side = ours.config.image_size
+    low = torch.randn(
+        2, 3, ours.config.low_res_size, ours.config.low_res_size, generator=torch.Generator().manual_seed(5)
+    )
+    for input_size, original in [
+        ((side, side), (side, side)),
+        ((96, side), (96, side)),
+        ((side, 70), (333, 190)),
+        ((37, side), (111, 517)),
+        ((side - 1, 5), (1200, 7)),
+    ]:
+        with torch.no_grad():
+            assert torch.equal(
+                ours.postprocess_masks(low, input_size, original),
+                ref.postprocess_masks(low, input_size, original),
+            )
+
+
+def test_encoder_grad_path_matches_inference_path(tiny):
+    """The autograd path (no scratch buffers, no in-place ops) computes the same embeddings."""
+    ours, _ = tiny
+    x = _image(ours.config)
+    with torch.no_grad():
+        fast = ours.image_encoder(x)
+    slow = ours.image_encoder(x.requires_grad_(True))
+    slow.sum().backward()
+    assert x.grad is not None
+    assert_close(slow.detach(), fast)
+
+
+def test_decoder_grad_path_matches_inference_path(tiny):
+    ours, _ = tiny
+    embedding = _embedding(ours.config)
+    prompt = _prompts(ours.config.image_size)["box_points"]
+    with torch.no_grad():
+        sparse, dense = ours.prompt_encoder(**prompt)
+        fast, _ = ours.mask_decoder(embedding, ours.prompt_encoder.get_dense_pe(), sparse, dense, True)
+    emb = embedding.clone().requires_grad_(True)
+    sparse, dense = ours.prompt_encoder(**prompt)
+    slow, iou = ours.mask_decoder(emb, ours.prompt_encoder.get_dense_pe(), sparse, dense, True)
+    (slow.sum() + iou.sum()).backward()
+    assert emb.grad is not None and torch.isfinite(emb.grad).all()
+    assert_close(slow.detach(), fast)
 
 
 # ---------------------------------------------------------------------------- dtypes
@@ -303,8 +383,9 @@ def test_bf16_close_to_fp32(tiny):
         assert e16.dtype == torch.bfloat16
         assert_close(e16, e32, rel=5e-2)
         m32, i32 = ours.decode(ours.prepare_decoder(e32), points=prompt["points"], boxes=prompt["boxes"])
-        m16, i16 = half.decode(half.prepare_decoder(e32.to(torch.bfloat16)), points=prompt["points"],
-                               boxes=prompt["boxes"])
+        m16, i16 = half.decode(
+            half.prepare_decoder(e32.to(torch.bfloat16)), points=prompt["points"], boxes=prompt["boxes"]
+        )
         assert m16.dtype == torch.bfloat16
         assert_close(m16, m32, rel=5e-2)
         assert_close(i16, i32, rel=5e-2)
