@@ -109,7 +109,7 @@ def parse_label_config(config: str | None, *, output: OutputKind = "auto") -> Sa
     """
     from label_studio_sdk.label_interface import LabelInterface
 
-    if not config or not config.strip():
+    if not isinstance(config, str) or not config.strip():
         raise InvalidInput(
             "the labeling config is empty; paste the SAM labeling config from docs/labelstudio.md"
         )

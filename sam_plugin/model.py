@@ -185,6 +185,11 @@ class SamLabelStudioModel:
             return {"skipped": "SAM_DATASET_DIR is not set"}
         annotation = data.get("annotation") or {}
         task = data.get("task") or {}
+        if not isinstance(annotation, dict) or not isinstance(task, dict):
+            raise InvalidInput("a webhook payload needs 'annotation' and 'task' objects")
+        results = annotation.get("result") or []
+        if not isinstance(results, list) or not all(isinstance(r, dict) for r in results):
+            raise InvalidInput("annotation.result must be a list of Label Studio regions (JSON objects)")
         task_id = task.get("id", annotation.get("task"))
         if annotation.get("id") is None or task_id is None:
             raise InvalidInput("webhook payload needs annotation.id and task.id")
@@ -192,7 +197,7 @@ class SamLabelStudioModel:
         key = annotation_key(self.project_id, task_id, annotation["id"])
         if event == "ANNOTATION_DELETED":
             return {"deleted": writer.delete(key)}
-        masks = self._accepted_masks(annotation.get("result") or [], task_id)
+        masks = self._accepted_masks(results, task_id)
         if not masks:
             writer.delete(key)
             return {"stored": None, "masks": 0}

@@ -22,25 +22,45 @@ class Toolbar:
     """
 
     def __init__(self, labels: Sequence[str], *, opacity: float) -> None:
-        small = widgets.Layout(width="auto")
+        def fit() -> widgets.Layout:
+            return widgets.Layout(width="auto", flex="0 0 auto")
+
+        described = {"description_width": "initial"}
         self.label = widgets.Dropdown(
-            options=list(labels), value=labels[0], description="label", layout=small
+            options=list(labels), value=labels[0], description="label", layout=fit(), style=described
         )
         self.accept = widgets.Button(
-            description="accept", icon="check", button_style="success", tooltip="Keep the shown mask (Enter)"
+            description="accept",
+            icon="check",
+            button_style="success",
+            tooltip="Keep the shown mask (Enter)",
+            layout=fit(),
         )
-        self.undo = widgets.Button(description="undo", icon="undo", tooltip="Undo the last prompt (Ctrl+Z)")
+        self.undo = widgets.Button(
+            description="undo", icon="undo", tooltip="Undo the last prompt (Ctrl+Z)", layout=fit()
+        )
         self.clear = widgets.Button(
-            description="clear", icon="times", tooltip="Forget this object's prompts (Escape)"
+            description="clear", icon="times", tooltip="Forget this object's prompts (Escape)", layout=fit()
         )
         self.opacity = widgets.FloatSlider(
-            value=opacity, min=0.0, max=1.0, step=0.05, description="opacity", readout_format=".2f"
+            value=opacity,
+            min=0.0,
+            max=1.0,
+            step=0.05,
+            description="opacity",
+            readout_format=".2f",
+            layout=widgets.Layout(width="260px", flex="0 0 auto"),
+            style=described,
         )
         self.candidates = widgets.ToggleButtons(
-            options=[], description="masks", tooltips=[], style={"button_width": "auto"}
+            options=[], description="masks", tooltips=[], style={"button_width": "auto", **described}
         )
         self.text = widgets.Text(
-            placeholder="describe the object, press Enter", description="text", continuous_update=False
+            placeholder="describe the object, press Enter",
+            description="text",
+            continuous_update=False,
+            layout=widgets.Layout(width="320px"),
+            style=described,
         )
         self.status = widgets.Label(value="")
         self.progress = widgets.FloatProgress(
@@ -48,8 +68,14 @@ class Toolbar:
         )
         self.box = widgets.VBox(
             [
-                widgets.HBox([self.label, self.accept, self.undo, self.clear, self.opacity]),
-                widgets.HBox([self.candidates, self.text]),
+                widgets.HBox(
+                    [self.label, self.accept, self.undo, self.clear, self.opacity],
+                    layout=widgets.Layout(flex_flow="row wrap", align_items="center"),
+                ),
+                widgets.HBox(
+                    [self.candidates, self.text],
+                    layout=widgets.Layout(flex_flow="row wrap", align_items="center"),
+                ),
                 widgets.HBox([self.progress, self.status]),
             ]
         )

@@ -141,9 +141,6 @@ def _setup_torch(args: argparse.Namespace) -> str:
 
 
 def _train(args: argparse.Namespace) -> int:
-    import torch
-
-    from backend.model import build_sam
     from backend.train import demo
     from backend.train.embedding_cache import EmbeddingCache
     from backend.train.loop import TrainSettings, train
@@ -154,8 +151,7 @@ def _train(args: argparse.Namespace) -> int:
     run_dir = Path("runs") / out.stem
     state = Path(args.state) if args.state else run_dir / "state.pt"
     if args.demo:
-        torch.manual_seed(demo.DEMO_SETTINGS.seed)
-        sam: Sam = build_sam(demo.DEMO_CONFIG)
+        sam: Sam = demo.build_demo_model(demo.DEMO_SETTINGS.seed)
         data: MaskDataset = demo.training_scenes()
         settings = demo.DEMO_SETTINGS
         base = "scratch"

@@ -15,11 +15,18 @@ and measure it on scenes it never saw (seeds from
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+import torch
+
 from backend.model.config import SamConfig, ViTConfig
 from backend.train.datasets import GeneratedScenes
 from backend.train.loop import TrainSettings
 from backend.train.scenes import SceneSettings
 from backend.train.simulation import RoundsSettings
+
+if TYPE_CHECKING:
+    from backend.model import Sam
 
 DEMO_CONFIG = SamConfig(
     encoder="vit",
@@ -47,23 +54,68 @@ HELDOUT_FIRST_SEED = 10_000_000
 """Held-out scenes start here, far from every training seed."""
 
 DEMO_SETTINGS = TrainSettings(
-    steps=1500,
+    steps=3000,
     images_per_batch=4,
     masks_per_image=4,
     accumulate=1,
     lr=1e-3,
     weight_decay=0.05,
     warmup_steps=50,
-    decay_steps=(1300,),
+    decay_steps=(2600,),
     decay_factor=0.1,
     grad_clip=1.0,
     freeze_encoder=False,
     amp="auto",
     seed=0,
-    checkpoint_every=25,
+    checkpoint_every=50,
     rounds=RoundsSettings(rounds=2, rounds_without_point=0, box_probability=0.5),
 )
 """CPU-sized version of the paper's recipe (2 prompting rounds instead of 11)."""
+
+
+def build_demo_model(seed: int = 0) -> Sam:
+    """The untrained demo network, initialised for training from scratch.
+
+    SAM's image encoder starts from an MAE-pretrained ViT whose absolute
+    position embedding is the fixed 2-D sine-cosine table; without
+    pretraining, a zero position embedding leaves the image embedding blind
+    to where things are and the decoder stalls on "predict nothing" for
+    hundreds of steps. So the position embedding starts as that table.
+
+    Args:
+        seed: Seed of the random initialisation.
+
+    Returns:
+        The network in training mode.
+    """
+    from backend.model import build_sam
+
+    torch.manual_seed(seed)
+    sam = build_sam(DEMO_CONFIG)
+    with torch.no_grad():
+        sam.image_encoder.pos_embed.copy_(sincos_position_table(DEMO_CONFIG.embedding_size, DEMO_CONFIG.vit.embed_dim))
+    return sam.train()
+
+
+def sincos_position_table(grid: int, dim: int) -> torch.Tensor:
+    """MAE's 2-D sine-cosine position embedding.
+
+    Args:
+        grid: Side of the patch grid.
+        dim: Embedding width (a multiple of 4).
+
+    Returns:
+        ``1 x grid x grid x dim`` float32: the first half encodes the row,
+        the second half the column, each as sines then cosines of
+        ``position / 10000^(k / (dim / 4))``.
+    """
+    quarter = dim // 4
+    frequencies = 1.0 / (10000 ** (torch.arange(quarter, dtype=torch.float32) / quarter))
+    angles = torch.arange(grid, dtype=torch.float32)[:, None] * frequencies[None]
+    table = torch.cat([angles.sin(), angles.cos()], dim=1)  # grid x dim/2
+    rows = table[:, None, :].expand(grid, grid, dim // 2)
+    cols = table[None, :, :].expand(grid, grid, dim // 2)
+    return torch.cat([rows, cols], dim=-1)[None]
 
 
 def training_scenes() -> GeneratedScenes:

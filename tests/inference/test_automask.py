@@ -37,7 +37,7 @@ class PooledEncoder(torch.nn.Module):
 LOGIT_SCALE = 100.0
 
 
-def _models(seed: int):
+def _models(seed: int, *, pooled_encoder: bool = True):
     config = tiny_vit_config()
     reference = build_reference_sam(config, seed=seed)
     with torch.no_grad():
@@ -49,9 +49,10 @@ def _models(seed: int):
             mlp.layers[-1].bias.mul_(LOGIT_SCALE)
     ours = build_sam(config)
     ours.load_state_dict(reference.state_dict(), strict=True)
-    encoder = PooledEncoder(config.image_size, config.prompt_embed_dim, seed)
-    reference.image_encoder = encoder
-    ours.image_encoder = encoder
+    if pooled_encoder:
+        encoder = PooledEncoder(config.image_size, config.prompt_embed_dim, seed)
+        reference.image_encoder = encoder
+        ours.image_encoder = encoder
     return ours.eval(), reference.eval()
 
 
@@ -125,6 +126,21 @@ def test_same_candidates_as_reference_without_nms(models):
     """With NMS disabled every candidate passing the filters is compared, not only the survivors."""
     got, expected = _both(models, _scene(), **THRESHOLDS, box_nms_thresh=1.0)
     assert len(expected) >= 20, "the test set-up should produce many candidates"
+    _assert_same_records(got, expected)
+
+
+@pytest.mark.slow
+def test_same_candidates_with_both_vit_encoders():
+    """The whole network path (our ViT encoder too) on the same random weights."""
+    got, expected = _both(
+        _models(seed=5, pooled_encoder=False),
+        _scene(),
+        points_per_side=4,
+        pred_iou_thresh=0.0,
+        stability_score_thresh=0.001,
+        box_nms_thresh=1.0,
+    )
+    assert len(expected) >= 5, "the test set-up should produce several candidates"
     _assert_same_records(got, expected)
 
 

@@ -26,8 +26,17 @@ class FakeTextRanker:
     def __init__(self, device: str) -> None:
         self.device = device
 
-    def rank(self, image: Any, records: list[dict[str, Any]], text: str, *, box: Any = None, points: Any = None,
-             labels: Any = None, top_k: int = 3) -> list[tuple[dict[str, Any], float]]:
+    def rank(
+        self,
+        image: Any,
+        records: list[dict[str, Any]],
+        text: str,
+        *,
+        box: Any = None,
+        points: Any = None,
+        labels: Any = None,
+        top_k: int = 3,
+    ) -> list[tuple[dict[str, Any], float]]:
         ordered = sorted(records, key=lambda r: -int(r.get("area", 0)))
         return [(record, 0.5) for record in ordered[:top_k]]
 

@@ -73,10 +73,21 @@ def make_workload(n_images: int, *, seed: int = 0) -> list[WorkItem]:
         prompts = (
             {"points": [[cx, cy]], "labels": [1]},
             {"box": [x0, y0, x0 + width // 3, y0 + height // 3]},
-            {"points": [[cx, cy], [width - 2, height - 2]], "labels": [1, 0], "box": [1, 1, width - 1, height - 1]},
+            {
+                "points": [[cx, cy], [width - 2, height - 2]],
+                "labels": [1, 0],
+                "box": [1, 1, width - 1, height - 1],
+            },
         )
-        items.append(WorkItem(png=encode_png(pixels), image_id=compute_image_id(pixels), width=width,
-                              height=height, prompts=prompts))
+        items.append(
+            WorkItem(
+                png=encode_png(pixels),
+                image_id=compute_image_id(pixels),
+                width=width,
+                height=height,
+                prompts=prompts,
+            )
+        )
     return items
 
 
@@ -85,8 +96,9 @@ def expected_masks(model_path: Path, workload: list[WorkItem]) -> dict[tuple[int
     from backend.serving.config import ServerConfig
     from backend.serving.service import SamService
 
-    service = SamService(ServerConfig(model=str(model_path), device="cpu", cache_dtype="float32", max_batch=1,
-                                      plugins=False)).start()
+    service = SamService(
+        ServerConfig(model=str(model_path), device="cpu", cache_dtype="float32", max_batch=1, plugins=False)
+    ).start()
     try:
         if not service.wait_ready(120):
             raise RuntimeError("the in-process reference service did not load the model")
@@ -101,8 +113,10 @@ def expected_masks(model_path: Path, workload: list[WorkItem]) -> dict[tuple[int
 
 
 def _decode(answer: dict[str, Any]) -> np.ndarray:
-    masks = [mask_utils.decode({"size": m["segmentation"]["size"], "counts": m["segmentation"]["counts"].encode()})
-             for m in answer["objects"][0]["masks"]]
+    masks = [
+        mask_utils.decode({"size": m["segmentation"]["size"], "counts": m["segmentation"]["counts"].encode()})
+        for m in answer["objects"][0]["masks"]
+    ]
     return np.stack(masks).astype(bool)
 
 
@@ -148,7 +162,11 @@ def run_load(
                 if uploaded is None:
                     continue
                 info = uploaded.json()
-                if (info["image_id"], info["width"], info["height"]) != (item.image_id, item.width, item.height):
+                if (info["image_id"], info["width"], info["height"]) != (
+                    item.image_id,
+                    item.width,
+                    item.height,
+                ):
                     with lock:
                         result.mismatches.append(f"client {index}: upload of image {i} answered {info}")
                     continue

@@ -42,11 +42,18 @@ def _fail_once(target: Any, name: str, error: BaseException, monkeypatch: pytest
 
 
 # --------------------------------------------------------------- out of memory
-@pytest.mark.parametrize("error", [torch.cuda.OutOfMemoryError(CUDA_OOM_MESSAGE),
-                                   RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: "
-                                                "can't allocate memory: you tried to allocate 1 bytes. "
-                                                "Error code 12 (Cannot allocate memory); out of memory")],
-                         ids=["cuda", "cpu"])
+@pytest.mark.parametrize(
+    "error",
+    [
+        torch.cuda.OutOfMemoryError(CUDA_OOM_MESSAGE),
+        RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: "
+            "can't allocate memory: you tried to allocate 1 bytes. "
+            "Error code 12 (Cannot allocate memory); out of memory"
+        ),
+    ],
+    ids=["cuda", "cpu"],
+)
 def test_out_of_memory_in_the_decoder_answers_503_and_the_next_request_works(make_app, monkeypatch, error):
     app = make_app(mount_plugin=False)
     http = app.test_client()
@@ -61,7 +68,8 @@ def test_out_of_memory_in_the_decoder_answers_503_and_the_next_request_works(mak
     after = http.post("/v1/predict", json=body)
     assert after.status_code == 200
     assert [m["segmentation"] for m in after.get_json()["objects"][0]["masks"]] == [
-        m["segmentation"] for m in before["objects"][0]["masks"]]
+        m["segmentation"] for m in before["objects"][0]["masks"]
+    ]
     assert calls[0] == 2
 
 
@@ -69,8 +77,9 @@ def test_out_of_memory_in_the_encoder_answers_503_and_a_retry_computes_the_embed
     app = make_app(mount_plugin=False)
     http = app.test_client()
     service = app.extensions["sam_service"]
-    calls = _fail_once(service._predictor, "compute_embedding", torch.cuda.OutOfMemoryError(CUDA_OOM_MESSAGE),
-                       monkeypatch)
+    calls = _fail_once(
+        service._predictor, "compute_embedding", torch.cuda.OutOfMemoryError(CUDA_OOM_MESSAGE), monkeypatch
+    )
     image = png_bytes(picture(seed=4))
     failed = http.post("/v1/images", data=image)
     assert failed.status_code == 503 and failed.get_json()["error"] == "unavailable"
@@ -199,12 +208,20 @@ def test_a_full_disk_during_fit_keeps_the_previous_annotation(make_app, tmp_path
 
         mask = np.zeros(pixels.shape[:2], bool)
         mask[rle_rows[0] : rle_rows[1], 10:30] = True
-        region = {"type": "brushlabels", "from_name": "mask", "to_name": "image", "original_width": 80,
-                  "original_height": 60, "value": {"format": "rle", "rle": to_brush_rle(mask),
-                                                   "brushlabels": ["Object"]}}
-        return {"action": action, "annotation": {"id": 7, "result": [region]},
-                "task": {"id": 3, "data": {"image": image}},
-                "project": {"id": 1, "label_config": EXAMPLE_CONFIG}}
+        region = {
+            "type": "brushlabels",
+            "from_name": "mask",
+            "to_name": "image",
+            "original_width": 80,
+            "original_height": 60,
+            "value": {"format": "rle", "rle": to_brush_rle(mask), "brushlabels": ["Object"]},
+        }
+        return {
+            "action": action,
+            "annotation": {"id": 7, "result": [region]},
+            "task": {"id": 3, "data": {"image": image}},
+            "project": {"id": 1, "label_config": EXAMPLE_CONFIG},
+        }
 
     created = http.post("/ls/webhook", json=event("ANNOTATION_CREATED", (5, 20)))
     assert created.status_code == 201, created.get_data(as_text=True)
@@ -215,7 +232,9 @@ def test_a_full_disk_during_fit_keeps_the_previous_annotation(make_app, tmp_path
     updated = http.post("/ls/webhook", json=event("ANNOTATION_UPDATED", (25, 50)))
     monkeypatch.setattr(os, "fdopen", disk.original)
     assert disk.raised >= 1
-    assert updated.status_code == 503, updated.get_data(as_text=True)  # Label Studio shows why it was not stored
+    assert updated.status_code == 503, updated.get_data(
+        as_text=True
+    )  # Label Studio shows why it was not stored
     assert "No space left" in updated.get_json()["detail"]
     assert _snapshot(dataset) == before
     stored = http.post("/ls/webhook", json=event("ANNOTATION_UPDATED", (25, 50)))  # disk has room again

@@ -54,14 +54,28 @@ class PluginProcess:
     def __init__(self, model_server: str, env: dict[str, str]) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.command = [sys.executable, "-m", "sam_plugin.cli", "--model-server", model_server, "--timeout", "20",
-                        "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "WARNING"]
+        self.command = [
+            sys.executable,
+            "-m",
+            "sam_plugin.cli",
+            "--model-server",
+            model_server,
+            "--timeout",
+            "20",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--log-level",
+            "WARNING",
+        ]
         self.env = {**os.environ, "PYTHONPATH": str(REPO), **env}
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 60.0) -> PluginProcess:
-        self.process = subprocess.Popen(self.command, cwd=REPO, env=self.env, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            self.command, cwd=REPO, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -97,8 +111,12 @@ def _tasks(image_host) -> list[dict[str, Any]]:
 
 
 def _predict(plugin_url: str, tasks: list[dict[str, Any]], timeout: float = 120) -> requests.Response:
-    body = {"tasks": [{"id": t["id"], "data": t["data"]} for t in tasks], "project": "1.1700000000",
-            "label_config": EXAMPLE_CONFIG, "params": {"login": None, "password": None, "context": None}}
+    body = {
+        "tasks": [{"id": t["id"], "data": t["data"]} for t in tasks],
+        "project": "1.1700000000",
+        "label_config": EXAMPLE_CONFIG,
+        "params": {"login": None, "password": None, "context": None},
+    }
     return requests.post(f"{plugin_url}/predict", json=body, timeout=timeout)
 
 
@@ -121,12 +139,20 @@ def _assert_clear_model_server_error(response: requests.Response) -> None:
 
 
 @pytest.mark.slow
-def test_a_killed_model_server_fails_clearly_then_the_batch_completes_after_restart(tiny_checkpoint, image_host):
+def test_a_killed_model_server_fails_clearly_then_the_batch_completes_after_restart(
+    tiny_checkpoint, image_host
+):
     tasks = _tasks(image_host)
     args = ("--model", str(tiny_checkpoint), "--device", "cpu", "--no-plugins", "--log-level", "WARNING")
     server = ServerProcess(*args).start(timeout=120)
-    plugin = PluginProcess(server.url, {"LABEL_STUDIO_URL": image_host.base_url, "SAM_PREANNOTATE": "automask",
-                                        "SAM_AUTOMASK_PARAMS": json.dumps(AUTOMASK_PARAMS)})
+    plugin = PluginProcess(
+        server.url,
+        {
+            "LABEL_STUDIO_URL": image_host.base_url,
+            "SAM_PREANNOTATE": "automask",
+            "SAM_AUTOMASK_PARAMS": json.dumps(AUTOMASK_PARAMS),
+        },
+    )
     try:
         plugin.start()
         baseline = {}
@@ -154,8 +180,10 @@ def test_a_killed_model_server_fails_clearly_then_the_batch_completes_after_rest
         in_flight = outcome["batch"]
         print(f"batch in flight when the server was killed: HTTP {in_flight.status_code}")
         if in_flight.status_code == 200:  # it finished before the kill: then it must be complete and right
-            assert all(_without_ids(p) == baseline[t["id"]]
-                       for p, t in zip(in_flight.json()["results"], tasks, strict=True))
+            assert all(
+                _without_ids(p) == baseline[t["id"]]
+                for p, t in zip(in_flight.json()["results"], tasks, strict=True)
+            )
         else:
             _assert_clear_model_server_error(in_flight)
 
@@ -166,14 +194,16 @@ def test_a_killed_model_server_fails_clearly_then_the_batch_completes_after_rest
         assert time.monotonic() - start < 30
 
         # restart on the same port: the plugin carries on without a restart of its own
-        restarted = _restart(server)
+        _restart(server)
         after = _predict(plugin.url, tasks)
         assert after.status_code == 200, after.text
         results = after.json()["results"]
         assert len(results) == len(tasks)  # one prediction per task: none lost, none duplicated
         for prediction, task in zip(results, tasks, strict=True):
             _check_sizes(prediction, task)
-            assert _without_ids(prediction) == baseline[task["id"]], f"task {task['id']} got a different prediction"
+            assert _without_ids(prediction) == baseline[task["id"]], (
+                f"task {task['id']} got a different prediction"
+            )
     finally:
         plugin.stop()
         if server.process is not None and server.process.poll() is None:

@@ -42,17 +42,29 @@ def test_with_a_token_every_route_but_health_refuses_requests_without_it(make_ap
     assert len(routes) >= 12 and any(path.startswith("/ls/") for _, path in routes)
     open_routes = []
     for method, path in routes:
-        for headers in ({}, {"Authorization": f"Bearer {TOKEN}x"}, {"Authorization": TOKEN},
-                        {"Authorization": f"Token {TOKEN}"}, _basic("user", "wrong")):
-            response = http.open(path, method=method, headers=headers, data=b"{}", content_type="application/json")
+        for headers in (
+            {},
+            {"Authorization": f"Bearer {TOKEN}x"},
+            {"Authorization": TOKEN},
+            {"Authorization": f"Token {TOKEN}"},
+            _basic("user", "wrong"),
+        ):
+            response = http.open(
+                path, method=method, headers=headers, data=b"{}", content_type="application/json"
+            )
             if path.rstrip("/").endswith("/health"):
                 assert response.status_code == 200, (method, path)
             elif response.status_code != 401:
                 open_routes.append((method, path, headers, response.status_code))
             else:
                 assert response.get_json()["error"] == "unauthorized"
-        with_token = http.open(path, method=method, headers={"Authorization": f"Bearer {TOKEN}"}, data=b"{}",
-                               content_type="application/json")
+        with_token = http.open(
+            path,
+            method=method,
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            data=b"{}",
+            content_type="application/json",
+        )
         assert with_token.status_code != 401, (method, path)
     assert not open_routes, f"routes answering without the token: {open_routes}"
 
@@ -134,7 +146,9 @@ def test_urls_outside_the_label_studio_host_and_allowlist_are_refused_unfetched(
 def test_allowlisted_names_that_resolve_to_loopback_are_still_refused(image_host, allowed):
     image_host.files["/a.png"] = b"PNGDATA"
     host = "a.localhost" if allowed.startswith("*.") else allowed
-    fetcher = TaskImageFetcher(label_studio_url="http://ls.example.com:8080", allowed_hosts=(allowed,), timeout_s=5)
+    fetcher = TaskImageFetcher(
+        label_studio_url="http://ls.example.com:8080", allowed_hosts=(allowed,), timeout_s=5
+    )
     try:
         fetcher.fetch(f"http://{host}:{image_host.port}/a.png")
     except ImageUrlRefused:
@@ -193,8 +207,11 @@ def test_path_traversal_in_task_urls_is_refused_unfetched(image_host, reference)
 def test_the_plugin_route_answers_403_for_a_refused_image_and_fetches_nothing(make_app, image_host):
     settings = PluginSettings(preannotate="automask", label_studio_url=image_host.base_url)
     http = make_app(plugin_settings=settings).test_client()
-    body = {"tasks": [{"id": 1, "data": {"image": "http://169.254.169.254/latest/meta-data/iam"}}],
-            "project": "1.1", "label_config": EXAMPLE_CONFIG}
+    body = {
+        "tasks": [{"id": 1, "data": {"image": "http://169.254.169.254/latest/meta-data/iam"}}],
+        "project": "1.1",
+        "label_config": EXAMPLE_CONFIG,
+    }
     response = http.post("/ls/predict", json=body)
     assert response.status_code == 403, response.get_data(as_text=True)
     assert response.get_json()["error"] == "image_url_refused"

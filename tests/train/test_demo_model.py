@@ -41,3 +41,23 @@ def test_demo_model_one_click_miou_on_heldout_scenes():
         report = evaluate(SamPredictor(sam), scenes, EvalSettings(clicks=1))
     assert report.objects >= 100
     assert report.miou("top", 1) >= 0.75
+
+
+def test_sincos_position_table_separates_rows_and_columns():
+    from backend.train.demo import sincos_position_table
+
+    table = sincos_position_table(8, 16)[0]
+    assert table.shape == (8, 8, 16)
+    assert torch.equal(table[2, 0, :8], table[2, 7, :8]), "first half depends on the row only"
+    assert torch.equal(table[0, 3, 8:], table[6, 3, 8:]), "second half depends on the column only"
+    flat = table.reshape(64, 16)
+    assert torch.cdist(flat, flat).add(torch.eye(64)).min() > 0, "every cell has its own code"
+
+
+def test_demo_model_starts_with_the_position_table():
+    from backend.train.demo import DEMO_CONFIG, build_demo_model, sincos_position_table
+
+    sam = build_demo_model()
+    expected = sincos_position_table(DEMO_CONFIG.embedding_size, DEMO_CONFIG.vit.embed_dim)
+    assert torch.equal(sam.image_encoder.pos_embed.detach(), expected)
+    assert sam.training
