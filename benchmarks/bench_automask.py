@@ -7,10 +7,16 @@ the parent) and segment the same 512x512 image with 256 points
 image-encoder time, so the rest (decoding, filtering, upscaling, encoding) can
 be compared on its own.
 
+``--skip-encoder`` instead times everything after the image encoder (prompt
+decoding, filtering, upscaling, NMS, encoding) in one process, alternating
+ours and the reference several times on the same precomputed embedding: the
+fairest comparison on a busy machine.
+
 Usage::
 
     python benchmarks/bench_automask.py                      # defaults
     python benchmarks/bench_automask.py --pred-iou-thresh 0 --stability-score-thresh 0.5
+    python benchmarks/bench_automask.py --skip-encoder --repeats 3
 """
 
 from __future__ import annotations
@@ -100,6 +106,67 @@ def _child(args: argparse.Namespace) -> None:
     )
 
 
+def _skip_encoder(args: argparse.Namespace) -> None:
+    """Alternate both generators on one fixed embedding; print the median times."""
+    import statistics
+
+    import torch
+    from segment_anything import SamAutomaticMaskGenerator
+
+    from backend.inference.automask import AutomaskGenerator
+    from backend.inference.predictor import SamPredictor
+    from backend.model import VIT_B, build_sam
+    from tests.support.reference import build_reference_sam
+
+    torch.set_num_threads(args.threads)
+    reference = build_reference_sam(VIT_B, seed=0)
+    ours = build_sam(VIT_B)
+    ours.load_state_dict(reference.state_dict(), strict=True)
+    ours.eval()
+    image = _image(args.size)
+    embedding = torch.randn(1, 256, 64, 64, generator=torch.Generator().manual_seed(0))
+    kwargs = dict(
+        points_per_side=args.points_per_side,
+        pred_iou_thresh=args.pred_iou_thresh,
+        stability_score_thresh=args.stability_score_thresh,
+    )
+    theirs = SamAutomaticMaskGenerator(reference, output_mode="coco_rle", **kwargs)
+    ref_predictor = theirs.predictor
+    input_size = tuple(ref_predictor.transform.get_preprocess_shape(args.size, args.size, 1024))
+
+    def reference_set_image(crop):  # the embedding is given: no encoder
+        ref_predictor.features = embedding
+        ref_predictor.original_size = crop.shape[:2]
+        ref_predictor.input_size = input_size
+        ref_predictor.is_image_set = True
+
+    ref_predictor.set_image = reference_set_image
+    generator = AutomaskGenerator(ours, **kwargs)
+    predictor = SamPredictor(ours)
+    predictor.set_embedding(embedding, original_size=(args.size, args.size))
+    times: dict[str, list[float]] = {"reference": [], "ours": []}
+    counts = {}
+    with torch.no_grad():
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            counts["reference"] = len(theirs.generate(image))
+            times["reference"].append(time.perf_counter() - start)
+            start = time.perf_counter()
+            counts["ours"] = len(generator.generate(image, predictor=predictor))
+            times["ours"].append(time.perf_counter() - start)
+    print(
+        f"segment everything without the image encoder, ViT-B random weights, {args.size}x{args.size}, "
+        f"{args.points_per_side**2} points, {args.threads} threads, {args.repeats} alternating runs"
+    )
+    for name in ("reference", "ours"):
+        runs = ", ".join(f"{t:.1f}" for t in times[name])
+        print(
+            f"{name:10} median {statistics.median(times[name]):7.2f} s  (runs {runs})  masks {counts[name]}"
+        )
+    ratio = statistics.median(times["reference"]) / statistics.median(times["ours"])
+    print(f"speed-up (median): {ratio:.2f}x")
+
+
 def _run_child(side: str, args: argparse.Namespace, weights: str) -> dict:
     command = [
         sys.executable,
@@ -132,11 +199,16 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=int(os.environ.get("BENCH_THREADS", os.cpu_count() or 1))
     )
+    parser.add_argument("--skip-encoder", action="store_true", help="time everything after the image encoder")
+    parser.add_argument("--repeats", type=int, default=3, help="alternating runs with --skip-encoder")
     parser.add_argument("--child", choices=("ours", "reference"), help=argparse.SUPPRESS)
     parser.add_argument("--weights", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         _child(args)
+        return
+    if args.skip_encoder:
+        _skip_encoder(args)
         return
 
     import torch
