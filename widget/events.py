@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from backend.formats.coordinates import canvas_to_image
+from backend.formats.coordinates import canvas_to_image, screen_to_canvas
 from widget.state import Box, Point
 
 LEFT_BUTTON = 0
@@ -130,14 +130,12 @@ class EventTranslator:
         element's bounding rectangle gives the ratio, exactly as ipycanvas
         does for its own mouse events.
         """
-        x = float(event.get("relativeX", 0.0))
-        y = float(event.get("relativeY", 0.0))
-        shown_width = float(event.get("boundingRectWidth") or 0.0)
-        shown_height = float(event.get("boundingRectHeight") or 0.0)
-        if shown_width > 0 and shown_height > 0:
-            x = x * self.canvas_size[0] / shown_width
-            y = y * self.canvas_size[1] / shown_height
-        return x, y
+        return screen_to_canvas(
+            float(event.get("relativeX", 0.0)),
+            float(event.get("relativeY", 0.0)),
+            shown_size=(float(event.get("boundingRectWidth") or 0.0), float(event.get("boundingRectHeight") or 0.0)),
+            canvas_size=self.canvas_size,
+        )
 
     def canvas_to_image(self, x: float, y: float) -> tuple[float, float]:
         """Canvas pixels -> original-image pixels, clamped to the image."""

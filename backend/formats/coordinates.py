@@ -113,3 +113,24 @@ def canvas_to_image(x: float, y: float, scale: float) -> tuple[float, float]:
 def image_to_canvas(x: float, y: float, scale: float) -> tuple[float, float]:
     """Original-image pixels -> canvas pixels (inverse of :func:`canvas_to_image`)."""
     return x * scale, y * scale
+
+
+def screen_to_canvas(
+    x: float, y: float, *, shown_size: tuple[float, float], canvas_size: tuple[int, int]
+) -> tuple[float, float]:
+    """Browser CSS pixels on a canvas element -> canvas pixels.
+
+    The page may show a canvas at another size than its own (a narrow
+    notebook column stretches it); the element's on-screen size gives the
+    ratio. An unknown on-screen size (0) means "shown at its own size".
+
+    Args:
+        x: CSS pixels from the element's left edge.
+        y: CSS pixels from the element's top edge.
+        shown_size: ``(width, height)`` of the element on screen, CSS pixels.
+        canvas_size: ``(width, height)`` of the canvas in its own pixels.
+    """
+    shown_width, shown_height = shown_size
+    if shown_width > 0 and shown_height > 0:
+        return x * canvas_size[0] / shown_width, y * canvas_size[1] / shown_height
+    return x, y

@@ -215,7 +215,10 @@ def test_generated_prompts_get_a_4xx_or_a_well_formed_answer(make_app, record_pr
     guard = Guard(http)
 
     @_fuzz_settings(FUZZ_EXAMPLES * 4)
-    @given(prompt=PROMPTS, image_choice=st.sampled_from(["known", "known", "known", "unknown", "missing", "junk"]))
+    @given(
+        prompt=PROMPTS,
+        image_choice=st.sampled_from(["known", "known", "known", "unknown", "missing", "junk"]),
+    )
     def run(prompt: dict[str, Any], image_choice: str) -> None:
         body = dict(prompt)
         if image_choice == "known":

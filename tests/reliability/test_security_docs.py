@@ -9,7 +9,9 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "security.md"
 
 
 def _families(text: str) -> set[str]:
-    return {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}
+    return {
+        line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")
+    }
 
 
 def test_every_metric_family_named_in_the_security_page_is_exported(make_app):
@@ -26,6 +28,9 @@ def test_every_metric_family_named_in_the_security_page_is_exported(make_app):
 def test_every_route_named_in_the_security_page_is_served(make_app):
     app = make_app()
     served = {re.sub(r"<[^>]+>", "<id>", rule.rule) for rule in app.url_map.iter_rules()}
-    named = {re.sub(r"<[^>]+>", "<id>", p) for p in re.findall(r"`(?:GET|POST) (/[a-z0-9/_.<>]*)`", DOC.read_text())}
+    named = {
+        re.sub(r"<[^>]+>", "<id>", p)
+        for p in re.findall(r"`(?:GET|POST) (/[a-z0-9/_.<>]*)`", DOC.read_text())
+    }
     assert len(named) >= 9
     assert named <= served, f"named in docs/security.md but not served: {sorted(named - served)}"
