@@ -18,6 +18,7 @@ Not a test: it prints a table of times and ratios. ``--quick`` uses fewer repeat
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -48,36 +49,40 @@ def reference_vit_b(seed: int = 0) -> torch.nn.Module:
     return ref.eval()
 
 
-def timed(fn: Callable[[], object], repeats: int, warmup: int) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return times
+Timing = tuple[list[float], list[float]]  # wall seconds, process CPU seconds
 
 
-def interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int) -> dict[str, list[float]]:
+def interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int) -> dict[str, Timing]:
     """Time several functions alternately, so that machine load hits them alike."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
+    times: dict[str, Timing] = {name: ([], []) for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
-            start = time.perf_counter()
+            wall, cpu = time.perf_counter(), time.process_time()
             fn()
-            times[name].append(time.perf_counter() - start)
+            times[name][0].append(time.perf_counter() - wall)
+            times[name][1].append(time.process_time() - cpu)
     return times
 
 
-def row(name: str, seconds: list[float], baseline: float | None, unit: str) -> str:
-    med = statistics.median(seconds)
+def row(name: str, timing: Timing, baseline: Timing | None, unit: str) -> str:
+    """Median wall time, its ratio to the baseline, and the same for process CPU time
+    (CPU time is the steadier figure when other processes share the machine)."""
     scale = 1e3 if unit == "ms" else 1.0
-    ratio = f"{baseline / med:6.2f}x" if baseline else "   1.00x"
-    return f"  {name:<44} {med * scale:10.2f} {unit}   (min {min(seconds) * scale:9.2f})   {ratio}"
+    wall, cpu = statistics.median(timing[0]), statistics.median(timing[1])
+    if baseline is None:
+        ratios = "   1.00x", "   1.00x"
+    else:
+        ratios = (
+            f"{statistics.median(baseline[0]) / wall:6.2f}x",
+            f"{statistics.median(baseline[1]) / cpu:6.2f}x",
+        )
+    return (
+        f"  {name:<48} wall {wall * scale:9.2f} {unit} {ratios[0]}   "
+        f"cpu {cpu * scale:9.2f} {unit} {ratios[1]}   (wall min {min(timing[0]) * scale:.2f})"
+    )
 
 
 def bench_encoder(ours, ref, repeats: int) -> None:
@@ -104,7 +109,7 @@ def bench_encoder(ours, ref, repeats: int) -> None:
             repeats,
             warmup=0,
         )
-    base = statistics.median(times["reference fp32"])
+    base = times["reference fp32"]
     print("vit_b image encoder, 1x3x1024x1024 (speed-up vs reference fp32)")
     for name, ts in times.items():
         print(row(name, ts, None if name.startswith("reference") else base, "s"))
@@ -171,9 +176,8 @@ def bench_prompt(ours, ref, repeats: int) -> None:
     print(f"prompt -> masks, one point, {h}x{w} image, 3 masks (speed-up vs reference)")
     names = list(times)
     for base_name, name in ((names[0], names[1]), (names[2], names[3])):
-        base = statistics.median(times[base_name])
         print(row(base_name, times[base_name], None, "ms"))
-        print(row(name, times[name], base, "ms"))
+        print(row(name, times[name], times[base_name], "ms"))
 
 
 def main() -> None:
@@ -184,7 +188,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, load average {load:.1f}")
     ref = reference_vit_b()
     ours = build_sam(VIT_B)
     ours.load_state_dict(ref.state_dict(), strict=True)

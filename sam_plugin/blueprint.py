@@ -64,7 +64,10 @@ def _load_sdk() -> None:
 
 
 def _json_body() -> dict[str, Any]:
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:
+        raise InvalidInput("the JSON body is nested too deeply") from None
     if not isinstance(body, dict):
         raise InvalidInput("the request body must be a JSON object (Content-Type: application/json)")
     return body
@@ -78,6 +81,8 @@ def _project_id(raw: Any) -> str | None:
         raw = raw.get("id")
     return str(raw).split(".", 1)[0]
 
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
 
 DEFAULT_URL_PREFIX = "/ls"
 """Where the model server mounts the plugin: the ML backend URL is ``http://HOST:PORT/ls``."""
@@ -168,8 +173,10 @@ def create_blueprint(
     def _unexpected(error: Exception) -> Response:
         from werkzeug.exceptions import HTTPException
 
-        if isinstance(error, HTTPException):
-            return error  # type: ignore[return-value]
+        if isinstance(error, HTTPException):  # 404, 405, 413 ...: same JSON shape as every other error
+            failure = SamError(error.description or error.name or "error", code=_HTTP_CODES.get(error.code or 0, "http_error"))
+            failure.status = error.code or 500
+            return error_response(failure)
         logger.exception("unexpected error in the Label Studio plugin")
         return error_response(SamError("internal error in the SAM plugin; see its log for details"))
 

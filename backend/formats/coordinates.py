@@ -37,12 +37,13 @@ def resized_shape(height: int, width: int, long_side: int) -> tuple[int, int]:
         long_side: Target length of the longest side (the model's image size).
 
     Returns:
-        ``(new_height, new_width)`` in pixels, rounded half up.
+        ``(new_height, new_width)`` in pixels, rounded half up, each at least 1.
     """
     if height <= 0 or width <= 0:
         raise InvalidInput(f"image size must be positive, got {width}x{height}")
     scale = long_side / max(height, width)
-    return int(height * scale + 0.5), int(width * scale + 0.5)
+    # at least one pixel: a 1x300 image on a 128-pixel model would otherwise round to width 0
+    return max(1, int(height * scale + 0.5)), max(1, int(width * scale + 0.5))
 
 
 def _scaled_copy(array: ArrayT, scale_x: float, scale_y: float) -> ArrayT:

@@ -32,6 +32,16 @@ def http(make_app):
 def test_each_corpus_file_gets_its_expected_answer_and_the_server_keeps_serving(http, item):
     response = http.post("/v1/images", data=item.data, content_type="application/octet-stream")
     _check(item, response.status_code, response.get_json())
+    if item.accept:  # the accepted image can be prompted, and masks come back at its upright size
+        center = [[item.width / 2, item.height / 2]]
+        answer = http.post(
+            "/v1/predict", json={"image_id": response.get_json()["image_id"], "points": center, "labels": [1]}
+        )
+        assert answer.status_code == 200, answer.get_data(as_text=True)
+        assert answer.get_json()["objects"][0]["masks"][0]["segmentation"]["size"] == [
+            item.height,
+            item.width,
+        ]
     good = http.post("/v1/images", data=GOOD)
     assert good.status_code == 200
     assert (

@@ -436,6 +436,18 @@ LS_BODIES = {
 }
 
 
+@pytest.mark.parametrize("route", sorted(LS_BODIES))
+@pytest.mark.parametrize(
+    "raw", [b"[" * 100_000, b'{"tasks": ' + b"[" * 50_000 + b"]" * 50_000 + b"}", b"\xff\xfe", b"{", b"null"]
+)
+def test_label_studio_routes_refuse_unparseable_json_with_400(make_app, route, raw):
+    http = make_app().test_client()
+    response = http.post(route, data=raw, content_type="application/json")
+    assert response.status_code == 400, response.get_data(as_text=True)[:300]
+    assert response.get_json()["error"] == "invalid_input"
+    assert http.get("/ls/health").status_code == 200
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("route", sorted(LS_BODIES))
 def test_label_studio_routes_survive_malformed_bodies(make_app, route, record_property, tmp_path):
