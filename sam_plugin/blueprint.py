@@ -174,7 +174,10 @@ def create_blueprint(
         from werkzeug.exceptions import HTTPException
 
         if isinstance(error, HTTPException):  # 404, 405, 413 ...: same JSON shape as every other error
-            failure = SamError(error.description or error.name or "error", code=_HTTP_CODES.get(error.code or 0, "http_error"))
+            failure = SamError(
+                error.description or error.name or "error",
+                code=_HTTP_CODES.get(error.code or 0, "http_error"),
+            )
             failure.status = error.code or 500
             return error_response(failure)
         logger.exception("unexpected error in the Label Studio plugin")

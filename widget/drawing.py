@@ -126,10 +126,15 @@ def overlay_png(grid: CanvasGrid, *, layers: Sequence[tuple[np.ndarray, Color]],
         shown = grid.sample(mask).view(np.uint8)
         indices += shown * (np.uint8(palette.index(color)) - indices)  # branch-free "indices[shown] = k"
     alpha = int(round(255 * min(max(opacity, 0.0), 1.0)))
+    transparency = [0] + [alpha] * (len(palette) - 1)
+    # Pillow drops the transparency chunk of a two-colour palette: pad with unused, transparent entries.
+    padding = max(0, 3 - len(palette))
+    palette += [(0, 0, 0)] * padding
+    transparency += [0] * padding
     image = Image.frombytes("P", (width, height), indices.tobytes())
     image.putpalette([channel for color in palette for channel in color])
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=1, transparency=bytes([0] + [alpha] * (len(palette) - 1)))
+    image.save(buffer, format="PNG", compress_level=1, transparency=bytes(transparency))
     return buffer.getvalue()
 
 
