@@ -67,6 +67,10 @@ def build_precompute_parser() -> argparse.ArgumentParser:
     return parser
 
 
+MAX_BODY_BYTES = 100 * 1024 * 1024
+"""Largest accepted request body (413 above), as the model server's default."""
+
+
 def _make_client(args: argparse.Namespace) -> SamClientBase:
     from backend.client.http_client import SamClient
 
@@ -82,6 +86,7 @@ def create_standalone_app(client: SamClientBase, settings: PluginSettings | None
     from sam_plugin.blueprint import create_blueprint
 
     app = Flask("sam_plugin")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.register_blueprint(create_blueprint(client, settings, url_prefix=""))
     return app
 

@@ -58,3 +58,15 @@ def test_standalone_app_serves_at_root_and_reports_a_down_model_server_quickly()
     assert time.perf_counter() - start < 3.0
     assert response.status_code in (503, 504)
     assert "model server" in response.get_json()["detail"]
+
+
+def test_standalone_app_refuses_oversized_bodies():
+    from unittest.mock import MagicMock
+
+    from sam_plugin.cli import MAX_BODY_BYTES, create_standalone_app
+
+    app = create_standalone_app(MagicMock())
+    response = app.test_client().post(
+        "/predict", data=b"x" * (MAX_BODY_BYTES + 1), content_type="application/json"
+    )
+    assert response.status_code == 413
