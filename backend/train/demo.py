@@ -42,7 +42,7 @@ DEMO_CONFIG = SamConfig(
     iou_head_depth=3,
     iou_head_hidden_dim=128,
 )
-"""About 1.9 M parameters (7.4 MB in float32)."""
+"""About 1.8 M parameters (7.4 MB in float32)."""
 
 DEMO_SCENES = SceneSettings(size=DEMO_CONFIG.image_size, min_area=20)
 """Scene difficulty for training and for the held-out evaluation."""
@@ -93,7 +93,9 @@ def build_demo_model(seed: int = 0) -> Sam:
     torch.manual_seed(seed)
     sam = build_sam(DEMO_CONFIG)
     with torch.no_grad():
-        sam.image_encoder.pos_embed.copy_(sincos_position_table(DEMO_CONFIG.embedding_size, DEMO_CONFIG.vit.embed_dim))
+        sam.image_encoder.pos_embed.copy_(
+            sincos_position_table(DEMO_CONFIG.embedding_size, DEMO_CONFIG.vit.embed_dim)
+        )
     return sam.train()
 
 

@@ -24,7 +24,9 @@ def test_rounds_without_point_include_the_last_and_random_middle_ones():
     [(0, 0, 0.5, 20.0), (3, 3, 0.5, 20.0), (3, 1, 1.5, 20.0), (3, 1, 0.5, -1.0)],
 )
 def test_bad_round_settings_raise(rounds, without, box, focal):
-    settings = RoundsSettings(rounds=rounds, rounds_without_point=without, box_probability=box, focal_weight=focal)
+    settings = RoundsSettings(
+        rounds=rounds, rounds_without_point=without, box_probability=box, focal_weight=focal
+    )
     with pytest.raises(InvalidInput):
         settings.check()
 
