@@ -15,15 +15,14 @@ strings, ``None``, tensors) before writing anything.
 from __future__ import annotations
 
 import io
-import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from backend.atomic_files import atomic_open
 from backend.errors import InvalidInput
 from backend.model.config import SamConfig
 
@@ -61,19 +60,8 @@ def save_checkpoint(
     meta = dict(meta or {})
     _check_weights_only_loadable(meta)
     payload = {"format": FORMAT, "config": config.to_dict(), "model": model_state, "meta": meta}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    with atomic_open(path, "wb") as stream:
+        torch.save(payload, stream)
 
 
 def load_checkpoint(path: str | Path) -> tuple[SamConfig | None, dict[str, torch.Tensor], dict[str, Any]]:
@@ -200,17 +188,3 @@ def _without_tensors(value: Any) -> Any:
     if type(value) in (list, tuple):
         return type(value)(_without_tensors(v) for v in value)
     return value
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename durable (POSIX); a no-op where folders cannot be opened."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -16,15 +16,14 @@ annotations is stored once (its name is the SHA-256 of its pixels).
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from backend.atomic_files import atomic_write_bytes
 from backend.errors import ServiceUnavailable
 from backend.formats.images import encode_png
 from backend.formats.mask_codecs import to_coco_rle
@@ -58,19 +57,9 @@ def _atomic_write(path: Path, data: bytes) -> None:
         ServiceUnavailable: The folder cannot be written (full disk, permissions).
     """
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        atomic_write_bytes(path, data)
     except OSError as exc:
         raise _write_failed(path, exc) from exc
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise _write_failed(path, exc) from exc
-        raise
 
 
 def _write_failed(path: Path, exc: OSError) -> ServiceUnavailable:

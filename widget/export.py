@@ -8,13 +8,13 @@ numbered from 1 in the order of the widget's labels.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from backend.atomic_files import atomic_write_bytes
 from backend.errors import InvalidInput
 from backend.formats.images import encode_png
 from widget.state import AcceptedMask
@@ -131,14 +131,7 @@ def save_png(
     """
     target = Path(path)
     data = encode_png(instance_map(masks, image_size))
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(target, data)
     return target
 
 

@@ -12,13 +12,14 @@ origin top-left; boxes ``[x1, y1, x2, y2]``; masks ``HxW`` bool.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence, Union
+from typing import Any
 
 import numpy as np
 
-ImageSource = Union[str, Path, bytes, np.ndarray, Any]  # Any: a PIL.Image.Image
+ImageSource = str | Path | bytes | np.ndarray | Any  # Any: a PIL.Image.Image
 """A path, encoded image bytes, an ``HxWx3`` uint8 RGB array or a PIL image."""
 
 

@@ -9,15 +9,14 @@ regenerate the copy after changing a schema or a route::
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from typing import Any
 
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from backend import __version__
+from backend.atomic_files import atomic_open
 from backend.serving import schemas
 
 REF = "#/components/schemas/{model}"
@@ -183,13 +182,9 @@ def build_openapi() -> dict[str, Any]:
 
 def write_openapi(path: str) -> None:
     """Write the document to ``path`` atomically (temp file + rename)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    with tempfile.NamedTemporaryFile(
-        "w", dir=directory, delete=False, suffix=".tmp", encoding="utf-8"
-    ) as tmp:
-        json.dump(build_openapi(), tmp, indent=2, sort_keys=True)
-        tmp.write("\n")
-    os.replace(tmp.name, path)
+    with atomic_open(path, "w", encoding="utf-8") as stream:
+        json.dump(build_openapi(), stream, indent=2, sort_keys=True)
+        stream.write("\n")
 
 
 if __name__ == "__main__":

@@ -34,12 +34,12 @@ import torch
 
 from backend.client.base import ImageInfo, ObjectMasks
 from backend.errors import InvalidInput, NotFound, PayloadTooLarge, SamError, ServiceUnavailable
+from backend.inference.prompts import check_prompt
 from backend.serving.batched_decoder import MAX_MASK_PIXELS, DecodeJob, DecodeResult, decode_group
 from backend.serving.cache_entries import CachedEmbedding, StoredLogits, parse_dtype
 from backend.serving.config import ServerConfig
 from backend.serving.embedding_cache import ByteBoundedLRU, CacheStats
 from backend.serving.gpu_worker import GpuWorker
-from backend.inference.prompts import check_prompt
 from backend.serving.special_prompts import AutomaskRunner
 
 log = logging.getLogger(__name__)

@@ -18,8 +18,8 @@ from pydantic import ValidationError
 
 from backend.client.base import ObjectMasks
 from backend.errors import InvalidInput
-from backend.serving.embedding_cache import ByteBoundedLRU, CacheStats
 from backend.inference.prompts import Prompt
+from backend.serving.embedding_cache import ByteBoundedLRU, CacheStats
 from backend.serving.schemas import AutomaskParams
 
 TEXT_TOP_K = 3

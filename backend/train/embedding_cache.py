@@ -10,12 +10,12 @@ entry. Files are written atomically (temporary file, then rename).
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
+
+from backend.atomic_files import atomic_open
 
 if TYPE_CHECKING:
     from backend.model import Sam
@@ -65,11 +65,5 @@ class EmbeddingCache:
 
 
 def _atomic_save(tensor: torch.Tensor, path: Path) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(handle)
-    try:
-        torch.save(tensor, temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb") as stream:
+        torch.save(tensor, stream)

@@ -23,7 +23,13 @@ def build_reference_sam(config: SamConfig, *, seed: int = 0) -> torch.nn.Module:
     """
     torch.manual_seed(seed)
     if config.encoder == "vit":
-        from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
+        from segment_anything.modeling import (
+            ImageEncoderViT,
+            MaskDecoder,
+            PromptEncoder,
+            Sam,
+            TwoWayTransformer,
+        )
 
         vit = config.vit
         encoder = ImageEncoderViT(
