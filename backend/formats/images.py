@@ -193,6 +193,20 @@ def encode_png(pixels: np.ndarray, *, compress_level: int = 6) -> bytes:
     return buf.getvalue()
 
 
+def check_rgb_pixels(image: Any) -> np.ndarray:
+    """Return ``image`` if it is an ``HxWx3`` uint8 RGB array, else raise :class:`InvalidInput`.
+
+    For functions that take already-decoded pixels (the model's entry points);
+    :func:`load_image` converts other inputs.
+    """
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise InvalidInput(
+            f"image must be an HxWx3 uint8 RGB array, got {type(image).__name__} "
+            f"{getattr(image, 'dtype', '')} {getattr(image, 'shape', '')}; load files with backend.formats.images.load_image"
+        )
+    return image
+
+
 def _to_rgb_array(img: Image.Image) -> np.ndarray:
     """First frame, EXIF-upright, as ``HxWx3`` uint8 RGB (see the module docstring)."""
     if getattr(img, "n_frames", 1) > 1:

@@ -29,6 +29,7 @@ import torch
 from torchvision.ops import batched_nms
 
 from backend.errors import InvalidInput
+from backend.formats.images import check_rgb_pixels
 from backend.formats.mask_codecs import from_coco_rle, to_coco_rle
 from backend.inference.crops import CropBox, boxes_touching_crop_edge, crop_boxes
 from backend.inference.mask_ops import MASK_THRESHOLD, masks_to_boxes_xyxy, stability_score
@@ -195,15 +196,7 @@ class AutomaskGenerator:
         Returns:
             Records (see the module docstring), best first within NMS order.
         """
-        if (
-            not isinstance(image, np.ndarray)
-            or image.ndim != 3
-            or image.shape[2] != 3
-            or image.dtype != np.uint8
-        ):
-            raise InvalidInput(
-                f"image must be an HxWx3 uint8 RGB array, got shape {getattr(image, 'shape', None)}"
-            )
+        check_rgb_pixels(image)
         height, width = image.shape[:2]
         if predictor is not None and predictor.original_size != (height, width):
             raise InvalidInput(

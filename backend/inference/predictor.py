@@ -19,6 +19,7 @@ from PIL import Image
 
 from backend.errors import InvalidInput
 from backend.formats.coordinates import resized_shape, to_model_boxes, to_model_points
+from backend.formats.images import check_rgb_pixels
 from backend.inference.mask_ops import MASK_THRESHOLD, stability_score
 from backend.inference.prompts import check_prompt
 
@@ -93,9 +94,7 @@ class SamPredictor:
 
     def preprocess(self, image: np.ndarray) -> torch.Tensor:
         """``HxWx3`` uint8 RGB -> ``1x3xSxS`` normalised, padded model input."""
-        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            shape = getattr(image, "shape", None)
-            raise InvalidInput(f"image must be an HxWx3 uint8 RGB array, got shape {shape}")
+        check_rgb_pixels(image)
         new_h, new_w = resized_shape(image.shape[0], image.shape[1], self.image_size)
         resized = np.array(Image.fromarray(image).resize((new_w, new_h), Image.BILINEAR))
         x = torch.from_numpy(resized).to(self.device).permute(2, 0, 1)[None].float()

@@ -31,6 +31,7 @@ import torch
 from PIL import Image
 
 from backend.errors import InvalidInput, ServiceUnavailable, WeightsUnavailable
+from backend.formats.images import check_rgb_pixels
 from backend.formats.mask_codecs import from_coco_rle
 
 #: Prompt templates; the text embedding is the mean over them.
@@ -178,15 +179,7 @@ class TextPrompter:
         Returns:
             ``(record, cosine similarity)`` pairs, at most ``top_k``.
         """
-        if (
-            not isinstance(image, np.ndarray)
-            or image.ndim != 3
-            or image.shape[2] != 3
-            or image.dtype != np.uint8
-        ):
-            raise InvalidInput(
-                f"image must be an HxWx3 uint8 RGB array, got shape {getattr(image, 'shape', None)}"
-            )
+        check_rgb_pixels(image)
         if not isinstance(text, str) or not text.strip():
             raise InvalidInput("text must be a non-empty string such as 'cat'")
         if top_k < 1:
