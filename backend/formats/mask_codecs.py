@@ -60,7 +60,7 @@ def from_coco_rle(rle: Any, height: int | None = None, width: int | None = None)
     counts = rle["counts"]
     if isinstance(counts, list):
         try:
-            runs = [int(c) for c in counts]
+            runs = np.array([int(c) for c in counts], dtype=np.int64)
         except (TypeError, ValueError) as exc:
             raise InvalidInput("uncompressed COCO RLE counts must be a list of ints") from exc
     elif isinstance(counts, (str, bytes)):
@@ -72,7 +72,6 @@ def from_coco_rle(rle: Any, height: int | None = None, width: int | None = None)
     else:
         raise InvalidInput("COCO RLE counts must be a string or a list of ints")
     # pycocotools returns uninitialised memory for counts that do not cover the mask: check first.
-    runs = np.asarray(runs, dtype=np.int64)
     if (runs < 0).any() or int(runs.sum()) != h * w:
         raise InvalidInput(f"COCO RLE counts do not add up to size {h}x{w} = {h * w} pixels")
     rle = (
