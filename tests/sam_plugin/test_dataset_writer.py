@@ -1,4 +1,4 @@
-"""The fit() dataset folder: the training engineer's format, atomic, no duplicates."""
+"""The fit() dataset folder: the training data format (backend/train/datasets.py), atomic, no duplicates."""
 
 from __future__ import annotations
 
