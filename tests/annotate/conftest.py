@@ -10,6 +10,7 @@ from PIL import Image
 from backend.checkpoints import save_checkpoint
 from backend.model import build_sam
 from tests.support.reference import tiny_vit_config
+from tests.support.tiny_clip import tiny_clip_module
 
 # Thresholds low enough for a random model to produce masks.
 LOW_THRESHOLDS = [
@@ -38,20 +39,8 @@ def model_path(tmp_path_factory):
 @pytest.fixture(scope="session")
 def clip_path(tmp_path_factory):
     """A random tiny CLIP saved as a plain state dict (what ``clip.load(path)`` accepts)."""
-    clip = pytest.importorskip("clip")
-    torch.manual_seed(0)
-    model = clip.model.CLIP(
-        embed_dim=16,
-        image_resolution=32,
-        vision_layers=1,
-        vision_width=64,
-        vision_patch_size=16,
-        context_length=77,
-        vocab_size=49408,
-        transformer_width=64,
-        transformer_heads=1,
-        transformer_layers=1,
-    )
+    pytest.importorskip("clip")
+    model = tiny_clip_module()
     path = tmp_path_factory.mktemp("clip") / "tiny_clip.pt"
     torch.save(model.state_dict(), path)
     return path

@@ -9,10 +9,11 @@ import torch
 from backend.errors import InvalidInput, WeightsUnavailable
 from backend.formats.mask_codecs import to_coco_rle
 from backend.inference.text import TextPrompter
+from tests.support.tiny_clip import TINY_CLIP_RESOLUTION, tiny_clip_module
 
 clip = pytest.importorskip("clip")
 
-RESOLUTION = 32
+RESOLUTION = TINY_CLIP_RESOLUTION
 
 
 @pytest.fixture(scope="module")
@@ -20,19 +21,7 @@ def tiny_clip():
     """A random CLIP with tiny widths, rebuilt from its state dict by ``clip.model.build_model``."""
     from torchvision import transforms
 
-    torch.manual_seed(0)
-    source = clip.model.CLIP(
-        embed_dim=16,
-        image_resolution=RESOLUTION,
-        vision_layers=1,
-        vision_width=64,
-        vision_patch_size=16,
-        context_length=77,
-        vocab_size=49408,
-        transformer_width=64,
-        transformer_heads=1,
-        transformer_layers=1,
-    )
+    source = tiny_clip_module()
     with torch.no_grad():  # the default init leaves some projections tiny; spread the scores out
         for parameter in source.parameters():
             parameter.normal_(0.0, 0.5)
