@@ -253,14 +253,10 @@ class AutomaskGenerator:
         device = predictor.device
         coords = torch.as_tensor(points, dtype=torch.float32, device=device)[:, None, :]
         labels = torch.ones(len(points), 1, dtype=torch.int64, device=device)
-        low_res, iou = predictor.predict_torch(coords, labels, multimask_output=True, sort=False)
-        per_point = low_res.shape[1]
-        low_res = low_res.flatten(0, 1)
-        iou = iou.flatten(0, 1).float()
-        point_index = torch.arange(len(points), device=device).repeat_interleave(per_point)
-        if self.pred_iou_thresh > 0.0:
-            keep = iou > self.pred_iou_thresh
-            low_res, iou, point_index = low_res[keep], iou[keep], point_index[keep]
+        # The IoU filter runs inside the decoder, before any mask is upscaled.
+        min_iou = self.pred_iou_thresh if self.pred_iou_thresh > 0.0 else None
+        candidates = predictor.predict_candidates_above(coords, labels, min_iou)
+        low_res, iou, point_index = candidates.low_res, candidates.iou.float(), candidates.prompt
 
         found = _Candidates()
         crop_h, crop_w = predictor.original_size

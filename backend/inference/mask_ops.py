@@ -6,6 +6,7 @@ logit is above ``mask_threshold`` (0.0).
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 MASK_THRESHOLD = 0.0
@@ -25,9 +26,29 @@ def stability_score(logits: torch.Tensor, mask_threshold: float = MASK_THRESHOLD
     Returns:
         ``...`` float32 scores in [0, 1] (1 for an empty mask at both thresholds).
     """
-    intersections = (logits > (mask_threshold + offset)).sum(dim=(-1, -2), dtype=torch.int32)
-    unions = (logits > (mask_threshold - offset)).sum(dim=(-1, -2), dtype=torch.int32)
+    intersections = count_true(logits > (mask_threshold + offset))
+    unions = count_true(logits > (mask_threshold - offset))
     return torch.where(unions > 0, intersections.float() / unions.clamp(min=1).float(), torch.ones_like(unions, dtype=torch.float32))
+
+
+def count_true(masks: torch.Tensor) -> torch.Tensor:
+    """Number of True pixels of each mask.
+
+    On CPU numpy's ``count_nonzero`` is used plane by plane: it counts bytes
+    an order of magnitude faster than a torch reduction over a bool tensor
+    (which first widens every pixel to an integer).
+
+    Args:
+        masks: ``...xHxW`` bool, any strides.
+
+    Returns:
+        ``...`` int64 counts on the masks' device.
+    """
+    if masks.device.type != "cpu":
+        return masks.sum(dim=(-1, -2))
+    planes = masks.reshape(-1, *masks.shape[-2:]).numpy()
+    counts = [np.count_nonzero(plane) for plane in planes]
+    return torch.tensor(counts, dtype=torch.int64).reshape(masks.shape[:-2])
 
 
 def masks_to_boxes_xyxy(masks: torch.Tensor) -> torch.Tensor:

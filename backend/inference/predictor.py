@@ -25,7 +25,7 @@ from backend.inference.prompts import check_prompt
 
 if TYPE_CHECKING:
     from backend.model import Sam
-    from backend.model.mask_decoder import DecoderImageCache
+    from backend.model.mask_decoder import DecodedCandidates, DecoderImageCache
 
 ArrayLike = np.ndarray | Sequence
 
@@ -262,6 +262,30 @@ class SamPredictor:
             scores, order = scores.sort(dim=1, descending=True)
             low_res = torch.gather(low_res, 1, order[:, :, None, None].expand_as(low_res))
         return low_res, scores
+
+    @torch.inference_mode()
+    def predict_candidates_above(
+        self, point_coords: torch.Tensor, point_labels: torch.Tensor, min_iou: float | None
+    ) -> DecodedCandidates:
+        """Multimask candidates of many point prompts, keeping those with predicted IoU above ``min_iou``.
+
+        Segment-everything's first filter, applied before the decoder upscales
+        anything: a candidate that fails it costs no mask computation.
+
+        Args:
+            point_coords: ``BxNx2`` float, original pixels of the current image.
+            point_labels: ``BxN`` int.
+            min_iou: Keep candidates whose predicted IoU is strictly above
+                this; ``None`` keeps all.
+
+        Returns:
+            The kept candidates (low-res logits ``KxLxL``, IoU, prompt index,
+            unsorted candidate index), prompt-major.
+        """
+        _, original_size, _ = self._require_image()
+        input_size = resized_shape(original_size[0], original_size[1], self.image_size)
+        coords = to_model_points(point_coords, original_size, input_size).to(self.dtype)
+        return self.model.decode_above(self._decoder_cache(), (coords, point_labels), min_iou)
 
     def _decoder_cache(self) -> DecoderImageCache:
         """Prompt-independent decoder work for the current image, computed once per image."""

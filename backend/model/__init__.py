@@ -8,7 +8,7 @@ state-dict layout.
 
 from .config import VIT_B, VIT_H, VIT_L, VIT_T, SamConfig, TinyViTConfig, ViTConfig
 from .image_encoder import ImageEncoderViT
-from .mask_decoder import DecoderImageCache, MaskDecoder
+from .mask_decoder import DecodedCandidates, DecoderImageCache, MaskDecoder
 from .prompt_encoder import PromptEncoder
 from .sam import Sam, build_sam
 from .tiny_vit import TinyViT
@@ -19,6 +19,7 @@ __all__ = [
     "VIT_H",
     "VIT_L",
     "VIT_T",
+    "DecodedCandidates",
     "DecoderImageCache",
     "ImageEncoderViT",
     "MaskDecoder",

@@ -77,8 +77,8 @@ class SamConfig:
         tiny_vit: TinyViT settings, used when ``encoder == "tiny_vit"``.
         image_size: Side of the square model input, in pixels (1024 for the
             official models). The image embedding grid is
-            ``image_size // 16`` on each side and the low-res mask side is
-            four times that.
+            ``image_size // 16`` on each side (``image_size // patch_size``
+            for a ViT) and the low-res mask side is four times that.
         prompt_embed_dim: Width of prompt tokens and of the image embedding.
         mask_in_chans: Hidden channels of the dense mask-prompt downscaler.
         decoder_depth: Two-way transformer blocks in the mask decoder.
@@ -108,8 +108,12 @@ class SamConfig:
 
     @property
     def embedding_size(self) -> int:
-        """Side of the image-embedding grid (64 for 1024-pixel inputs)."""
-        return self.image_size // 16
+        """Side of the image-embedding grid (64 for 1024-pixel inputs).
+
+        A ViT's grid is one token per patch; TinyViT always downsamples 16x.
+        """
+        stride = self.vit.patch_size if self.encoder == "vit" else 16
+        return self.image_size // stride
 
     @property
     def low_res_size(self) -> int:

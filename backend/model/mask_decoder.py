@@ -28,6 +28,22 @@ class DecoderImageCache(NamedTuple):
     image_embeddings: Tensor
 
 
+class DecodedCandidates(NamedTuple):
+    """Candidates kept by :meth:`MaskDecoder.forward_cached_above` (K of them).
+
+    Attributes:
+        low_res: Kx(4h)x(4w) mask logits.
+        iou: K predicted IoU.
+        prompt: K index of the prompt each candidate answers.
+        candidate: K multimask output index (0..2, unsorted) within its prompt.
+    """
+
+    low_res: Tensor
+    iou: Tensor
+    prompt: Tensor
+    candidate: Tensor
+
+
 class MaskDecoder(nn.Module):
     """Predicts ``num_multimask_outputs + 1`` masks and their IoU from image and prompt embeddings.
 
@@ -137,6 +153,44 @@ class MaskDecoder(nn.Module):
         size = cache.image_embeddings.shape[-2:]
         return self._decode(keys, cache.key_pe, None, sparse_prompt_embeddings, multimask_output, size)
 
+    def forward_cached_above(
+        self, cache: DecoderImageCache, sparse_prompt_embeddings: Tensor, min_iou: float | None
+    ) -> DecodedCandidates:
+        """Multimask decoding that upscales only the candidates whose predicted IoU passes.
+
+        The IoU head reads the transformer's tokens only, so candidates are
+        filtered before the costly ``output_upscaling``; prompts with no
+        passing candidate skip it entirely. Same values as :meth:`forward_cached`
+        for the candidates kept.
+
+        Args:
+            cache: from :meth:`precompute` (no mask prompt).
+            sparse_prompt_embeddings: BxTxC point / box tokens.
+            min_iou: keep candidates with predicted IoU strictly above this;
+                ``None`` keeps all.
+
+        Returns:
+            The kept candidates, prompt-major, in mask order 1..3 per prompt.
+        """
+        mask_ids = list(range(1, self.num_mask_tokens))
+        hs, src = self._transformer(
+            cache.keys, cache.key_pe, cache.first_projections or None, sparse_prompt_embeddings, mask_ids
+        )
+        iou = self._iou(hs, mask_ids)
+        keep = iou > min_iou if min_iou is not None else torch.ones_like(iou, dtype=torch.bool)
+        prompts = torch.nonzero(keep.any(dim=1)).flatten()
+        if len(prompts) == 0:
+            side = 4 * cache.image_embeddings.shape[-1]
+            none = prompts.new_empty(0)
+            return DecodedCandidates(iou.new_empty(0, 4 * cache.image_embeddings.shape[-2], side), iou[keep], none, none)
+        hyper_in = self._hyper_in(hs[prompts], mask_ids)
+        masks = self.upscale_masks(src[prompts], hyper_in, cache.image_embeddings.shape[-2:])
+        kept = keep[prompts]
+        prompt_index, candidate = torch.nonzero(kept, as_tuple=True)
+        return DecodedCandidates(
+            low_res=masks[kept], iou=iou[keep], prompt=prompts[prompt_index], candidate=candidate
+        )
+
     def _decode(
         self,
         keys: Tensor,
@@ -146,21 +200,38 @@ class MaskDecoder(nn.Module):
         multimask_output: bool,
         size: tuple[int, int],
     ) -> tuple[Tensor, Tensor]:
+        mask_ids = list(range(1, self.num_mask_tokens)) if multimask_output else [0]
+        hs, src = self._transformer(keys, key_pe, first_projections, sparse, mask_ids)
+        masks = self.upscale_masks(src, self._hyper_in(hs, mask_ids), size)
+        return masks, self._iou(hs, mask_ids)
+
+    def _transformer(
+        self,
+        keys: Tensor,
+        key_pe: Tensor,
+        first_projections: tuple[Tensor, Tensor, Tensor] | None,
+        sparse: Tensor,
+        mask_ids: list[int],
+    ) -> tuple[Tensor, Tensor]:
+        """Output tokens (IoU token, then the ``mask_ids`` mask tokens) and image tokens."""
         b = sparse.shape[0]
         output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
         tokens = torch.cat(
             [output_tokens.unsqueeze(0).expand(b, -1, -1), sparse.to(output_tokens.dtype)], dim=1
         )
         # Only the IoU token and the mask tokens that are returned are needed after the transformer.
-        mask_ids = list(range(1, self.num_mask_tokens)) if multimask_output else [0]
         needed = [0] + [1 + i for i in mask_ids]
-        hs, src = self.transformer.forward_tokens(keys, key_pe, tokens, first_projections, needed)
-        hyper_in = torch.stack(
+        return self.transformer.forward_tokens(keys, key_pe, tokens, first_projections, needed)
+
+    def _hyper_in(self, hs: Tensor, mask_ids: list[int]) -> Tensor:
+        """BxMxC/8 hypernetwork weights of the returned masks."""
+        return torch.stack(
             [self.output_hypernetworks_mlps[i](hs[:, 1 + j]) for j, i in enumerate(mask_ids)], dim=1
         )
-        masks = self.upscale_masks(src, hyper_in, size)
-        iou_pred = self.iou_prediction_head(hs[:, 0])[:, mask_ids[0] : mask_ids[-1] + 1]
-        return masks, iou_pred
+
+    def _iou(self, hs: Tensor, mask_ids: list[int]) -> Tensor:
+        """BxM predicted IoU of the returned masks."""
+        return self.iou_prediction_head(hs[:, 0])[:, mask_ids[0] : mask_ids[-1] + 1]
 
     def upscale_masks(self, src: Tensor, hyper_in: Tensor, size: tuple[int, int]) -> Tensor:
         """``output_upscaling`` of the image tokens ``src`` (Bx(hw)xC) and the product

@@ -318,8 +318,10 @@ def test_full_size_decoder_vit_b_dims():
         assert_close(iou, r_iou, rel=FULL_REL)
 
 
-def test_postprocess_masks_bit_identical(tiny):
-    """The cropped / identity-skipping upscaling returns exactly the reference's values."""
+def test_postprocess_masks_match_reference_to_rounding(tiny):
+    """The cropped, plane-by-plane, identity-skipping upscaling returns the reference's
+    values up to float32 rounding (the bilinear kernel's vectorised paths for a
+    ``Bx3`` and a ``(3B)x1`` layout may round the last bit differently)."""
     ours, ref = tiny
     side = ours.config.image_size
     low = torch.randn(
@@ -333,10 +335,10 @@ def test_postprocess_masks_bit_identical(tiny):
         ((side - 1, 5), (1200, 7)),
     ]:
         with torch.no_grad():
-            assert torch.equal(
-                ours.postprocess_masks(low, input_size, original),
-                ref.postprocess_masks(low, input_size, original),
-            )
+            got = ours.postprocess_masks(low, input_size, original)
+            want = ref.postprocess_masks(low, input_size, original)
+        assert got.shape == want.shape
+        assert (got - want).abs().max() <= 4 * torch.finfo(torch.float32).eps * want.abs().max()
 
 
 def test_encoder_grad_path_matches_inference_path(tiny):
