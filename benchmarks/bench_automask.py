@@ -73,6 +73,7 @@ def _child(args: argparse.Namespace) -> None:
 
         model = build_sam(VIT_B)
         model.load_state_dict(state, strict=True)
+        model.to(getattr(torch, args.ours_dtype))
         ours = AutomaskGenerator(model.eval(), **kwargs)
         run = ours.generate
     del state
@@ -185,6 +186,8 @@ def _run_child(side: str, args: argparse.Namespace, weights: str) -> dict:
         str(args.stability_score_thresh),
         "--threads",
         str(args.threads),
+        "--ours-dtype",
+        args.ours_dtype,
     ]
     out = subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -200,6 +203,9 @@ def main() -> None:
         "--threads", type=int, default=int(os.environ.get("BENCH_THREADS", os.cpu_count() or 1))
     )
     parser.add_argument("--skip-encoder", action="store_true", help="time everything after the image encoder")
+    parser.add_argument(
+        "--ours-dtype", choices=("float32", "bfloat16"), default="float32", help="our network's dtype (end to end)"
+    )
     parser.add_argument("--repeats", type=int, default=3, help="alternating runs with --skip-encoder")
     parser.add_argument("--child", choices=("ours", "reference"), help=argparse.SUPPRESS)
     parser.add_argument("--weights", help=argparse.SUPPRESS)
@@ -222,7 +228,8 @@ def main() -> None:
         results = {side: _run_child(side, args, weights) for side in ("reference", "ours")}
     ref, ours = results["reference"], results["ours"]
     print(
-        f"segment everything, ViT-B random weights, {args.size}x{args.size}, {args.points_per_side**2} points, {args.threads} threads"
+        f"segment everything, ViT-B random weights, {args.size}x{args.size}, {args.points_per_side**2} points, "
+        f"{args.threads} threads, ours in {args.ours_dtype} (reference float32)"
     )
     print(
         f"{'':10} {'total s':>8} {'encoder s':>9} {'rest s':>8} {'masks':>6} {'peak RSS MiB':>13} {'RSS before MiB':>15}"
