@@ -42,13 +42,13 @@ class PredictorOutput:
     Attributes:
         masks: ``BxKxHxW`` bool at the original image size.
         scores: ``BxK`` float32 predicted IoU, descending along K.
-        stability_scores: ``BxK`` float32.
+        stability_scores: ``BxK`` float32, or None when not asked for.
         low_res_logits: ``BxKxLxL`` float32, for refinement (``mask_input``).
     """
 
     masks: np.ndarray
     scores: np.ndarray
-    stability_scores: np.ndarray
+    stability_scores: np.ndarray | None
     low_res_logits: np.ndarray
 
 
@@ -146,6 +146,7 @@ class SamPredictor:
         box: ArrayLike | None = None,
         mask_input: ArrayLike | None = None,
         multimask_output: bool = True,
+        stability: bool = True,
     ) -> PredictorOutput:
         """Masks for a prompt on the current image.
 
@@ -157,6 +158,8 @@ class SamPredictor:
             mask_input: ``1xLxL`` or ``Bx1xLxL`` low-res logits from an earlier
                 answer (``low_res_logits[:, :1]`` of the chosen candidate).
             multimask_output: Three candidates (True) or one (False).
+            stability: Also compute the stability scores (two more passes
+                over the full-size logits, about 5% of a CPU call).
 
         Returns:
             A :class:`PredictorOutput` with B objects (B = 1 without boxes).
@@ -183,7 +186,7 @@ class SamPredictor:
         return PredictorOutput(
             masks=(logits > MASK_THRESHOLD).cpu().numpy(),
             scores=scores.float().cpu().numpy(),
-            stability_scores=stability_score(logits).cpu().numpy(),
+            stability_scores=stability_score(logits).cpu().numpy() if stability else None,
             low_res_logits=low_res.float().cpu().numpy(),
         )
 
