@@ -22,7 +22,6 @@ from backend.formats.coordinates import resized_shape, to_model_boxes, to_model_
 from backend.formats.images import check_rgb_pixels
 from backend.inference.mask_ops import MASK_THRESHOLD, stability_score
 from backend.inference.prompts import check_prompt
-
 from backend.model.mask_decoder import DecodedCandidates
 
 if TYPE_CHECKING:

@@ -137,6 +137,17 @@ def test_stability_score_matches_definition(models):
     np.testing.assert_allclose(out.stability_scores, expected, rtol=1e-6)
 
 
+def test_stability_can_be_skipped_without_changing_the_masks(models):
+    ours_model, _ = models
+    predictor = SamPredictor(ours_model)
+    predictor.set_image(_image(64, 96))
+    full = predictor.predict(point_coords=[[40, 30]], point_labels=[1])
+    lean = predictor.predict(point_coords=[[40, 30]], point_labels=[1], stability=False)
+    assert lean.stability_scores is None
+    np.testing.assert_array_equal(lean.masks, full.masks)
+    np.testing.assert_array_equal(lean.scores, full.scores)
+
+
 @pytest.mark.parametrize(
     "prompt, message",
     [
