@@ -2,7 +2,7 @@
 
 Examples::
 
-    # the shipped demo model, from scratch on generated scenes (~25 min on 2 CPU cores)
+    # the shipped demo model, from scratch on generated scenes (9000 steps, ~50 min on one CPU core)
     sam-train --demo --out backend/weights/sam_demo.pt
 
     # fine-tune ViT-B's prompt encoder and mask decoder on a COCO dataset
