@@ -141,6 +141,13 @@ def _run(args: argparse.Namespace) -> int:
         for name in done:
             write_sa1b(out, work.load(name))
     print(f"sam-annotate: {len(done)} of {len(names)} images annotated -> {out}", file=sys.stderr)
+    if done and args.everything and not any(work.load(name)["annotations"] for name in done):
+        print(
+            "sam-annotate: no mask passed the filters (--pred-iou-thresh and --stability-score-thresh "
+            "default to Meta's 0.88 and 0.95, tuned for the official models); a weaker model such as "
+            "`demo` predicts lower IoU: try e.g. --pred-iou-thresh 0.6 --stability-score-thresh 0.85",
+            file=sys.stderr,
+        )
     return 1 if failed else 0
 
 

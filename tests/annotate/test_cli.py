@@ -31,6 +31,15 @@ def _count_annotate_calls(monkeypatch, fail_on: str | None = None) -> list[str]:
     return calls
 
 
+def test_no_surviving_mask_prints_how_to_lower_the_thresholds(images_dir, model_path, tmp_path, capsys):
+    out = tmp_path / "out.json"
+    impossible = ["--pred-iou-thresh", "1.0", "--stability-score-thresh", "1.0"]
+    argv = [str(images_dir), "--everything", "--model", str(model_path), "--out", str(out), "--no-progress"]
+    assert main([*argv, *impossible]) == 0
+    assert json.loads(out.read_text())["annotations"] == []
+    assert "--pred-iou-thresh 0.6" in capsys.readouterr().err
+
+
 def test_everything_to_coco_loads_in_pycocotools(images_dir, model_path, tmp_path):
     from pycocotools.coco import COCO
 
