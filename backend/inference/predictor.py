@@ -294,17 +294,15 @@ class SamPredictor:
         coords = to_model_points(point_coords, original_size, input_size).to(self.dtype)
         cache = self._decoder_cache()
         step = self._prompts_per_decoder_call(cache)
-        if step >= len(coords):
-            return self.model.decode_above(cache, (coords, point_labels), min_iou)
+        starts = range(0, len(coords), step)
         parts = [
             self.model.decode_above(cache, (coords[i : i + step], point_labels[i : i + step]), min_iou)
-            for i in range(0, len(coords), step)
+            for i in starts
         ]
-        offsets = range(0, len(coords), step)
         return DecodedCandidates(
             low_res=torch.cat([p.low_res for p in parts]),
             iou=torch.cat([p.iou for p in parts]),
-            prompt=torch.cat([p.prompt + o for p, o in zip(parts, offsets, strict=True)]),
+            prompt=torch.cat([p.prompt + i for p, i in zip(parts, starts, strict=True)]),
             candidate=torch.cat([p.candidate for p in parts]),
         )
 
@@ -312,8 +310,8 @@ class SamPredictor:
         """How many prompts one decoder call takes: all on an accelerator; on a CPU as many
         as keep each call's per-prompt image tokens (``BxNxC``) within
         :data:`CPU_DECODER_WORKING_SET_BYTES`, so that the decoder's elementwise
-        passes over them run from cache instead of memory (1 prompt at SAM's sizes,
-        about 1.5x faster per prompt than 64 at once on a 2-core EPYC)."""
+        passes over them run from cache instead of memory (1 prompt at SAM's sizes;
+        `benchmarks/bench_automask.py` measures the effect)."""
         if self.device.type != "cpu":
             return 1 << 30
         keys = cache.keys

@@ -178,11 +178,7 @@ class MaskDecoder(nn.Module):
         )
         iou = self._iou(hs, mask_ids)
         keep = iou > min_iou if min_iou is not None else torch.ones_like(iou, dtype=torch.bool)
-        prompts = torch.nonzero(keep.any(dim=1)).flatten()
-        if len(prompts) == 0:
-            side = 4 * cache.image_embeddings.shape[-1]
-            none = prompts.new_empty(0)
-            return DecodedCandidates(iou.new_empty(0, 4 * cache.image_embeddings.shape[-2], side), iou[keep], none, none)
+        prompts = torch.nonzero(keep.any(dim=1)).flatten()  # may be empty: upscaling 0 prompts is fine
         hyper_in = self._hyper_in(hs[prompts], mask_ids)
         masks = self.upscale_masks(src[prompts], hyper_in, cache.image_embeddings.shape[-2:])
         kept = keep[prompts]
@@ -243,10 +239,11 @@ class MaskDecoder(nn.Module):
         """
         h, w = size
         B, N, C = src.shape
+        M = hyper_in.shape[1]
         if torch.is_grad_enabled() and (src.requires_grad or hyper_in.requires_grad):
             # Autograd-friendly reference path (the fast one works in place).
             up = self.output_upscaling(src.transpose(1, 2).reshape(B, C, h, w))
-            return (hyper_in @ up.flatten(2)).view(B, -1, 4 * h, 4 * w)
+            return (hyper_in @ up.flatten(2)).view(B, M, 4 * h, 4 * w)
         up1, ln, _, up2, _ = self.output_upscaling
         c1, c2 = up1.out_channels, up2.out_channels
         x = src.reshape(B * N, C)
@@ -265,5 +262,5 @@ class MaskDecoder(nn.Module):
             for ei in range(2):
                 w2 = up2.weight[:, :, ei].transpose(1, 2).reshape(c1, 2 * c2)
                 z = torch.ops.aten.gelu_(torch.addmm(bias2, y[di], w2)).view(B, 4 * N, c2)
-                rows.append((hyper_in @ z.transpose(1, 2)).view(B, -1, h, 4 * w))
-        return torch.stack(rows, dim=3).view(B, -1, 4 * h, 4 * w)
+                rows.append((hyper_in @ z.transpose(1, 2)).view(B, M, h, 4 * w))
+        return torch.stack(rows, dim=3).view(B, M, 4 * h, 4 * w)
