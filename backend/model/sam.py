@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -14,6 +12,7 @@ from .mask_decoder import DecodedCandidates, DecoderImageCache, MaskDecoder
 from .prompt_encoder import PromptEncoder
 from .tiny_vit import TinyViT
 from .transformer import TwoWayTransformer
+from .upsampling import upsample_bilinear_integer
 
 
 class Sam(nn.Module):
@@ -79,27 +78,26 @@ class Sam(nn.Module):
         (``input_size``, the resized image before padding, as (H, W)) and resize to
         ``original_size`` (H, W), bilinearly -- the reference's arithmetic.
 
-        Only the low-res rows that the crop needs are upscaled (bilinear with
-        ``align_corners=False`` reads at most one row beyond; whole rows are kept
-        so the kernel rounds as on the full image), and the second resize is
-        skipped when it would be the identity. Every mask is resized as its own
-        one-channel plane (a contiguous ``(B*C)x1`` batch): the same arithmetic,
-        twice as fast on CPU, and it keeps the kernel off its channels-last path,
-        which a sorted (gathered) input would otherwise pick, paying two
-        full-size layout copies. Values equal the reference's up to float32
-        rounding (the kernel's vectorised paths may differ in the last bit).
+        When the model input is a whole multiple of ``L`` (every SAM
+        configuration) and no gradient is needed, only the cropped corner is
+        upscaled, by :func:`~backend.model.upsampling.upsample_bilinear_integer`;
+        the second resize is skipped when it would be the identity. Values
+        equal the reference's up to float32 rounding.
         """
         side = self.image_size
         batch, channels, low_h, low_w = masks.shape
-        rows = _rows_needed(input_size[0], low_h, side)
-        cols = low_w  # keep full rows: the kernel then rounds exactly as on the full image
-        planes = masks[..., :rows, :cols].reshape(batch * channels, 1, rows, cols)
-        out_size = (rows * side // low_h, cols * side // low_w)
-        planes = F.interpolate(planes, out_size, mode="bilinear", align_corners=False)
-        planes = planes[..., : input_size[0], : input_size[1]]
+        factor = side // low_h
+        planes = masks.reshape(batch * channels, low_h, low_w)
+        if factor * low_h == side == factor * low_w and not (torch.is_grad_enabled() and masks.requires_grad):
+            planes = upsample_bilinear_integer(planes, factor, input_size[0], input_size[1])
+        else:
+            planes = F.interpolate(planes[:, None], (side, side), mode="bilinear", align_corners=False)
+            planes = planes[:, 0, : input_size[0], : input_size[1]]
         if tuple(original_size) != tuple(planes.shape[-2:]):
-            planes = F.interpolate(planes, tuple(original_size), mode="bilinear", align_corners=False)
-        return planes[:, 0].unflatten(0, (batch, channels))  # a view: the crop is not copied
+            planes = F.interpolate(
+                planes[:, None], tuple(original_size), mode="bilinear", align_corners=False
+            )[:, 0]
+        return planes.unflatten(0, (batch, channels))  # a view: the crop is not copied
 
     def encode_image(self, images: Tensor) -> Tensor:
         """Image embeddings ``BxCxhxw`` of preprocessed ``Bx3xSxS`` images."""
@@ -163,15 +161,6 @@ class Sam(nn.Module):
                 {"masks": masks > self.mask_threshold, "iou_predictions": iou, "low_res_logits": low_res}
             )
         return outputs
-
-
-def _rows_needed(n_out: int, n_in: int, full_out: int) -> int:
-    """Input rows that bilinear upscaling ``n_in -> full_out`` (align_corners=False)
-    reads for its first ``n_out`` output rows; ``n_in`` if that is all of them."""
-    if n_out >= full_out or full_out % n_in:
-        return n_in
-    src = (n_out - 0.5) * n_in / full_out - 0.5  # source position of the last needed row
-    return min(n_in, max(math.floor(src), 0) + 2)
 
 
 def build_sam(config: SamConfig) -> Sam:
