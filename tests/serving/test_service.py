@@ -193,7 +193,8 @@ def test_upscaling_in_chunks_gives_the_same_masks(service, tiny_sam, monkeypatch
     from backend.inference.predictor import SamPredictor
     from backend.serving import batched_decoder
 
-    monkeypatch.setattr(batched_decoder, "UPSCALE_CHUNK_PIXELS", 3 * 60 * 80)  # one object per chunk
+    for budget in ("UPSCALE_CHUNK_PIXELS", "CPU_UPSCALE_CHUNK_PIXELS"):
+        monkeypatch.setattr(batched_decoder, budget, 3 * 60 * 80)  # one object per chunk
     boxes = [[1, 1, 30, 30], [10, 5, 70, 50], [0, 0, 80, 60]]
     image_id = service.add_image(picture()).image_id
     objects = service.predict(image_id, boxes=boxes)
