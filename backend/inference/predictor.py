@@ -293,7 +293,7 @@ class SamPredictor:
         input_size = resized_shape(original_size[0], original_size[1], self.image_size)
         coords = to_model_points(point_coords, original_size, input_size).to(self.dtype)
         cache = self._decoder_cache()
-        step = self._prompts_per_decoder_call(cache)
+        step = self.prompts_per_decoder_call()
         starts = range(0, len(coords), step)
         parts = [
             self.model.decode_above(cache, (coords[i : i + step], point_labels[i : i + step]), min_iou)
@@ -306,16 +306,17 @@ class SamPredictor:
             candidate=torch.cat([p.candidate for p in parts]),
         )
 
-    def _prompts_per_decoder_call(self, cache: DecoderImageCache) -> int:
-        """How many prompts one decoder call takes: all on an accelerator; on a CPU as many
-        as keep each call's per-prompt image tokens (``BxNxC``) within
+    def prompts_per_decoder_call(self) -> int:
+        """How many prompts one decoder call should take: all on an accelerator; on a CPU
+        as many as keep each call's per-prompt image tokens (``BxNxC``) within
         :data:`CPU_DECODER_WORKING_SET_BYTES`, so that the decoder's elementwise
-        passes over them run from cache instead of memory (1 prompt at SAM's sizes;
-        `benchmarks/bench_automask.py` measures the effect)."""
+        passes over them run from cache instead of memory (1 prompt at SAM's
+        sizes, 32 for the demo model; `benchmarks/bench_automask.py` and
+        `benchmarks/bench_server.py` measure the effect)."""
         if self.device.type != "cpu":
             return 1 << 30
-        keys = cache.keys
-        per_prompt = keys.shape[-2] * keys.shape[-1] * keys.element_size()
+        config = self.model.config
+        per_prompt = config.embedding_size**2 * config.prompt_embed_dim * self.dtype.itemsize
         return max(1, CPU_DECODER_WORKING_SET_BYTES // per_prompt)
 
     def _decoder_cache(self) -> DecoderImageCache:

@@ -34,8 +34,10 @@ class ServerConfig:
         max_pixels: Largest accepted image, in pixels (width x height).
         max_body_mb: Largest accepted request body, in MiB (413 above).
         max_batch: Most prompts per decoder call; 1 disables micro-batching;
-            0 picks by device: 16 on CUDA, 1 elsewhere (on a CPU one big
-            batched decoder call is slower than one call per request).
+            0 picks by device and model: 16 on an accelerator; on a CPU as
+            many prompts as keep a call's image tokens within a few MiB (1 for
+            SAM's decoder, whose batched calls are slower there than one call
+            per request; 16 for the demo model).
         batch_wait_ms: Longest wait for more decode requests, in milliseconds.
         threads: HTTP threads of the gunicorn worker.
         log_level: Python logging level name.

@@ -42,6 +42,11 @@ from backend.serving.embedding_cache import ByteBoundedLRU, CacheStats
 from backend.serving.gpu_worker import GpuWorker
 from backend.serving.special_prompts import AutomaskRunner
 
+AUTO_MAX_BATCH = 16
+"""Prompts per micro-batched decoder call with ``max_batch=0`` on an accelerator;
+on a CPU fewer when the model's per-prompt decoder work would leave the cache
+(:meth:`SamPredictor.prompts_per_decoder_call`: 1 at SAM's sizes, so no batching)."""
+
 log = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
@@ -121,7 +126,7 @@ class SamService:
             self._device = self._predictor.device
             self._storage_dtype = self._pick_storage_dtype(self._predictor.dtype)
             if self.config.max_batch == 0:
-                self._worker.max_batch = 16 if self._device.type == "cuda" else 1
+                self._worker.max_batch = min(AUTO_MAX_BATCH, self._predictor.prompts_per_decoder_call())
             self._model = model
             log.info("model %s loaded on %s (%s)", self.model_name, self._device, self._predictor.dtype)
         except BaseException as exc:  # noqa: BLE001 - reported by every later request

@@ -105,13 +105,22 @@ def test_max_batch_one_disables_batching(tiny_sam):
         service.close()
 
 
-def test_auto_max_batch_is_one_on_cpu(tiny_sam):
-    service = SamService(make_config(tiny_sam, max_batch=0)).start()
+def _auto_max_batch(model) -> int:
+    service = SamService(make_config(model, max_batch=0)).start()
     try:
-        assert service.wait_ready(30)
-        assert service.models()[0]["max_batch"] == 1
+        assert service.wait_ready(60)
+        return service.models()[0]["max_batch"]
     finally:
         service.close()
+
+
+def test_auto_max_batch_on_cpu_batches_small_decoders_only(tiny_sam):
+    from backend.model import SamConfig, ViTConfig, build_sam
+
+    assert _auto_max_batch(tiny_sam) == 16
+    # SAM's decoder (64x64 image tokens of width 256: 4 MiB per prompt) gets one prompt per call.
+    sam_sized = SamConfig(vit=ViTConfig(embed_dim=32, depth=1, num_heads=2, global_attn_indexes=(0,)))
+    assert _auto_max_batch(build_sam(sam_sized).eval()) == 1
 
 
 def test_boxes_of_one_request_are_counted_against_max_batch(tiny_sam):
