@@ -14,6 +14,11 @@
    decoder on a CPU one batched call is slower than one call per request,
    which is why ``--max-batch 0`` (auto) batches on a CPU only as many
    prompts as fit a cache-sized call (1 at SAM's sizes, 16 for the demo).
+3. What batching can share, in-process: the decoder's time per prompt in a
+   call of 1 and of 16 prompts, next to the per-request work that no batch
+   shares (upscaling three masks to 640x480, threshold, stability). With
+   HTTP left out, ``(decoder@1 + rest) / (decoder@16 + rest)`` bounds what
+   batching can gain on this device.
 
 Weights: ``backend/weights/sam_demo.pt`` when present, else a random network
 whose prompt encoder and mask decoder have ViT-B's sizes (the decoder is what
@@ -207,6 +212,48 @@ def report_latency(path: str, device: str, n: int, threads: int) -> None:
     )
 
 
+def report_shareable(path: str, device: str, repeats: int = 200) -> None:
+    """Median in-process times (ms per prompt) of the shareable and the per-request work."""
+    import torch
+
+    from backend.inference.mask_ops import MASK_THRESHOLD, stability_score
+    from backend.inference.predictor import SamPredictor
+    from backend.registry import load_model
+
+    predictor = SamPredictor(load_model(path, device=device))
+    predictor.set_image(picture(0))
+
+    def median_ms(fn, count: int) -> float:
+        for _ in range(5):
+            fn()
+        samples = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            samples.append(time.perf_counter() - start)
+        return float(np.median(samples)) * 1000.0 / count
+
+    def per_request(low_res: torch.Tensor) -> None:
+        logits = predictor.upscale_logits(low_res.float())
+        (logits > MASK_THRESHOLD).cpu().numpy()
+        stability_score(logits)
+
+    decoder: dict[int, float] = {}
+    with torch.inference_mode():
+        for count in (1, 16):
+            coords = torch.tensor([[[200.0, 150.0]]], device=predictor.device).expand(count, 1, 2)
+            labels = torch.ones((count, 1), dtype=torch.int64, device=predictor.device)
+            decoder[count] = median_ms(lambda c=coords, k=labels: predictor.predict_torch(c, k), count)
+        one, _ = predictor.predict_torch(coords[:1], labels[:1])
+        rest = median_ms(lambda: per_request(one), 1)
+    bound = (decoder[1] + rest) / (decoder[16] + rest)
+    print("\nmodel work of one point request, in-process (ms per prompt)")
+    print(f"  decoder, 1 prompt per call         {decoder[1]:8.2f}")
+    print(f"  decoder, 16 prompts per call       {decoder[16]:8.2f}")
+    print(f"  upscale + threshold + stability    {rest:8.2f}   (per request, never shared)")
+    print(f"  most that batching can gain, HTTP left out: {bound:.2f}x")
+
+
 def report_throughput(
     path: str, device: str, levels: list[int], seconds: float, threads: int, rounds: int = 3
 ) -> None:
@@ -247,7 +294,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=100, help="latency samples")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--clients", default="1,4,16", help="comma-separated concurrency levels")
-    parser.add_argument("--only", choices=("latency", "throughput"), help="run one part only")
+    parser.add_argument(
+        "--only", choices=("latency", "throughput", "shareable"), help="run one part only"
+    )
     parser.add_argument(
         "--weights", choices=("auto", "vit_b_decoder", "tiny"), default="auto", help="see model_path()"
     )
@@ -262,12 +311,14 @@ def main() -> None:
         path = model_path(Path(tmp), args.weights)
         weights = path if path == str(DEMO) else f"random ({args.weights})"
         print(f"weights: {weights}; image 640x480; device {_device(args.device)}; CPU cores {os.cpu_count()}")
-        if args.only != "throughput":
+        if args.only in (None, "latency"):
             report_latency(path, args.device, args.requests, args.torch_threads)
-        if args.only != "latency":
+        if args.only in (None, "throughput"):
             report_throughput(
                 path, args.device, [int(c) for c in args.clients.split(",")], args.seconds, args.torch_threads
             )
+        if args.only in (None, "shareable"):
+            report_shareable(path, _device(args.device))
 
 
 def _device(name: str) -> str:
