@@ -2,7 +2,7 @@
 
 Examples::
 
-    # the shipped demo model, from scratch on generated scenes (9000 steps, ~50 min on one CPU core)
+    # the shipped demo model, from scratch on generated scenes (three stages, ~2.5 h on one CPU core)
     sam-train --demo --out backend/weights/sam_demo.pt
 
     # fine-tune ViT-B's prompt encoder and mask decoder on a COCO dataset
@@ -56,14 +56,19 @@ def _train_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sam-train", description="Train or fine-tune a SAM model.")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(
-        "--demo", action="store_true", help="train the shipped demo model from scratch (fixed recipe)"
+        "--demo",
+        action="store_true",
+        help="train the shipped demo model from scratch (fixed three-stage recipe)",
     )
     source.add_argument("--data", help="COCO JSON, SA-1B folder, or Label Studio fit() folder")
     source.add_argument("--scenes", type=int, metavar="N", help="train on N generated scenes")
     parser.add_argument("--images", help="image folder of a COCO JSON (default: images/ next to it)")
     parser.add_argument("--base", help="start from this model (registry name or checkpoint path)")
     parser.add_argument("--out", required=True, help="where the trained model is written")
-    parser.add_argument("--state", help="training-state file (default: runs/<out name>/state.pt)")
+    parser.add_argument(
+        "--state",
+        help="training-state file (default: runs/<out name>/state.pt; --demo keeps one per stage there)",
+    )
     parser.add_argument("--restart", action="store_true", help="ignore an existing training state")
     parser.add_argument(
         "--freeze-encoder", action="store_true", help="train prompt encoder + mask decoder only"
@@ -149,39 +154,38 @@ def _train(args: argparse.Namespace) -> int:
     device = _setup_torch(args)
     out = Path(args.out)
     run_dir = Path("runs") / out.stem
-    state = Path(args.state) if args.state else run_dir / "state.pt"
     if args.demo:
-        sam: Sam = demo.build_demo_model(demo.DEMO_SETTINGS.seed)
-        data: MaskDataset = demo.training_scenes()
-        settings = demo.DEMO_SETTINGS
-        base = "scratch"
-    else:
-        sam = _load_base(args.base)
-        data = _open_data(args, first_seed=0)
-        base = args.base
-        settings = TrainSettings(
-            steps=args.steps,
-            images_per_batch=args.batch,
-            masks_per_image=args.masks_per_image,
-            accumulate=args.accumulate,
-            lr=args.lr,
-            weight_decay=args.weight_decay,
-            warmup_steps=args.warmup,
-            decay_steps=tuple(args.decay_steps),
-            decay_factor=args.decay_factor,
-            freeze_encoder=args.freeze_encoder,
-            amp=args.amp,
-            seed=args.seed,
-            checkpoint_every=args.checkpoint_every,
-            rounds=RoundsSettings(
-                rounds=args.rounds,
-                rounds_without_point=args.rounds_without_point,
-                box_probability=args.box_probability,
-            ),
+        result = demo.train_demo_model(
+            out, run_dir, device=device, resume=not args.restart, progress=not args.no_progress
         )
+        print(f"trained the demo model ({result.seconds:.0f} s in this call); written to {out}")
+        return 0
+    state = Path(args.state) if args.state else run_dir / "state.pt"
+    sam = _load_base(args.base)
+    data = _open_data(args, first_seed=0)
+    settings = TrainSettings(
+        steps=args.steps,
+        images_per_batch=args.batch,
+        masks_per_image=args.masks_per_image,
+        accumulate=args.accumulate,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        warmup_steps=args.warmup,
+        decay_steps=tuple(args.decay_steps),
+        decay_factor=args.decay_factor,
+        freeze_encoder=args.freeze_encoder,
+        amp=args.amp,
+        seed=args.seed,
+        checkpoint_every=args.checkpoint_every,
+        rounds=RoundsSettings(
+            rounds=args.rounds,
+            rounds_without_point=args.rounds_without_point,
+            box_probability=args.box_probability,
+        ),
+    )
     cache = None
     if settings.freeze_encoder:
-        cache = EmbeddingCache(args.cache_dir or run_dir / "embeddings", encoder_name=str(base))
+        cache = EmbeddingCache(args.cache_dir or run_dir / "embeddings", encoder_name=str(args.base))
     sam.to(device)
     result = train(
         sam,
@@ -192,10 +196,7 @@ def _train(args: argparse.Namespace) -> int:
         resume=not args.restart,
         embedding_cache=cache,
         progress=not args.no_progress,
-        meta={
-            "base": str(base),
-            "data": args.data or ("demo-scenes" if args.demo else f"scenes:{args.scenes}"),
-        },
+        meta={"base": str(args.base), "data": args.data or f"scenes:{args.scenes}"},
     )
     print(
         f"trained {result.step} steps (resumed from {result.resumed_from}) in {result.seconds:.0f} s; "

@@ -127,6 +127,7 @@ def train(
     resume: bool = True,
     embedding_cache: EmbeddingCache | None = None,
     progress: bool = True,
+    progress_label: str = "train",
     meta: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Trains ``sam`` in place and writes the result to ``out``.
@@ -141,6 +142,7 @@ def train(
         embedding_cache: Disk cache of image embeddings; required with
             ``settings.freeze_encoder``.
         progress: Show a tqdm progress bar.
+        progress_label: The bar's title.
         meta: Extra information stored in the final checkpoint's metadata.
 
     Returns:
@@ -168,7 +170,7 @@ def train(
     order = _SampleOrder(len(data), settings.seed)
     losses: list[float] = []
     first_ious: list[float] = []
-    bar = _progress_bar(progress, settings.steps, step)
+    bar = _progress_bar(progress, settings.steps, step, progress_label)
     while step < settings.steps:
         generator = torch.Generator().manual_seed(settings.seed * 1_000_003 + step)
         loss_sum = iou_sum = 0.0
@@ -296,7 +298,7 @@ def _mean_tail(values: list[float], count: int = 20) -> float:
     return sum(tail) / len(tail) if tail else math.nan
 
 
-def _progress_bar(enabled: bool, total: int, initial: int) -> Any:
+def _progress_bar(enabled: bool, total: int, initial: int, label: str) -> Any:
     from tqdm import tqdm
 
-    return tqdm(total=total, initial=initial, disable=not enabled, desc="train", dynamic_ncols=True)
+    return tqdm(total=total, initial=initial, disable=not enabled, desc=label, dynamic_ncols=True)
