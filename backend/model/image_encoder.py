@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .common import LayerNorm2d, MLPBlock
+from .token_products import linear_on_tokens
 
 # Global attention is run in chunks of query rows so that the relative-position
 # bias (batch x heads x rows x N) never needs more than about this many elements
@@ -68,8 +69,8 @@ class ImageEncoderViT(nn.Module):
         ws = Workspace() if not torch.is_grad_enabled() else None
         for blk in self.blocks:
             x = blk(x, ws)
-        # 1x1 conv on channels-last tokens is a plain matmul.
-        x = F.linear(x, self.neck[0].weight.flatten(1))
+        # The 1x1 conv on channels-last tokens is a product with the tokens.
+        x = linear_on_tokens(x, self.neck[0].weight.flatten(1), None)
         x = self.neck[1](x.permute(0, 3, 1, 2))
         x = self.neck[2](x.contiguous(memory_format=torch.channels_last))
         return self.neck[3](x).contiguous()
@@ -114,14 +115,11 @@ class Block(nn.Module):
         """``x``: BxHxWxC. ``ws``: scratch buffers (inference only)."""
         # The residual sums go into the fresh outputs of the projections.
         x = self.attn(self.norm1(x), ws).add_(x)
-        mlp = self.mlp
-        if ws is None:
-            return mlp.lin2(mlp.act(mlp.lin1(self.norm2(x)))).add_(x)
-        h = self.norm2(x).view(-1, x.shape[-1])
-        y = ws.get("mlp", (h.shape[0], mlp.lin1.out_features), h)
-        torch.addmm(mlp.lin1.bias, h, mlp.lin1.weight.t(), out=y)
-        y = torch.ops.aten.gelu_(y)
-        return mlp.lin2(y).view(x.shape).add_(x)
+        lin1, lin2 = self.mlp.lin1, self.mlp.lin2
+        y = linear_on_tokens(self.norm2(x), lin1.weight, lin1.bias)
+        y = torch.ops.aten.gelu_(y) if ws is not None else self.mlp.act(y)
+        return linear_on_tokens(y, lin2.weight, lin2.bias).add_(x)
+
 
 
 class Attention(nn.Module):
@@ -151,11 +149,7 @@ class Attention(nn.Module):
         nh = self.num_heads
         hd = C // nh
         win = self.window_size
-        if ws is None:
-            qkv = self.qkv(x)
-        else:
-            qkv = ws.get("qkv", (B, H, W, 3 * C), x)
-            torch.addmm(self.qkv.bias, x.reshape(-1, C), self.qkv.weight.t(), out=qkv.view(-1, 3 * C))
+        qkv = linear_on_tokens(x, self.qkv.weight, self.qkv.bias)
         if win > 0:
             # Project the real tokens only; padded tokens get the projection of zeros (= bias).
             pad_h = (win - H % win) % win
@@ -192,7 +186,7 @@ class Attention(nn.Module):
             q, k, v = qkv.view(B, H * W, 3, nh, hd).permute(2, 0, 3, 1, 4).unbind(0)
             out = _attention_rel_pos(q, k, v, self.rel_pos_h, self.rel_pos_w, (H, W), ws)
             out = out.transpose(1, 2).reshape(B, H, W, C)
-        return self.proj(out)
+        return linear_on_tokens(out, self.proj.weight, self.proj.bias)
 
 
 def _attention_rel_pos(

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .common import MLP, LayerNorm2d
+from .token_products import tokens_times_weights
 from .transformer import TwoWayTransformer
 
 
@@ -233,9 +234,12 @@ class MaskDecoder(nn.Module):
         """``output_upscaling`` of the image tokens ``src`` (Bx(hw)xC) and the product
         with the hypernetwork weights ``hyper_in`` (BxMxC/8): BxMx(4h)x(4w) logits.
 
-        The two stride-2, 2x2 transposed convolutions are evaluated as matrix
-        products on channels-last tokens, one output row parity at a time, so
-        that the pixel interleaving is two cheap stacks of contiguous rows.
+        Each stride-2, 2x2 transposed convolution is one product of the tokens
+        (one row per input pixel, channels last) with the kernel laid out as
+        ``(di, dj, out channel) x in channel``: row ``p``, columns ``(di, dj)``
+        is output pixel ``(2 row(p) + di, 2 col(p) + dj)``. The rows stay in
+        input order through both stages; one permutation of the final
+        ``M`` planes puts the pixels in place.
         """
         h, w = size
         B, N, C = src.shape
@@ -246,21 +250,15 @@ class MaskDecoder(nn.Module):
             return (hyper_in @ up.flatten(2)).view(B, M, 4 * h, 4 * w)
         up1, ln, _, up2, _ = self.output_upscaling
         c1, c2 = up1.out_channels, up2.out_channels
-        x = src.reshape(B * N, C)
-        # First deconvolution, one output row parity di at a time: rows (i, j, dj) of y[di].
-        y = x.new_empty(2, B * N, 2 * c1)
-        bias1 = up1.bias.repeat(2)
-        for di in range(2):
-            torch.addmm(bias1, x, up1.weight[:, :, di].transpose(1, 2).reshape(C, 2 * c1), out=y[di])
-        y = y.view(-1, c1)
-        y = torch.ops.aten.gelu_(F.layer_norm(y, (c1,), ln.weight, ln.bias, ln.eps)).view(2, B * N * 2, c1)
-        # Second deconvolution per (di, ei): rows (i, j, dj), columns (ej, c2), i.e. output
-        # row 4i + 2di + ei, columns 4j + 2dj + ej in order.
-        bias2 = up2.bias.repeat(2)
-        rows = []
-        for di in range(2):
-            for ei in range(2):
-                w2 = up2.weight[:, :, ei].transpose(1, 2).reshape(c1, 2 * c2)
-                z = torch.ops.aten.gelu_(torch.addmm(bias2, y[di], w2)).view(B, 4 * N, c2)
-                rows.append((hyper_in @ z.transpose(1, 2)).view(B, M, h, 4 * w))
-        return torch.stack(rows, dim=3).view(B, M, 4 * h, 4 * w)
+        kernel1 = up1.weight.permute(2, 3, 1, 0).reshape(4 * c1, C)
+        y = tokens_times_weights(src.reshape(B * N, C), kernel1, up1.bias.repeat(4))
+        y = torch.ops.aten.gelu_(F.layer_norm(y.view(-1, c1), (c1,), ln.weight, ln.bias, ln.eps))
+        kernel2 = up2.weight.permute(2, 3, 1, 0).reshape(4 * c2, c1)
+        z = torch.ops.aten.gelu_(tokens_times_weights(y, kernel2, up2.bias.repeat(4)))
+        # Rows of z: (b, i, j, di, dj, ei, ej), each c2 channels.
+        if B == 1:
+            planes = tokens_times_weights(z.view(16 * N, c2), hyper_in[0]).T  # M x (16 N)
+        else:
+            planes = hyper_in @ z.view(B, 16 * N, c2).transpose(1, 2)
+        planes = planes.reshape(B, M, h, w, 2, 2, 2, 2).permute(0, 1, 2, 4, 6, 3, 5, 7)
+        return planes.reshape(B, M, 4 * h, 4 * w)

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .common import MLPBlock
+from .token_products import add_to_tokens, pool_tokens, scores_against_tokens
 
 
 class Attention(nn.Module):
@@ -144,13 +145,6 @@ class TwoWayAttentionBlock(nn.Module):
         return queries, keys
 
 
-def _mm_shared(a: Tensor, b: Tensor) -> Tensor:
-    """``a @ b`` for batched ``a`` (BxMxK) and ``b`` (1|B)xKxN without copying a shared ``b``."""
-    if b.shape[0] == 1 and a.shape[0] != 1:
-        return (a.reshape(-1, a.shape[-1]) @ b[0]).view(a.shape[0], a.shape[1], b.shape[-1])
-    return a @ b
-
-
 def token_to_image_folded(attn: Attention, q: Tensor, k_in: Tensor, v_in: Tensor) -> Tensor:
     """``attn(q, k_in, v_in)`` for few queries (BxTxC) and many keys ((1|B)xNxC).
 
@@ -164,8 +158,8 @@ def token_to_image_folded(attn: Attention, q: Tensor, k_in: Tensor, v_in: Tensor
     d = attn.internal_dim // H
     qp = attn.q_proj(q).view(B, T, H, d) * d**-0.5
     a = torch.einsum("bthd,hdc->bhtc", qp, attn.k_proj.weight.view(H, d, C)).reshape(B, H * T, C)
-    probs = torch.softmax(_mm_shared(a, k_in.transpose(1, 2)), dim=-1)  # B x (H T) x N
-    z = _mm_shared(probs, v_in).view(B, H, T, C)
+    probs = torch.softmax(scores_against_tokens(a, k_in), dim=-1)  # B x (H T) x N
+    z = pool_tokens(probs, v_in).view(B, H, T, C)
     out = torch.einsum("bhtc,hdc->bthd", z, attn.v_proj.weight.view(H, d, C)).reshape(B, T, H * d)
     return attn.out_proj(out + attn.v_proj.bias)
 
@@ -184,9 +178,7 @@ def image_to_token_scores_folded(attn: Attention, q_in: Tensor, kt: Tensor) -> T
     kh = kt.view(B, T, H, d) * d**-0.5
     g = torch.einsum("bthd,hdc->bhtc", kh, attn.q_proj.weight.view(H, d, C)).reshape(B, H * T, C)
     c = torch.einsum("bthd,hd->bht", kh, attn.q_proj.bias.view(H, d)).reshape(B, H * T, 1)
-    if q_in.shape[0] == B:
-        return torch.baddbmm(c, g, q_in.transpose(1, 2))
-    return _mm_shared(g, q_in.transpose(1, 2)) + c
+    return scores_against_tokens(g, q_in, c)
 
 
 def image_to_token_scores_projected(attn: Attention, q_img: Tensor, kt: Tensor) -> Tensor:
@@ -198,7 +190,7 @@ def image_to_token_scores_projected(attn: Attention, q_img: Tensor, kt: Tensor) 
     kh = kt.view(B, T, H, d) * d**-0.5
     eye = torch.eye(H, dtype=kt.dtype, device=kt.device)
     blocks = torch.einsum("bthd,hg->bgthd", kh, eye).reshape(B, H * T, Ci)
-    return _mm_shared(blocks, q_img.transpose(1, 2))
+    return scores_against_tokens(blocks, q_img)
 
 
 def image_to_token_output_folded(attn: Attention, scores_t: Tensor, vt: Tensor, keys: Tensor) -> Tensor:
@@ -213,12 +205,11 @@ def image_to_token_output_folded(attn: Attention, scores_t: Tensor, vt: Tensor, 
     T = HT // H
     d = attn.internal_dim // H
     C = attn.embedding_dim
-    probs_t = torch.softmax(scores_t.view(B, H, T, N), dim=2).view(B, HT, N)
+    # The softmax over the few tokens is fast with N contiguous (a copy when it is not).
+    probs_t = torch.softmax(scores_t.contiguous().view(B, H, T, N), dim=2).view(B, HT, N)
     u = torch.einsum("bthd,chd->bhtc", vt.view(B, T, H, d), attn.out_proj.weight.view(C, H, d))
     u = (u + attn.out_proj.bias / H).reshape(B, HT, C)
-    if keys.shape[0] == B:
-        return torch.baddbmm(keys, probs_t.transpose(1, 2), u)
-    return keys + probs_t.transpose(1, 2) @ u
+    return add_to_tokens(keys, probs_t, u)
 
 
 class TwoWayTransformer(nn.Module):
