@@ -32,7 +32,13 @@ from backend.errors import InvalidInput
 from backend.formats.images import check_rgb_pixels
 from backend.formats.mask_codecs import from_coco_rle, to_coco_rle
 from backend.inference.crops import CropBox, boxes_touching_crop_edge, crop_boxes
-from backend.inference.mask_ops import MASK_THRESHOLD, masks_to_boxes_xyxy, stability_score
+from backend.inference.mask_ops import (
+    MASK_THRESHOLD,
+    above_threshold,
+    count_true,
+    masks_to_boxes_xyxy,
+    stability_score,
+)
 from backend.inference.mask_regions import remove_small_regions, require_opencv
 from backend.inference.point_grids import layer_point_grids
 from backend.inference.predictor import SamPredictor
@@ -265,9 +271,9 @@ class AutomaskGenerator:
             chunk = slice(start, start + per_chunk)
             logits = predictor.upscale_logits(low_res[chunk, None].float())[:, 0]
             stability = stability_score(logits, MASK_THRESHOLD, self.stability_score_offset)
-            masks = logits > MASK_THRESHOLD
+            masks = above_threshold(logits)
             del logits
-            areas = masks.sum(dim=(1, 2))
+            areas = count_true(masks)
             keep = areas > 0
             if self.stability_score_thresh > 0.0:
                 keep &= stability >= self.stability_score_thresh

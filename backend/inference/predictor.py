@@ -20,7 +20,7 @@ from PIL import Image
 from backend.errors import InvalidInput
 from backend.formats.coordinates import resized_shape, to_model_boxes, to_model_points
 from backend.formats.images import check_rgb_pixels
-from backend.inference.mask_ops import MASK_THRESHOLD, stability_score
+from backend.inference.mask_ops import above_threshold, stability_score
 from backend.inference.prompts import check_prompt
 from backend.model.mask_decoder import DecodedCandidates
 
@@ -183,7 +183,7 @@ class SamPredictor:
         low_res, scores = self.predict_torch(*tensors, multimask_output=multimask_output)
         logits = self.upscale_logits(low_res.float())
         return PredictorOutput(
-            masks=(logits > MASK_THRESHOLD).cpu().numpy(),
+            masks=above_threshold(logits).cpu().numpy(),
             scores=scores.float().cpu().numpy(),
             stability_scores=stability_score(logits).cpu().numpy() if stability else None,
             low_res_logits=low_res.float().cpu().numpy(),

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from backend.inference.mask_ops import MASK_THRESHOLD, stability_score
+from backend.inference.mask_ops import above_threshold, stability_score
 from backend.inference.prompts import Prompt
 
 if TYPE_CHECKING:
@@ -142,7 +142,7 @@ def _upscale_in_chunks(
     masks, stability = [], []
     for start in range(0, low_res.shape[0], step):
         logits = predictor.upscale_logits(low_res[start : start + step], size).float()
-        masks.append((logits > MASK_THRESHOLD).cpu().numpy())
+        masks.append(above_threshold(logits).cpu().numpy())
         stability.append(stability_score(logits).cpu().numpy())
         del logits
     return np.concatenate(masks), np.concatenate(stability)
