@@ -37,7 +37,7 @@ def above_threshold(logits: torch.Tensor, threshold: float = MASK_THRESHOLD) -> 
     On CPU (float32) numpy's comparison does it: about three times faster than
     torch's there (`docs/models.md`).
     """
-    if logits.device.type != "cpu" or logits.dtype != torch.float32 or logits.requires_grad:
+    if not _numpy_can_compare(logits):
         return logits > threshold
     return torch.from_numpy(np.greater(logits.numpy(), threshold))
 
@@ -45,11 +45,16 @@ def above_threshold(logits: torch.Tensor, threshold: float = MASK_THRESHOLD) -> 
 def count_above(logits: torch.Tensor, threshold: float) -> torch.Tensor:
     """Number of pixels of each ``HxW`` plane of ``...xHxW`` logits above ``threshold``:
     ``...`` int64 counts on the logits' device."""
-    if logits.device.type != "cpu" or logits.dtype != torch.float32 or logits.requires_grad:
+    if not _numpy_can_compare(logits):
         return count_true(logits > threshold)
     planes = logits.reshape(-1, *logits.shape[-2:]).numpy()
     counts = [np.count_nonzero(np.greater(plane, threshold)) for plane in planes]
     return torch.tensor(counts, dtype=torch.int64).reshape(logits.shape[:-2])
+
+
+def _numpy_can_compare(logits: torch.Tensor) -> bool:
+    """Whether ``logits`` can be compared as a numpy view (CPU float32, no autograd)."""
+    return logits.device.type == "cpu" and logits.dtype == torch.float32 and not logits.requires_grad
 
 
 def count_true(masks: torch.Tensor) -> torch.Tensor:

@@ -117,9 +117,9 @@ class Block(nn.Module):
         x = self.attn(self.norm1(x), ws).add_(x)
         lin1, lin2 = self.mlp.lin1, self.mlp.lin2
         y = linear_on_tokens(self.norm2(x), lin1.weight, lin1.bias)
+        # In place when no autograd records (``ws`` is given only then).
         y = torch.ops.aten.gelu_(y) if ws is not None else self.mlp.act(y)
         return linear_on_tokens(y, lin2.weight, lin2.bias).add_(x)
-
 
 
 class Attention(nn.Module):

@@ -168,8 +168,9 @@ def image_to_token_scores_folded(attn: Attention, q_in: Tensor, kt: Tensor) -> T
     """Scores of many image queries ``q_in`` ((1|B)xNxC) against projected token keys
     ``kt`` (BxTxCi), with the query projection folded into the keys.
 
-    Returned transposed, B x (H T) x N, so that the softmax over the few tokens
-    runs along a strided axis with the long N axis contiguous.
+    Returned transposed, B x (H T) x N (with shared image queries a strided view,
+    see :func:`scores_against_tokens`); the softmax over the few tokens is then
+    taken with the long N axis contiguous.
     """
     B, T, _ = kt.shape
     H = attn.num_heads
