@@ -30,12 +30,14 @@ class SegmentedObject:
         score: Predicted IoU of the mask.
         label: The object's label (from its box or first positive click).
         prompt: JSON-able record of the prompt that produced it.
+        logits_id: Model-server id of the mask's low-res logits (``mask_input`` to refine it).
     """
 
     mask: np.ndarray
     score: float
     label: str | None
     prompt: dict[str, Any]
+    logits_id: str | None = None
 
 
 def collect_prompt(
@@ -78,15 +80,34 @@ def collect_prompt(
         raise InvalidInput(
             "the request carries no SAM prompt: place a smart keypoint, draw a smart rectangle or type a text prompt"
         )
-    if prompt.points and 1 not in prompt.point_labels and not prompt.boxes and not prompt.text:
-        raise InvalidInput("only negative (background) clicks were sent: add a positive click or a box first")
     return prompt
 
 
-def segment(client: SamClientBase, image_id: str, prompt: InteractivePrompt) -> list[SegmentedObject]:
+def require_object(prompt: InteractivePrompt) -> None:
+    """Refuse a prompt that names no object: background clicks with no object to refine.
+
+    Raises:
+        InvalidInput: Only negative clicks, and no earlier object to refine.
+    """
+    if prompt.points and 1 not in prompt.point_labels and not prompt.boxes and not prompt.text:
+        raise InvalidInput(
+            "a background click refines the mask of your last object, and there is none on this task "
+            "(it expires after 15 minutes idle): click the object with a positive label or draw a box first"
+        )
+
+
+def segment(
+    client: SamClientBase, image_id: str, prompt: InteractivePrompt, *, mask_input: str | None = None
+) -> list[SegmentedObject]:
     """Ask the model server for the masks of a prompt: one object per box, else one.
 
     The best-ranked candidate of each object is kept, with its predicted IoU.
+
+    Args:
+        client: The model server.
+        image_id: The task image's id on the server.
+        prompt: Clicks, boxes or text in pixels.
+        mask_input: ``logits_id`` of the object's previous mask, when refining it.
     """
     points = [list(p) for p in prompt.points] or None
     labels = list(prompt.point_labels) or None
@@ -110,7 +131,13 @@ def segment(client: SamClientBase, image_id: str, prompt: InteractivePrompt) -> 
     else:
         box = prompt.boxes[0].box if prompt.boxes else None
         objects = client.predict(
-            image_id, points=points, labels=labels, box=box, text=prompt.text, multimask=prompt.multimask
+            image_id,
+            points=points,
+            labels=labels,
+            box=box,
+            mask_input=mask_input,
+            text=prompt.text,
+            multimask=prompt.multimask,
         )
         box_labels = [(prompt.boxes[0].label if prompt.boxes else None) or prompt.label] * len(objects)
         records = [prompt.as_record()] * len(objects)
@@ -120,7 +147,11 @@ def segment(client: SamClientBase, image_id: str, prompt: InteractivePrompt) -> 
             continue
         out.append(
             SegmentedObject(
-                mask=np.asarray(obj.best, dtype=bool), score=float(obj.scores[0]), label=label, prompt=record
+                mask=np.asarray(obj.best, dtype=bool),
+                score=float(obj.scores[0]),
+                label=label,
+                prompt=record,
+                logits_id=obj.logits_id,
             )
         )
     return out

@@ -26,9 +26,10 @@ from sam_plugin.controls.brush_labels import RESULT_TYPE as BRUSH_TYPE
 from sam_plugin.controls.brush_labels import brush_result_to_mask
 from sam_plugin.controls.prompt import first_label
 from sam_plugin.dataset_writer import AcceptedMask, DatasetWriter, annotation_key
-from sam_plugin.interactive import SegmentedObject, collect_prompt, segment
+from sam_plugin.interactive import collect_prompt
 from sam_plugin.label_config import SamLabelConfig, parse_label_config, require_prompt_controls
 from sam_plugin.preannotate import automask_regions, text_regions
+from sam_plugin.refinement import InteractiveAnswer, answer_interactive
 from sam_plugin.regions import mask_regions, prediction
 from sam_plugin.runtime import PluginRuntime, as_model_server_error
 
@@ -37,6 +38,16 @@ T = TypeVar("T")
 
 FIT_EVENTS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATION_DELETED")
 """Webhook events ``fit()`` handles; any other event is acknowledged and ignored."""
+
+
+def annotator(task: dict[str, Any]) -> str:
+    """The annotator of an interactive request, from the task's drafts (``""`` when Label Studio names none)."""
+    drafts = task.get("drafts")
+    if isinstance(drafts, list):
+        for draft in drafts:
+            if isinstance(draft, dict) and draft.get("user") is not None:
+                return str(draft["user"])
+    return ""
 
 
 class SamLabelStudioModel:
@@ -135,8 +146,9 @@ class SamLabelStudioModel:
     def _predict_interactive(self, task: dict[str, Any], results: list[dict[str, Any]]) -> dict[str, Any]:
         config = self.config
         require_prompt_controls(config)
+        key = (str(self.project_id or ""), str(task.get("id")), annotator(task))
 
-        def run(info: ImageInfo) -> list[SegmentedObject]:
+        def run(info: ImageInfo) -> InteractiveAnswer:
             prompt = collect_prompt(
                 results,
                 config,
@@ -144,15 +156,27 @@ class SamLabelStudioModel:
                 height=info.height,
                 negative_labels=self.runtime.settings.negative_labels,
             )
-            return segment(self.runtime.client, info.image_id, prompt)
+            return answer_interactive(
+                self.runtime.client, info.image_id, prompt, self.runtime.sessions.find(key)
+            )
 
+        answer = self._on_task_image(task, run)
+        if answer.session is not None:
+            self.runtime.sessions.put(key, answer.session)
+        # the refined object's brush region keeps its id, so Label Studio replaces it
+        keep_id = answer.session is not None and config.output_kind == "brush"
+        extra = {"id": answer.session.region_id} if keep_id and answer.session is not None else None
         regions = []
-        for obj in self._on_task_image(task, run):
-            object_regions = mask_regions(config, obj.mask, score=obj.score, label=obj.label)
+        for obj in answer.objects:
+            object_regions = mask_regions(config, obj.mask, score=obj.score, label=obj.label, extra=extra)
             for region in object_regions:
                 if region["type"] == BRUSH_TYPE:
                     self.runtime.remember_prompt(task.get("id"), region["value"]["rle"], obj.prompt)
             regions += object_regions
+        if not regions:
+            raise InvalidInput(
+                "the model found no mask for this prompt: click inside the object or draw a box"
+            )
         return prediction(regions, self.model_version)
 
     def _preannotate(self, task: dict[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from backend.formats.scores import as_probability
 from sam_plugin.controls.brush_labels import mask_to_brush_result
 from sam_plugin.controls.polygon_labels import mask_to_polygon_results
 from sam_plugin.label_config import SamLabelConfig
@@ -42,7 +43,7 @@ def mask_regions(
     Args:
         config: Parsed labeling config (output control and image names).
         mask: ``HxW`` bool, original-image pixels.
-        score: Predicted IoU, stored as the region score.
+        score: Predicted IoU; the region's score is :func:`as_probability` of it (Label Studio shows it as a percent).
         label: Prompt label, mapped with :func:`output_label`.
         extra: Extra keys merged into every region (e.g. ``meta``).
     """
@@ -50,7 +51,7 @@ def mask_regions(
         "from_name": config.output.name,
         "to_name": config.image_name,
         "label": output_label(config, label),
-        "score": score,
+        "score": as_probability(score),
     }
     if config.output_kind == "brush":
         regions = [mask_to_brush_result(mask, **kwargs)]  # type: ignore[arg-type]

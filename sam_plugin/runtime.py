@@ -22,6 +22,7 @@ import requests
 from backend.client.base import ImageInfo, SamClientBase
 from backend.errors import SamError, ServiceUnavailable
 from sam_plugin.image_fetcher import TaskImageFetcher
+from sam_plugin.interactive_sessions import SessionStore
 from sam_plugin.settings import PluginSettings
 
 K = TypeVar("K")
@@ -86,6 +87,7 @@ class PluginRuntime:
         self.images: BoundedLru[str, bytes] = BoundedLru(16)
         self.infos: BoundedLru[str, ImageInfo] = BoundedLru(1024)
         self.prompts: BoundedLru[str, dict[str, Any]] = BoundedLru(10_000)
+        self.sessions = SessionStore()
         self._version: tuple[float, str] | None = None
         self._version_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sam-plugin-setup")

@@ -31,7 +31,7 @@ class ScriptedSamClient(SamClientBase):
     * clicks give a disk of radius 5 around each positive click, minus a
       disk of radius 3 around each negative click;
     * a text prompt fills the top-left quadrant.
-    Candidates: the rule's mask three times with scores 0.9, 0.8, 0.7.
+    Candidates: the rule's mask three times with scores 0.9, 0.8, 0.7 (plus ``score_offset``).
     ``down = True`` makes every call fail like an unreachable server.
     """
 
@@ -41,6 +41,7 @@ class ScriptedSamClient(SamClientBase):
         self.added: list[str] = []
         self.down = False
         self.forget_images = False
+        self.score_offset = 0.0  # added to every predicted IoU (0.2 gives scores above 1, as SAM can)
 
     def _check(self) -> None:
         if self.down:
@@ -99,17 +100,26 @@ class ScriptedSamClient(SamClientBase):
                 "box": box,
                 "boxes": boxes,
                 "text": text,
+                "mask_input": mask_input,
                 "multimask": multimask,
             }
         )
         self._maybe_forget(image_id)
         h, w = self.sizes[image_id]
         k = 3 if multimask else 1
-        scores = np.array([0.9, 0.8, 0.7][:k], dtype=np.float32)
+        scores = np.array([0.9, 0.8, 0.7][:k], dtype=np.float32) + np.float32(self.score_offset)
         out = []
         for one_box in boxes if boxes is not None else [box]:
             mask = self._mask(h, w, points, labels, one_box, text)
-            out.append(ObjectMasks(masks=np.stack([mask] * k), scores=scores, stability_scores=scores.copy()))
+            logits_id = f"logits-{len(self.calls)}-{len(out)}"
+            out.append(
+                ObjectMasks(
+                    masks=np.stack([mask] * k),
+                    scores=scores,
+                    stability_scores=scores.copy(),
+                    logits_id=logits_id,
+                )
+            )
         return out
 
     def automask(self, image_id: str, **params: Any) -> list[dict[str, Any]]:
