@@ -86,7 +86,8 @@ def load_checkpoint(path: str | Path) -> tuple[SamConfig | None, dict[str, torch
         refused = [line.strip() for line in str(exc).splitlines() if "Unsupported global" in line]
         if not refused:
             raise InvalidInput(
-                f"cannot read checkpoint {path}: it is not a torch file or is corrupt"
+                f"cannot read checkpoint {path}: it is not a torch file or is corrupt; replace it "
+                "(a downloaded model's file: delete it, and it is downloaded again)"
             ) from exc
         raise InvalidInput(
             f"{path} holds pickled objects that safe loading (weights_only=True) refuses ({refused[0]}). "
@@ -94,7 +95,8 @@ def load_checkpoint(path: str | Path) -> tuple[SamConfig | None, dict[str, torch
         ) from exc
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
         raise InvalidInput(
-            f"cannot read checkpoint {path} ({exc}); the file may be truncated or corrupt"
+            f"cannot read checkpoint {path} ({exc}); the file may be truncated or corrupt: replace it "
+            "(a downloaded model's file: delete it, and it is downloaded again)"
         ) from exc
     if isinstance(obj, dict) and "format" in obj:
         return _unpack_ours(obj, path)

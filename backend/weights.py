@@ -15,7 +15,10 @@ record's SHA-256 and only then renamed (``os.replace``) to its final name,
 so ``<cache>/<filename>`` only ever holds a complete, verified file; a
 mismatch deletes the ``.part``. A ``<filename>.lock`` file (POSIX ``flock``)
 keeps several processes, such as gunicorn workers, from downloading the same
-file at once; it stays in the cache folder, empty.
+file at once; its holder deletes it when done, whether the download worked or
+not, so no lock file outlives a download. A failed download's message is one
+sentence (why, the URL, where to put the file, ``$SAM_CACHE_DIR``); the
+network library's own chain of errors stays on the exception's ``__cause__``.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import requests
 from tqdm.auto import tqdm
@@ -129,7 +133,7 @@ def download_weights(record: ModelRecord, target: Path, *, progress: bool = True
     except (requests.RequestException, OSError) as exc:
         kept = part.stat().st_size if part.is_file() else 0
         raise WeightsUnavailable(
-            _manual_hint(record, target, f"the download failed ({exc})")
+            _manual_hint(record, target, f"the download failed: {_download_failure(exc, record.url)}")
             + (f" {kept} bytes are kept in {part}; the next attempt resumes from there." if kept else "")
         ) from exc
     return target
@@ -187,6 +191,22 @@ def _check_size(path: Path, record: ModelRecord) -> None:
         )
 
 
+def _download_failure(exc: BaseException, url: str) -> str:
+    """Why a download failed, in a few words (no repr of the network library's objects)."""
+    host = urlsplit(url).hostname or url
+    if isinstance(exc, requests.exceptions.ProxyError):
+        return f"the proxy (HTTPS_PROXY / HTTP_PROXY) does not let it through to {host}"
+    if isinstance(exc, requests.ConnectionError):
+        return f"cannot connect to {host} (is this machine offline?)"
+    if isinstance(exc, requests.Timeout):
+        return f"{host} did not answer within {_TIMEOUT_S[0]} s"
+    if isinstance(exc, requests.HTTPError) and exc.response is not None:
+        return f"{host} answered HTTP {exc.response.status_code}"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror} ({exc.filename})" if exc.filename else exc.strerror
+    return type(exc).__name__
+
+
 def _manual_hint(record: ModelRecord, target: Path, reason: str) -> str:
     source = f"Download {record.url} yourself and save it" if record.url else f"Put {record.filename}"
     return (
@@ -197,15 +217,35 @@ def _manual_hint(record: ModelRecord, target: Path, reason: str) -> str:
 
 @contextlib.contextmanager
 def _exclusive(lock_path: Path) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``lock_path`` (no locking where fcntl is missing)."""
+    """Hold an exclusive ``flock`` on ``lock_path``, deleting the file when done.
+
+    A waiter may lock the file just as its holder deletes it; it then holds a
+    lock on a file no longer in the folder, so it checks, once locked, that
+    the path still names the file it locked, and starts over otherwise (the
+    usual pattern for lock files that are removed). No locking where
+    ``fcntl`` is missing (Windows).
+    """
     try:
         import fcntl
     except ImportError:  # Windows
         yield
         return
-    with lock_path.open("a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    while True:
+        with lock_path.open("a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            if not _same_file(f.fileno(), lock_path):
+                continue  # deleted by the previous holder while we waited: lock the new one
+            try:
+                yield
+            finally:
+                lock_path.unlink(missing_ok=True)
+                fcntl.flock(f, fcntl.LOCK_UN)
+            return
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether ``path`` still names the open file ``fd``."""
+    try:
+        return os.path.samestat(os.fstat(fd), path.stat())
+    except FileNotFoundError:
+        return False

@@ -5,6 +5,12 @@ Every flag has an environment variable (the flag wins)::
     sam-server --model vit_b --port 9090          # or SAM_MODEL=vit_b SAM_PORT=9090 sam-server
     SAM_TOKEN=secret sam-server --host 0.0.0.0    # prefer the variable: flags show up in `ps`
 
+Start-up fails fast: the model's weights file is found (or downloaded) before
+the port opens, and a model that cannot be loaded after all (a corrupt file,
+keys that do not fit, no GPU memory) stops the server with a non-zero exit
+status. Either way one message says why and what to do; the traceback is
+shown only with ``--log-level DEBUG``.
+
 One gunicorn worker process with many threads: the model is loaded in that
 worker (after the fork, on the service's GPU thread) and every forward pass
 runs on that one thread, so the HTTP threads never compete for the GPU.
@@ -15,33 +21,74 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-from collections.abc import Sequence
-from typing import Any
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
-from backend.serving.config import ServerConfig
+from backend.cli_help import new_parser
+from backend.errors import SamError
+from backend.serving.config import AUTO_MAX_BATCH_HELP, ServerConfig
+
+if TYPE_CHECKING:
+    from backend.serving.service import SamService
+
+log = logging.getLogger(__name__)
 
 _DEFAULTS = ServerConfig()
+EXIT_BAD_MODEL = 2
+"""Exit status when the model's weights cannot be found, downloaded or loaded."""
+EXIT_INTERRUPTED = 130
 
 
 def _env(name: str, default: Any) -> Any:
+    """``$name`` when set and not empty, else ``default`` (argparse converts a string with ``type``)."""
     value = os.environ.get(name)
     return default if value in (None, "") else value
 
 
+def _at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse ``type``: an integer >= ``minimum`` (argparse names the flag when it is not)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0:  # also refuses NaN
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface (defaults come from ``SAM_*`` variables)."""
-    p = argparse.ArgumentParser(
-        prog="sam-server", description="Segment Anything model server (HTTP API under /v1)."
+    p = new_parser(
+        "sam-server",
+        "Segment Anything model server: HTTP API under /v1, health checks, metrics, Label Studio under /ls.",
+        epilog="Every option also reads the environment variable in brackets; the option wins.",
     )
     p.add_argument(
         "--model",
         default=_env("SAM_MODEL", _DEFAULTS.model),
-        help="vit_h, vit_l, vit_b, vit_t, demo, or a checkpoint path [SAM_MODEL, default demo]",
+        help="vit_h, vit_l, vit_b, vit_t, demo, or a checkpoint path [SAM_MODEL]",
     )
     p.add_argument(
         "--device",
         default=_env("SAM_DEVICE", _DEFAULTS.device),
-        help="auto (cuda, mps, cpu), cuda, cuda:1, mps, cpu [SAM_DEVICE]",
+        help="auto (cuda, then mps, then cpu), cuda, cuda:1, mps, cpu [SAM_DEVICE]",
     )
     p.add_argument(
         "--dtype",
@@ -50,60 +97,69 @@ def build_parser() -> argparse.ArgumentParser:
         help="model weights dtype [SAM_DTYPE]",
     )
     p.add_argument(
-        "--host", default=_env("SAM_HOST", _DEFAULTS.host), help="interface [SAM_HOST, default 127.0.0.1]"
+        "--host", default=_env("SAM_HOST", _DEFAULTS.host), help="interface to listen on [SAM_HOST]"
     )
     p.add_argument(
-        "--port",
-        type=int,
-        default=int(_env("SAM_PORT", _DEFAULTS.port)),
-        help="TCP port [SAM_PORT, default 9090]",
+        "--port", type=_at_least(1), default=_env("SAM_PORT", _DEFAULTS.port), help="TCP port [SAM_PORT]"
     )
     p.add_argument(
         "--token",
-        default=_env("SAM_TOKEN", None),
-        help="require 'Authorization: Bearer TOKEN' on every route but /health [SAM_TOKEN]",
+        help="require 'Authorization: Bearer TOKEN' on every route but /health; "
+        "prefer the variable, flags show in `ps` (default: none) [SAM_TOKEN]",
     )
     p.add_argument(
         "--cache-mb",
-        type=int,
-        default=int(_env("SAM_CACHE_MB", _DEFAULTS.cache_mb)),
+        type=_at_least(0),
+        default=_env("SAM_CACHE_MB", _DEFAULTS.cache_mb),
         help="embedding cache budget in MiB [SAM_CACHE_MB]",
     )
     p.add_argument(
         "--max-pixels",
-        type=int,
-        default=int(_env("SAM_MAX_PIXELS", _DEFAULTS.max_pixels)),
-        help="largest accepted image in pixels [SAM_MAX_PIXELS]",
+        type=_at_least(1),
+        default=_env("SAM_MAX_PIXELS", _DEFAULTS.max_pixels),
+        help="largest accepted image, width x height in pixels [SAM_MAX_PIXELS]",
     )
     p.add_argument(
         "--max-body-mb",
-        type=int,
-        default=int(_env("SAM_MAX_BODY_MB", _DEFAULTS.max_body_mb)),
-        help="largest request body in MiB [SAM_MAX_BODY_MB]",
+        type=_at_least(1),
+        default=_env("SAM_MAX_BODY_MB", _DEFAULTS.max_body_mb),
+        help="largest request body in MiB; larger ones get 413 [SAM_MAX_BODY_MB]",
     )
     p.add_argument(
         "--max-batch",
-        type=int,
-        default=int(_env("SAM_MAX_BATCH", _DEFAULTS.max_batch)),
-        help="prompts per batched decoder call; 1 disables micro-batching; 0 = auto: 16 on CUDA, 1 elsewhere [SAM_MAX_BATCH]",
+        type=_at_least(0),
+        default=_env("SAM_MAX_BATCH", _DEFAULTS.max_batch),
+        help=f"prompts per batched decoder call; 1 turns micro-batching off; 0 = auto: {AUTO_MAX_BATCH_HELP}; "
+        "GET /v1/models shows the value in use [SAM_MAX_BATCH]",
     )
     p.add_argument(
         "--batch-wait-ms",
-        type=float,
-        default=float(_env("SAM_BATCH_WAIT_MS", _DEFAULTS.batch_wait_ms)),
-        help="longest wait for more decode requests [SAM_BATCH_WAIT_MS]",
+        type=_non_negative_float,
+        default=_env("SAM_BATCH_WAIT_MS", _DEFAULTS.batch_wait_ms),
+        help="longest wait for more decode requests while others are in flight [SAM_BATCH_WAIT_MS]",
     )
     p.add_argument(
         "--threads",
-        type=int,
-        default=int(_env("SAM_THREADS", _DEFAULTS.threads)),
+        type=_at_least(1),
+        default=_env("SAM_THREADS", _DEFAULTS.threads),
         help="HTTP threads [SAM_THREADS]",
     )
     p.add_argument(
+        "--clip-model",
+        default=_env("SAM_CLIP_MODEL", _DEFAULTS.clip_model),
+        help="CLIP model of text prompts: a name or a checkpoint path [SAM_CLIP_MODEL]",
+    )
+    p.add_argument(
+        "--clip-root",
+        default=_env("SAM_CLIP_ROOT", _DEFAULTS.clip_root),
+        help="folder of the CLIP weights files (default: ~/.cache/clip) [SAM_CLIP_ROOT]",
+    )
+    p.add_argument(
         "--log-level",
-        default=_env("SAM_LOG_LEVEL", _DEFAULTS.log_level).upper(),
+        type=str.upper,
+        default=_env("SAM_LOG_LEVEL", _DEFAULTS.log_level),
         choices=("DEBUG", "INFO", "WARNING", "ERROR"),
-        help="[SAM_LOG_LEVEL]",
+        help="DEBUG also prints tracebacks [SAM_LOG_LEVEL]",
     )
     p.add_argument(
         "--no-plugins",
@@ -123,7 +179,7 @@ def config_from_args(argv: Sequence[str] | None = None) -> ServerConfig:
         dtype=args.dtype,
         host=args.host,
         port=args.port,
-        token=args.token or None,
+        token=args.token or os.environ.get("SAM_TOKEN") or None,
         cache_mb=args.cache_mb,
         max_pixels=args.max_pixels,
         max_body_mb=args.max_body_mb,
@@ -132,6 +188,8 @@ def config_from_args(argv: Sequence[str] | None = None) -> ServerConfig:
         threads=args.threads,
         log_level=args.log_level,
         plugins=not args.no_plugins,
+        clip_model=args.clip_model,
+        clip_root=args.clip_root or None,
     )
 
 
@@ -140,9 +198,56 @@ def bind_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
 
 
-def serve(config: ServerConfig) -> None:
-    """Run gunicorn in the foreground until SIGINT / SIGTERM."""
+def find_weights(config: ServerConfig) -> None:
+    """Find the model's weights file before serving, downloading it into the cache if needed.
+
+    Raises:
+        InvalidInput: An unknown model name, or no file at the given path.
+        WeightsUnavailable: Not in the cache and not downloadable (offline);
+            the message names the file, its URL, where to put it and
+            ``SAM_CACHE_DIR``.
+    """
+    if not isinstance(config.model, str):
+        return
+    from backend.weights import resolve_weights
+
+    resolve_weights(config.model)
+
+
+def warn_about_clip(config: ServerConfig) -> None:
+    """Warn at start-up when CLIP options were given but text prompts cannot work with them."""
+    if (config.clip_model, config.clip_root) == (_DEFAULTS.clip_model, _DEFAULTS.clip_root):
+        return
+    from backend.inference.text import TextPrompter
+
+    try:
+        TextPrompter(clip_model=config.clip_model, download_root=config.clip_root).check_weights()
+    except SamError as error:
+        log.warning("text prompts will fail until this is fixed: %s", error)
+
+
+def exit_when_loading_fails(service: SamService, exit_status: int) -> None:
+    """Wait for the model; if it failed to load, end this (gunicorn worker) process.
+
+    The service has logged why. The worker exits with gunicorn's
+    ``APP_LOAD_ERROR``, which makes the gunicorn master stop instead of
+    starting another worker that would fail the same way.
+    """
+    service.wait_ready()
+    if service.load_error is not None:
+        logging.shutdown()
+        sys.stderr.flush()
+        os._exit(exit_status)
+
+
+def serve(config: ServerConfig) -> int:
+    """Run gunicorn in the foreground until SIGINT / SIGTERM, or until the model fails to load.
+
+    Returns:
+        0 after a stop by signal; :data:`EXIT_BAD_MODEL` when the model failed to load.
+    """
     from gunicorn.app.base import BaseApplication
+    from gunicorn.arbiter import Arbiter
 
     class SamServerApplication(BaseApplication):
         def load_config(self) -> None:
@@ -162,23 +267,46 @@ def serve(config: ServerConfig) -> None:
         def load(self) -> Any:
             from backend.serving.app import create_app
 
-            return create_app(config)
+            app = create_app(config)
+            threading.Thread(
+                target=exit_when_loading_fails,
+                args=(app.extensions["sam_service"], Arbiter.APP_LOAD_ERROR),
+                name="sam-load-watch",
+                daemon=True,
+            ).start()
+            return app
 
-    SamServerApplication().run()
+    try:
+        SamServerApplication().run()
+    except SystemExit as stop:  # gunicorn's master exits this way
+        if stop.code == Arbiter.APP_LOAD_ERROR:
+            return EXIT_BAD_MODEL
+        raise
+    return 0
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Entry point of ``sam-server``."""
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``sam-server``; returns the exit status."""
     config = config_from_args(argv)
     logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger(__name__).info(
+    try:
+        find_weights(config)
+    except SamError as error:
+        log.debug("the model's weights are not available", exc_info=True)
+        print(f"sam-server: error: {error}", file=sys.stderr)
+        return EXIT_BAD_MODEL
+    except KeyboardInterrupt:
+        print("sam-server: interrupted; a started download resumes next time", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    warn_about_clip(config)
+    log.info(
         "sam-server: model %s on %s, http://%s",
-        config.model,
+        config.model_label,
         config.device,
         bind_address(config.host, config.port),
     )
-    serve(config)
+    return serve(config)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -9,6 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+AUTO_MAX_BATCH_HELP = (
+    "16 on a GPU (cuda, mps); on a CPU up to 16, as many as keep one decoder call's image tokens within 4 MiB: "
+    "16 for the demo model, 1 for vit_b, vit_l, vit_h and vit_t (their batched calls are slower on a CPU)"
+)
+"""What ``max_batch=0`` picks (the service computes it once the model is loaded:
+``min(AUTO_MAX_BATCH, SamPredictor.prompts_per_decoder_call())``); the
+``--max-batch`` help and docs/server.md say the same."""
+
 
 @dataclass(frozen=True, kw_only=True)
 class ServerConfig:
@@ -34,14 +42,14 @@ class ServerConfig:
         max_pixels: Largest accepted image, in pixels (width x height).
         max_body_mb: Largest accepted request body, in MiB (413 above).
         max_batch: Most prompts per decoder call; 1 disables micro-batching;
-            0 picks by device and model: 16 on an accelerator; on a CPU as
-            many prompts as keep a call's image tokens within a few MiB (1 for
-            SAM's decoder, whose batched calls are slower there than one call
-            per request; 16 for the demo model).
+            0 picks by device and model (:data:`AUTO_MAX_BATCH_HELP`).
         batch_wait_ms: Longest wait for more decode requests, in milliseconds.
         threads: HTTP threads of the gunicorn worker.
         log_level: Python logging level name.
         plugins: Mount blueprints from the ``sam_server.blueprints`` entry points.
+        clip_model: CLIP model of text prompts: a name (``ViT-B/32``) or a
+            checkpoint path.
+        clip_root: Folder of the CLIP weights files (None: ``~/.cache/clip``).
     """
 
     model: Any = "demo"
@@ -62,6 +70,8 @@ class ServerConfig:
     threads: int = 16
     log_level: str = "INFO"
     plugins: bool = True
+    clip_model: str = "ViT-B/32"
+    clip_root: str | None = None
 
     @property
     def model_label(self) -> str:

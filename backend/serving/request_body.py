@@ -1,19 +1,35 @@
-"""Strict JSON request bodies: malformed JSON, NaN and infinity are rejected.
+"""Request bodies: strict JSON, and image uploads (raw bytes or a multipart ``file`` field).
 
 Python's ``json`` module accepts the non-standard literals ``NaN``,
 ``Infinity`` and ``-Infinity`` and turns ``1e999`` into infinity; neither may
 reach the model, so both are refused here (the pydantic models also refuse
 non-finite floats).
+
+An image arrives as the body itself (``curl --data-binary @photo.jpg``) or
+as the ``file`` field of a multipart form (``curl -F file=@photo.jpg``).
+Whatever cannot be decoded gets a 400 that says how to send an image, never
+a Python object's repr.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from typing import Any, TypeVar
 
+from flask import Request
+from PIL import UnidentifiedImageError
 from pydantic import BaseModel, ValidationError
 
-from backend.errors import InvalidInput
+from backend.errors import InvalidImage, InvalidInput
+from backend.formats.images import SUPPORTED_FORMATS
+
+UPLOAD_FIELD = "file"
+HOW_TO_UPLOAD = (
+    f"send the image file's bytes as the request body (curl --data-binary @photo.jpg URL/v1/images) "
+    f"or as a multipart form field named '{UPLOAD_FIELD}' (curl -F {UPLOAD_FIELD}=@photo.jpg URL/v1/images)"
+)
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -64,3 +80,43 @@ def parse_request(data: bytes, model: type[ModelT]) -> ModelT:
         return model.model_validate(value)
     except ValidationError as exc:
         raise InvalidInput(f"invalid request: {validation_message(exc)}") from None
+
+
+def image_upload(request: Request) -> bytes:
+    """The uploaded image file: a multipart form's ``file`` field, else the raw body.
+
+    Raises:
+        InvalidImage: An empty body or file, or a multipart form without a
+            ``file`` field; the message says how to send an image.
+    """
+    if request.mimetype == "multipart/form-data":
+        upload = request.files.get(UPLOAD_FIELD)
+        if upload is None:
+            fields = ", ".join(sorted({*request.files, *request.form})) or "none"
+            raise InvalidImage(
+                f"the multipart form has no '{UPLOAD_FIELD}' field (its fields: {fields}); {HOW_TO_UPLOAD}"
+            )
+        data = upload.read()
+    else:
+        data = request.get_data(cache=False)
+    if not data:
+        raise InvalidImage(f"no image data: the request body is empty; {HOW_TO_UPLOAD}")
+    return data
+
+
+@contextlib.contextmanager
+def explain_image_errors() -> Iterator[None]:
+    """Add how to send an image to an :class:`InvalidImage` raised inside (upload routes).
+
+    Data that is no image at all is described in words: Pillow's own message
+    names a Python object (``<_io.BytesIO object at 0x...>``).
+    """
+    try:
+        yield
+    except InvalidImage as error:
+        if isinstance(error.__cause__, UnidentifiedImageError):
+            raise InvalidImage(
+                f"the uploaded data is not an image file of a supported format "
+                f"({', '.join(SUPPORTED_FORMATS)}); {HOW_TO_UPLOAD}"
+            ) from None
+        raise InvalidImage(f"{error.detail}; {HOW_TO_UPLOAD}", code=error.code) from None

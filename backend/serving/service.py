@@ -27,6 +27,7 @@ import threading
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -59,7 +60,8 @@ class SamService:
         config: What to load and the cache budgets (``config.model`` may be a
             name, a checkpoint path or an already built ``Sam`` module).
         text_prompter_factory: Builds the CLIP ranker on first use (tests
-            inject a fake); default: ``backend.inference.text.TextPrompter``.
+            inject a fake); default: ``backend.inference.text.TextPrompter``
+            with ``config.clip_model`` and ``config.clip_root``.
     """
 
     def __init__(
@@ -89,7 +91,7 @@ class SamService:
         )
         self._special = AutomaskRunner(
             store_bytes=config.automask_store_mb * MiB,
-            text_prompter_factory=text_prompter_factory,
+            text_prompter_factory=text_prompter_factory or partial(_clip_text_prompter, config),
         )
 
     # ------------------------------------------------------------ lifecycle
@@ -130,7 +132,10 @@ class SamService:
             self._model = model
             log.info("model %s loaded on %s (%s)", self.model_name, self._device, self._predictor.dtype)
         except BaseException as exc:  # noqa: BLE001 - reported by every later request
-            log.exception("loading model %s failed", self.model_name)
+            # one line; the traceback only for --log-level DEBUG
+            log.error(
+                "cannot load model %s: %s", self.model_name, exc, exc_info=log.isEnabledFor(logging.DEBUG)
+            )
             self._load_error = exc
         finally:
             self._ready.set()
@@ -413,6 +418,13 @@ class SamService:
             device=str(self._device),
             run=lambda fn: self._worker.submit(fn).result(),
         )
+
+
+def _clip_text_prompter(config: ServerConfig, device: str) -> Any:
+    """The CLIP ranker of text prompts, with the configured CLIP model and weights folder."""
+    from backend.inference.text import TextPrompter
+
+    return TextPrompter(clip_model=config.clip_model, download_root=config.clip_root, device=device)
 
 
 def _check_answer_size(objects: int, candidates: int, size: tuple[int, int]) -> None:

@@ -99,7 +99,7 @@ def test_download_is_verified_and_moved_into_place(fake, server, tmp_path, capsy
     path = resolve_weights("fake", cache_dir=tmp_path)
     assert path == tmp_path / "fake.pt"
     assert path.read_bytes() == PAYLOAD
-    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")) == ["fake.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fake.pt"]  # no lock file left behind
     assert "fake.pt" in capsys.readouterr().err  # the progress bar names the file
     assert resolve_weights("fake", cache_dir=tmp_path) == path
     assert server.ranges == [None]  # the second call used the cache
@@ -151,7 +151,16 @@ def test_offline_error_names_the_file_the_url_and_the_path(monkeypatch, tmp_path
         resolve_weights("fake", cache_dir=tmp_path, progress=False)
     message = str(info.value)
     assert "'fake'" in message and url in message and str(tmp_path / "fake.pt") in message
-    assert not (tmp_path / "fake.pt").exists()
+    assert "SAM_CACHE_DIR" in message and "cannot connect to 127.0.0.1" in message
+    assert "Pool" not in message and " at 0x" not in message, "one sentence, not the network library's chain"
+    assert list(tmp_path.iterdir()) == [], "no file and no lock left behind"
+
+
+def test_a_failed_download_leaves_no_lock_but_keeps_its_part(fake, server, tmp_path):
+    server.cut_after = 1_000_000
+    with pytest.raises(WeightsUnavailable):
+        resolve_weights("fake", cache_dir=tmp_path, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fake.pt.part"]
 
 
 def test_download_off_says_where_to_put_the_file(fake, server, tmp_path):
@@ -185,6 +194,7 @@ def test_concurrent_callers_download_once(fake, server, tmp_path):
     assert results == [tmp_path / "fake.pt"] * 4
     assert (tmp_path / "fake.pt").read_bytes() == PAYLOAD
     assert server.ranges == [None]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fake.pt"]
 
 
 def test_a_local_path_wins(fake, server, tmp_path, monkeypatch):

@@ -1,10 +1,12 @@
-"""sam-server's flags and SAM_* environment variables."""
+"""sam-server's flags and SAM_* environment variables, its help, and what the flags do."""
 
 from __future__ import annotations
 
 import pytest
 
-from backend.serving.cli import bind_address, config_from_args
+from backend.serving.cli import bind_address, build_parser, config_from_args
+from backend.serving.config import ServerConfig
+from tests.support.cli_help import assert_help_shows_defaults
 
 
 def test_defaults_are_demo_on_localhost_9090(monkeypatch):
@@ -76,3 +78,82 @@ def test_bad_flag_values_exit_with_usage(capsys):
 def test_bind_address_brackets_ipv6():
     assert bind_address("127.0.0.1", 9090) == "127.0.0.1:9090"
     assert bind_address("::1", 9090) == "[::1]:9090"
+
+
+def test_help_shows_every_default_and_no_docstring_markup(monkeypatch):
+    monkeypatch.delenv("SAM_TOKEN", raising=False)
+    assert_help_shows_defaults(build_parser())
+    assert "``" not in build_parser().format_help()
+
+
+def test_the_token_never_shows_in_help(monkeypatch):
+    monkeypatch.setenv("SAM_TOKEN", "s3cret-token")
+    assert "s3cret-token" not in build_parser().format_help()
+    assert config_from_args([]).token == "s3cret-token"
+
+
+def test_clip_weights_options_reach_the_config(monkeypatch, tmp_path):
+    monkeypatch.setenv("SAM_CLIP_ROOT", str(tmp_path / "env"))
+    assert config_from_args([]).clip_root == str(tmp_path / "env")
+    config = config_from_args(["--clip-root", str(tmp_path), "--clip-model", "ViT-L/14"])
+    assert (config.clip_root, config.clip_model) == (str(tmp_path), "ViT-L/14")
+
+
+def test_the_server_reads_clip_weights_from_clip_root(tiny_sam, tmp_path):
+    pytest.importorskip("clip")
+    from backend.serving.app import create_app
+    from tests.serving.tiny_model import make_config, picture, png_bytes
+
+    empty = tmp_path / "clip-weights"
+    app = create_app(make_config(tiny_sam, clip_root=str(empty)))
+    try:
+        client = app.test_client()
+        image_id = client.post("/v1/images", data=png_bytes(picture())).json["image_id"]
+        low = {"points_per_side": 4, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0}
+        assert client.post("/v1/automask", json={"image_id": image_id, **low}).json["records"]
+        response = client.post("/v1/predict", json={"image_id": image_id, "text": "cat"})
+    finally:
+        app.extensions["sam_service"].close()
+    assert response.status_code == 503 and response.json["error"] == "weights_unavailable"
+    assert str(empty / "ViT-B-32.pt") in response.json["detail"]
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "says"),
+    [
+        ("--max-batch", "-1", "must be >= 0"),
+        ("--port", "0", "must be >= 1"),
+        ("--threads", "x", "not a whole"),
+    ],
+)
+def test_bad_numbers_name_the_flag(capsys, flag, value, says):
+    with pytest.raises(SystemExit):
+        config_from_args([flag, value])
+    err = capsys.readouterr().err
+    assert flag in err and says in err
+
+
+def _max_batch_help() -> str:
+    [action] = [a for a in build_parser()._actions if "--max-batch" in a.option_strings]
+    return " ".join(str(action.help).split())
+
+
+def test_max_batch_help_says_what_the_server_does_on_a_cpu():
+    from backend.model import SamConfig, ViTConfig, build_sam
+    from backend.serving.service import SamService
+
+    text = _max_batch_help()
+    assert "0 = auto" in text and "16 on a GPU" in text
+    assert "16 for the demo model" in text and "1 for vit_b" in text
+    sam_sized_decoder = SamConfig(  # SAM's 64x64x256 image tokens, with a tiny encoder
+        vit=ViTConfig(embed_dim=32, depth=1, num_heads=2, global_attn_indexes=(0,), window_size=8),
+        image_size=1024,
+        decoder_mlp_dim=64,
+    )
+    for model, expected in (("demo", 16), (build_sam(sam_sized_decoder).eval(), 1)):
+        service = SamService(ServerConfig(model=model, device="cpu", max_batch=0, plugins=False)).start()
+        try:
+            assert service.wait_ready(120), service.load_error
+            assert service.models()[0]["max_batch"] == expected
+        finally:
+            service.close()

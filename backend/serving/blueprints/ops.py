@@ -8,6 +8,14 @@ from backend.serving.metrics import ServerMetrics
 from backend.serving.service import SamService
 
 
+def not_ready_reason(service: SamService) -> str:
+    """Why ``service`` cannot answer yet: still loading, or why loading failed."""
+    error = service.load_error
+    if error is not None:
+        return f"model {service.model_name} failed to load: {error}"
+    return f"loading model {service.model_name} on {service.config.device} ..."
+
+
 def create_ops_blueprint(service: SamService, metrics: ServerMetrics) -> Blueprint:
     """Routes that monitoring and Label Studio's health check call."""
     bp = Blueprint("ops", __name__)
@@ -19,9 +27,10 @@ def create_ops_blueprint(service: SamService, metrics: ServerMetrics) -> Bluepri
 
     @bp.get("/ready")
     def ready() -> tuple[Response, int]:
-        """200 once the model is loaded, 503 before."""
-        is_ready = service.ready()
-        return jsonify(ready=is_ready, model=service.model_name), 200 if is_ready else 503
+        """200 once the model is loaded; 503 before, with the ``reason``."""
+        if service.ready():
+            return jsonify(ready=True, model=service.model_name), 200
+        return jsonify(ready=False, model=service.model_name, reason=not_ready_reason(service)), 503
 
     @bp.get("/metrics")
     def prometheus() -> Response:

@@ -6,8 +6,7 @@ import time
 
 from flask import Blueprint, Response, jsonify, request
 
-from backend.errors import InvalidImage
-from backend.serving.request_body import parse_request
+from backend.serving.request_body import explain_image_errors, image_upload, parse_request
 from backend.serving.responses import object_to_json, to_jsonable
 from backend.serving.schemas import AutomaskRequest, PredictRequest
 from backend.serving.service import SamService
@@ -19,13 +18,9 @@ def create_v1_blueprint(service: SamService) -> Blueprint:
 
     @bp.post("/images")
     def add_image() -> Response:
-        """Raw image bytes -> ``{"image_id", "width", "height"}``; the embedding is cached."""
-        data = request.get_data(cache=False)
-        if not data:
-            raise InvalidImage(
-                "the request body is empty; send the image file's bytes (JPEG, PNG, WebP, TIFF, BMP)"
-            )
-        info = service.add_image(data)
+        """Image file (raw body, or a multipart ``file`` field) -> ``{"image_id", "width", "height"}``."""
+        with explain_image_errors():
+            info = service.add_image(image_upload(request))
         return jsonify(image_id=info.image_id, width=info.width, height=info.height)
 
     @bp.get("/images/<image_id>")

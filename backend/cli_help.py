@@ -1,0 +1,45 @@
+"""One ``--help`` format for every command (``sam-server``, ``sam-train``, ``sam-eval``, ``sam-annotate``).
+
+Each option's help ends with its default, and the description and epilog
+(examples) are printed as written, so no help text needs the default typed
+in by hand and none shows a docstring's markup.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Description and epilog as written; ``(default: X)`` after every option that has one.
+
+    Options whose help already names its default (``default`` in the text),
+    and flags or options without a default (``False``, ``None``, empty), get
+    nothing appended.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if not action.option_strings or "default" in text or not _worth_showing(action.default):
+            return text
+        return f"{text} (default: %(default)s)" if text else "(default: %(default)s)"
+
+
+def _worth_showing(default: object) -> bool:
+    """False for defaults that say nothing: off, none given, empty."""
+    if default is None or default is False or default is argparse.SUPPRESS:
+        return False
+    return not (isinstance(default, (str, list, tuple)) and len(default) == 0)
+
+
+def new_parser(prog: str, description: str, epilog: str | None = None) -> argparse.ArgumentParser:
+    """An ``ArgumentParser`` with :class:`HelpFormatter`.
+
+    Args:
+        prog: The command's name.
+        description: One or two plain sentences (no docstring markup).
+        epilog: Examples, printed as written.
+    """
+    return argparse.ArgumentParser(
+        prog=prog, description=description, epilog=epilog, formatter_class=HelpFormatter
+    )
