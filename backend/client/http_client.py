@@ -12,7 +12,10 @@ exponential backoff; every API call is idempotent (uploading the same image
 twice computes once, a prediction has no side effect besides a new
 ``logits_id``), so a retried request that already reached the server is
 harmless. Timeouts and HTTP errors are not retried. Server errors raise
-:class:`SamServerError` with the server's status, code and message.
+:class:`SamServerError` with the server's status, code and message; what
+goes wrong before any request (a missing file, bytes that are no image)
+raises a local error instead: :class:`ImageFileNotFound` (also a
+``FileNotFoundError``) or :class:`~backend.errors.InvalidImage`.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import numpy as np
 import requests
 
 from backend.client.base import ImageInfo, ImageSource, ObjectMasks, SamClientBase
-from backend.errors import SamError
+from backend.errors import InvalidInput, SamError
 
 
 class SamServerError(SamError):
@@ -51,20 +54,44 @@ class SamServerError(SamError):
         return str(self.args[0])
 
 
+class ImageFileNotFound(InvalidInput, FileNotFoundError):
+    """A local image path with no file behind it; raised before any request is sent.
+
+    Both a :class:`~backend.errors.SamError` (code ``invalid_input``) and a
+    ``FileNotFoundError``, so either ``except`` catches it.
+    """
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"no image file at {path}: give the path of an existing image file")
+        self.filename = str(path)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def read_image_path(image: ImageSource) -> ImageSource:
+    """A path becomes the file's bytes; anything else is returned as it is.
+
+    Raises:
+        ImageFileNotFound: The path names no file.
+    """
+    if not isinstance(image, (str, Path)):
+        return image
+    path = Path(image).expanduser()
+    if not path.is_file():
+        raise ImageFileNotFound(path)
+    return path.read_bytes()
+
+
 def _as_list(value: Any) -> Any:
     return value.tolist() if isinstance(value, np.ndarray) else value
 
 
 def _upload_payload(image: ImageSource) -> tuple[bytes, np.ndarray]:
     """The bytes to upload and the decoded ``HxWx3`` uint8 pixels of an image source."""
-    from backend.errors import InvalidInput
     from backend.formats.images import decode_image, encode_png, load_image
 
-    if isinstance(image, (str, Path)):
-        path = Path(image).expanduser()
-        if not path.is_file():
-            raise InvalidInput(f"no image file at {path}")
-        image = path.read_bytes()
+    image = read_image_path(image)
     if isinstance(image, (bytes, bytearray, memoryview)):
         payload = bytes(image)
         return payload, decode_image(payload)
@@ -154,14 +181,14 @@ class SamClient(SamClientBase):
             image: A path, encoded bytes, an ``HxWx3`` uint8 RGB array or a PIL image.
 
         Raises:
-            SamServerError: Unreadable image (400, decoded locally), or the server's error.
+            ImageFileNotFound: No file at the given path (nothing was sent).
+            InvalidImage: The image cannot be decoded (decoded here; nothing was sent).
+            PayloadTooLarge: More pixels than the client's decoder accepts (nothing was sent).
+            SamServerError: The server's error, or the server cannot be reached.
         """
         from backend.formats.images import compute_image_id
 
-        try:
-            payload, pixels = _upload_payload(image)
-        except SamError as exc:
-            raise SamServerError(exc.status, exc.code, exc.detail) from exc
+        payload, pixels = _upload_payload(image)
         image_id = compute_image_id(pixels)
         response = self._request("GET", f"/v1/images/{image_id}", ok=(200, 404))
         if response.status_code == 404:

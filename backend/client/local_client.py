@@ -2,9 +2,12 @@
 
 For a notebook that has the GPU itself: no HTTP, the same return values and
 the same errors as :class:`~backend.client.http_client.SamClient` (every
-error is a :class:`~backend.client.http_client.SamServerError` carrying the
-status and code the server would have answered). torch and the model are
-imported when the client is created, not when this module is imported.
+error the server would answer is a
+:class:`~backend.client.http_client.SamServerError` carrying its status and
+code; a path with no file is an
+:class:`~backend.client.http_client.ImageFileNotFound`, as there). torch and
+the model are imported when the client is created, not when this module is
+imported.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from backend.client.base import ImageInfo, ImageSource, ObjectMasks, SamClientBase
-from backend.client.http_client import SamServerError
+from backend.client.http_client import SamServerError, read_image_path
 from backend.errors import SamError
 
 if TYPE_CHECKING:
@@ -91,13 +94,20 @@ class LocalSamClient(SamClientBase):
             self._service.close()
 
     def add_image(self, image: ImageSource) -> ImageInfo:
-        """Register an image; its embedding is computed once and cached."""
+        """Register an image; its embedding is computed once and cached.
+
+        Raises:
+            ImageFileNotFound: No file at the given path.
+            SamServerError: What the server would answer (unreadable image, too many pixels...).
+        """
         from backend.formats.images import load_image
 
+        source = read_image_path(image)
+
         def add() -> ImageInfo:
-            if isinstance(image, (bytes, bytearray, memoryview)):
-                return self._service.add_image(bytes(image))
-            return self._service.add_image(load_image(image, max_pixels=self._service.config.max_pixels))
+            if isinstance(source, (bytes, bytearray, memoryview)):
+                return self._service.add_image(bytes(source))
+            return self._service.add_image(load_image(source, max_pixels=self._service.config.max_pixels))
 
         return _call(add)
 

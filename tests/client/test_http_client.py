@@ -11,7 +11,8 @@ import pytest
 import requests
 from PIL import Image
 
-from backend.client.http_client import SamClient, SamServerError
+from backend.client.http_client import ImageFileNotFound, SamClient, SamServerError
+from backend.errors import InvalidImage
 from backend.inference.predictor import SamPredictor
 from tests.serving.server_process import REPO, ServerProcess, free_port
 from tests.serving.tiny_model import build_tiny_sam, picture, png_bytes, save_tiny_checkpoint
@@ -81,12 +82,17 @@ def test_server_errors_carry_status_code_and_message(client):
         client.predict("0" * 64, box=[0, 0, 5, 5])
     assert missing.value.status == 404 and "POST /v1/images" in str(missing.value)
     assert client.ready() and client.models()[0]["image_size"] == 128
-    with pytest.raises(SamServerError) as unreadable:
-        client.add_image(b"not an image")
-    assert unreadable.value.code == "invalid_image" and unreadable.value.status == 400
-    with pytest.raises(SamServerError) as no_file:
-        client.add_image("/nonexistent/picture.png")
-    assert no_file.value.status == 400 and "no image file" in no_file.value.detail
+
+
+def test_local_problems_raise_local_errors_without_contacting_a_server(tmp_path):
+    nobody = SamClient(f"http://127.0.0.1:{free_port()}", retries=0, timeout=2)  # would be "unreachable"
+    with pytest.raises(FileNotFoundError) as no_file:
+        nobody.add_image(tmp_path / "missing.jpg")
+    assert isinstance(no_file.value, ImageFileNotFound) and not isinstance(no_file.value, SamServerError)
+    assert str(tmp_path / "missing.jpg") in str(no_file.value) and no_file.value.code == "invalid_input"
+    with pytest.raises(InvalidImage) as unreadable:
+        nobody.add_image(b"not an image")
+    assert not isinstance(unreadable.value, SamServerError)
 
 
 def test_connection_errors_are_retried_with_backoff_then_reported(monkeypatch):

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from backend.client.http_client import SamServerError
+from backend.client.http_client import ImageFileNotFound, SamServerError
 from backend.client.local_client import LocalSamClient
 from backend.inference.predictor import SamPredictor
 from tests.serving.tiny_model import build_tiny_sam, picture, png_bytes
@@ -43,6 +43,12 @@ def test_errors_are_the_servers_errors(local):
     with pytest.raises(SamServerError) as corrupt:
         local.add_image(b"not an image")
     assert corrupt.value.code == "invalid_image"
+
+
+def test_a_missing_file_is_a_file_not_found_error(local, tmp_path):
+    with pytest.raises(FileNotFoundError) as error:
+        local.add_image(str(tmp_path / "missing.jpg"))
+    assert isinstance(error.value, ImageFileNotFound) and str(tmp_path / "missing.jpg") in str(error.value)
 
 
 def test_model_that_cannot_load_raises_unavailable(tmp_path):
