@@ -1,5 +1,11 @@
 """Pixels for the three canvas layers: the scaled image, the mask overlay, the prompts.
 
+Every mask is filled (at the overlay opacity) and outlined (opaque). The
+shown candidate takes the colour of a small palette that lies farthest from
+the mean colour of the pixels under it (:func:`contrast_color`), so it stays
+visible on a blue car as on a yellow one; accepted masks keep their label
+colours.
+
 The overlay is built at canvas resolution: canvas pixel ``(i, j)`` shows the
 mask value at the original-image pixel that holds the canvas pixel's centre,
 found through :func:`backend.formats.coordinates.canvas_to_image` (the one
@@ -18,15 +24,26 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
+from backend.errors import InvalidInput
 from backend.formats.coordinates import canvas_to_image, image_to_canvas
-from widget.state import Box, Point
+from widget.state import AcceptedMask, Box, Candidate, Point
 
 if TYPE_CHECKING:
     from ipycanvas import Canvas
 
 Color = tuple[int, int, int]
 
-CANDIDATE_COLOR: Color = (30, 144, 255)
+CONTRAST_PALETTE: tuple[Color, ...] = (
+    (255, 0, 255),
+    (0, 255, 255),
+    (255, 255, 0),
+    (0, 0, 255),
+    (255, 0, 0),
+    (0, 255, 0),
+)
+"""Colours the shown candidate may take (corners of the RGB cube but black and white)."""
+CANDIDATE_OUTLINE = 2
+ACCEPTED_OUTLINE = 1
 POSITIVE_COLOR = "#2ecc40"
 NEGATIVE_COLOR = "#ff4136"
 BOX_COLOR = "#ffdc00"
@@ -46,6 +63,75 @@ LABEL_PALETTE: tuple[Color, ...] = (
 def label_color(index: int) -> Color:
     """The overlay colour of the ``index``-th label (cycles through :data:`LABEL_PALETTE`)."""
     return LABEL_PALETTE[index % len(LABEL_PALETTE)]
+
+
+def parse_color(value: Sequence[int] | str) -> Color:
+    """An ``(r, g, b)`` tuple of ints 0..255 from such a sequence or a ``"#rrggbb"`` string.
+
+    Raises:
+        InvalidInput: Anything else, with an example of what works.
+    """
+    try:
+        if isinstance(value, str):
+            text = value.strip().lstrip("#")
+            if len(text) != 6:
+                raise ValueError(value)
+            channels = [int(text[i : i + 2], 16) for i in (0, 2, 4)]
+        else:
+            channels = [int(v) for v in value]
+            if len(channels) != 3 or not all(0 <= c <= 255 for c in channels):
+                raise ValueError(value)
+    except (TypeError, ValueError):
+        raise InvalidInput(
+            f"{value!r} is not a colour: give (r, g, b) with ints 0..255, e.g. (255, 0, 255), or '#ff00ff'"
+        ) from None
+    return channels[0], channels[1], channels[2]
+
+
+def contrast_color(pixels: np.ndarray, shown: np.ndarray, palette: Sequence[Color]) -> Color:
+    """The palette colour farthest (RGB distance) from the mean colour of the masked pixels.
+
+    Args:
+        pixels: ``hxwx3`` uint8 image at canvas size.
+        shown: ``hxw`` bool mask at canvas size.
+        palette: Candidate colours (at least one).
+
+    Returns:
+        The first palette colour when the mask is empty.
+    """
+    if not shown.any():
+        return palette[0]
+    mean = pixels[shown].mean(axis=0)
+    distances = [float(np.sum((np.asarray(color, dtype=np.float64) - mean) ** 2)) for color in palette]
+    return palette[int(np.argmax(distances))]
+
+
+def outline(shown: np.ndarray, width: int) -> np.ndarray:
+    """``hxw`` bool: the mask pixels within ``width`` pixels (4-neighbour steps) of its edge.
+
+    Pixels outside the canvas count as outside the mask, so a mask that
+    touches the border is outlined along it too.
+    """
+    inner = shown.copy()
+    for _ in range(width):
+        padded = np.pad(inner, 1, constant_values=False)
+        inner &= padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    return shown & ~inner
+
+
+@dataclass(frozen=True, eq=False)
+class MaskLayer:
+    """One mask of the overlay.
+
+    Attributes:
+        mask: ``HxW`` bool at the original image size.
+        color: Fill and outline colour.
+        outline: Width of the opaque outline in canvas pixels (0: none).
+    """
+
+    mask: np.ndarray
+    color: Color
+    outline: int = 0
 
 
 @dataclass(frozen=True)
@@ -101,7 +187,40 @@ def scaled_image(pixels: np.ndarray, canvas_size: tuple[int, int]) -> np.ndarray
     return np.asarray(Image.fromarray(pixels).resize(canvas_size, Image.Resampling.BOX))
 
 
-def overlay_png(grid: CanvasGrid, *, layers: Sequence[tuple[np.ndarray, Color]], opacity: float) -> bytes:
+def mask_layers(
+    grid: CanvasGrid,
+    shown_pixels: np.ndarray,
+    *,
+    masks: Sequence[AcceptedMask],
+    labels: Sequence[str],
+    chosen: Candidate | None,
+    palette: Sequence[Color],
+) -> tuple[list[MaskLayer], Color | None]:
+    """What the mask layer shows: accepted masks in label colours, the chosen candidate on top.
+
+    Args:
+        grid: Canvas <-> image sampling grid.
+        shown_pixels: ``hxwx3`` uint8 image at canvas size (for the contrast colour).
+        masks: Accepted masks; a label missing from ``labels`` gets the next colour.
+        labels: The widget's label names, in colour order.
+        chosen: The candidate shown, or None.
+        palette: Colours the candidate may take (see :func:`contrast_color`).
+
+    Returns:
+        ``(layers, candidate colour or None)``.
+    """
+    label_index = {name: i for i, name in enumerate(labels)}
+    layers = [
+        MaskLayer(m.mask, label_color(label_index.get(m.label, len(labels))), ACCEPTED_OUTLINE) for m in masks
+    ]
+    if chosen is None:
+        return layers, None
+    color = contrast_color(shown_pixels, grid.sample(chosen.mask), palette)
+    layers.append(MaskLayer(chosen.mask, color, CANDIDATE_OUTLINE))
+    return layers, color
+
+
+def overlay_png(grid: CanvasGrid, *, layers: Sequence[MaskLayer], opacity: float) -> bytes:
     """The mask layer as a lossless PNG with alpha, at canvas size.
 
     An indexed-colour PNG with a transparency chunk: the browser decodes it to
@@ -110,25 +229,27 @@ def overlay_png(grid: CanvasGrid, *, layers: Sequence[tuple[np.ndarray, Color]],
 
     Args:
         grid: Canvas <-> image sampling grid.
-        layers: ``(HxW bool mask, colour)`` pairs, drawn in order (later on top).
-        opacity: Alpha of mask pixels, 0..1; other pixels are fully transparent.
+        layers: Masks drawn in order (later on top).
+        opacity: Alpha of filled mask pixels, 0..1; outlines are opaque, other
+            pixels fully transparent.
 
     Returns:
         PNG bytes that decode to ``hxwx4`` RGBA: ``(*colour, round(255 * opacity))``
-        on mask pixels, ``(0, 0, 0, 0)`` elsewhere.
+        inside a mask, ``(*colour, 255)`` on its outline, ``(0, 0, 0, 0)`` elsewhere.
     """
     width, height = grid.canvas_size
     indices = np.zeros((height, width), dtype=np.uint8)
-    palette: list[Color] = [(0, 0, 0)]
-    for mask, color in layers:
-        if color not in palette:
-            palette.append(color)
-        shown = grid.sample(mask).view(np.uint8)
-        indices += shown * (np.uint8(palette.index(color)) - indices)  # branch-free "indices[shown] = k"
     alpha = int(round(255 * min(max(opacity, 0.0), 1.0)))
-    transparency = [0] + [alpha] * (len(palette) - 1)
+    entries: list[tuple[Color, int]] = [((0, 0, 0), 0)]  # (colour, alpha) of each palette index
+    for layer in layers:
+        shown = grid.sample(layer.mask)
+        _paint(indices, entries, shown, (layer.color, alpha))
+        if layer.outline > 0:
+            _paint(indices, entries, outline(shown, layer.outline), (layer.color, 255))
+    palette = [color for color, _ in entries]
+    transparency = [a for _, a in entries]
     # Pillow drops the transparency chunk of a two-colour palette: pad with unused, transparent entries.
-    padding = max(0, 3 - len(palette))
+    padding = max(0, 3 - len(entries))
     palette += [(0, 0, 0)] * padding
     transparency += [0] * padding
     image = Image.frombytes("P", (width, height), indices.tobytes())
@@ -136,6 +257,16 @@ def overlay_png(grid: CanvasGrid, *, layers: Sequence[tuple[np.ndarray, Color]],
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", compress_level=1, transparency=bytes(transparency))
     return buffer.getvalue()
+
+
+def _paint(
+    indices: np.ndarray, entries: list[tuple[Color, int]], where: np.ndarray, entry: tuple[Color, int]
+) -> None:
+    """Set ``indices`` to the palette index of ``entry`` (added if new) where ``where`` is True, in place."""
+    if entry not in entries:
+        entries.append(entry)
+    index = np.uint8(entries.index(entry))
+    indices += where.view(np.uint8) * (index - indices)  # branch-free "indices[where] = index"
 
 
 def draw_prompts(canvas: Canvas, *, points: Sequence[Point], box: Box | None, scale: float) -> None:

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 
 import numpy as np
 
 from backend.client.base import ImageInfo, SamClientBase
-
-TICK_SECONDS = 0.25
+from widget.ticker import TICK_SECONDS, Ticker
 
 
 class EmbeddingJob:
@@ -19,7 +17,7 @@ class EmbeddingJob:
     Args:
         client: The model server client.
         pixels: ``HxWx3`` uint8 RGB image.
-        on_tick: Called every :data:`TICK_SECONDS` with the seconds elapsed, while it runs.
+        on_tick: Called every :data:`~widget.ticker.TICK_SECONDS` with the seconds elapsed, while it runs.
         on_done: Called once with ``(info, error, seconds)``: ``info`` on success,
             ``error`` (the exception ``add_image`` raised) on failure.
     """
@@ -52,23 +50,15 @@ class EmbeddingJob:
             raise self.error
 
     def _run(self) -> None:
-        start = time.perf_counter()
-        done = threading.Event()
-        ticker = threading.Thread(target=self._tick, args=(start, done), daemon=True)
-        ticker.start()
         info: ImageInfo | None = None
+        ticker = Ticker(self.on_tick, interval=TICK_SECONDS).start()
         try:
             info = self.client.add_image(self.pixels)
         except Exception as exc:  # handed to on_done and re-raised by wait()
             self.error = exc
         finally:
-            done.set()
-            ticker.join()
+            seconds = ticker.stop()
         try:
-            self.on_done(info, self.error, time.perf_counter() - start)
+            self.on_done(info, self.error, seconds)
         finally:
             self._finished.set()
-
-    def _tick(self, start: float, done: threading.Event) -> None:
-        while not done.wait(TICK_SECONDS):
-            self.on_tick(time.perf_counter() - start)

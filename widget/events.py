@@ -24,6 +24,20 @@ from widget.state import Box, Point
 LEFT_BUTTON = 0
 RIGHT_BUTTON = 2
 
+GESTURES: tuple[tuple[str, str], ...] = (
+    ("left click", "foreground point"),
+    ("right click or Shift+click", "background point"),
+    ("drag", "box"),
+    ("1 / 2 / 3", "show candidate 1, 2 or 3"),
+    ("Ctrl+Z (Cmd+Z)", "undo"),
+    ("Esc", "clear the current object"),
+    ("Enter", "accept the shown mask"),
+)
+"""Every gesture :class:`EventTranslator` understands, as ``(gesture, effect)`` for the legend.
+
+Keys act while the mouse is over the image.
+"""
+
 
 @dataclass(frozen=True)
 class PointAction:
@@ -133,7 +147,10 @@ class EventTranslator:
         return screen_to_canvas(
             float(event.get("relativeX", 0.0)),
             float(event.get("relativeY", 0.0)),
-            shown_size=(float(event.get("boundingRectWidth") or 0.0), float(event.get("boundingRectHeight") or 0.0)),
+            shown_size=(
+                float(event.get("boundingRectWidth") or 0.0),
+                float(event.get("boundingRectHeight") or 0.0),
+            ),
             canvas_size=self.canvas_size,
         )
 

@@ -2,7 +2,10 @@
 
 COCO segmentations are pycocotools RLE (through ``backend.formats.mask_codecs``),
 bounding boxes ``[x, y, width, height]`` in original-image pixels, categories
-numbered from 1 in the order of the widget's labels.
+numbered from 1 in the order of the widget's labels. Each annotation's
+``score`` is a probability in ``[0, 1]``; the model's raw number rides along
+under its own name (``predicted_iou``, or ``text_similarity`` for a text
+prompt).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import numpy as np
 from backend.atomic_files import atomic_write_bytes
 from backend.errors import InvalidInput
 from backend.formats.images import encode_png
-from widget.state import AcceptedMask
+from widget.state import RAW_SCORE_NAMES, AcceptedMask
 
 MAX_PNG_INSTANCES = 255
 
@@ -62,6 +65,7 @@ def to_coco(
             "bbox": mask_bbox_xywh(m.mask),
             "iscrowd": 0,
             "score": float(m.score),
+            **m.raw_scores,
         }
         for i, m in enumerate(masks)
     ]
@@ -94,8 +98,35 @@ def from_coco(
         mask = from_coco_rle(ann["segmentation"])
         check_mask_shape(mask, image_size)
         label = names.get(ann.get("category_id"), str(ann.get("category_id", "object")))
-        out.append(AcceptedMask(mask=mask, label=label, score=float(ann.get("score", 1.0))))
+        raw = {name: float(ann[name]) for name in RAW_SCORE_NAMES if name in ann}
+        out.append(AcceptedMask(mask=mask, label=label, score=float(ann.get("score", 1.0)), raw_scores=raw))
     return out
+
+
+def load_masks(
+    source: Sequence[np.ndarray] | Mapping[str, Any] | str | os.PathLike[str],
+    *,
+    label: str,
+    image_size: tuple[int, int],
+) -> list[AcceptedMask]:
+    """Masks to continue editing, from any of the widget's formats.
+
+    Args:
+        source: ``HxW`` bool arrays; a COCO dict from :func:`to_coco`; or the
+            path of an instance PNG from :func:`save_png`.
+        label: Label of masks that carry none (arrays and PNG).
+        image_size: ``(width, height)`` the masks must have.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        return load_png(source, label=label, image_size=image_size)
+    if isinstance(source, Mapping):
+        return from_coco(source, image_size=image_size)
+    loaded = []
+    for mask in source:
+        array = np.asarray(mask).astype(bool)
+        check_mask_shape(array, image_size)
+        loaded.append(AcceptedMask(mask=array, label=label))
+    return loaded
 
 
 def check_mask_shape(mask: np.ndarray, image_size: tuple[int, int]) -> None:

@@ -8,6 +8,7 @@ server again. Nothing here knows about ipywidgets or the canvas.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -15,6 +16,11 @@ import numpy as np
 
 from backend.client.base import ObjectMasks
 from backend.errors import InvalidInput
+from backend.formats.scores import as_probability
+
+PREDICTED_IOU = "predicted_iou"
+TEXT_SIMILARITY = "text_similarity"
+RAW_SCORE_NAMES = (PREDICTED_IOU, TEXT_SIMILARITY)
 
 
 @dataclass(frozen=True)
@@ -30,6 +36,13 @@ class Point:
     x: float
     y: float
     positive: bool = True
+
+
+def check_inside(x: float, y: float, image_size: tuple[int, int]) -> None:
+    """Raise :class:`InvalidInput` unless ``(x, y)`` lies on an image of ``image_size`` = (W, H)."""
+    width, height = image_size
+    if not (0 <= x <= width and 0 <= y <= height):
+        raise InvalidInput(f"({x}, {y}) is outside the {width}x{height} image: use original-image pixels")
 
 
 @dataclass(frozen=True)
@@ -57,13 +70,22 @@ class Candidate:
 
     Attributes:
         mask: ``HxW`` bool at the original image size.
-        score: Predicted IoU.
+        raw_score: The model's own number for this mask: the decoder's
+            predicted IoU for clicks and boxes (it may leave ``[0, 1]``), the
+            CLIP similarity of text and mask for a text prompt.
         stability_score: IoU of the mask thresholded above and below the 0 logit.
+        raw_score_name: What ``raw_score`` is: :data:`PREDICTED_IOU` or :data:`TEXT_SIMILARITY`.
     """
 
     mask: np.ndarray
-    score: float
+    raw_score: float
     stability_score: float
+    raw_score_name: str = PREDICTED_IOU
+
+    @property
+    def score(self) -> float:
+        """The score shown to people, a probability in ``[0, 1]`` (see ``as_probability``)."""
+        return as_probability(self.raw_score)
 
     @property
     def area(self) -> int:
@@ -78,16 +100,40 @@ class AcceptedMask:
     Attributes:
         mask: ``HxW`` bool at the original image size.
         label: The label chosen when it was accepted.
-        score: Predicted IoU of the candidate (1.0 for masks loaded from disk).
+        score: The candidate's score in ``[0, 1]`` (1.0 for masks loaded
+            without one); clipped into ``[0, 1]`` when built.
+        raw_scores: The model's raw numbers, by name (``predicted_iou``, or
+            ``text_similarity`` for a text prompt); empty for loaded masks
+            that carried none.
     """
 
     mask: np.ndarray
     label: str
-    score: float
+    score: float = 1.0
+    raw_scores: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.score = as_probability(self.score)
+        self.raw_scores = {name: float(value) for name, value in self.raw_scores.items()}
+
+    @classmethod
+    def from_candidate(cls, candidate: Candidate, label: str) -> AcceptedMask:
+        """Keep ``candidate`` with ``label``: its shown score and its raw score."""
+        return cls(
+            mask=candidate.mask,
+            label=label,
+            score=candidate.score,
+            raw_scores={candidate.raw_score_name: candidate.raw_score},
+        )
+
+    @property
+    def predicted_iou(self) -> float | None:
+        """The decoder's raw predicted IoU, when this mask came from clicks or a box."""
+        return self.raw_scores.get(PREDICTED_IOU)
 
     def as_dict(self) -> dict[str, Any]:
-        """``{"mask", "label", "score"}``."""
-        return {"mask": self.mask, "label": self.label, "score": self.score}
+        """``{"mask", "label", "score", **raw_scores}``."""
+        return {"mask": self.mask, "label": self.label, "score": self.score, **self.raw_scores}
 
 
 @dataclass(frozen=True, eq=False)
@@ -136,10 +182,24 @@ class ObjectState:
             kwargs["text"] = self.text
         return kwargs
 
+    @property
+    def prompt_kind(self) -> str:
+        """``"text"`` when a text prompt is part of it, else ``"click"`` (points and / or box)."""
+        return "text" if self.text else "click"
+
     def with_answer(self, answer: ObjectMasks) -> ObjectState:
-        """This state with the model's candidates filled in, the best one selected."""
+        """This state with the model's candidates filled in, the best one selected.
+
+        A text prompt's scores are CLIP similarities, the others predicted IoUs.
+        """
+        name = TEXT_SIMILARITY if self.text else PREDICTED_IOU
         candidates = tuple(
-            Candidate(mask=np.asarray(mask, dtype=bool), score=float(score), stability_score=float(stab))
+            Candidate(
+                mask=np.asarray(mask, dtype=bool),
+                raw_score=float(score),
+                stability_score=float(stab),
+                raw_score_name=name,
+            )
             for mask, score, stab in zip(answer.masks, answer.scores, answer.stability_scores, strict=True)
         )
         return replace(self, candidates=candidates, logits_id=answer.logits_id, selected=0)
@@ -165,6 +225,11 @@ class ObjectEditor:
         """Record a new state (a new prompt and its answer)."""
         self.history.append(state)
 
+    @property
+    def can_undo(self) -> bool:
+        """True when there is an earlier state to go back to."""
+        return len(self.history) > 1
+
     def replace_current(self, state: ObjectState) -> None:
         """Change the current state in place (candidate switch: not an undo step)."""
         self.history[-1] = state
@@ -182,7 +247,7 @@ class ObjectEditor:
 
     def undo(self) -> bool:
         """Go back one action. Returns False when there was nothing to undo."""
-        if len(self.history) == 1:
+        if not self.can_undo:
             return False
         self.history.pop()
         return True

@@ -1,47 +1,83 @@
-"""The ipywidgets controls under the canvas; layout only, no behaviour.
+"""The ipywidgets controls under the canvas; layout and rendering only, no behaviour.
 
-:class:`SamWidget` wires the callbacks; this module builds the controls and
-formats what they show (candidate scores, status line).
+:class:`SamWidget` wires the callbacks and decides what to show;
+:mod:`widget.feedback` computes it; this module builds the controls and puts
+a :class:`~widget.feedback.Controls` or :class:`~widget.feedback.Status` on
+them. The status line is HTML that wraps, so a long error is read in full.
 """
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 
 import ipywidgets as widgets
 
-from widget.state import Candidate
+from widget.events import GESTURES
+from widget.feedback import Controls, Status, kept_text
+
+STATUS_COLORS = {"info": "inherit", "busy": "#1f6fb2", "error": "#c62828"}
+
+
+def status_html(status: Status) -> str:
+    """The status line as HTML: escaped, wrapping at the widget's width, coloured by kind."""
+    icon = '<i class="fa fa-spinner fa-spin" aria-hidden="true"></i> ' if status.kind == "busy" else ""
+    return (
+        f'<div class="sam-status sam-status-{status.kind}" role="status" '
+        f'style="white-space: pre-wrap; overflow-wrap: anywhere; line-height: 1.4; '
+        f'color: {STATUS_COLORS[status.kind]}">{icon}{html.escape(status.text)}</div>'
+    )
+
+
+def legend_html(gestures: Sequence[tuple[str, str]] = GESTURES) -> str:
+    """Every gesture and its effect, as a compact two-column table."""
+    rows = "".join(
+        f"<tr><td style='padding: 0 12px 0 0'><b>{html.escape(g)}</b></td><td>{html.escape(e)}</td></tr>"
+        for g, e in gestures
+    )
+    return (
+        "<div class='sam-legend' style='line-height: 1.4'>"
+        f"<table style='border-collapse: collapse'>{rows}</table>"
+        "<i>Keys act while the mouse is over the image.</i></div>"
+    )
+
+
+def _fit() -> widgets.Layout:
+    return widgets.Layout(width="auto", flex="0 0 auto")
+
+
+def _row(children: Sequence[widgets.Widget]) -> widgets.HBox:
+    return widgets.HBox(list(children), layout=widgets.Layout(flex_flow="row wrap", align_items="center"))
 
 
 class Toolbar:
-    """Label picker, accept / undo / clear, candidates, opacity, text prompt and status line.
+    """Label picker, accept / undo / clear, kept count, candidates, opacity, text prompt, legend, status.
 
     Args:
         labels: Label names offered in the dropdown (at least one).
         opacity: Initial overlay opacity, 0..1.
+        width: CSS width of the toolbar (the canvas width), so the status wraps under the image.
     """
 
-    def __init__(self, labels: Sequence[str], *, opacity: float) -> None:
-        def fit() -> widgets.Layout:
-            return widgets.Layout(width="auto", flex="0 0 auto")
-
+    def __init__(self, labels: Sequence[str], *, opacity: float, width: str = "100%") -> None:
         described = {"description_width": "initial"}
         self.label = widgets.Dropdown(
-            options=list(labels), value=labels[0], description="label", layout=fit(), style=described
+            options=list(labels), value=labels[0], description="label", layout=_fit(), style=described
         )
         self.accept = widgets.Button(
             description="accept",
             icon="check",
             button_style="success",
             tooltip="Keep the shown mask (Enter)",
-            layout=fit(),
+            layout=_fit(),
         )
         self.undo = widgets.Button(
-            description="undo", icon="undo", tooltip="Undo the last prompt (Ctrl+Z)", layout=fit()
+            description="undo", icon="undo", tooltip="Undo the last prompt (Ctrl+Z)", layout=_fit()
         )
         self.clear = widgets.Button(
-            description="clear", icon="times", tooltip="Forget this object's prompts (Escape)", layout=fit()
+            description="clear", icon="times", tooltip="Forget this object's prompts (Esc)", layout=_fit()
         )
+        self.kept = widgets.HTML(value=kept_text(0), layout=_fit())
         self.opacity = widgets.FloatSlider(
             value=opacity,
             min=0.0,
@@ -59,45 +95,60 @@ class Toolbar:
             placeholder="describe the object, press Enter",
             description="text",
             continuous_update=False,
-            layout=widgets.Layout(width="320px"),
+            layout=widgets.Layout(width="300px"),
             style=described,
         )
-        self.status = widgets.Label(value="")
+        self.find = widgets.Button(
+            description="find", icon="search", tooltip="Find the object the text describes", layout=_fit()
+        )
+        self.help = widgets.ToggleButton(
+            value=True,
+            description="gestures",
+            icon="question",
+            tooltip="Show or hide the gestures",
+            layout=_fit(),
+        )
+        self.legend = widgets.HTML(value=legend_html())
         self.progress = widgets.FloatProgress(
             value=0.0, min=0.0, max=1.0, layout=widgets.Layout(width="160px", visibility="hidden")
         )
+        self.status = widgets.HTML(value=status_html(Status("")), layout=widgets.Layout(width="100%"))
+        self.help.observe(lambda change: self.show_legend(bool(change["new"])), "value")
         self.box = widgets.VBox(
             [
-                widgets.HBox(
-                    [self.label, self.accept, self.undo, self.clear, self.opacity],
-                    layout=widgets.Layout(flex_flow="row wrap", align_items="center"),
-                ),
-                widgets.HBox(
-                    [self.candidates, self.text],
-                    layout=widgets.Layout(flex_flow="row wrap", align_items="center"),
-                ),
-                widgets.HBox([self.progress, self.status]),
-            ]
+                _row([self.label, self.accept, self.undo, self.clear, self.kept, self.opacity]),
+                _row([self.candidates, self.text, self.find, self.help]),
+                self.progress,
+                self.status,
+                self.legend,
+            ],
+            layout=widgets.Layout(width=width, max_width="100%"),
         )
 
-    def show_candidates(self, candidates: Sequence[Candidate], selected: int) -> None:
-        """One toggle per candidate, ``"1: 0.93"``, the selected one pressed."""
-        options = [(f"{i + 1}: {c.score:.2f}", i) for i, c in enumerate(candidates)]
-        tooltips = [
-            f"predicted IoU {c.score:.3f}, stability {c.stability_score:.3f}, {c.area} px (key {i + 1})"
-            for i, c in enumerate(candidates)
-        ]
+    def show_controls(self, controls: Controls) -> None:
+        """One toggle per candidate (``"1: 0.93"``, the selected one pressed); buttons that can act."""
+        options = list(controls.candidates)
         if list(self.candidates.options) != options:
             self.candidates.options = options
-            self.candidates.tooltips = tooltips
-        if options:
-            self.candidates.value = selected
+            self.candidates.tooltips = list(controls.tooltips)
+        self.candidates.value = controls.selected
+        self.candidates.disabled = not controls.prompts
+        self.accept.disabled = not controls.accept
+        self.undo.disabled = not controls.undo
+        self.clear.disabled = not controls.clear
+        self.text.disabled = not controls.prompts
+        self.find.disabled = not controls.prompts
+        self.kept.value = kept_text(controls.kept)
 
-    def show_status(self, message: str, *, progress: float | None = None) -> None:
-        """Set the status line; ``progress`` 0..1 shows the bar, None hides it."""
-        self.status.value = message
-        if progress is None:
+    def show_status(self, status: Status) -> None:
+        """Set the status line; a ``progress`` shows the moving bar, None hides it."""
+        self.status.value = status_html(status)
+        if status.progress is None:
             self.progress.layout.visibility = "hidden"
         else:
-            self.progress.value = progress
+            self.progress.value = status.progress
             self.progress.layout.visibility = "visible"
+
+    def show_legend(self, visible: bool) -> None:
+        """Show or hide the gestures legend (the "gestures" toggle)."""
+        self.legend.layout.display = None if visible else "none"

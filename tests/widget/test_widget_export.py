@@ -9,7 +9,7 @@ import pytest
 from pycocotools import mask as coco_mask
 
 from backend.errors import InvalidInput
-from widget.export import from_coco, instance_map, load_png, mask_bbox_xywh, save_png, to_coco
+from widget.export import from_coco, instance_map, load_masks, load_png, mask_bbox_xywh, save_png, to_coco
 from widget.state import AcceptedMask
 
 
@@ -68,3 +68,42 @@ def test_png_limits_and_bad_paths(tmp_path: Path) -> None:
     assert not any(tmp_path.iterdir())
     with pytest.raises(InvalidInput, match="no PNG file"):
         load_png(tmp_path / "missing.png", label="a", image_size=(2, 2))
+
+
+def test_coco_score_is_a_probability_and_the_raw_scores_ride_along() -> None:
+    mask = masks()[0].mask
+    kept = [
+        AcceptedMask(mask, "cat", 1.0, raw_scores={"predicted_iou": 1.06}),
+        AcceptedMask(mask, "cat", 0.31, raw_scores={"text_similarity": 0.31}),
+        AcceptedMask(mask, "cat"),
+    ]
+    coco = to_coco(kept, labels=["cat"], image_size=(8, 6))
+    anns = coco["annotations"]
+    assert all(0.0 <= a["score"] <= 1.0 for a in anns)
+    assert anns[0]["predicted_iou"] == pytest.approx(1.06) and "text_similarity" not in anns[0]
+    assert anns[1]["text_similarity"] == pytest.approx(0.31) and "predicted_iou" not in anns[1]
+    assert "predicted_iou" not in anns[2] and anns[2]["score"] == 1.0
+    back = from_coco(coco, image_size=(8, 6))
+    assert [m.raw_scores for m in back] == [
+        {"predicted_iou": pytest.approx(1.06)},
+        {"text_similarity": pytest.approx(0.31)},
+        {},
+    ]
+
+
+def test_from_coco_clips_scores_of_older_exports() -> None:
+    coco = to_coco(masks(), labels=[], image_size=(8, 6))
+    coco["annotations"][0]["score"] = 1.008  # written before scores were probabilities
+    assert from_coco(coco, image_size=(8, 6))[0].score == 1.0
+
+
+def test_load_masks_takes_arrays_coco_and_png(tmp_path: Path) -> None:
+    arrays = [m.mask for m in masks()]
+    assert [m.label for m in load_masks(arrays, label="x", image_size=(8, 6))] == ["x", "x"]
+    coco = to_coco(masks(), labels=[], image_size=(8, 6))
+    assert [m.label for m in load_masks(coco, label="x", image_size=(8, 6))] == ["cat", "zebra"]
+    path = save_png(tmp_path / "m.png", masks(), (8, 6))
+    assert len(load_masks(path, label="x", image_size=(8, 6))) == 2
+    assert len(load_masks(str(path), label="x", image_size=(8, 6))) == 2
+    with pytest.raises(InvalidInput, match="HxW"):
+        load_masks([np.zeros((3, 3), bool)], label="x", image_size=(8, 6))

@@ -7,7 +7,16 @@ import pytest
 
 from backend.client.base import ObjectMasks
 from backend.errors import InvalidInput
-from widget.state import Box, ObjectEditor, ObjectState, Point
+from widget.state import (
+    PREDICTED_IOU,
+    TEXT_SIMILARITY,
+    AcceptedMask,
+    Box,
+    ObjectEditor,
+    ObjectState,
+    Point,
+    check_inside,
+)
 
 
 def answer(k: int = 3) -> ObjectMasks:
@@ -60,3 +69,43 @@ def test_editor_select_undo_reset() -> None:
     editor.push(ObjectState(text="dog"))
     editor.reset()
     assert len(editor.history) == 1 and editor.current.chosen is None
+
+
+def test_shown_score_is_a_probability_and_the_raw_predicted_iou_is_kept() -> None:
+    raw = answer()
+    raw.scores = np.asarray([1.06, 0.7, -0.02], dtype=np.float32)
+    state = ObjectState(points=(Point(1, 1),)).with_answer(raw)
+    assert [c.score for c in state.candidates] == pytest.approx([1.0, 0.7, 0.0])
+    assert [c.raw_score for c in state.candidates] == pytest.approx([1.06, 0.7, -0.02])
+    assert {c.raw_score_name for c in state.candidates} == {PREDICTED_IOU}
+    kept = AcceptedMask.from_candidate(state.candidates[0], "cat")
+    assert kept.score == 1.0 and kept.predicted_iou == pytest.approx(1.06)
+    assert kept.as_dict()["predicted_iou"] == pytest.approx(1.06)
+
+
+def test_text_answers_carry_their_similarity_under_its_own_name() -> None:
+    state = ObjectState(text="cat").with_answer(answer())
+    assert {c.raw_score_name for c in state.candidates} == {TEXT_SIMILARITY}
+    kept = AcceptedMask.from_candidate(state.candidates[1], "cat")
+    assert kept.predicted_iou is None and kept.raw_scores == {TEXT_SIMILARITY: pytest.approx(0.7)}
+
+
+def test_accepted_mask_scores_are_clipped_into_zero_one() -> None:
+    assert AcceptedMask(np.ones((2, 2), bool), "a", 1.3).score == 1.0
+    assert AcceptedMask(np.ones((2, 2), bool), "a").score == 1.0
+    assert AcceptedMask(np.ones((2, 2), bool), "a", float("nan")).score == 0.0
+
+
+def test_can_undo_follows_the_history() -> None:
+    editor = ObjectEditor()
+    assert not editor.can_undo
+    editor.push(ObjectState(points=(Point(1, 1),)))
+    assert editor.can_undo
+    editor.reset()
+    assert not editor.can_undo
+
+
+def test_check_inside_names_the_image_size() -> None:
+    check_inside(0, 5, (5, 5))
+    with pytest.raises(InvalidInput, match="outside the 5x4 image"):
+        check_inside(6, 1, (5, 4))
