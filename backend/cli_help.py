@@ -2,12 +2,14 @@
 
 Each option's help ends with its default, and the description and epilog
 (examples) are printed as written, so no help text needs the default typed
-in by hand and none shows a docstring's markup.
+in by hand and none shows a docstring's markup. Range-checked argument
+types let argparse name the flag in its error.
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -43,3 +45,30 @@ def new_parser(prog: str, description: str, epilog: str | None = None) -> argpar
     return argparse.ArgumentParser(
         prog=prog, description=description, epilog=epilog, formatter_class=HelpFormatter
     )
+
+
+def at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse ``type``: a whole number >= ``minimum`` (argparse's error names the flag)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+def non_negative_float(text: str) -> float:
+    """An argparse ``type``: a number >= 0 (NaN refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value

@@ -23,10 +23,10 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from backend.cli_help import new_parser
+from backend.cli_help import at_least, new_parser, non_negative_float
 from backend.errors import SamError
 from backend.serving.config import AUTO_MAX_BATCH_HELP, ServerConfig
 
@@ -45,32 +45,6 @@ def _env(name: str, default: Any) -> Any:
     """``$name`` when set and not empty, else ``default`` (argparse converts a string with ``type``)."""
     value = os.environ.get(name)
     return default if value in (None, "") else value
-
-
-def _at_least(minimum: int) -> Callable[[str], int]:
-    """An argparse ``type``: an integer >= ``minimum`` (argparse names the flag when it is not)."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
-        return value
-
-    parse.__name__ = f"integer >= {minimum}"
-    return parse
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value >= 0:  # also refuses NaN
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--host", default=_env("SAM_HOST", _DEFAULTS.host), help="interface to listen on [SAM_HOST]"
     )
     p.add_argument(
-        "--port", type=_at_least(1), default=_env("SAM_PORT", _DEFAULTS.port), help="TCP port [SAM_PORT]"
+        "--port", type=at_least(1), default=_env("SAM_PORT", _DEFAULTS.port), help="TCP port [SAM_PORT]"
     )
     p.add_argument(
         "--token",
@@ -109,38 +83,38 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--cache-mb",
-        type=_at_least(0),
+        type=at_least(0),
         default=_env("SAM_CACHE_MB", _DEFAULTS.cache_mb),
         help="embedding cache budget in MiB [SAM_CACHE_MB]",
     )
     p.add_argument(
         "--max-pixels",
-        type=_at_least(1),
+        type=at_least(1),
         default=_env("SAM_MAX_PIXELS", _DEFAULTS.max_pixels),
         help="largest accepted image, width x height in pixels [SAM_MAX_PIXELS]",
     )
     p.add_argument(
         "--max-body-mb",
-        type=_at_least(1),
+        type=at_least(1),
         default=_env("SAM_MAX_BODY_MB", _DEFAULTS.max_body_mb),
         help="largest request body in MiB; larger ones get 413 [SAM_MAX_BODY_MB]",
     )
     p.add_argument(
         "--max-batch",
-        type=_at_least(0),
+        type=at_least(0),
         default=_env("SAM_MAX_BATCH", _DEFAULTS.max_batch),
         help=f"prompts per batched decoder call; 1 turns micro-batching off; 0 = auto: {AUTO_MAX_BATCH_HELP}; "
         "GET /v1/models shows the value in use [SAM_MAX_BATCH]",
     )
     p.add_argument(
         "--batch-wait-ms",
-        type=_non_negative_float,
+        type=non_negative_float,
         default=_env("SAM_BATCH_WAIT_MS", _DEFAULTS.batch_wait_ms),
         help="longest wait for more decode requests while others are in flight [SAM_BATCH_WAIT_MS]",
     )
     p.add_argument(
         "--threads",
-        type=_at_least(1),
+        type=at_least(1),
         default=_env("SAM_THREADS", _DEFAULTS.threads),
         help="HTTP threads [SAM_THREADS]",
     )

@@ -12,9 +12,12 @@ Examples::
     sam-eval --model my_sam.pt --data annotations.json --images images/ --clicks 20
     sam-eval --model demo --scenes 100 --clicks 5 --json
 
-An interrupted ``sam-train`` resumes from its training state (``--state``,
-written every ``--checkpoint-every`` steps) when run again with the same
-options; ``--restart`` starts over.
+``sam-train`` keeps a training state (``--state``), written every
+``--checkpoint-every`` steps and when Ctrl-C or SIGTERM stops it: the first
+signal lets the current step finish, saves the state at that step and exits
+with status 130 (SIGINT) or 143 (SIGTERM); the same command then resumes at
+exactly that step. A second signal stops at once, back to the last periodic
+save. ``--restart`` starts over.
 """
 
 from __future__ import annotations
@@ -25,11 +28,44 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from backend.cli_help import at_least, new_parser, non_negative_float
 from backend.errors import InvalidInput, SamError
+from backend.train.stopping import StopRequest
 
 if TYPE_CHECKING:
     from backend.model import Sam
     from backend.train.datasets import MaskDataset
+    from backend.train.loop import TrainSettings
+
+EXIT_INTERRUPTED = 130
+
+TRAIN_FLAGS = {
+    "steps": "--steps",
+    "images_per_batch": "--batch",
+    "masks_per_image": "--masks-per-image",
+    "accumulate": "--accumulate",
+    "lr": "--lr",
+    "weight_decay": "--weight-decay",
+    "warmup_steps": "--warmup",
+    "decay_steps": "--decay-steps",
+    "decay_factor": "--decay-factor",
+    "freeze_encoder": "--freeze-encoder",
+    "amp": "--amp",
+    "seed": "--seed",
+    "checkpoint_every": "--checkpoint-every",
+    "rounds": "--rounds",
+    "rounds_without_point": "--rounds-without-point",
+    "box_probability": "--box-probability",
+}
+"""Training settings field -> the ``sam-train`` flag that sets it (error messages name the flag)."""
+
+EVAL_FLAGS = {
+    "clicks": "--clicks",
+    "always_multimask": "--always-multimask",
+    "max_objects": "--max-objects",
+    "min_area": "--min-area",
+}
+"""Evaluation settings field -> the ``sam-eval`` flag that sets it."""
 
 
 def train_main(argv: list[str] | None = None) -> int:
@@ -40,6 +76,13 @@ def train_main(argv: list[str] | None = None) -> int:
     except SamError as error:
         print(f"sam-train: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(
+            "\nsam-train: interrupted: run the same command again to resume from the last saved training "
+            "state (saved every --checkpoint-every steps)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
 
 
 def eval_main(argv: list[str] | None = None) -> int:
@@ -50,10 +93,25 @@ def eval_main(argv: list[str] | None = None) -> int:
     except SamError as error:
         print(f"sam-eval: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\nsam-eval: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+_TRAIN_EXAMPLES = """examples:
+  sam-train --demo --out backend/weights/sam_demo.pt
+  sam-train --data annotations.json --images images/ --base vit_b --freeze-encoder --out my_sam.pt
+
+Ctrl-C (or SIGTERM) finishes the current step, saves the training state at that
+step and exits; the same command resumes there. A second Ctrl-C stops at once."""
+
+_EVAL_EXAMPLES = """examples:
+  sam-eval --model my_sam.pt --data annotations.json --images images/ --clicks 20
+  sam-eval --model demo --scenes 100 --clicks 5 --json"""
 
 
 def _train_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sam-train", description="Train or fine-tune a SAM model.")
+    parser = new_parser("sam-train", "Train or fine-tune a SAM model.", epilog=_TRAIN_EXAMPLES)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(
         "--demo",
@@ -61,7 +119,7 @@ def _train_parser() -> argparse.ArgumentParser:
         help="train the shipped demo model from scratch (fixed three-stage recipe)",
     )
     source.add_argument("--data", help="COCO JSON, SA-1B folder, or Label Studio fit() folder")
-    source.add_argument("--scenes", type=int, metavar="N", help="train on N generated scenes")
+    source.add_argument("--scenes", type=at_least(1), metavar="N", help="train on N generated scenes")
     parser.add_argument("--images", help="image folder of a COCO JSON (default: images/ next to it)")
     parser.add_argument("--base", help="start from this model (registry name or checkpoint path)")
     parser.add_argument("--out", required=True, help="where the trained model is written")
@@ -76,43 +134,53 @@ def _train_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--cache-dir", help="embedding cache for --freeze-encoder (default: runs/<out name>/embeddings)"
     )
-    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--steps", type=int, default=1000, help="optimiser steps")
     parser.add_argument("--batch", type=int, default=4, help="images per micro-batch")
-    parser.add_argument("--masks-per-image", type=int, default=4)
+    parser.add_argument("--masks-per-image", type=int, default=4, help="objects sampled per image")
     parser.add_argument("--accumulate", type=int, default=1, help="micro-batches per optimiser step")
-    parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--weight-decay", type=float, default=0.1)
-    parser.add_argument("--warmup", type=int, default=100, help="linear warm-up steps")
+    parser.add_argument("--lr", type=float, default=1e-4, help="peak learning rate (AdamW)")
+    parser.add_argument("--weight-decay", type=non_negative_float, default=0.1, help="AdamW weight decay")
+    parser.add_argument("--warmup", type=at_least(0), default=100, help="linear warm-up steps")
     parser.add_argument(
         "--decay-steps",
-        type=int,
+        type=at_least(0),
         nargs="*",
         default=[],
-        help="steps where the lr is multiplied by --decay-factor",
+        help="steps where the lr is multiplied by --decay-factor (default: none)",
     )
-    parser.add_argument("--decay-factor", type=float, default=0.1)
+    parser.add_argument(
+        "--decay-factor",
+        type=non_negative_float,
+        default=0.1,
+        help="learning-rate multiplier at each decay step",
+    )
     parser.add_argument("--rounds", type=int, default=11, help="prompting rounds per object (paper: 11)")
     parser.add_argument(
-        "--rounds-without-point", type=int, default=2, help="rounds adding no point (paper: 2)"
+        "--rounds-without-point",
+        type=int,
+        default=2,
+        help="rounds adding no point, at most --rounds - 1 (paper: 2)",
     )
     parser.add_argument("--box-probability", type=float, default=0.5, help="chance a batch starts from boxes")
     parser.add_argument(
         "--amp", choices=("auto", "bf16", "fp16", "off"), default="auto", help="mixed precision on GPU"
     )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--checkpoint-every", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=0, help="seed of every random choice")
+    parser.add_argument(
+        "--checkpoint-every", type=int, default=100, help="steps between saves of the training state"
+    )
     _add_runtime_options(parser)
     return parser
 
 
 def _eval_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="sam-eval", description="The SAM paper's interactive point evaluation."
-    )
-    parser.add_argument("--model", default="demo", help="registry name or checkpoint path (default: demo)")
+    parser = new_parser("sam-eval", "The SAM paper's interactive point evaluation.", epilog=_EVAL_EXAMPLES)
+    parser.add_argument("--model", default="demo", help="registry name or checkpoint path")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", help="COCO JSON, SA-1B folder, or Label Studio fit() folder")
-    source.add_argument("--scenes", type=int, metavar="N", help="evaluate on N held-out generated scenes")
+    source.add_argument(
+        "--scenes", type=at_least(1), metavar="N", help="evaluate on N held-out generated scenes"
+    )
     parser.add_argument("--images", help="image folder of a COCO JSON (default: images/ next to it)")
     parser.add_argument(
         "--scene-seed", type=int, help="first seed of the generated scenes (default: the held-out range)"
@@ -121,7 +189,9 @@ def _eval_parser() -> argparse.ArgumentParser:
     parser.add_argument("--always-multimask", action="store_true", help="three candidates at every click")
     parser.add_argument("--max-objects", type=int, default=0, help="objects per image (0 = all)")
     parser.add_argument("--min-area", type=int, default=1, help="skip smaller objects (pixels)")
-    parser.add_argument("--limit", type=int, default=0, help="evaluate only the first N images (0 = all)")
+    parser.add_argument(
+        "--limit", type=at_least(0), default=0, help="evaluate only the first N images (0 = all)"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _add_runtime_options(parser)
     return parser
@@ -129,9 +199,11 @@ def _eval_parser() -> argparse.ArgumentParser:
 
 def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda when available)"
+        "--device", default="auto", help="auto (cuda when available, else cpu), cpu, cuda, cuda:1"
     )
-    parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = torch's default)")
+    parser.add_argument(
+        "--threads", type=at_least(0), default=0, help="CPU threads for torch (0 = torch's default)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -146,24 +218,91 @@ def _setup_torch(args: argparse.Namespace) -> str:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from backend.train import demo
-    from backend.train.embedding_cache import EmbeddingCache
-    from backend.train.loop import TrainSettings, train
-    from backend.train.simulation import RoundsSettings
-
-    device = _setup_torch(args)
     out = Path(args.out)
     run_dir = Path("runs") / out.stem
     if args.demo:
+        return _train_demo(args, out=out, run_dir=run_dir)
+    return _train_model(args, out=out, run_dir=run_dir)
+
+
+def _train_demo(args: argparse.Namespace, *, out: Path, run_dir: Path) -> int:
+    """``--demo``: the demo model's three-stage recipe, stage states under ``run_dir``."""
+    from backend.train import demo
+
+    device = _setup_torch(args)
+    with StopRequest() as stop:
         result = demo.train_demo_model(
-            out, run_dir, device=device, resume=not args.restart, progress=not args.no_progress
+            out,
+            run_dir,
+            device=device,
+            resume=not args.restart,
+            progress=not args.no_progress,
+            should_stop=stop.is_set,
         )
-        print(f"trained the demo model ({result.seconds:.0f} s in this call); written to {out}")
-        return 0
+    if result.stopped:
+        return _report_stop(stop, result.step, run_dir)
+    print(f"trained the demo model ({result.seconds:.0f} s in this call); written to {out}")
+    return 0
+
+
+def _train_model(args: argparse.Namespace, *, out: Path, run_dir: Path) -> int:
+    """``--data`` or ``--scenes`` from ``--base``: check the flags, load, train (resuming), write."""
+    from backend.train.embedding_cache import EmbeddingCache
+    from backend.train.loop import train
+
+    settings = _train_settings(args)
+    settings.check(TRAIN_FLAGS)  # before loading anything
     state = Path(args.state) if args.state else run_dir / "state.pt"
-    sam = _load_base(args.base)
+    device = _setup_torch(args)
+    sam = _load_base(args.base).to(device)
     data = _open_data(args, first_seed=0)
-    settings = TrainSettings(
+    cache = None
+    if settings.freeze_encoder:
+        cache = EmbeddingCache(args.cache_dir or run_dir / "embeddings", encoder_name=str(args.base))
+    print(
+        f"sam-train: training to step {settings.steps}, state in {state}; "
+        "Ctrl-C saves the state at the current step and stops",
+        file=sys.stderr,
+        flush=True,
+    )
+    with StopRequest() as stop:
+        result = train(
+            sam,
+            data,
+            settings,
+            out=out,
+            state_path=state,
+            resume=not args.restart,
+            embedding_cache=cache,
+            progress=not args.no_progress,
+            meta={"base": str(args.base), "data": args.data or f"scenes:{args.scenes}"},
+            should_stop=stop.is_set,
+        )
+    if result.stopped:
+        return _report_stop(stop, result.step, state)
+    print(
+        f"trained {result.step} steps (resumed from {result.resumed_from}) in {result.seconds:.0f} s; "
+        f"model written to {out}"
+    )
+    return 0
+
+
+def _report_stop(stop: StopRequest, step: int, saved_in: Path) -> int:
+    """Say where a stopped run's state is and how to resume it; the exit status of the signal."""
+    print(
+        f"sam-train: interrupted at step {step}; the training state is saved in {saved_in}: "
+        f"run the same command again to resume at step {step}",
+        file=sys.stderr,
+    )
+    return stop.exit_status
+
+
+def _train_settings(args: argparse.Namespace) -> TrainSettings:
+    """The training settings the flags ask for."""
+    from backend.train.loop import TrainSettings
+    from backend.train.simulation import RoundsSettings
+
+    return TrainSettings(
         steps=args.steps,
         images_per_batch=args.batch,
         masks_per_image=args.masks_per_image,
@@ -183,26 +322,6 @@ def _train(args: argparse.Namespace) -> int:
             box_probability=args.box_probability,
         ),
     )
-    cache = None
-    if settings.freeze_encoder:
-        cache = EmbeddingCache(args.cache_dir or run_dir / "embeddings", encoder_name=str(args.base))
-    sam.to(device)
-    result = train(
-        sam,
-        data,
-        settings,
-        out=out,
-        state_path=state,
-        resume=not args.restart,
-        embedding_cache=cache,
-        progress=not args.no_progress,
-        meta={"base": str(args.base), "data": args.data or f"scenes:{args.scenes}"},
-    )
-    print(
-        f"trained {result.step} steps (resumed from {result.resumed_from}) in {result.seconds:.0f} s; "
-        f"model written to {out}"
-    )
-    return 0
 
 
 def _load_base(base: str | None) -> Sam:
@@ -233,18 +352,19 @@ def _eval(args: argparse.Namespace) -> int:
     from backend.train.demo import HELDOUT_FIRST_SEED
     from backend.train.evaluate import EvalSettings, evaluate
 
-    device = _setup_torch(args)
-    data = _open_data(args, first_seed=HELDOUT_FIRST_SEED if args.scene_seed is None else args.scene_seed)
-    if args.limit:
-        data = _First(data, args.limit)
-    sam = load_model(args.model, device=device)
-    sam.eval()
     settings = EvalSettings(
         clicks=args.clicks,
         always_multimask=args.always_multimask,
         max_objects=args.max_objects,
         min_area=args.min_area,
     )
+    settings.check(EVAL_FLAGS)  # before loading anything
+    device = _setup_torch(args)
+    data = _open_data(args, first_seed=HELDOUT_FIRST_SEED if args.scene_seed is None else args.scene_seed)
+    if args.limit:
+        data = _First(data, args.limit)
+    sam = load_model(args.model, device=device)
+    sam.eval()
     with torch.inference_mode():
         report = evaluate(SamPredictor(sam), data, settings, progress=not args.no_progress and not args.json)
     if args.json:

@@ -18,8 +18,9 @@ measure it on scenes it never saw (seeds from
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import torch
 
@@ -118,10 +119,9 @@ def build_demo_model(seed: int = 0) -> Sam:
 
     torch.manual_seed(seed)
     sam = build_sam(DEMO_CONFIG)
+    pos_embed = cast(torch.Tensor, sam.image_encoder.pos_embed)
     with torch.no_grad():
-        sam.image_encoder.pos_embed.copy_(
-            sincos_position_table(DEMO_CONFIG.embedding_size, DEMO_CONFIG.vit.embed_dim)
-        )
+        pos_embed.copy_(sincos_position_table(DEMO_CONFIG.embedding_size, DEMO_CONFIG.vit.embed_dim))
     return sam.train()
 
 
@@ -163,6 +163,7 @@ def train_demo_model(
     device: str = "cpu",
     resume: bool = True,
     progress: bool = True,
+    should_stop: Callable[[], bool] | None = None,
 ) -> TrainResult:
     """Runs every stage of :data:`DEMO_STAGES` and writes the demo model to ``out``.
 
@@ -177,9 +178,11 @@ def train_demo_model(
         device: Where to train.
         resume: Continue from what ``run_dir`` holds; ``False`` starts over.
         progress: Show a progress bar per stage.
+        should_stop: Asked before every step; True saves the running stage's
+            state at that step and returns its (``stopped``) summary.
 
     Returns:
-        The last stage's summary.
+        The last stage's summary, or the stopped stage's.
 
     Raises:
         InvalidInput: When ``run_dir`` holds a stage model trained with other
@@ -219,6 +222,9 @@ def train_demo_model(
                 "stage": number,
                 "stages": stages,
             },
+            should_stop=should_stop,
         )
+        if result.stopped:
+            return result
     assert result is not None  # the last stage always trains (or resumes)
     return result

@@ -16,6 +16,7 @@ users get.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -24,6 +25,7 @@ import numpy as np
 from backend.errors import InvalidInput
 from backend.train.clicks import corrective_click, first_click
 from backend.train.datasets import MaskDataset
+from backend.train.simulation import field_name
 
 TRACKS: tuple[str, ...] = ("top", "oracle")
 NOC_THRESHOLDS: tuple[float, ...] = (0.85, 0.90)
@@ -62,12 +64,16 @@ class EvalSettings:
     max_objects: int = 0
     min_area: int = 1
 
-    def check(self) -> None:
-        """Raises InvalidInput on impossible values."""
-        if self.clicks < 1:
-            raise InvalidInput(f"clicks must be >= 1, got {self.clicks}")
-        if self.max_objects < 0 or self.min_area < 1:
-            raise InvalidInput("max_objects must be >= 0 and min_area >= 1")
+    def check(self, names: Mapping[str, str] | None = None) -> None:
+        """Raises InvalidInput on impossible values.
+
+        Args:
+            names: What messages call each field (the CLI passes its flags,
+                e.g. ``--max-objects``); default the field names.
+        """
+        for name, least in (("clicks", 1), ("max_objects", 0), ("min_area", 1)):
+            if getattr(self, name) < least:
+                raise InvalidInput(f"{field_name(name, names)} must be >= {least}, got {getattr(self, name)}")
 
 
 @dataclass
@@ -170,7 +176,10 @@ def evaluate(
             for track in TRACKS:
                 curves[track].append(click_session(predictor, target, track, settings))
     if not curves["top"]:
-        raise InvalidInput("the dataset holds no object to evaluate (check min_area / the annotations)")
+        raise InvalidInput(
+            f"the dataset holds no object of at least {settings.min_area} pixels to evaluate; "
+            "check the annotations, or lower the smallest object area"
+        )
     return EvalReport(
         clicks=settings.clicks, ious={t: np.asarray(v, dtype=np.float64) for t, v in curves.items()}
     )

@@ -5,14 +5,17 @@ prompts) comes from generators seeded with ``(seed, s)``, so a run that is
 interrupted and resumed from its last checkpoint replays exactly the steps an
 uninterrupted run would have taken. The training state (model, optimiser,
 scheduler, step, epoch, torch RNG state) is written atomically every
-``checkpoint_every`` steps; the model alone (our checkpoint format, loadable
-with ``backend.registry.load_model(path)``) is written at the end.
+``checkpoint_every`` steps, and when ``should_stop`` asks the run to stop (the
+CLI's Ctrl-C / SIGTERM): then at the step just finished, so the next run
+resumes exactly there. The model alone (our checkpoint format, loadable with
+``backend.registry.load_model(path)``) is written at the end.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -25,7 +28,7 @@ from backend.errors import InvalidInput
 from backend.train.checkpointing import load_training_state, model_config, save_model, save_training_state
 from backend.train.datasets import MaskDataset, resize_for_model
 from backend.train.embedding_cache import EmbeddingCache
-from backend.train.simulation import RoundsSettings, interactive_rounds
+from backend.train.simulation import RoundsSettings, field_name, interactive_rounds
 
 if TYPE_CHECKING:
     from backend.model import Sam
@@ -75,16 +78,23 @@ class TrainSettings:
     checkpoint_every: int = 100
     rounds: RoundsSettings = field(default_factory=RoundsSettings)
 
-    def check(self) -> None:
-        """Raises InvalidInput on impossible values."""
+    def check(self, names: Mapping[str, str] | None = None) -> None:
+        """Raises InvalidInput on impossible values.
+
+        Args:
+            names: What messages call each field (the CLI passes its flags,
+                e.g. ``images_per_batch`` -> ``--batch``); default the field names.
+        """
         for name in ("steps", "images_per_batch", "masks_per_image", "accumulate", "checkpoint_every"):
             if getattr(self, name) < 1:
-                raise InvalidInput(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise InvalidInput(f"{field_name(name, names)} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0:
-            raise InvalidInput(f"learning rate must be > 0, got {self.lr}")
+            raise InvalidInput(f"{field_name('lr', names)} (learning rate) must be > 0, got {self.lr}")
         if self.amp not in ("auto", "bf16", "fp16", "off"):
-            raise InvalidInput(f"amp must be auto, bf16, fp16 or off, got {self.amp!r}")
-        self.rounds.check()
+            raise InvalidInput(
+                f"{field_name('amp', names)} must be auto, bf16, fp16 or off, got {self.amp!r}"
+            )
+        self.rounds.check(names)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain form stored in checkpoints."""
@@ -96,11 +106,13 @@ class TrainResult:
     """Summary of a finished run.
 
     Attributes:
-        step: Steps done (== ``settings.steps``).
+        step: Steps done (``settings.steps`` unless stopped).
         resumed_from: Step the run resumed from (0 for a fresh run).
         losses: Loss of each step run in this call.
         first_ious: Top-ranked 1-prompt IoU of each step run in this call.
         seconds: Wall-clock seconds of this call.
+        stopped: The run was asked to stop before its last step: its training
+            state is saved at ``step`` and no model was written.
     """
 
     step: int
@@ -108,6 +120,7 @@ class TrainResult:
     losses: list[float]
     first_ious: list[float]
     seconds: float
+    stopped: bool = False
 
 
 def learning_rate_factor(step: int, settings: TrainSettings) -> float:
@@ -129,6 +142,7 @@ def train(
     progress: bool = True,
     progress_label: str = "train",
     meta: dict[str, Any] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> TrainResult:
     """Trains ``sam`` in place and writes the result to ``out``.
 
@@ -144,6 +158,9 @@ def train(
         progress: Show a tqdm progress bar.
         progress_label: The bar's title.
         meta: Extra information stored in the final checkpoint's metadata.
+        should_stop: Asked before every step; when it answers True the
+            training state is saved at the current step and the run returns
+            (``TrainResult.stopped``) without writing ``out``.
 
     Returns:
         A summary of the run.
@@ -171,7 +188,31 @@ def train(
     losses: list[float] = []
     first_ious: list[float] = []
     bar = _progress_bar(progress, settings.steps, step, progress_label)
+
+    def save_state() -> None:
+        epoch = (step * settings.accumulate * settings.images_per_batch) // len(data)
+        save_training_state(
+            state_path,
+            sam=sam,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            settings=settings,
+            step=step,
+            epoch=epoch,
+        )
+
     while step < settings.steps:
+        if should_stop is not None and should_stop():
+            save_state()
+            bar.close()
+            return TrainResult(
+                step=step,
+                resumed_from=resumed_from,
+                losses=losses,
+                first_ious=first_ious,
+                seconds=time.monotonic() - started,
+                stopped=True,
+            )
         generator = torch.Generator().manual_seed(settings.seed * 1_000_003 + step)
         loss_sum = iou_sum = 0.0
         for micro in range(settings.accumulate):
@@ -200,16 +241,7 @@ def train(
         bar.update(1)
         bar.set_postfix(loss=f"{_mean_tail(losses):.3f}", mIoU=f"{_mean_tail(first_ious):.3f}")
         if step % settings.checkpoint_every == 0 or step == settings.steps:
-            epoch = (step * settings.accumulate * settings.images_per_batch) // len(data)
-            save_training_state(
-                state_path,
-                sam=sam,
-                optimizer=optimizer,
-                scheduler=scheduler,
-                settings=settings,
-                step=step,
-                epoch=epoch,
-            )
+            save_state()
     bar.close()
     seconds = time.monotonic() - started
     run_meta = {

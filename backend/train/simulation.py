@@ -12,6 +12,7 @@ Everything happens in the model-input frame (``S = config.image_size``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -46,19 +47,35 @@ class RoundsSettings:
     focal_weight: float = 20.0
     dice_weight: float = 1.0
 
-    def check(self) -> None:
-        """Raises InvalidInput on impossible values."""
+    def check(self, names: Mapping[str, str] | None = None) -> None:
+        """Raises InvalidInput on impossible values.
+
+        Args:
+            names: What messages call each field (the CLI passes its flags,
+                e.g. ``--rounds-without-point``); default the field names.
+        """
+        rounds = field_name("rounds", names)
         if self.rounds < 1:
-            raise InvalidInput(f"rounds must be >= 1, got {self.rounds}")
+            raise InvalidInput(f"{rounds} must be >= 1, got {self.rounds}")
         if not 0 <= self.rounds_without_point <= max(self.rounds - 1, 0):
             raise InvalidInput(
-                f"rounds_without_point must be between 0 and rounds - 1 = {self.rounds - 1}, "
-                f"got {self.rounds_without_point}"
+                f"{field_name('rounds_without_point', names)} must be between 0 and {rounds} - 1 = "
+                f"{self.rounds - 1}, got {self.rounds_without_point}"
             )
         if self.focal_weight < 0 or self.dice_weight < 0 or self.focal_weight + self.dice_weight == 0:
-            raise InvalidInput("focal and dice weights must be >= 0 and not both 0")
+            raise InvalidInput(
+                f"{field_name('focal_weight', names)} and {field_name('dice_weight', names)} "
+                "must be >= 0 and not both 0"
+            )
         if not 0.0 <= self.box_probability <= 1.0:
-            raise InvalidInput(f"box_probability must be in [0, 1], got {self.box_probability}")
+            raise InvalidInput(
+                f"{field_name('box_probability', names)} must be in [0, 1], got {self.box_probability}"
+            )
+
+
+def field_name(field: str, names: Mapping[str, str] | None) -> str:
+    """What an error message calls a settings field: ``names[field]`` (a CLI flag), else the field."""
+    return (names or {}).get(field, field)
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from backend.checkpoints import load_checkpoint
 from backend.train.datasets import GeneratedScenes
 from backend.train.loop import TrainSettings, learning_rate_factor, train
 from backend.train.simulation import RoundsSettings
@@ -89,6 +90,35 @@ def test_resume_continues_from_the_same_step_with_the_same_result(tmp_path):
         resumed_sam, data, settings, out=tmp_path / "b.pt", state_path=tmp_path / "b_state.pt", progress=False
     )
     assert resumed.resumed_from == 2 and resumed.step == 4 and len(resumed.losses) == 2
+    for (name, a), b in zip(straight.state_dict().items(), resumed_sam.state_dict().values(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6), name
+
+
+@pytest.mark.slow
+def test_a_stop_request_saves_the_current_step_and_resuming_matches_a_straight_run(tmp_path):
+    settings = _settings(steps=5, checkpoint_every=4)  # step 3 is no periodic checkpoint
+    data = GeneratedScenes(16, settings=TINY_SCENES)
+    straight = _fresh_sam()
+    train(straight, data, settings, out=tmp_path / "a.pt", state_path=tmp_path / "a_state.pt", progress=False)
+
+    asked: list[int] = []
+    stopped_sam = _fresh_sam()
+    stopped = train(
+        stopped_sam,
+        data,
+        settings,
+        out=tmp_path / "b.pt",
+        state_path=tmp_path / "b_state.pt",
+        progress=False,
+        should_stop=lambda: asked.append(1) or len(asked) > 3,  # asked before each step: stop before step 4
+    )
+    assert stopped.stopped and stopped.step == 3 and not (tmp_path / "b.pt").exists()
+    assert load_checkpoint(tmp_path / "b_state.pt")[2]["step"] == 3
+    resumed_sam = _fresh_sam()
+    resumed = train(
+        resumed_sam, data, settings, out=tmp_path / "b.pt", state_path=tmp_path / "b_state.pt", progress=False
+    )
+    assert resumed.resumed_from == 3 and resumed.step == 5 and not resumed.stopped
     for (name, a), b in zip(straight.state_dict().items(), resumed_sam.state_dict().values(), strict=True):
         assert torch.allclose(a, b, atol=1e-6), name
 
