@@ -8,7 +8,7 @@ Files are found or downloaded by :mod:`backend.weights`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,9 @@ from backend.model import VIT_B, VIT_H, VIT_L, VIT_T, Sam, SamConfig, build_sam
 
 PACKAGED_WEIGHTS = Path(__file__).resolve().parent / "weights"
 _SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
+
+META_AUTOMASK_DEFAULTS: dict[str, float] = {"pred_iou_thresh": 0.88, "stability_score_thresh": 0.95}
+"""Segment-everything filter thresholds of Meta's ``SamAutomaticMaskGenerator``, kept for Meta's models."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,6 +41,9 @@ class ModelRecord:
         licence: SPDX licence of the weights.
         description: One line for people choosing a model.
         packaged: The file ships inside this package (``backend/weights``).
+        automask_defaults: Segment-everything thresholds used when a request
+            leaves them out (``pred_iou_thresh``, ``stability_score_thresh``):
+            Meta's for Meta's models, calibrated on held-out data for ours.
     """
 
     name: str
@@ -49,6 +55,7 @@ class ModelRecord:
     licence: str = ""
     description: str = ""
     packaged: bool = False
+    automask_defaults: dict[str, float] = field(default_factory=lambda: dict(META_AUTOMASK_DEFAULTS))
 
     @property
     def packaged_path(self) -> Path | None:
@@ -68,6 +75,7 @@ class ModelRecord:
             "sha256": self.sha256,
             "size_bytes": self.size_bytes,
             "packaged": self.packaged,
+            "automask_defaults": dict(self.automask_defaults),
         }
 
 
@@ -151,6 +159,13 @@ def get_record(name: str) -> ModelRecord:
         raise InvalidInput(
             f"unknown model {name!r}; valid names: {', '.join(MODELS)}; or give the path of a checkpoint file"
         ) from None
+
+
+def automask_defaults_for(model: object) -> dict[str, float]:
+    """Segment-everything thresholds for a model given by registry name; Meta's for paths and modules."""
+    if isinstance(model, str) and model in MODELS:
+        return dict(MODELS[model].automask_defaults)
+    return dict(META_AUTOMASK_DEFAULTS)
 
 
 def list_models() -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from backend.client.base import SamClientBase
+from backend.client.base import ObjectMasks, SamClientBase
 from backend.errors import InvalidInput, SamError
 from sam_plugin.controls import keypoint_labels, rectangle_labels, text_area
 from sam_plugin.controls.prompt import InteractivePrompt
@@ -96,18 +96,44 @@ def require_object(prompt: InteractivePrompt) -> None:
         )
 
 
+def respects_clicks(mask: np.ndarray, prompt: InteractivePrompt) -> bool:
+    """Whether ``mask`` (``HxW`` bool) holds every positive click and none of the background clicks."""
+    height, width = mask.shape
+    for (x, y), label in zip(prompt.points, prompt.point_labels, strict=True):
+        row, col = min(max(int(y), 0), height - 1), min(max(int(x), 0), width - 1)
+        if bool(mask[row, col]) != (label == 1):
+            return False
+    return True
+
+
+def _pick(obj: ObjectMasks, prompt: InteractivePrompt) -> int:
+    """Index of the best-ranked candidate that respects the clicks (0 when none does)."""
+    for index in range(len(obj.masks)):
+        if respects_clicks(obj.masks[index], prompt):
+            return index
+    return 0
+
+
 def segment(
-    client: SamClientBase, image_id: str, prompt: InteractivePrompt, *, mask_input: str | None = None
+    client: SamClientBase,
+    image_id: str,
+    prompt: InteractivePrompt,
+    *,
+    mask_input: str | None = None,
+    multimask: bool | None = None,
 ) -> list[SegmentedObject]:
     """Ask the model server for the masks of a prompt: one object per box, else one.
 
-    The best-ranked candidate of each object is kept, with its predicted IoU.
+    Of each object's ranked candidates, the best-ranked one that holds every
+    positive click and no background click is kept (the top one when none
+    does), with its predicted IoU.
 
     Args:
         client: The model server.
         image_id: The task image's id on the server.
         prompt: Clicks, boxes or text in pixels.
         mask_input: ``logits_id`` of the object's previous mask, when refining it.
+        multimask: Ask for three candidates; default: only for one lone click (``prompt.multimask``).
     """
     points = [list(p) for p in prompt.points] or None
     labels = list(prompt.point_labels) or None
@@ -137,7 +163,7 @@ def segment(
             box=box,
             mask_input=mask_input,
             text=prompt.text,
-            multimask=prompt.multimask,
+            multimask=prompt.multimask if multimask is None else multimask,
         )
         box_labels = [(prompt.boxes[0].label if prompt.boxes else None) or prompt.label] * len(objects)
         records = [prompt.as_record()] * len(objects)
@@ -145,13 +171,14 @@ def segment(
     for obj, label, record in zip(objects, box_labels, records, strict=True):
         if len(obj.scores) == 0:
             continue
+        index = _pick(obj, prompt)
         out.append(
             SegmentedObject(
-                mask=np.asarray(obj.best, dtype=bool),
-                score=float(obj.scores[0]),
+                mask=np.asarray(obj.masks[index], dtype=bool),
+                score=float(obj.scores[index]),
                 label=label,
                 prompt=record,
-                logits_id=obj.logits_id,
+                logits_id=obj.logits_id if index == 0 else None,  # the server keeps the top one's logits only
             )
         )
     return out

@@ -11,13 +11,16 @@ Two modes, chosen with ``SAM_PREANNOTATE``:
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from backend.client.base import SamClientBase
+from backend.client.base import SamClientBase, empty_automask_note
 from backend.formats.mask_codecs import from_coco_rle
 from sam_plugin.label_config import SamLabelConfig
 from sam_plugin.regions import mask_regions
 from sam_plugin.settings import PluginSettings
+
+logger = logging.getLogger(__name__)
 
 MAX_AUTOMASK_REGIONS = 100
 """Segment-everything regions kept per task (highest predicted IoU first)."""
@@ -28,6 +31,10 @@ def automask_regions(
 ) -> list[dict[str, Any]]:
     """Segment-everything regions for one image, best predicted IoU first."""
     records = client.automask(image_id, **settings.automask_params)
+    if not records:
+        logger.warning(
+            "image %s: %s (SAM_AUTOMASK_PARAMS)", image_id[:12], empty_automask_note(settings.automask_params)
+        )
     records = [r for r in records if float(r.get("predicted_iou", 0.0)) >= settings.automask_min_score]
     records.sort(key=lambda r: float(r.get("predicted_iou", 0.0)), reverse=True)
     label = settings.automask_label or (config.output.labels[0] if config.output.labels else None)

@@ -7,6 +7,9 @@ The rules, in order:
    a new object.
 2. A background click refines the current object: its earlier clicks and box
    plus the new click, with the previous mask's logits as ``mask_input``.
+   When the one mask that comes back still covers a background click (or
+   misses a positive one), three candidates are asked for and the
+   best-ranked one that respects every click is shown.
 3. A positive click inside the current mask refines it the same way.
 4. A positive click outside it is first segmented alone. When that mask
    overlaps the current one (the click found a part of the same object that
@@ -26,7 +29,7 @@ import numpy as np
 from backend.client.base import SamClientBase
 from sam_plugin.controls.brush_labels import new_region_id
 from sam_plugin.controls.prompt import InteractivePrompt
-from sam_plugin.interactive import SegmentedObject, require_object, segment
+from sam_plugin.interactive import SegmentedObject, require_object, respects_clicks, segment
 from sam_plugin.interactive_sessions import ObjectSession
 
 SAME_OBJECT_OVERLAP = 0.1
@@ -72,8 +75,11 @@ def _overlaps(mask: np.ndarray, session: ObjectSession) -> bool:
 def _refine(
     client: SamClientBase, image_id: str, session: ObjectSession, click: InteractivePrompt
 ) -> InteractiveAnswer:
+    """The current object with one more click; three candidates are asked for when one mask ignores a click."""
     prompt = _with_click(session.prompt, click)
     objects = segment(client, image_id, prompt, mask_input=session.logits_id)
+    if objects and not respects_clicks(objects[0].mask, prompt):
+        objects = segment(client, image_id, prompt, mask_input=session.logits_id, multimask=True)
     return _answer(image_id, prompt, objects, region_id=session.region_id)
 
 

@@ -64,6 +64,29 @@ class ObjectMasks:
         return self.masks[0]
 
 
+def empty_automask_note(thresholds: dict[str, Any]) -> str:
+    """What to tell a person when segment-everything kept no mask, and how to get some.
+
+    Args:
+        thresholds: The filter thresholds that were applied (``pred_iou_thresh``,
+            ``stability_score_thresh``); missing ones are described as the model's defaults.
+    """
+    iou = thresholds.get("pred_iou_thresh")
+    stability = thresholds.get("stability_score_thresh")
+    applied = ", ".join(
+        f"{name} {value:g}" if isinstance(value, (int, float)) else f"{name} (the model's default)"
+        for name, value in (("pred_iou_thresh", iou), ("stability_score_thresh", stability))
+    )
+    lower_iou = max(0.0, round(float(iou) - 0.2, 2)) if isinstance(iou, (int, float)) else 0.6
+    lower_stability = (
+        max(0.0, round(float(stability) - 0.15, 2)) if isinstance(stability, (int, float)) else 0.8
+    )
+    return (
+        f"segment-everything found no mask that passed its filters ({applied}); "
+        f"lower them, e.g. pred_iou_thresh={lower_iou:g} and stability_score_thresh={lower_stability:g}"
+    )
+
+
 class SamClientBase(ABC):
     """Talks to one model server (remote or in-process)."""
 

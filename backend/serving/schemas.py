@@ -29,8 +29,20 @@ class AutomaskParams(_Strict):
 
     points_per_side: int = Field(32, ge=1, le=128, description="Grid of point prompts per image side.")
     points_per_batch: int = Field(64, ge=1, le=1024, description="Point prompts per decoder call.")
-    pred_iou_thresh: float = Field(0.88, ge=0.0, le=1.0, description="Drop masks with lower predicted IoU.")
-    stability_score_thresh: float = Field(0.95, ge=0.0, le=1.0, description="Drop less stable masks.")
+    pred_iou_thresh: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="Drop masks with lower predicted IoU. Default: the model's automask_defaults "
+        "(GET /v1/models; Meta's 0.88 for Meta's models).",
+    )
+    stability_score_thresh: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="Drop less stable masks. Default: the model's automask_defaults "
+        "(GET /v1/models; Meta's 0.95 for Meta's models).",
+    )
     stability_score_offset: float = Field(
         1.0, gt=0.0, le=100.0, description="Logit offset of the stability score."
     )

@@ -36,12 +36,13 @@ import torch
 from backend.client.base import ImageInfo, ObjectMasks
 from backend.errors import InvalidInput, NotFound, PayloadTooLarge, SamError, ServiceUnavailable
 from backend.inference.prompts import check_prompt
+from backend.registry import automask_defaults_for
 from backend.serving.batched_decoder import MAX_MASK_PIXELS, DecodeJob, DecodeResult, decode_group
 from backend.serving.cache_entries import CachedEmbedding, StoredLogits, parse_dtype
 from backend.serving.config import ServerConfig
 from backend.serving.embedding_cache import ByteBoundedLRU, CacheStats
 from backend.serving.gpu_worker import GpuWorker
-from backend.serving.special_prompts import AutomaskRunner
+from backend.serving.special_prompts import AutomaskRunner, check_automask_params
 
 AUTO_MAX_BATCH = 16
 """Prompts per micro-batched decoder call with ``max_batch=0`` on an accelerator;
@@ -91,6 +92,7 @@ class SamService:
         )
         self._special = AutomaskRunner(
             store_bytes=config.automask_store_mb * MiB,
+            model_defaults=automask_defaults_for(config.model),
             text_prompter_factory=text_prompter_factory or partial(_clip_text_prompter, config),
         )
 
@@ -168,7 +170,11 @@ class SamService:
     # ---------------------------------------------------------------- info
     def models(self) -> list[dict[str, Any]]:
         """The loaded model: name, image size, device, dtype, ready."""
-        info: dict[str, Any] = {"name": self.model_name, "ready": self.ready()}
+        info: dict[str, Any] = {
+            "name": self.model_name,
+            "ready": self.ready(),
+            "automask_defaults": dict(self._special.model_defaults),
+        }
         if self._model is not None:
             info.update(
                 image_size=self._model.config.image_size,
@@ -382,6 +388,11 @@ class SamService:
             params=params,
             run=lambda generate: self._worker.submit(lambda: self._on_image(entry, generate)).result(),
         )
+
+    def automask_thresholds(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The filter thresholds an automask request with ``params`` applies (the model's where absent)."""
+        full = check_automask_params(params, self._special.model_defaults)
+        return {name: full[name] for name in ("pred_iou_thresh", "stability_score_thresh")}
 
     def _on_image(self, entry: CachedEmbedding, fn: Callable[[Any, Any], Any]) -> Any:
         """Runs on the worker: point the predictor at an image, then call ``fn(model, predictor)``."""

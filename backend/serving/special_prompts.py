@@ -25,17 +25,25 @@ from backend.serving.schemas import AutomaskParams
 TEXT_TOP_K = 3
 
 
-def check_automask_params(params: dict[str, Any]) -> dict[str, Any]:
+def check_automask_params(params: dict[str, Any], model_defaults: dict[str, float]) -> dict[str, Any]:
     """Validate generator parameters; returns them with defaults filled in.
+
+    Args:
+        params: Parameters a request gave (any subset of :class:`AutomaskParams`).
+        model_defaults: The model's thresholds, for those the request leaves out.
 
     Raises:
         InvalidInput: Unknown names or values out of range.
     """
     try:
-        return AutomaskParams(**params).model_dump()
+        full = AutomaskParams(**params).model_dump()
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         raise InvalidInput(f"bad automask parameters: {problems}") from None
+    for name, value in model_defaults.items():
+        if full.get(name) is None:
+            full[name] = value
+    return full
 
 
 def _records_nbytes(records: list[dict[str, Any]]) -> int:
@@ -48,13 +56,19 @@ class AutomaskRunner:
 
     Args:
         store_bytes: Budget of the records cache, in bytes.
+        model_defaults: The model's segment-everything thresholds (registry ``automask_defaults``).
         text_prompter_factory: ``factory(device) -> ranker`` with the
             ``TextPrompter.rank`` signature; default builds a ``TextPrompter``.
     """
 
     def __init__(
-        self, *, store_bytes: int, text_prompter_factory: Callable[[str], Any] | None = None
+        self,
+        *,
+        store_bytes: int,
+        model_defaults: dict[str, float],
+        text_prompter_factory: Callable[[str], Any] | None = None,
     ) -> None:
+        self.model_defaults = dict(model_defaults)
         self._records: ByteBoundedLRU[list[dict[str, Any]]] = ByteBoundedLRU(store_bytes)
         self._latest_params: dict[str, dict[str, Any]] = {}
         self._text_prompter_factory = text_prompter_factory
@@ -82,7 +96,7 @@ class AutomaskRunner:
             run: Runs ``fn(model, predictor)`` on the GPU worker, with the
                 predictor already holding this image's embedding.
         """
-        full = check_automask_params(params)
+        full = check_automask_params(params, self.model_defaults)
         cache_key = (key, tuple(sorted(full.items())))
         with self._lock:
             self._latest_params[key] = full

@@ -1,7 +1,9 @@
-"""Fixtures of the Label Studio plugin tests: a scripted model server and a plugin app."""
+"""Fixtures of the Label Studio plugin tests: a scripted model server and a plugin app; real servers for e2e."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +15,7 @@ from sam_plugin.label_config import EXAMPLE_CONFIG
 from sam_plugin.runtime import PluginRuntime
 from sam_plugin.settings import PluginSettings
 from tests.sam_plugin.fakes import LS_URL, FakeSession, ScriptedSamClient, public_resolver
+from tests.sam_plugin.labelstudio_env import LabelStudio, start_label_studio, start_model_server
 
 
 @pytest.fixture
@@ -64,3 +67,21 @@ def http(app: Flask) -> Any:
 @pytest.fixture
 def label_config() -> str:
     return EXAMPLE_CONFIG
+
+
+# ---- end-to-end: one real Label Studio and one model server for the whole test session
+
+
+@pytest.fixture(scope="session")
+def e2e_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("ls-e2e")
+
+
+@pytest.fixture(scope="session")
+def label_studio(e2e_workdir: Path) -> Iterator[LabelStudio]:
+    yield from start_label_studio(e2e_workdir)
+
+
+@pytest.fixture(scope="session")
+def model_server(e2e_workdir: Path, label_studio: LabelStudio) -> Iterator[str]:
+    yield from start_model_server(e2e_workdir, label_studio)

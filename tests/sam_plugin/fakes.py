@@ -42,6 +42,7 @@ class ScriptedSamClient(SamClientBase):
         self.down = False
         self.forget_images = False
         self.score_offset = 0.0  # added to every predicted IoU (0.2 gives scores above 1, as SAM can)
+        self.top_mask_ignores_background = False  # like a weak model: the top candidate ignores negative clicks
 
     def _check(self) -> None:
         if self.down:
@@ -111,10 +112,14 @@ class ScriptedSamClient(SamClientBase):
         out = []
         for one_box in boxes if boxes is not None else [box]:
             mask = self._mask(h, w, points, labels, one_box, text)
+            masks = [mask] * k
+            if self.top_mask_ignores_background and labels:
+                positives = [p for p, label in zip(points, labels, strict=True) if label == 1]
+                masks[0] = self._mask(h, w, positives, [1] * len(positives), one_box, text)
             logits_id = f"logits-{len(self.calls)}-{len(out)}"
             out.append(
                 ObjectMasks(
-                    masks=np.stack([mask] * k),
+                    masks=np.stack(masks),
                     scores=scores,
                     stability_scores=scores.copy(),
                     logits_id=logits_id,

@@ -154,3 +154,13 @@ def test_region_scores_are_probabilities(runtime: PluginRuntime, sam_client: Scr
     sam_client.score_offset = 0.2  # predicted IoU 1.1
     brush = ask(runtime, keypoint(20, 20))
     assert brush["score"] == 1.0
+
+
+def test_when_the_one_mask_ignores_a_background_click_a_candidate_that_respects_it_is_shown(
+    runtime: PluginRuntime, sam_client: ScriptedSamClient
+) -> None:
+    sam_client.top_mask_ignores_background = True
+    ask(runtime, keypoint(20, 20))
+    refined = mask_of(ask(runtime, keypoint(24, 20, label="Background")))
+    assert [call["multimask"] for call in sam_client.calls[-2:]] == [False, True]
+    assert not refined[20, 24] and refined[20, 20] and refined[20, 16]

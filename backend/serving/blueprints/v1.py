@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
+from backend.client.base import empty_automask_note
 from backend.serving.request_body import explain_image_errors, image_upload, parse_request
 from backend.serving.responses import object_to_json, to_jsonable
 from backend.serving.schemas import AutomaskRequest, PredictRequest
@@ -56,11 +58,14 @@ def create_v1_blueprint(service: SamService) -> Blueprint:
         body = parse_request(request.get_data(cache=False), AutomaskRequest)
         params = body.model_dump(exclude={"image_id"})
         records = service.automask(body.image_id, **params)
-        return jsonify(
-            records=to_jsonable(records),
-            model=service.model_name,
-            timing_ms=(time.perf_counter() - start) * 1000.0,
-        )
+        answer: dict[str, Any] = {
+            "records": to_jsonable(records),
+            "model": service.model_name,
+            "timing_ms": (time.perf_counter() - start) * 1000.0,
+        }
+        if not records:
+            answer["note"] = empty_automask_note(service.automask_thresholds(params))
+        return jsonify(answer)
 
     @bp.get("/models")
     def models() -> Response:

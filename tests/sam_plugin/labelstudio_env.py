@@ -1,0 +1,193 @@
+"""A real Label Studio 1.23 and a real model server for the end-to-end tests.
+
+Installs Label Studio into ``.venv-ls`` (``scripts/install_labelstudio.sh``,
+idempotent), starts it on 127.0.0.1 with a preset user and token
+(``scripts/start_labelstudio.sh``), and starts the model server
+(``tests/sam_plugin/e2e_model_server.py``: the real server app with the plugin
+mounted under ``/ls``) with default settings. Both are started once per test
+session (fixtures in ``conftest.py``) and stopped with everything they spawned.
+Model: ``$SAM_E2E_MODEL``, else ``demo`` when its weights exist, else a tiny
+random model.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from PIL import Image, ImageDraw
+
+from backend.client.http_client import SamClient
+
+REPO = Path(__file__).resolve().parents[2]
+LS_VENV = REPO / ".venv-ls"
+USER, PASSWORD, TOKEN = "admin@example.com", "e2e-password-1", "e2e-legacy-token-0123456789"
+W, H = 320, 200
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_http(url: str, process: subprocess.Popen, log: Path, timeout_s: float) -> None:
+    """Wait until ``url`` answers 200, or fail with the end of the process's log."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url}: process exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(1)
+    raise TimeoutError(f"{url} not up after {timeout_s:g} s:\n{log.read_text()[-3000:]}")
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    """Stop a process we started in its own session, with everything it spawned."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
+def shapes_png() -> bytes:
+    """A picture with three flat shapes on a grey background (non-square, ``W x H``)."""
+    image = Image.new("RGB", (W, H), (200, 200, 200))
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((30, 40, 110, 120), fill=(220, 40, 40))
+    draw.rectangle((150, 30, 230, 90), fill=(40, 60, 220))
+    draw.polygon([(200, 180), (300, 180), (250, 110)], fill=(40, 180, 60))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def model_name() -> str:
+    """The model the e2e model server loads."""
+    if os.environ.get("SAM_E2E_MODEL"):
+        return os.environ["SAM_E2E_MODEL"]
+    return "demo" if (REPO / "backend" / "weights" / "sam_demo.pt").exists() else "tiny-random"
+
+
+class LabelStudio:
+    """A running Label Studio and its API."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Token {TOKEN}"
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        """One API call; anything but a 2xx fails the test with the answer."""
+        response = self.session.request(method, self.url + path, timeout=120, **kwargs)
+        assert response.status_code < 300, f"{method} {path}: {response.status_code} {response.text[:2000]}"
+        return response.json()
+
+    def new_project(self, title: str, label_config: str, image_png: bytes, ml_url: str) -> dict[str, Any]:
+        """A project with one task (``image_png``) and the model server connected as an interactive ML backend.
+
+        Returns:
+            ``{"id", "task", "ml", "model_version"}``.
+        """
+        created = self.call("POST", "/api/projects", json={"title": title, "label_config": label_config})
+        pid = created["id"]
+        self.call(
+            "POST", f"/api/projects/{pid}/import", files={"file": ("shapes.png", image_png, "image/png")}
+        )
+        tasks = self.call("GET", "/api/tasks", params={"project": pid})["tasks"]
+        backend = self.call(
+            "POST", "/api/ml", json={"project": pid, "url": ml_url, "title": "SAM", "is_interactive": True}
+        )
+        assert backend["state"] == "CO", backend  # connected: /health and /setup answered
+        return {
+            "id": pid,
+            "task": tasks[0]["id"],
+            "ml": backend["id"],
+            "model_version": backend["model_version"],
+        }
+
+
+def start_label_studio(workdir: Path) -> Iterator[LabelStudio]:
+    """Install (once) and run Label Studio; stops it when the generator closes."""
+    install = subprocess.run(
+        [str(REPO / "scripts" / "install_labelstudio.sh"), str(LS_VENV)],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
+    )
+    if install.returncode != 0:
+        pytest.skip(f"Label Studio could not be installed (offline?): {install.stderr[-500:]}")
+    port = free_port()
+    log = workdir / "label-studio.log"
+    env = {
+        **os.environ,
+        "LS_VENV": str(LS_VENV),
+        "LABEL_STUDIO_USERNAME": USER,
+        "LABEL_STUDIO_PASSWORD": PASSWORD,
+        "LABEL_STUDIO_USER_TOKEN": TOKEN,
+    }
+    # --internal-host 127.0.0.1 --enable-legacy-api-token, ML_BLOCK_LOCAL_IP=false, SSRF_PROTECTION_ENABLED=false
+    command = [str(REPO / "scripts" / "start_labelstudio.sh"), str(port), str(workdir / "ls-data")]
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            command, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=workdir, start_new_session=True
+        )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health", process, log, timeout_s=600)
+        yield LabelStudio(f"http://127.0.0.1:{port}")
+    finally:
+        stop_process(process)
+
+
+def start_model_server(workdir: Path, label_studio: LabelStudio) -> Iterator[str]:
+    """Run the model server (plugin under ``/ls``) with default settings; yields its URL."""
+    port = free_port()
+    log = workdir / "model-server.log"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "LABEL_STUDIO_URL": label_studio.url,
+        "LABEL_STUDIO_API_KEY": TOKEN,
+        "SAM_DATASET_DIR": str(workdir / "dataset"),
+    }
+    command = [
+        sys.executable,
+        str(Path(__file__).with_name("e2e_model_server.py")),
+        "--port",
+        str(port),
+        "--model",
+        model_name(),
+    ]
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/ls/health", process, log, timeout_s=300)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 300
+        while not SamClient(url).ready() and time.monotonic() < deadline:
+            time.sleep(1)
+        yield url
+    finally:
+        stop_process(process)
