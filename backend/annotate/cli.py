@@ -7,89 +7,154 @@ Examples::
     sam-annotate photos/ --text cat --ray --ray-address auto
 
 Each finished image is stored at once in a work folder (default
-``<out>.work``); running the same command again skips finished images.
-The final file(s) are written atomically when every image is done.
+``<out>.work``); running the same command again skips finished images, also
+after Ctrl-C (which exits with status 130 and says so). The final file(s)
+are written atomically when every image is done; the work folder is then
+deleted, unless some images could not be read (a rerun retries them).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from backend.annotate.annotator import AnnotateSettings
 from backend.annotate.outputs import write_coco, write_sa1b
 from backend.annotate.work_dir import WorkDir, list_images
+from backend.cli_help import at_least, fraction, new_parser
 from backend.errors import SamError
 
-_AUTOMASK_OPTIONS = {
-    "points_per_side": int,
-    "points_per_batch": int,
-    "pred_iou_thresh": float,
-    "stability_score_thresh": float,
-    "box_nms_thresh": float,
-    "crop_n_layers": int,
-    "min_mask_region_area": int,
+EXIT_INTERRUPTED = 130
+
+_MODEL_DEFAULT = "the model's (automask_defaults in the registry; Meta's {} for the official models)"
+_AUTOMASK_OPTIONS: dict[str, tuple[Callable[[str], Any], str, str]] = {
+    "points_per_side": (at_least(1), "point prompts per image side", "32"),
+    "points_per_batch": (at_least(1), "point prompts per decoder call", "64"),
+    "pred_iou_thresh": (
+        fraction,
+        "keep masks whose predicted IoU is at least this",
+        _MODEL_DEFAULT.format(0.88),
+    ),
+    "stability_score_thresh": (
+        fraction,
+        "keep masks whose stability score is at least this",
+        _MODEL_DEFAULT.format(0.95),
+    ),
+    "box_nms_thresh": (fraction, "box IoU above which the lower-scored of two masks is dropped", "0.7"),
+    "crop_n_layers": (at_least(0), "layers of image crops segmented again (0: the whole image only)", "0"),
+    "min_mask_region_area": (at_least(0), "remove holes and islands smaller than this many pixels", "0"),
 }
+"""Segment-everything flags: parameter -> (argparse type, help, default shown in the help)."""
+
+_EXAMPLES = """examples:
+  sam-annotate photos/ --text cat --text dog --out pets.json
+  sam-annotate photos/ --everything --format sa1b --out masks/
+  sam-annotate photos/ --text cat --ray --ray-address auto
+
+Finished images are kept in the work folder: after Ctrl-C or a crash, run the
+same command again to resume. The folder is deleted once the output is written."""
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
-    parser = argparse.ArgumentParser(prog="sam-annotate", description=__doc__.split("\n\n")[0])
+    parser = new_parser(
+        "sam-annotate",
+        "Masks for a folder of images (text prompts or segment-everything), as COCO JSON or SA-1B JSON "
+        "per image.",
+        epilog=_EXAMPLES,
+    )
     parser.add_argument("images_dir", type=Path, help="folder of images (searched recursively)")
     mode = parser.add_mutually_exclusive_group(required=True)
-    mode.add_argument(
-        "--text", action="append", default=None, help="text prompt; repeat for several categories"
-    )
+    mode.add_argument("--text", action="append", help="text prompt; repeat for several categories")
     mode.add_argument("--everything", action="store_true", help="keep every segment-everything mask")
     parser.add_argument(
         "--format", choices=("coco", "sa1b"), default="coco", help="COCO JSON file or SA-1B JSON per image"
     )
     parser.add_argument(
-        "--out",
-        type=Path,
-        help="output file (coco, default annotations.json) or folder (sa1b, default sa1b/)",
+        "--out", type=Path, help="output file (default: annotations.json) or folder (sa1b, default: sa1b/)"
     )
     parser.add_argument(
-        "--work-dir", type=Path, help="where finished images are kept for resuming (default <out>.work)"
+        "--work-dir", type=Path, help="where finished images are kept for resuming (default: <out>.work)"
     )
     parser.add_argument(
         "--model", default="demo", help="model name (demo, vit_b, vit_l, vit_h, vit_t) or checkpoint path"
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    parser.add_argument("--top-k", type=int, default=1, help="masks kept per text prompt and image")
+    parser.add_argument("--top-k", type=at_least(1), default=1, help="masks kept per text prompt and image")
     parser.add_argument(
         "--clip-model", default="ViT-B/32", help="CLIP model name or checkpoint path (text mode)"
     )
-    parser.add_argument("--clip-root", help="folder of the CLIP weights (default ~/.cache/clip)")
-    for name, kind in _AUTOMASK_OPTIONS.items():
-        parser.add_argument("--" + name.replace("_", "-"), type=kind, help="segment-everything parameter")
+    parser.add_argument("--clip-root", help="folder of the CLIP weights (default: ~/.cache/clip)")
+    for name, (kind, text, default) in _AUTOMASK_OPTIONS.items():
+        parser.add_argument("--" + name.replace("_", "-"), type=kind, help=f"{text} (default: {default})")
     parser.add_argument("--ray", action="store_true", help="run on Ray (one model replica per GPU)")
     parser.add_argument(
         "--ray-address", help="Ray cluster address (default: a local cluster, or RAY_ADDRESS)"
     )
-    parser.add_argument("--workers", type=int, help="Ray model replicas (default: one per GPU, else 1)")
+    parser.add_argument(
+        "--workers", type=at_least(1), help="Ray model replicas (default: one per GPU, else 1)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit status (0 done, 1 some images unreadable, 2 bad input)."""
+    """Entry point; returns the exit status (0 done, 1 some images unreadable, 2 bad input, 130 interrupted)."""
     args = build_parser().parse_args(argv)
     try:
         return _run(args)
     except SamError as error:
         print(f"sam-annotate: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(
+            f"\nsam-annotate: interrupted: run the same command again to resume "
+            f"(finished images are kept in {_work_path(args)})",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+
+
+def _out_path(args: argparse.Namespace) -> Path:
+    return args.out or Path("annotations.json" if args.format == "coco" else "sa1b")
+
+
+def _work_path(args: argparse.Namespace) -> Path:
+    out = _out_path(args)
+    return args.work_dir or out.with_name(out.name + ".work")
 
 
 def _run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+    """Annotate the pending images, write the output, then delete the work folder (all done)."""
+    settings = _settings(args)
+    if settings.texts:
+        _check_clip(settings)
+    out = _out_path(args)
+    work = WorkDir(_work_path(args), fingerprint=settings.fingerprint())
+    names = list_images(args.images_dir)
+    failed = _annotate(args, settings, work, names)
+    done = [name for name in names if work.is_done(name)]
+    _write_output(args.format, out, work, done, settings)
+    print(f"sam-annotate: {len(done)} of {len(names)} images annotated -> {out}", file=sys.stderr)
+    if done and args.everything and not any(work.load(name)["annotations"] for name in done):
+        print(
+            "sam-annotate: no mask passed the filters (--pred-iou-thresh and --stability-score-thresh "
+            "default to Meta's 0.88 and 0.95, tuned for the official models); a weaker model such as "
+            "`demo` predicts lower IoU: try e.g. --pred-iou-thresh 0.6 --stability-score-thresh 0.85",
+            file=sys.stderr,
+        )
+    if failed:
+        return 1
+    work.remove()
+    return 0
 
+
+def _settings(args: argparse.Namespace) -> AnnotateSettings:
     automask = {name: getattr(args, name) for name in _AUTOMASK_OPTIONS if getattr(args, name) is not None}
-    settings = AnnotateSettings(
+    return AnnotateSettings(
         model=args.model,
         texts=tuple(args.text or ()),
         top_k=args.top_k,
@@ -98,11 +163,18 @@ def _run(args: argparse.Namespace) -> int:
         clip_root=args.clip_root,
         automask=automask,
     )
-    if settings.texts:
-        _check_clip(settings)
-    out = args.out or Path("annotations.json" if args.format == "coco" else "sa1b")
-    work = WorkDir(args.work_dir or out.with_name(out.name + ".work"), fingerprint=settings.fingerprint())
-    names = list_images(args.images_dir)
+
+
+def _annotate(
+    args: argparse.Namespace, settings: AnnotateSettings, work: WorkDir, names: list[str]
+) -> dict[str, str]:
+    """Annotate the images without a stored result, storing each as it finishes.
+
+    Returns:
+        The unreadable images and why.
+    """
+    from tqdm import tqdm
+
     pending = work.pending(names)
     failed: dict[str, str] = {}
     with tqdm(
@@ -133,22 +205,18 @@ def _run(args: argparse.Namespace) -> int:
             from backend.annotate.runners import run_local
 
             run_local(args.images_dir, pending, settings, on_result=on_result, on_error=on_error)
+    return failed
 
-    done = [name for name in names if work.is_done(name)]
-    if args.format == "coco":
+
+def _write_output(
+    output_format: str, out: Path, work: WorkDir, done: list[str], settings: AnnotateSettings
+) -> None:
+    """The COCO file, or one SA-1B file per image, from the stored results."""
+    if output_format == "coco":
         write_coco(out, (work.load(name) for name in done), settings.categories)
     else:
         for name in done:
             write_sa1b(out, work.load(name))
-    print(f"sam-annotate: {len(done)} of {len(names)} images annotated -> {out}", file=sys.stderr)
-    if done and args.everything and not any(work.load(name)["annotations"] for name in done):
-        print(
-            "sam-annotate: no mask passed the filters (--pred-iou-thresh and --stability-score-thresh "
-            "default to Meta's 0.88 and 0.95, tuned for the official models); a weaker model such as "
-            "`demo` predicts lower IoU: try e.g. --pred-iou-thresh 0.6 --stability-score-thresh 0.85",
-            file=sys.stderr,
-        )
-    return 1 if failed else 0
 
 
 def _check_clip(settings: AnnotateSettings) -> None:

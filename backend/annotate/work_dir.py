@@ -4,6 +4,8 @@ A work folder holds ``job.json`` (the settings fingerprint) and
 ``parts/<key>.json`` per finished image. A part file either exists complete
 or not at all (temporary file + ``os.replace``), so an interrupted job
 resumes with the images that have no part yet, and never does one twice.
+Once the job's output is written, :meth:`WorkDir.remove` deletes what the
+job put there (the folder too, when nothing else is in it).
 """
 
 from __future__ import annotations
@@ -82,3 +84,14 @@ class WorkDir:
     def pending(self, file_names: Iterable[str]) -> list[str]:
         """The images without a finished result, in the given order."""
         return [name for name in file_names if not self.is_done(name)]
+
+    def remove(self) -> None:
+        """Delete the job's files, then the folder itself if nothing else is left in it."""
+        for part in self.parts.glob("*.json"):
+            part.unlink(missing_ok=True)
+        (self.path / "job.json").unlink(missing_ok=True)
+        for folder in (self.parts, self.path):
+            try:
+                folder.rmdir()
+            except OSError:  # holds files that are not ours (a --work-dir given by hand)
+                return

@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from backend.annotate import annotator as annotator_module
 from backend.annotate.cli import main
@@ -145,13 +154,69 @@ def test_an_interrupted_job_resumes_without_redoing_images(images_dir, model_pat
     assert main(args) == 0
     assert calls == ["b.jpg", "sub/c.png"]
     assert len(json.loads(out.read_text())["images"]) == 3
+    assert not (tmp_path / "out.json.work").exists(), "the work folder goes once the output is written"
 
+
+def test_ctrl_c_says_how_to_resume_and_exits_130(images_dir, model_path, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "out.json"
+    args = [str(images_dir), "--everything", "--model", str(model_path), "--out", str(out), "--no-progress"]
+    args += LOW_THRESHOLDS
+    original = _ANNOTATE
+
+    def interrupted_on_b(self, path, *, file_name):
+        if file_name == "b.jpg":
+            raise KeyboardInterrupt
+        return original(self, path, file_name=file_name)
+
+    monkeypatch.setattr(annotator_module.Annotator, "annotate", interrupted_on_b)
+    assert main(args) == 130
+    err = capsys.readouterr().err
+    assert (
+        "interrupted: run the same command again to resume" in err and str(tmp_path / "out.json.work") in err
+    )
+    assert not out.exists()
     calls = _count_annotate_calls(monkeypatch)
-    assert main(args) == 0
-    assert calls == []
+    assert main(args) == 0 and calls == ["b.jpg", "sub/c.png"]
 
 
-def test_other_settings_cannot_reuse_the_work_dir(images_dir, model_path, tmp_path, capsys):
+def test_a_work_dir_given_by_hand_keeps_other_files(images_dir, model_path, tmp_path):
+    work = tmp_path / "mine"
+    work.mkdir()
+    (work / "notes.txt").write_text("mine")
+    args = [str(images_dir), "--everything", "--model", str(model_path), "--out", str(tmp_path / "o.json")]
+    assert main([*args, "--work-dir", str(work), "--no-progress", *LOW_THRESHOLDS]) == 0
+    assert sorted(p.name for p in work.iterdir()) == ["notes.txt"]
+
+
+def test_help_shows_every_default_and_bad_values_name_the_flag(capsys):
+    import inspect
+
+    from backend.annotate.cli import build_parser
+    from backend.inference.automask import AutomaskGenerator
+    from backend.registry import META_AUTOMASK_DEFAULTS
+    from tests.support.cli_help import assert_help_shows_defaults
+
+    parser = build_parser()
+    assert_help_shows_defaults(parser)
+    generator_defaults = inspect.signature(AutomaskGenerator).parameters
+    helps = {a.dest: " ".join(str(a.help).split()) for a in parser._actions}
+    for name in (
+        "points_per_side",
+        "points_per_batch",
+        "box_nms_thresh",
+        "crop_n_layers",
+        "min_mask_region_area",
+    ):
+        assert f"(default: {generator_defaults[name].default})" in helps[name], helps[name]
+    for name, value in META_AUTOMASK_DEFAULTS.items():
+        assert f"Meta's {value}" in helps[name], helps[name]
+    with pytest.raises(SystemExit):
+        parser.parse_args(["images", "--everything", "--pred-iou-thresh", "2"])
+    err = capsys.readouterr().err
+    assert "--pred-iou-thresh" in err and "must be in [0, 1]" in err and "pred_iou_thresh" not in err
+
+
+def test_other_settings_cannot_reuse_the_work_dir(images_dir, model_path, tmp_path, capsys, monkeypatch):
     out = tmp_path / "out.json"
     base = [
         str(images_dir),
@@ -163,7 +228,9 @@ def test_other_settings_cannot_reuse_the_work_dir(images_dir, model_path, tmp_pa
         "--no-progress",
         *LOW_THRESHOLDS,
     ]
-    assert main(base) == 0
+    _count_annotate_calls(monkeypatch, fail_on="b.jpg")
+    with pytest.raises(_Crash):  # a job left unfinished keeps its work folder
+        main(base)
     assert main([*base, "--crop-n-layers", "1"]) == 2
     assert "other settings" in capsys.readouterr().err
 
@@ -210,8 +277,46 @@ def test_unreadable_images_are_skipped_and_reported(images_dir, model_path, tmp_
     assert status == 1
     assert "broken.png" in capsys.readouterr().err
     assert len(json.loads(out.read_text())["images"]) == 3
+    assert (tmp_path / "out.json.work").is_dir(), "kept, so that a rerun retries only the unreadable image"
 
 
 def test_a_missing_folder_is_a_clear_error(tmp_path, capsys):
     assert main([str(tmp_path / "nope"), "--everything", "--out", str(tmp_path / "o.json")]) == 2
     assert "not a folder" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_sigint_in_a_real_process_prints_how_to_resume_and_no_traceback(model_path, tmp_path):
+    images = 24
+    folder = tmp_path / "many"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(images):
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / f"{i:03d}.png")
+    out = tmp_path / "out.json"
+    executable = shutil.which("sam-annotate", path=os.path.dirname(sys.executable))
+    prefix = [executable] if executable else [sys.executable, "-m", "backend.annotate.cli"]
+    command = [*prefix, str(folder), "--everything", "--model", str(model_path), "--out", str(out)]
+    command += ["--no-progress", *LOW_THRESHOLDS]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    parts = tmp_path / "out.json.work" / "parts"
+    process = subprocess.Popen(command, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (parts.is_dir() and any(parts.iterdir())) and time.monotonic() < deadline:
+            assert process.poll() is None, process.communicate(timeout=10)[1]
+            time.sleep(0.02)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+    assert process.returncode == 130, err
+    assert "interrupted: run the same command again to resume" in err and "Traceback" not in err, err
+    kept = len(list(parts.iterdir()))
+    assert 1 <= kept < images and not out.exists()
+    again = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert len(json.loads(out.read_text())["images"]) == images
+    assert not (tmp_path / "out.json.work").exists()
