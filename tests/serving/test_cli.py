@@ -157,3 +157,19 @@ def test_max_batch_help_says_what_the_server_does_on_a_cpu():
             assert service.models()[0]["max_batch"] == expected
         finally:
             service.close()
+
+
+def test_docs_list_every_flag_and_say_what_auto_max_batch_does():
+    from pathlib import Path
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "server.md").read_text()
+    rows = {
+        line.split("|")[1].strip().strip("`"): line for line in docs.splitlines() if line.startswith("| `--")
+    }
+    flags = {
+        f for a in build_parser()._actions for f in a.option_strings if f.startswith("--") and f != "--help"
+    }
+    assert flags == set(rows), flags ^ set(rows)
+    max_batch_row = " ".join(rows["--max-batch"].split())
+    assert "16 on a GPU" in max_batch_row and "16 for the demo model" in max_batch_row
+    assert "1 for `vit_b`" in max_batch_row
