@@ -141,9 +141,9 @@ def _run(args: argparse.Namespace) -> int:
     print(f"sam-annotate: {len(done)} of {len(names)} images annotated -> {out}", file=sys.stderr)
     if done and args.everything and not any(work.load(name)["annotations"] for name in done):
         print(
-            "sam-annotate: no mask passed the filters (--pred-iou-thresh and --stability-score-thresh "
-            "default to Meta's 0.88 and 0.95, tuned for the official models); a weaker model such as "
-            "`demo` predicts lower IoU: try e.g. --pred-iou-thresh 0.6 --stability-score-thresh 0.85",
+            f"sam-annotate: no mask passed the filters (--pred-iou-thresh {settings.automask['pred_iou_thresh']}, "
+            f"--stability-score-thresh {settings.automask['stability_score_thresh']}): lower them, "
+            "e.g. --pred-iou-thresh 0.6 --stability-score-thresh 0.85",
             file=sys.stderr,
         )
     if failed:
@@ -153,7 +153,11 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _settings(args: argparse.Namespace) -> AnnotateSettings:
-    automask = {name: getattr(args, name) for name in _AUTOMASK_OPTIONS if getattr(args, name) is not None}
+    """The job's settings: the flags given, the model's segment-everything thresholds for the rest."""
+    from backend.registry import automask_defaults_for
+
+    given = {name: getattr(args, name) for name in _AUTOMASK_OPTIONS if getattr(args, name) is not None}
+    automask = {**automask_defaults_for(args.model), **given}
     return AnnotateSettings(
         model=args.model,
         texts=tuple(args.text or ()),

@@ -320,3 +320,18 @@ def test_sigint_in_a_real_process_prints_how_to_resume_and_no_traceback(model_pa
     assert again.returncode == 0, again.stderr
     assert len(json.loads(out.read_text())["images"]) == images
     assert not (tmp_path / "out.json.work").exists()
+
+
+def test_thresholds_not_given_are_the_models_as_the_help_says():
+    from backend.annotate.cli import _settings, build_parser
+    from backend.registry import MODELS
+
+    parser = build_parser()
+    demo = _settings(parser.parse_args(["images", "--everything", "--model", "demo"]))
+    assert demo.automask == MODELS["demo"].automask_defaults
+    given = _settings(
+        parser.parse_args(["images", "--everything", "--model", "demo", "--pred-iou-thresh", "0.5"])
+    )
+    assert given.automask["pred_iou_thresh"] == 0.5
+    path = _settings(parser.parse_args(["images", "--everything", "--model", "/some/model.pt"]))
+    assert path.automask == {"pred_iou_thresh": 0.88, "stability_score_thresh": 0.95}
