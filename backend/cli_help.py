@@ -15,14 +15,14 @@ from collections.abc import Callable
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Description and epilog as written; ``(default: X)`` after every option that has one.
 
-    Options whose help already names its default (``default`` in the text),
+    Options whose help already names its default (``(default`` in the text),
     and flags or options without a default (``False``, ``None``, empty), get
     nothing appended.
     """
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
-        if not action.option_strings or "default" in text or not _worth_showing(action.default):
+        if not action.option_strings or "(default" in text or not _worth_showing(action.default):
             return text
         return f"{text} (default: %(default)s)" if text else "(default: %(default)s)"
 

@@ -16,7 +16,12 @@ def assert_help_shows_defaults(parser: argparse.ArgumentParser) -> None:
     formatter = parser._get_formatter()
     for action in parser._actions:
         default = action.default
-        if not action.option_strings or default in (None, False, [], "", argparse.SUPPRESS):
+        if (
+            not action.option_strings
+            or default is None
+            or default is False
+            or default in ([], "", argparse.SUPPRESS)
+        ):
             continue
         shown = " ".join(formatter._expand_help(action).split())
         flag = action.option_strings[-1]
