@@ -13,7 +13,7 @@ def not_ready_reason(service: SamService) -> str:
     error = service.load_error
     if error is not None:
         return f"model {service.model_name} failed to load: {error}"
-    return f"loading model {service.model_name} on {service.config.device} ..."
+    return f"loading model {service.model_name} ..."
 
 
 def create_ops_blueprint(service: SamService, metrics: ServerMetrics) -> Blueprint:
