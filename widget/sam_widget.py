@@ -350,7 +350,10 @@ class SamWidget(widgets.VBox):
     def _refresh(
         self, status: Status | None = None, *, shown: ObjectState | None = None, image: bool = False
     ) -> None:
-        """Mirror the editor into the traitlets, the toolbar and the canvas, then show ``status``.
+        """Mirror the editor onto the canvas, the traitlets and the toolbar, then show ``status``.
+
+        The canvas goes first, so observers of ``candidates`` already see the
+        new :attr:`candidate_color`.
 
         Args:
             status: The new status line (None keeps it).
@@ -358,6 +361,10 @@ class SamWidget(widgets.VBox):
             image: Redraw the image layer too.
         """
         state = self.current
+        if shown is None:
+            self.re_draw(image=image)
+        else:
+            self.view.draw_prompts(shown.points, shown.box)
         self._syncing = True
         try:
             with self.hold_trait_notifications():
@@ -368,10 +375,6 @@ class SamWidget(widgets.VBox):
             self.toolbar.show_controls(controls)
         finally:
             self._syncing = False
-        if shown is None:
-            self.re_draw(image=image)
-        else:
-            self.view.draw_prompts(shown.points, shown.box)
         if status is not None:
             self._show(status)
 

@@ -110,16 +110,17 @@ class Toolbar:
         )
         self.legend = widgets.HTML(value=legend_html())
         self.progress = widgets.FloatProgress(
-            value=0.0, min=0.0, max=1.0, layout=widgets.Layout(width="160px", visibility="hidden")
+            value=0.0, min=0.0, max=1.0, layout=widgets.Layout(width="120px", flex="0 0 auto", display="none")
         )
-        self.status = widgets.HTML(value=status_html(Status("")), layout=widgets.Layout(width="100%"))
+        self.status = widgets.HTML(value=status_html(Status("")), layout=widgets.Layout(flex="1 1 auto"))
         self.help.observe(lambda change: self.show_legend(bool(change["new"])), "value")
         self.box = widgets.VBox(
             [
-                _row([self.label, self.accept, self.undo, self.clear, self.kept, self.opacity]),
-                _row([self.candidates, self.text, self.find, self.help]),
-                self.progress,
-                self.status,
+                _row([self.label, self.accept, self.undo, self.clear, self.kept]),
+                _row([self.candidates]),
+                _row([self.text, self.find]),
+                widgets.HBox([self.progress, self.status], layout=widgets.Layout(align_items="center")),
+                _row([self.opacity, self.help]),
                 self.legend,
             ],
             layout=widgets.Layout(width=width, max_width="100%"),
@@ -132,6 +133,8 @@ class Toolbar:
             self.candidates.options = options
             self.candidates.tooltips = list(controls.tooltips)
         self.candidates.value = controls.selected
+        # ipywidgets' ToggleButtons view keeps its old buttons when the options become empty: hide it
+        self.candidates.layout.display = None if options else "none"
         self.candidates.disabled = not controls.prompts
         self.accept.disabled = not controls.accept
         self.undo.disabled = not controls.undo
@@ -144,10 +147,10 @@ class Toolbar:
         """Set the status line; a ``progress`` shows the moving bar, None hides it."""
         self.status.value = status_html(status)
         if status.progress is None:
-            self.progress.layout.visibility = "hidden"
+            self.progress.layout.display = "none"
         else:
             self.progress.value = status.progress
-            self.progress.layout.visibility = "visible"
+            self.progress.layout.display = None
 
     def show_legend(self, visible: bool) -> None:
         """Show or hide the gestures legend (the "gestures" toggle)."""

@@ -107,6 +107,20 @@ def scene(height: int = 300, width: int = 400) -> np.ndarray:
     return image
 
 
+def shapes_scene(height: int = 450, width: int = 600) -> np.ndarray:
+    """``HxWx3`` uint8: a blue car-like box, a yellow disc and a red square on a grey-blue gradient."""
+    yy, xx = np.mgrid[0:height, 0:width]
+    image = np.zeros((height, width, 3), dtype=np.uint8)
+    image[..., 0] = 110 + 40 * yy // height
+    image[..., 1] = 120 + 40 * yy // height
+    image[..., 2] = 140 + 30 * xx // width
+    image[int(height * 0.45) : int(height * 0.75), int(width * 0.08) : int(width * 0.45)] = (25, 60, 200)
+    disc = (xx - width * 0.68) ** 2 + (yy - height * 0.35) ** 2 < (min(height, width) * 0.16) ** 2
+    image[disc] = (240, 200, 40)
+    image[int(height * 0.62) : int(height * 0.88), int(width * 0.6) : int(width * 0.85)] = (200, 50, 40)
+    return image
+
+
 @pytest.fixture
 def make_widget(client: RecordingClient) -> Any:
     """Factory: ``make_widget(image=None, **kwargs)`` -> a ready SamWidget on the recording client."""

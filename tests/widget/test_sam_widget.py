@@ -74,7 +74,9 @@ def controls(w: SamWidget) -> dict[str, Any]:
     """What the toolbar shows and offers, as a person would read it."""
     tb = w.toolbar
     return {
-        "candidates": [label for label, _ in tb.candidates.options],
+        "candidates": [label for label, _ in tb.candidates.options]
+        if tb.candidates.layout.display != "none"
+        else [],
         "pressed": tb.candidates.value,
         "accept": not tb.accept.disabled,
         "undo": not tb.undo.disabled,
@@ -257,10 +259,10 @@ def test_click_during_embedding_is_sent_when_ready(client: Any) -> None:
     assert client.predict_calls == []
     ticked = wait_until(lambda: "0.0 s" not in w.toolbar.status.value and w.toolbar.status.value)
     assert "computing embedding… " in ticked and " s · your prompt is sent when it is ready" in ticked
-    assert w.toolbar.progress.layout.visibility == "visible"
+    assert w.toolbar.progress.layout.display is None
     client.release.set()
     w.wait_ready(120)
-    assert w.toolbar.progress.layout.visibility == "hidden"
+    assert w.toolbar.progress.layout.display == "none"
     assert len(client.predict_calls) == 1
     assert len(w.candidates) > 0 and len(w.editor.history) == 2
 
@@ -416,7 +418,7 @@ def test_a_request_shows_busy_disables_the_controls_and_clears_when_the_answer_a
             seen.append({"busy": w.busy, "status": w.status, "kind": w.status_kind, **controls(w)})
             # the status line ticks while the kernel waits for the model
             wait_until(lambda: "segmenting… 0." in w.toolbar.status.value, timeout=10)
-            seen[-1]["progress"] = w.toolbar.progress.layout.visibility
+            seen[-1]["progress"] = w.toolbar.progress.layout.display
             return super().predict(image_id, **kwargs)
 
     client = Watching(local_client)
@@ -427,9 +429,9 @@ def test_a_request_shows_busy_disables_the_controls_and_clears_when_the_answer_a
     during = seen[0]
     assert during["busy"] is True and during["status"] == "segmenting…" and during["kind"] == "busy"
     assert not any(during[name] for name in ("accept", "undo", "clear", "text"))
-    assert during["progress"] == "visible"
+    assert during["progress"] is None  # shown
     assert w.busy is False and w.status_kind == "info" and w.status.startswith("3 masks in")
-    assert w.toolbar.progress.layout.visibility == "hidden"
+    assert w.toolbar.progress.layout.display == "none"
     assert "fa-spin" not in w.toolbar.status.value
     assert controls(w) | {"candidates": None} == {
         "candidates": None,
