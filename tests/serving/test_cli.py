@@ -173,3 +173,12 @@ def test_docs_list_every_flag_and_say_what_auto_max_batch_does():
     max_batch_row = " ".join(rows["--max-batch"].split())
     assert "16 on a GPU" in max_batch_row and "16 for the demo model" in max_batch_row
     assert "1 for `vit_b`" in max_batch_row
+
+
+def test_start_up_warns_when_the_given_clip_weights_are_missing(tmp_path, caplog):
+    pytest.importorskip("clip")
+    from backend.serving.cli import warn_about_clip
+
+    warn_about_clip(config_from_args(["--clip-root", str(tmp_path)]))
+    [record] = [r for r in caplog.records if r.name == "backend.serving.cli"]
+    assert record.levelname == "WARNING" and str(tmp_path / "ViT-B-32.pt") in record.getMessage()
