@@ -13,11 +13,20 @@ timed on the Python side and split into:
 The browser's PNG decode and composite are not included (a few ms in
 Chromium for a 1-megapixel overlay).
 
+``--browser`` measures what a person waits for instead: click-to-mask in the
+real widget, in JupyterLab in headless Chromium, against a ``sam-server``
+with the demo model (both started on 127.0.0.1 as the browser tests do). Each
+click starts a new object (Escape first); the time runs from the browser's
+``mousedown`` on the canvas to the first animation frame whose canvas shows
+the new mask's outline (a fixed magenta palette, so its pixels are known).
+The model server's share is the latency the widget reports for the click.
+
 Usage::
 
     python benchmarks/bench_widget.py                     # random ViT-T weights (official decoder size)
     python benchmarks/bench_widget.py --model demo        # a registry name or checkpoint path
     python benchmarks/bench_widget.py --url http://127.0.0.1:9090 --token T
+    python benchmarks/bench_widget.py --browser --clicks 12   # click-to-mask in JupyterLab + Chromium
 """
 
 from __future__ import annotations
@@ -106,7 +115,7 @@ def record_messages() -> list[int]:
 
 def bench_size(client: TimedClient, size: int, *, clicks: int, max_canvas: tuple[int, int]) -> dict[str, Any]:
     from widget import SamWidget
-    from widget.drawing import CANDIDATE_COLOR, overlay_png
+    from widget.drawing import MaskLayer, overlay_png
 
     start = time.perf_counter()
     w = SamWidget(scene(size), client, max_canvas_size=max_canvas)
@@ -133,7 +142,7 @@ def bench_size(client: TimedClient, size: int, *, clicks: int, max_canvas: tuple
         if chosen is None:
             raise RuntimeError("the model returned no candidate")
         t1 = time.perf_counter()
-        overlay_png(w.grid, layers=[(chosen.mask, CANDIDATE_COLOR)], opacity=0.5)
+        overlay_png(w.view.grid, layers=[MaskLayer(chosen.mask, (255, 0, 255), outline=2)], opacity=0.5)
         overlay.append((time.perf_counter() - t1) * 1000)
     return {
         "size": size,
@@ -146,6 +155,134 @@ def bench_size(client: TimedClient, size: int, *, clicks: int, max_canvas: tuple
         "overlay_ms": statistics.median(overlay),
         "message_kb": statistics.median(msg) / 1024,
     }
+
+
+BROWSER_NOTEBOOK = """
+import json, os
+from backend.client.http_client import SamClient
+from tests.widget.conftest import shapes_scene
+from widget import SamWidget
+
+w = SamWidget(shapes_scene({height}, {width}), SamClient(os.environ["SAM_URL"], os.environ["SAM_TOKEN"]),
+              max_canvas_size=({canvas_w}, {canvas_h}), palette=["#ff00ff"])
+
+def dump(_=None):
+    state = {{"image_id": w.image_id, "latency_ms": w.latency_ms, "status": w.status, "busy": w.busy}}
+    json.dump(state, open("state.tmp", "w"))
+    os.replace("state.tmp", "state.json")
+
+w.observe(dump, ["image_id", "status", "busy"])
+dump()
+w
+"""
+
+CLICK_TO_MASK_PROBE = """canvasSelector => {
+    const canvas = document.querySelector(canvasSelector);
+    const ctx = canvas.getContext('2d');
+    window.__outlinePixels = () => {
+        const d = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
+        let n = 0;
+        for (let i = 0; i < d.length; i += 4) if (d[i] === 255 && d[i + 1] === 0 && d[i + 2] === 255) n++;
+        return n;
+    };
+    window.__arm = () => {
+        window.__clickToMask = null;
+        canvas.addEventListener('mousedown', () => {
+            const start = performance.now();
+            const poll = () => {
+                if (window.__outlinePixels() >= 20) window.__clickToMask = performance.now() - start;
+                else requestAnimationFrame(poll);
+            };
+            requestAnimationFrame(poll);
+        }, {once: true, capture: true});
+    };
+}"""
+
+
+BROWSER_TARGETS = [
+    (0.25, 0.6),
+    (0.68, 0.35),
+    (0.72, 0.75),
+    (0.5, 0.12),
+    (0.2, 0.55),
+    (0.66, 0.3),
+    (0.78, 0.8),
+]
+"""Click points as fractions of the canvas: the car, ball and box of ``shapes_scene``, and the background."""
+
+
+def bench_browser(args: argparse.Namespace) -> None:
+    """Click-to-mask p50 in the real widget (JupyterLab + Chromium + sam-server with the demo model)."""
+    import json
+    import tempfile
+
+    from tests.widget.browser_harness import (
+        CANVAS,
+        can_run_browser,
+        chromium_page,
+        jupyter_server,
+        model_server,
+        read_json,
+        run_notebook,
+        wait_for,
+        write_notebook,
+    )
+
+    if not can_run_browser():
+        raise SystemExit("--browser needs /usr/bin/chromium and jupyterlab in this environment")
+    width, height = args.browser_image
+    work = Path(tempfile.mkdtemp(prefix="bench-widget-"))
+    root = work / "notebooks"
+    root.mkdir()
+    code = BROWSER_NOTEBOOK.format(
+        width=width, height=height, canvas_w=args.max_canvas[0], canvas_h=args.max_canvas[1]
+    )
+    write_notebook(root / "bench.ipynb", code)
+    times, server = [], []
+    with (
+        model_server(work) as (url, token),
+        jupyter_server(root, work, sam_url=url, sam_token=token) as template,
+    ):
+        with chromium_page() as page:
+            page.goto(template.format(path="lab/tree/bench.ipynb"))
+            run_notebook(page, "jupyterlab")
+            canvas = page.wait_for_selector(CANVAS, timeout=180_000)
+            canvas.scroll_into_view_if_needed()
+            wait_for(lambda: read_json(root / "state.json")["image_id"], 180, "the embedding")
+            rect = canvas.bounding_box()
+            page.evaluate(CLICK_TO_MASK_PROBE, CANVAS)
+            for i in range(args.clicks + 2):
+                fx, fy = BROWSER_TARGETS[i % len(BROWSER_TARGETS)]
+                page.mouse.move(rect["x"] + 5, rect["y"] + 5)
+                page.keyboard.press("Escape")  # a new object each time
+                page.wait_for_function("() => window.__outlinePixels() === 0", timeout=30_000)
+                page.evaluate("window.__arm()")
+                page.mouse.click(rect["x"] + fx * rect["width"], rect["y"] + fy * rect["height"])
+                ms = page.wait_for_function("() => window.__clickToMask", timeout=120_000).json_value()
+                state = wait_for(
+                    lambda: (s := read_json(root / "state.json"))["status"].startswith("3 masks") and s,
+                    30,
+                    "the answer",
+                )
+                if i >= 2:  # warm-up
+                    times.append(float(ms))
+                    server.append(float(state["latency_ms"]))
+                print(
+                    f"click {i + 1:2d} at ({fx:.2f}, {fy:.2f}): {ms:7.1f} ms (server {state['latency_ms']:.0f} ms)"
+                )
+    print(
+        json.dumps(
+            {
+                "clicks": len(times),
+                "image": [width, height],
+                "canvas": [int(rect["width"]), int(rect["height"])],
+            }
+        )
+    )
+    print(
+        f"click-to-mask in the browser: p50 {statistics.median(times):.0f} ms, p90 {np.percentile(times, 90):.0f} ms, "
+        f"min {min(times):.0f} ms, max {max(times):.0f} ms; client.predict (HTTP) p50 {statistics.median(server):.0f} ms"
+    )
 
 
 def main() -> None:
@@ -165,7 +302,16 @@ def main() -> None:
     p.add_argument("--clicks", type=int, default=15)
     p.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048])
     p.add_argument("--max-canvas", type=int, nargs=2, default=[960, 720], metavar=("W", "H"))
+    p.add_argument(
+        "--browser",
+        action="store_true",
+        help="click-to-mask in JupyterLab + headless Chromium against a sam-server with the demo model",
+    )
+    p.add_argument("--browser-image", type=int, nargs=2, default=[1024, 768], metavar=("W", "H"))
     args = p.parse_args()
+    if args.browser:
+        bench_browser(args)
+        return
     client = TimedClient(make_client(args))
     print(
         f"{'image':>10} {'canvas':>10} {'embed s':>8} {'server':>8} {'draw':>7} {'(overlay png)':>14} "

@@ -117,6 +117,7 @@ class SamWidget(widgets.VBox):
             [self.canvas, self.toolbar.box],
             opacity=opacity,
             palette=list(palette or CONTRAST_PALETTE),
+            layout=widgets.Layout(width=view.css_width, max_width="100%"),
         )
         self._wire()
         self._refresh(feedback.embedding_progress(0.0), image=True)

@@ -301,7 +301,7 @@ def test_a_person_uses_the_controls(jupyter: tuple[str, Path]) -> None:
 
     with chromium_page() as page:
         canvas, rect, ready = open_widget(page, url, "jupyterlab", state_file)
-        output = page.locator(".jp-OutputArea-output").first
+        output = page.locator(".jp-OutputArea-output .widget-vbox").first  # the SamWidget
 
         # the legend lists every gesture, visible without asking
         legend = page.locator(".sam-legend")
