@@ -43,6 +43,7 @@ CONTRAST_PALETTE: tuple[Color, ...] = (
 )
 """Colours the shown candidate may take (corners of the RGB cube but black and white)."""
 CANDIDATE_OUTLINE = 2
+CONTRAST_SAMPLE_STEP = 4
 ACCEPTED_OUTLINE = 1
 POSITIVE_COLOR = "#2ecc40"
 NEGATIVE_COLOR = "#ff4136"
@@ -99,9 +100,14 @@ def contrast_color(pixels: np.ndarray, shown: np.ndarray, palette: Sequence[Colo
     Returns:
         The first palette colour when the mask is empty.
     """
-    if not shown.any():
+    step = CONTRAST_SAMPLE_STEP
+    sample = shown[::step, ::step]
+    if sample.any():  # every step-th row and column is plenty for a mean colour
+        mean = pixels[::step, ::step][sample].mean(axis=0)
+    elif shown.any():  # a mask thinner than the sampling
+        mean = pixels[shown].mean(axis=0)
+    else:
         return palette[0]
-    mean = pixels[shown].mean(axis=0)
     distances = [float(np.sum((np.asarray(color, dtype=np.float64) - mean) ** 2)) for color in palette]
     return palette[int(np.argmax(distances))]
 

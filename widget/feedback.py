@@ -46,7 +46,8 @@ class Controls:
         accept: The accept button acts (there is a mask to keep).
         undo: The undo button acts (there is an earlier prompt).
         clear: The clear button acts (there are prompts to forget).
-        prompts: Canvas, text field and candidate buttons take input (no request runs).
+        prompts: The text field, "find" and the candidate buttons take input (no request runs;
+            canvas events that arrive meanwhile wait in the kernel's queue).
         kept: How many masks were accepted.
     """
 
@@ -86,10 +87,6 @@ def controls_for(state: ObjectState, *, can_undo: bool, busy: bool, kept: int) -
 def kept_text(count: int) -> str:
     """``"kept: 1 mask"``, ``"kept: 3 masks"``."""
     return f"kept: {count} mask" + ("" if count == 1 else "s")
-
-
-def _prompt_name(state: ObjectState) -> str:
-    return f'"{state.text}"' if state.text else "this prompt"
 
 
 def showing(state: ObjectState) -> str:
@@ -176,7 +173,7 @@ def embedding_failed(error: BaseException) -> Status:
 def no_mask_message(state: ObjectState) -> str:
     """Why an answer can be empty, and what to do, worded for the kind of prompt."""
     if not state.text:
-        return f"the model returned no mask for {_prompt_name(state)}: try another click or box"
+        return "the model returned no mask for this prompt: try another click or box"
     where, prompts = [], []
     if state.box is not None:
         where.append("inside the box")

@@ -182,11 +182,6 @@ class ObjectState:
             kwargs["text"] = self.text
         return kwargs
 
-    @property
-    def prompt_kind(self) -> str:
-        """``"text"`` when a text prompt is part of it, else ``"click"`` (points and / or box)."""
-        return "text" if self.text else "click"
-
     def with_answer(self, answer: ObjectMasks) -> ObjectState:
         """This state with the model's candidates filled in, the best one selected.
 

@@ -123,6 +123,9 @@ def test_contrast_color_is_the_palette_colour_farthest_from_the_pixels_under_the
     assert contrast_color(pixels, square(), CONTRAST_PALETTE) == (0, 0, 255)
     assert contrast_color(pixels, np.zeros((12, 12), dtype=bool), CONTRAST_PALETTE) == CONTRAST_PALETTE[0]
     assert contrast_color(pixels, square(), [(1, 2, 3)]) == (1, 2, 3)
+    thin = np.zeros((12, 12), dtype=bool)
+    thin[1, 1:3] = True  # between the sampled rows: the full mask decides
+    assert contrast_color(pixels, thin, CONTRAST_PALETTE) == (0, 0, 255)  # the yellow sky
 
 
 def test_mask_layers_put_the_candidate_on_top_outlined_in_its_contrast_colour() -> None:
