@@ -46,6 +46,10 @@ def _fit() -> widgets.Layout:
     return widgets.Layout(width="auto", flex="0 0 auto")
 
 
+def _button(description: str, icon: str, tooltip: str, **style: str) -> widgets.Button:
+    return widgets.Button(description=description, icon=icon, tooltip=tooltip, layout=_fit(), **style)
+
+
 def _row(children: Sequence[widgets.Widget]) -> widgets.HBox:
     return widgets.HBox(list(children), layout=widgets.Layout(flex_flow="row wrap", align_items="center"))
 
@@ -64,30 +68,11 @@ class Toolbar:
         self.label = widgets.Dropdown(
             options=list(labels), value=labels[0], description="label", layout=_fit(), style=described
         )
-        self.accept = widgets.Button(
-            description="accept",
-            icon="check",
-            button_style="success",
-            tooltip="Keep the shown mask (Enter)",
-            layout=_fit(),
-        )
-        self.undo = widgets.Button(
-            description="undo", icon="undo", tooltip="Undo the last prompt (Ctrl+Z)", layout=_fit()
-        )
-        self.clear = widgets.Button(
-            description="clear", icon="times", tooltip="Forget this object's prompts (Esc)", layout=_fit()
-        )
+        self.accept = _button("accept", "check", "Keep the shown mask (Enter)", button_style="success")
+        self.undo = _button("undo", "undo", "Undo the last prompt (Ctrl+Z)")
+        self.clear = _button("clear", "times", "Forget this object's prompts (Esc)")
+        self.find = _button("find", "search", "Find the object the text describes")
         self.kept = widgets.HTML(value=kept_text(0), layout=_fit())
-        self.opacity = widgets.FloatSlider(
-            value=opacity,
-            min=0.0,
-            max=1.0,
-            step=0.05,
-            description="opacity",
-            readout_format=".2f",
-            layout=widgets.Layout(width="260px", flex="0 0 auto"),
-            style=described,
-        )
         self.candidates = widgets.ToggleButtons(
             options=[], description="masks", tooltips=[], style={"button_width": "auto", **described}
         )
@@ -98,8 +83,15 @@ class Toolbar:
             layout=widgets.Layout(width="300px"),
             style=described,
         )
-        self.find = widgets.Button(
-            description="find", icon="search", tooltip="Find the object the text describes", layout=_fit()
+        self.opacity = widgets.FloatSlider(
+            value=opacity,
+            min=0.0,
+            max=1.0,
+            step=0.05,
+            description="opacity",
+            readout_format=".2f",
+            layout=widgets.Layout(width="260px", flex="0 0 auto"),
+            style=described,
         )
         self.help = widgets.ToggleButton(
             value=True,
@@ -108,13 +100,17 @@ class Toolbar:
             tooltip="Show or hide the gestures",
             layout=_fit(),
         )
+        self.help.observe(lambda change: self.show_legend(bool(change["new"])), "value")
         self.legend = widgets.HTML(value=legend_html())
         self.progress = widgets.FloatProgress(
             value=0.0, min=0.0, max=1.0, layout=widgets.Layout(width="120px", flex="0 0 auto", display="none")
         )
         self.status = widgets.HTML(value=status_html(Status("")), layout=widgets.Layout(flex="1 1 auto"))
-        self.help.observe(lambda change: self.show_legend(bool(change["new"])), "value")
-        self.box = widgets.VBox(
+        self.box = self._arrange(width)
+
+    def _arrange(self, width: str) -> widgets.VBox:
+        """The rows: buttons and kept count; candidates; text prompt; status; opacity and legend toggle; legend."""
+        return widgets.VBox(
             [
                 _row([self.label, self.accept, self.undo, self.clear, self.kept]),
                 _row([self.candidates]),
