@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import io
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -417,7 +418,7 @@ def test_a_request_shows_busy_disables_the_controls_and_clears_when_the_answer_a
             w = self.widget
             seen.append({"busy": w.busy, "status": w.status, "kind": w.status_kind, **controls(w)})
             # the status line ticks while the kernel waits for the model
-            wait_until(lambda: "segmenting… 0." in w.toolbar.status.value, timeout=10)
+            wait_until(lambda: re.search(r"segmenting… \d+\.\d s", w.toolbar.status.value), timeout=10)
             seen[-1]["progress"] = w.toolbar.progress.layout.display
             return super().predict(image_id, **kwargs)
 
