@@ -131,6 +131,8 @@ MODELS: dict[str, ModelRecord] = {
             packaged=True,
             licence="Apache-2.0",
             description="Small model trained on synthetic shapes; ships with the package (tests, offline demos)",
+            # calibrated on its held-out scenes: benchmarks/calibrate_automask.py (docs/automask.md)
+            automask_defaults={"pred_iou_thresh": 0.7, "stability_score_thresh": 0.75},
         ),
     )
 }

@@ -8,8 +8,10 @@ The rules, in order:
 2. A background click refines the current object: its earlier clicks and box
    plus the new click, with the previous mask's logits as ``mask_input``.
    When the one mask that comes back still covers a background click (or
-   misses a positive one), three candidates are asked for and the
-   best-ranked one that respects every click is shown.
+   misses a positive one), three candidates are asked for from the clicks
+   alone (the previous mask, which the annotator is correcting, pulls the
+   answer back towards itself) and the best-ranked one that respects every
+   click is shown.
 3. A positive click inside the current mask refines it the same way.
 4. A positive click outside it is first segmented alone. When that mask
    overlaps the current one (the click found a part of the same object that
@@ -55,8 +57,10 @@ def _single_click(prompt: InteractivePrompt) -> bool:
 
 
 def _with_click(base: InteractivePrompt, click: InteractivePrompt) -> InteractivePrompt:
-    """``base`` plus the click of ``click`` (the object's label stays ``base``'s)."""
+    """``base`` plus the click of ``click`` (the object's label stays ``base``'s); a repeated click adds nothing."""
     merged = copy.deepcopy(base)
+    if (click.points[0], click.point_labels[0]) in zip(merged.points, merged.point_labels, strict=True):
+        return merged
     merged.points.append(click.points[0])
     merged.point_labels.append(click.point_labels[0])
     if merged.label is None and click.point_labels[0] == 1:
@@ -79,7 +83,8 @@ def _refine(
     prompt = _with_click(session.prompt, click)
     objects = segment(client, image_id, prompt, mask_input=session.logits_id)
     if objects and not respects_clicks(objects[0].mask, prompt):
-        objects = segment(client, image_id, prompt, mask_input=session.logits_id, multimask=True)
+        # the previous mask is what the annotator is correcting: ask from the clicks alone
+        objects = segment(client, image_id, prompt, multimask=True)
     return _answer(image_id, prompt, objects, region_id=session.region_id)
 
 

@@ -42,7 +42,9 @@ class ScriptedSamClient(SamClientBase):
         self.down = False
         self.forget_images = False
         self.score_offset = 0.0  # added to every predicted IoU (0.2 gives scores above 1, as SAM can)
-        self.top_mask_ignores_background = False  # like a weak model: the top candidate ignores negative clicks
+        self.top_mask_ignores_background = (
+            False  # like a weak model: the top candidate ignores negative clicks
+        )
 
     def _check(self) -> None:
         if self.down:

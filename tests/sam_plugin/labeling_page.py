@@ -55,6 +55,7 @@ class LabelingPage:
         self.page.goto(f"{self.url}/projects/{self.project}/data?task={self.task}")
         self.page.get_by_text("Auto-Annotation").wait_for(timeout=60_000)
         self.image_canvas().wait_for(timeout=60_000)
+        self.page.wait_for_load_state("networkidle")
         return self
 
     def image_canvas(self) -> Any:
@@ -63,7 +64,8 @@ class LabelingPage:
 
     def auto_annotation(self) -> None:
         """Turn on the Auto-Annotation switch in the bottom bar (it shows the smart tools)."""
-        if self.page.locator("button.lsf-tool_smart").count() == 0:
+        switch = self.page.get_by_test_id("bottombar-auto-annotation-toggle")
+        if not switch.is_checked():
             self.page.get_by_text("Auto-Annotation").click()
         self.page.locator("button.lsf-tool_smart").first.wait_for()
 

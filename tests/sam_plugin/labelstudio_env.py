@@ -81,6 +81,20 @@ def shapes_png() -> bytes:
     return buffer.getvalue()
 
 
+def touching_shapes_png() -> bytes:
+    """A blue disc with a blue bar touching it (``W x H``): one click on the disc may take both.
+
+    The disc is centred at (80, 90) with radius 40; the bar spans x 115..175, y 70..110.
+    """
+    image = Image.new("RGB", (W, H), (200, 200, 200))
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((40, 50, 120, 130), fill=(40, 60, 220))
+    draw.rectangle((115, 70, 175, 110), fill=(40, 60, 220))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def model_name() -> str:
     """The model the e2e model server loads."""
     if os.environ.get("SAM_E2E_MODEL"):
@@ -102,13 +116,28 @@ class LabelStudio:
         assert response.status_code < 300, f"{method} {path}: {response.status_code} {response.text[:2000]}"
         return response.json()
 
-    def new_project(self, title: str, label_config: str, image_png: bytes, ml_url: str) -> dict[str, Any]:
+    def new_project(
+        self, title: str, label_config: str, image_png: bytes, ml_url: str, *, prelabel: bool = True
+    ) -> dict[str, Any]:
         """A project with one task (``image_png``) and the model server connected as an interactive ML backend.
+
+        Args:
+            title: Project title.
+            label_config: Labeling config XML.
+            image_png: The task's image.
+            ml_url: The ML backend URL (``<model server>/ls``).
+            prelabel: Label Studio's "Use predictions to prelabel tasks" (``show_collab_predictions``).
+                Off for interactive labeling: a task then opens without waiting for
+                segment-everything, and a click lands on the image, not on a predicted region.
 
         Returns:
             ``{"id", "task", "ml", "model_version"}``.
         """
-        created = self.call("POST", "/api/projects", json={"title": title, "label_config": label_config})
+        created = self.call(
+            "POST",
+            "/api/projects",
+            json={"title": title, "label_config": label_config, "show_collab_predictions": prelabel},
+        )
         pid = created["id"]
         self.call(
             "POST", f"/api/projects/{pid}/import", files={"file": ("shapes.png", image_png, "image/png")}

@@ -76,11 +76,11 @@ def test_background_click_alone_refines_the_last_object(
     runtime: PluginRuntime, sam_client: ScriptedSamClient
 ) -> None:
     first = ask(runtime, keypoint(20, 20))
-    refined = ask(runtime, keypoint(23, 20, label="Background"))
-    assert mask_of(first)[20, 23] and not mask_of(refined)[20, 23]
-    assert mask_of(refined)[20, 17]
+    refined = ask(runtime, keypoint(24, 20, label="Background"))
+    assert mask_of(first)[20, 24] and not mask_of(refined)[20, 24]
+    assert mask_of(refined)[20, 16]
     last = sam_client.calls[-1]
-    assert last["points"] == [[20.0, 20.0], [23.0, 20.0]] and last["labels"] == [1, 0]
+    assert last["points"] == [[20.0, 20.0], [24.0, 20.0]] and last["labels"] == [1, 0]
     assert last["mask_input"] == "logits-1-0"
     assert refined["id"] == first["id"]
 
@@ -163,4 +163,12 @@ def test_when_the_one_mask_ignores_a_background_click_a_candidate_that_respects_
     ask(runtime, keypoint(20, 20))
     refined = mask_of(ask(runtime, keypoint(24, 20, label="Background")))
     assert [call["multimask"] for call in sam_client.calls[-2:]] == [False, True]
+    assert sam_client.calls[-1]["mask_input"] is None
     assert not refined[20, 24] and refined[20, 20] and refined[20, 16]
+
+
+def test_the_same_click_again_adds_no_point(runtime: PluginRuntime, sam_client: ScriptedSamClient) -> None:
+    first = ask(runtime, keypoint(20, 20))
+    again = ask(runtime, keypoint(20, 20))
+    assert sam_client.calls[-1]["points"] == [[20.0, 20.0]]
+    np.testing.assert_array_equal(mask_of(again), mask_of(first))
