@@ -21,7 +21,9 @@ FILE_MODE = 0o644
 
 
 @contextmanager
-def atomic_open(path: str | os.PathLike[str], mode: str = "wb", *, encoding: str | None = None) -> Iterator[IO[Any]]:
+def atomic_open(
+    path: str | os.PathLike[str], mode: str = "wb", *, encoding: str | None = None
+) -> Iterator[IO[Any]]:
     """Open a temporary file that replaces ``path`` when the ``with`` block succeeds.
 
     Args:

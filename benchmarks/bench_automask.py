@@ -204,7 +204,10 @@ def main() -> None:
     )
     parser.add_argument("--skip-encoder", action="store_true", help="time everything after the image encoder")
     parser.add_argument(
-        "--ours-dtype", choices=("float32", "bfloat16"), default="float32", help="our network's dtype (end to end)"
+        "--ours-dtype",
+        choices=("float32", "bfloat16"),
+        default="float32",
+        help="our network's dtype (end to end)",
     )
     parser.add_argument("--repeats", type=int, default=3, help="alternating runs with --skip-encoder")
     parser.add_argument("--child", choices=("ours", "reference"), help=argparse.SUPPRESS)

@@ -294,9 +294,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=100, help="latency samples")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--clients", default="1,4,16", help="comma-separated concurrency levels")
-    parser.add_argument(
-        "--only", choices=("latency", "throughput", "shareable"), help="run one part only"
-    )
+    parser.add_argument("--only", choices=("latency", "throughput", "shareable"), help="run one part only")
     parser.add_argument(
         "--weights", choices=("auto", "vit_b_decoder", "tiny"), default="auto", help="see model_path()"
     )

@@ -47,7 +47,9 @@ def main() -> None:
     model = load_model(args.model, device="cpu")
     scenes = heldout_scenes(args.scenes)
     items = [scenes[i] for i in range(len(scenes))]
-    print("| pred_iou_thresh | stability_score_thresh | recall | precision | masks/image |\n|---|---|---|---|---|")
+    print(
+        "| pred_iou_thresh | stability_score_thresh | recall | precision | masks/image |\n|---|---|---|---|---|"
+    )
     for iou, stability in itertools.product(args.iou, args.stability):
         generator = AutomaskGenerator(model, pred_iou_thresh=iou, stability_score_thresh=stability)
         found = objects = matching = produced = 0

@@ -57,10 +57,23 @@ def test_backend_never_imports_plugin_or_widget():
 
 
 def test_network_imports_only_torch():
-    allowed = {"torch", "math", "typing", "dataclasses", "functools", "__future__", "collections", "itertools"}
+    allowed = {
+        "torch",
+        "math",
+        "typing",
+        "dataclasses",
+        "functools",
+        "__future__",
+        "collections",
+        "itertools",
+    }
     offenders = {}
     for path in _python_files("backend/model"):
-        bad = {n for n in _imported_modules(path) if n.split(".")[0] not in allowed and not n.startswith("backend.model")}
+        bad = {
+            n
+            for n in _imported_modules(path)
+            if n.split(".")[0] not in allowed and not n.startswith("backend.model")
+        }
         if bad:
             offenders[str(path.relative_to(ROOT))] = sorted(bad)
     assert offenders == {}

@@ -12,7 +12,9 @@ import torch
 MASK_THRESHOLD = 0.0
 
 
-def stability_score(logits: torch.Tensor, mask_threshold: float = MASK_THRESHOLD, offset: float = 1.0) -> torch.Tensor:
+def stability_score(
+    logits: torch.Tensor, mask_threshold: float = MASK_THRESHOLD, offset: float = 1.0
+) -> torch.Tensor:
     """IoU between the masks thresholded at ``mask_threshold +/- offset``.
 
     A stable mask barely changes when the threshold moves, so the score is
@@ -28,7 +30,11 @@ def stability_score(logits: torch.Tensor, mask_threshold: float = MASK_THRESHOLD
     """
     intersections = count_above(logits, mask_threshold + offset)
     unions = count_above(logits, mask_threshold - offset)
-    return torch.where(unions > 0, intersections.float() / unions.clamp(min=1).float(), torch.ones_like(unions, dtype=torch.float32))
+    return torch.where(
+        unions > 0,
+        intersections.float() / unions.clamp(min=1).float(),
+        torch.ones_like(unions, dtype=torch.float32),
+    )
 
 
 def above_threshold(logits: torch.Tensor, threshold: float = MASK_THRESHOLD) -> torch.Tensor:

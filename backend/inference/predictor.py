@@ -124,8 +124,15 @@ class SamPredictor:
             original_size: ``(height, width)`` of the image in pixels.
         """
         expected = (self.model.config.prompt_embed_dim, self.model.config.embedding_size)
-        if embedding.ndim != 4 or embedding.shape[0] != 1 or embedding.shape[1] != expected[0] or embedding.shape[2] != expected[1]:
-            raise InvalidInput(f"embedding must be 1x{expected[0]}x{expected[1]}x{expected[1]}, got {tuple(embedding.shape)}")
+        if (
+            embedding.ndim != 4
+            or embedding.shape[0] != 1
+            or embedding.shape[1] != expected[0]
+            or embedding.shape[2] != expected[1]
+        ):
+            raise InvalidInput(
+                f"embedding must be 1x{expected[0]}x{expected[1]}x{expected[1]}, got {tuple(embedding.shape)}"
+            )
         self._embedding = embedding.to(self.device, self.dtype)
         self._original_size = (int(original_size[0]), int(original_size[1]))
         self._input_size = resized_shape(original_size[0], original_size[1], self.image_size)
@@ -325,7 +332,9 @@ class SamPredictor:
             self._decoder_image_cache = self.model.prepare_decoder(self.embedding)
         return self._decoder_image_cache
 
-    def upscale_logits(self, low_res: torch.Tensor, original_size: tuple[int, int] | None = None) -> torch.Tensor:
+    def upscale_logits(
+        self, low_res: torch.Tensor, original_size: tuple[int, int] | None = None
+    ) -> torch.Tensor:
         """``BxKxLxL`` low-res logits -> ``BxKxHxW`` logits at the original image size."""
         size = original_size or self.original_size
         input_size = resized_shape(size[0], size[1], self.image_size)
@@ -340,8 +349,9 @@ class SamPredictor:
         if masks.ndim == 3:
             masks = masks[None]
         if masks.ndim != 4 or masks.shape[1:] != (1, side, side):
-            raise InvalidInput(f"mask_input must be 1x{side}x{side} or Bx1x{side}x{side} logits, got {masks.shape}")
+            raise InvalidInput(
+                f"mask_input must be 1x{side}x{side} or Bx1x{side}x{side} logits, got {masks.shape}"
+            )
         if not np.isfinite(masks).all():
             raise InvalidInput("mask_input contains NaN or infinite values")
         return masks
-

@@ -138,7 +138,13 @@ def _tuples(data: dict[str, Any]) -> dict[str, Any]:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
 
 
-VIT_B = SamConfig(encoder="vit", vit=ViTConfig(embed_dim=768, depth=12, num_heads=12, global_attn_indexes=(2, 5, 8, 11)))
-VIT_L = SamConfig(encoder="vit", vit=ViTConfig(embed_dim=1024, depth=24, num_heads=16, global_attn_indexes=(5, 11, 17, 23)))
-VIT_H = SamConfig(encoder="vit", vit=ViTConfig(embed_dim=1280, depth=32, num_heads=16, global_attn_indexes=(7, 15, 23, 31)))
+VIT_B = SamConfig(
+    encoder="vit", vit=ViTConfig(embed_dim=768, depth=12, num_heads=12, global_attn_indexes=(2, 5, 8, 11))
+)
+VIT_L = SamConfig(
+    encoder="vit", vit=ViTConfig(embed_dim=1024, depth=24, num_heads=16, global_attn_indexes=(5, 11, 17, 23))
+)
+VIT_H = SamConfig(
+    encoder="vit", vit=ViTConfig(embed_dim=1280, depth=32, num_heads=16, global_attn_indexes=(7, 15, 23, 31))
+)
 VIT_T = SamConfig(encoder="tiny_vit", tiny_vit=TinyViTConfig())

@@ -31,9 +31,13 @@ def _prompts(height: int, width: int) -> dict[str, dict]:
     w, h = width, height
     return {
         "one_point": dict(point_coords=[[0.3 * w, 0.4 * h]], point_labels=[1]),
-        "points": dict(point_coords=[[0.3 * w, 0.4 * h], [0.7 * w, 0.2 * h], [0.5 * w, 0.8 * h]], point_labels=[1, 0, 1]),
+        "points": dict(
+            point_coords=[[0.3 * w, 0.4 * h], [0.7 * w, 0.2 * h], [0.5 * w, 0.8 * h]], point_labels=[1, 0, 1]
+        ),
         "box": dict(box=[0.1 * w, 0.2 * h, 0.8 * w, 0.9 * h]),
-        "box_points": dict(box=[0.1 * w, 0.2 * h, 0.8 * w, 0.9 * h], point_coords=[[0.5 * w, 0.5 * h]], point_labels=[0]),
+        "box_points": dict(
+            box=[0.1 * w, 0.2 * h, 0.8 * w, 0.9 * h], point_coords=[[0.5 * w, 0.5 * h]], point_labels=[0]
+        ),
     }
 
 
@@ -51,7 +55,12 @@ def _assert_masks_match(ours: np.ndarray, ref_logits: np.ndarray, rel: float = 1
 
 def _ranked(masks, scores, low_res):
     order = np.argsort(-scores, axis=-1, kind="stable")
-    take = lambda a: np.take_along_axis(a, order.reshape(order.shape + (1,) * (a.ndim - order.ndim)), axis=order.ndim - 1)  # noqa: E731
+
+    def take(a):
+        return np.take_along_axis(
+            a, order.reshape(order.shape + (1,) * (a.ndim - order.ndim)), axis=order.ndim - 1
+        )
+
     return take(masks), take(scores), take(low_res)
 
 
@@ -97,7 +106,10 @@ def test_mask_input_refinement_matches_reference(models, size):
 
     out = ours.predict(**prompt, mask_input=mask_input, multimask_output=False)
     ref_logits, ref_scores, ref_low = ref.predict(
-        **{k: np.asarray(v) for k, v in prompt.items()}, mask_input=mask_input, multimask_output=False, return_logits=True
+        **{k: np.asarray(v) for k, v in prompt.items()},
+        mask_input=mask_input,
+        multimask_output=False,
+        return_logits=True,
     )
     _assert_close(out.scores[0], ref_scores)
     _assert_close(out.low_res_logits[0], ref_low)

@@ -17,7 +17,9 @@ def decoded():
     with torch.no_grad():
         for param in sam.parameters():
             param.normal_(0.0, 0.2)
-        embedding = torch.randn(1, sam.config.prompt_embed_dim, sam.config.embedding_size, sam.config.embedding_size)
+        embedding = torch.randn(
+            1, sam.config.prompt_embed_dim, sam.config.embedding_size, sam.config.embedding_size
+        )
         cache = sam.prepare_decoder(embedding)
         gen = torch.Generator().manual_seed(4)
         coords = torch.rand(7, 1, 2, generator=gen) * sam.config.image_size
@@ -37,7 +39,9 @@ def test_kept_candidates_equal_the_full_decoding(decoded):
     assert torch.equal(kept.candidate, want_candidate)
     torch.testing.assert_close(kept.iou, iou[want_prompt, want_candidate], rtol=0, atol=1e-6)
     scale = low_res.abs().max()
-    torch.testing.assert_close(kept.low_res, low_res[want_prompt, want_candidate], rtol=0, atol=1e-5 * float(scale))
+    torch.testing.assert_close(
+        kept.low_res, low_res[want_prompt, want_candidate], rtol=0, atol=1e-5 * float(scale)
+    )
 
 
 def test_no_threshold_keeps_every_candidate_in_prompt_major_order(decoded):
@@ -46,7 +50,9 @@ def test_no_threshold_keeps_every_candidate_in_prompt_major_order(decoded):
         kept = sam.decode_above(cache, points, None)
     assert kept.prompt.tolist() == [p for p in range(7) for _ in range(3)]
     assert kept.candidate.tolist() == [0, 1, 2] * 7
-    torch.testing.assert_close(kept.low_res, low_res.flatten(0, 1), rtol=0, atol=1e-5 * float(low_res.abs().max()))
+    torch.testing.assert_close(
+        kept.low_res, low_res.flatten(0, 1), rtol=0, atol=1e-5 * float(low_res.abs().max())
+    )
 
 
 def test_a_threshold_above_every_score_returns_empty_tensors(decoded):

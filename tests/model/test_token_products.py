@@ -19,7 +19,11 @@ def _close(a: torch.Tensor, b: torch.Tensor) -> None:
 @pytest.mark.parametrize(("n", "k", "r"), SHAPES)
 def test_tokens_times_weights_is_the_linear_map(n: int, k: int, r: int) -> None:
     g = torch.Generator().manual_seed(n + k + r)
-    tokens, weight, bias = torch.randn(n, k, generator=g), torch.randn(r, k, generator=g), torch.randn(r, generator=g)
+    tokens, weight, bias = (
+        torch.randn(n, k, generator=g),
+        torch.randn(r, k, generator=g),
+        torch.randn(r, generator=g),
+    )
     with torch.inference_mode():
         _close(tp.tokens_times_weights(tokens, weight, bias), tokens @ weight.T + bias)
         # Strided tokens (a transposed view) are accepted too.

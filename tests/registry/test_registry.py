@@ -135,7 +135,9 @@ def test_load_model_rejects_bad_dtypes_and_names():
 def test_the_packaged_demo_model_loads():
     path = get_record("demo").packaged_path
     if path is None or not path.is_file():
-        pytest.skip("backend/weights/sam_demo.pt is missing: build it with `sam-train --demo --out backend/weights/sam_demo.pt`")
+        pytest.skip(
+            "backend/weights/sam_demo.pt is missing: build it with `sam-train --demo --out backend/weights/sam_demo.pt`"
+        )
     sam = load_model("demo")
     assert not sam.training and sam.config.image_size > 0
     assert registry.MODELS["demo"].config is None  # the configuration comes from the file
