@@ -50,6 +50,17 @@ class ServerConfig:
         clip_model: CLIP model of text prompts: a name (``ViT-B/32``) or a
             checkpoint path.
         clip_root: Folder of the CLIP weights files (None: ``~/.cache/clip``).
+        timeout_s: Deadline of interactive work (predict, image upload), in
+            seconds from the request's arrival; later it is dropped (504).
+        bulk_timeout_s: Deadline of bulk work (segment-everything, text
+            prompts, ``priority=bulk`` uploads), in seconds; a running job
+            stops at its next slice.
+        max_queue: Most interactive jobs waiting for the model thread (503
+            with ``Retry-After`` above).
+        max_bulk_jobs: Most bulk jobs waiting or running (503 with
+            ``Retry-After`` above).
+        max_automask_points: Most point prompts one segment-everything request
+            may decode, over all its crops (413 above).
     """
 
     model: Any = "demo"
@@ -72,6 +83,18 @@ class ServerConfig:
     plugins: bool = True
     clip_model: str = "ViT-B/32"
     clip_root: str | None = None
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 60.0
+    idle_timeout_s: float = 15.0
+    max_connections: int = 1000
+    decode_budget_mb: int = 512
+    answer_budget_mb: int = 1024
+
+    timeout_s: float = 60.0
+    bulk_timeout_s: float = 600.0
+    max_queue: int = 256
+    max_bulk_jobs: int = 4
+    max_automask_points: int = 8192
 
     @property
     def model_label(self) -> str:
