@@ -21,6 +21,7 @@ Output records follow SA-1B: ``segmentation`` (COCO RLE), ``area`` (pixels),
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +49,15 @@ if TYPE_CHECKING:
 
 #: Default bound on logit pixels (float32) upscaled at once: 128 MiB.
 DEFAULT_UPSCALE_PIXEL_BUDGET = 2**25
+
+Checkpoint = Callable[[], None]
+"""Called between slices of the work (a crop's encoding, a point batch, an
+upscaled chunk); a model server runs waiting requests there, and stops the
+generator by raising."""
+
+
+def _no_checkpoint() -> None:
+    """Run to the end without pausing."""
 
 
 @dataclass
@@ -191,13 +201,22 @@ class AutomaskGenerator:
         self.upscale_pixel_budget = upscale_pixel_budget
 
     @torch.inference_mode()
-    def generate(self, image: np.ndarray, *, predictor: SamPredictor | None = None) -> list[dict[str, Any]]:
+    def generate(
+        self,
+        image: np.ndarray,
+        *,
+        predictor: SamPredictor | None = None,
+        checkpoint: Checkpoint = _no_checkpoint,
+    ) -> list[dict[str, Any]]:
         """All masks of an image, as SA-1B records.
 
         Args:
             image: ``HxWx3`` uint8 RGB.
             predictor: Optional predictor that already holds this image's
                 embedding; the full-image crop then reuses it.
+            checkpoint: Called between slices of the work: before each crop
+                is encoded, each point batch and each upscaled chunk; an
+                exception it raises stops the generator (see :data:`Checkpoint`).
 
         Returns:
             Records (see the module docstring), best first within NMS order.
@@ -213,13 +232,14 @@ class AutomaskGenerator:
         own = SamPredictor(self.model)
         found = _Candidates()
         for crop in crops:
+            checkpoint()
             if crop.layer == 0 and predictor is not None:
                 crop_predictor = predictor
             else:
                 x1, y1, x2, y2 = crop.box
                 own.set_image(np.ascontiguousarray(image[y1:y2, x1:x2]))
                 crop_predictor = own
-            found.extend(self._process_crop(crop_predictor, crop, height, width))
+            found.extend(self._process_crop(crop_predictor, crop, height, width, checkpoint))
         own.reset_image()
 
         if len(crops) > 1 and len(found) > 0:
@@ -228,20 +248,21 @@ class AutomaskGenerator:
             keep = batched_nms(boxes.float(), prefer_small, torch.zeros(len(found)), self.crop_nms_thresh)
             found = found.select(keep)
         if self.min_mask_region_area > 0 and len(found) > 0:
-            found = self._remove_small_regions(found)
+            found = self._remove_small_regions(found, checkpoint)
         return _records(found)
 
-    def _process_crop(self, predictor: SamPredictor, crop: CropBox, height: int, width: int) -> _Candidates:
+    def _process_crop(
+        self, predictor: SamPredictor, crop: CropBox, height: int, width: int, checkpoint: Checkpoint
+    ) -> _Candidates:
         """Decode the crop's point grid; filter, NMS, and move to the original frame."""
         crop_h, crop_w = predictor.original_size
         points = self.point_grids[crop.layer] * np.array([[crop_w, crop_h]], dtype=np.float64)
         found = _Candidates()
         for start in range(0, len(points), self.points_per_batch):
-            found.extend(
-                self._process_batch(
-                    predictor, points[start : start + self.points_per_batch], crop, height, width
-                )
-            )
+            if start:
+                checkpoint()
+            batch = points[start : start + self.points_per_batch]
+            found.extend(self._process_batch(predictor, batch, crop, height, width, checkpoint))
         if len(found) == 0:
             return found
         boxes, iou, _ = found.stacked()
@@ -253,7 +274,13 @@ class AutomaskGenerator:
         return found
 
     def _process_batch(
-        self, predictor: SamPredictor, points: np.ndarray, crop: CropBox, height: int, width: int
+        self,
+        predictor: SamPredictor,
+        points: np.ndarray,
+        crop: CropBox,
+        height: int,
+        width: int,
+        checkpoint: Checkpoint,
     ) -> _Candidates:
         """Decode ``Bx2`` crop-pixel points; keep masks passing every filter (boxes in the crop frame)."""
         device = predictor.device
@@ -268,6 +295,8 @@ class AutomaskGenerator:
         crop_h, crop_w = predictor.original_size
         per_chunk = max(1, self.upscale_pixel_budget // (predictor.image_size**2 + crop_h * crop_w))
         for start in range(0, len(low_res), per_chunk):
+            if start:
+                checkpoint()
             chunk = slice(start, start + per_chunk)
             logits = predictor.upscale_logits(low_res[chunk, None].float())[:, 0]
             stability = stability_score(logits, MASK_THRESHOLD, self.stability_score_offset)
@@ -294,11 +323,12 @@ class AutomaskGenerator:
                 found.crops.append(crop)
         return found
 
-    def _remove_small_regions(self, found: _Candidates) -> _Candidates:
+    def _remove_small_regions(self, found: _Candidates, checkpoint: Checkpoint) -> _Candidates:
         """Fill small holes, drop small islands, and rerun NMS preferring unchanged masks."""
         changed: dict[int, tuple[dict[str, Any], int, torch.Tensor]] = {}
         boxes = []
         for i, rle in enumerate(found.rles):
+            checkpoint()
             mask = from_coco_rle(rle)
             mask, holes = remove_small_regions(mask, self.min_mask_region_area, "holes")
             mask, islands = remove_small_regions(mask, self.min_mask_region_area, "islands")

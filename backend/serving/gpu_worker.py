@@ -1,15 +1,24 @@
 """The single thread that owns every forward pass of the model.
 
-HTTP threads never touch the GPU: they put work on :class:`GpuWorker`'s queue
-and wait on a :class:`~concurrent.futures.Future`. Two kinds of work exist:
+HTTP threads never touch the GPU: they put work on :class:`GpuWorker`'s
+queues (:mod:`backend.serving.work_queue`) and wait on a
+:class:`~concurrent.futures.Future`. Three kinds of work exist, served in
+this order:
 
-* calls (image encoder, segment-everything, text ranking) run one at a time
-  in arrival order;
 * decode jobs (prompt -> masks) are micro-batched: the worker takes what is
   queued, waits a few milliseconds for more while other requests are still
   on their way, groups jobs whose ``signature`` is equal and hands each
-  group to one batched decoder call.
+  group to one batched decoder call;
+* interactive calls (image encoder, model loading) run one at a time, one
+  after each round of decodes;
+* bulk calls (segment-everything, text ranking, bulk encodings) run when
+  nothing interactive waits. They call :meth:`GpuWorker.checkpoint` between
+  slices of their work; the checkpoint runs the interactive work that came
+  in meanwhile and stops the bulk call (by raising) when its ticket was
+  cancelled or its deadline passed.
 
+Every job may carry a :class:`~backend.serving.scheduling.Ticket`; a job
+whose ticket expired or was cancelled before it started is dropped.
 Out-of-memory errors become :class:`~backend.errors.ServiceUnavailable` (503)
 for the requests of that batch only; the worker frees the allocator cache
 and keeps serving.
@@ -18,17 +27,22 @@ and keeps serving.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from backend.errors import ServiceUnavailable
+from backend.serving.scheduling import Priority, Ticket
+from backend.serving.work_queue import WorkItem, WorkQueue
 
 log = logging.getLogger(__name__)
+
+DEFAULT_MAX_QUEUE = 256
+"""Most decodes plus interactive calls waiting (``--max-queue``)."""
+DEFAULT_MAX_BULK_JOBS = 4
+"""Most bulk jobs waiting or running (``--max-bulk-jobs``)."""
 
 
 class DecodeJob(Protocol):
@@ -41,21 +55,6 @@ class DecodeJob(Protocol):
     @property
     def batch_size(self) -> int:
         """Number of prompts (objects) in the job."""
-
-
-@dataclass
-class _Call:
-    fn: Callable[[], Any]
-    future: Future = field(default_factory=Future)
-
-
-@dataclass
-class _Decode:
-    job: DecodeJob
-    future: Future = field(default_factory=Future)
-
-
-_STOP = object()
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -71,7 +70,7 @@ def _free_accelerator_memory() -> None:
 
 
 class GpuWorker:
-    """Serializes model work on one thread, micro-batching decoder calls."""
+    """Serializes model work on one thread: decodes first (micro-batched), bulk work in slices."""
 
     def __init__(
         self,
@@ -80,6 +79,8 @@ class GpuWorker:
         max_batch: int = 16,
         batch_wait_s: float = 0.003,
         expected_decodes: Callable[[], int] | None = None,
+        max_queue: int = DEFAULT_MAX_QUEUE,
+        max_bulk_jobs: int = DEFAULT_MAX_BULK_JOBS,
         name: str = "sam-gpu-worker",
     ) -> None:
         """Create a stopped worker; call :meth:`start`.
@@ -93,14 +94,18 @@ class GpuWorker:
             expected_decodes: Number of decode requests currently being
                 handled by callers (queued or still being validated); the
                 worker stops waiting as soon as all of them are in the batch.
+            max_queue: Most decodes plus interactive calls waiting; more are
+                refused with :class:`~backend.serving.scheduling.QueueFull`.
+            max_bulk_jobs: Most bulk calls waiting or running; more are refused alike.
             name: Thread name.
         """
         self._run_decode_group = run_decode_group
         self.max_batch = max_batch
         self._batch_wait_s = max(batch_wait_s, 0.0)
         self._expected_decodes = expected_decodes
-        self._queue: queue.Queue[Any] = queue.Queue()
+        self._queue = WorkQueue(max_interactive=max_queue, max_bulk=max_bulk_jobs)
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._bulk_item: WorkItem | None = None
         self.decoder_calls = 0
 
     @property
@@ -120,90 +125,142 @@ class GpuWorker:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Finish queued work, then stop the thread (waits up to ``timeout`` s)."""
+        self._queue.close()
         if self._thread.is_alive():
-            self._queue.put(_STOP)
             self._thread.join(timeout)
 
     def queue_depth(self) -> int:
         """Work items waiting (not counting the one running)."""
-        return self._queue.qsize()
+        return len(self._queue)
 
-    def submit(self, fn: Callable[[], Any]) -> Future:
-        """Queue an exclusive call (encoder, segment-everything...)."""
-        item = _Call(fn)
-        self._queue.put(item)
-        return item.future
+    def bulk_jobs(self) -> int:
+        """Bulk calls waiting or running."""
+        return self._queue.bulk_jobs()
 
-    def submit_decode(self, job: DecodeJob) -> Future:
-        """Queue a decode job; it may share a decoder call with others."""
-        item = _Decode(job)
-        self._queue.put(item)
-        return item.future
+    def submit(
+        self,
+        fn: Callable[[], Any],
+        *,
+        priority: Priority = Priority.INTERACTIVE,
+        ticket: Ticket | None = None,
+        bounded: bool = True,
+    ) -> Future:
+        """Queue an exclusive call (encoder, segment-everything...).
+
+        Args:
+            fn: Runs on the worker thread; a bulk ``fn`` should call
+                :meth:`checkpoint` between slices of its work.
+            priority: Its lane.
+            ticket: Deadline and cancellation (None: no limit).
+            bounded: Refuse it when its lane is full (False for internal work).
+
+        Raises:
+            QueueFull: The lane is full.
+        """
+        return self._queue.put(WorkItem(priority, ticket, fn=fn), bounded=bounded)
+
+    def submit_decode(self, job: DecodeJob, *, ticket: Ticket | None = None) -> Future:
+        """Queue a decode job; it may share a decoder call with others.
+
+        Raises:
+            QueueFull: The interactive lanes are full.
+        """
+        return self._queue.put(WorkItem(Priority.INTERACTIVE, ticket, job=job))
+
+    def promote(self, future: Future) -> bool:
+        """Let a queued bulk call run as interactive work (a person now waits for it)."""
+        return self._queue.promote(future)
+
+    def checkpoint(self) -> None:
+        """Between two slices of a bulk call: run waiting interactive work, then go on or stop.
+
+        Must be called on the worker thread, from inside a bulk call.
+
+        Raises:
+            DeadlineExceeded: The bulk call's deadline has passed.
+            ClientGone: Its client disconnected.
+        """
+        if threading.current_thread() is not self._thread:
+            raise RuntimeError("GpuWorker.checkpoint() runs on the worker thread, inside a bulk call")
+        self._check_bulk_ticket()
+        while (item := self._queue.take_urgent()) is not None:
+            self._run(item)
+        self._check_bulk_ticket()
+
+    def _check_bulk_ticket(self) -> None:
+        item = self._bulk_item
+        if item is not None and item.ticket is not None:
+            item.ticket.check()
 
     def _loop(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is _STOP:
-                return
-            if isinstance(item, _Call):
-                self._run_call(item)
-                continue
-            batch, deferred = self._collect(item)
-            self._run_decodes(batch)
-            for other in deferred:
-                if other is _STOP:
-                    return
-                self._run_call(other)
+        while (item := self._queue.take()) is not None:
+            if item.priority is Priority.BULK and item.job is None:
+                self._run_bulk(item)
+            else:
+                self._run(item)
 
-    def _collect(self, first: _Decode) -> tuple[list[_Decode], list[Any]]:
-        """Gather decode jobs for one round; other work is deferred, not lost."""
-        batch, deferred = [first], []
+    def _run(self, item: WorkItem) -> None:
+        """An interactive item: a round of decodes starting with it, or one call."""
+        if item.job is not None:
+            self._run_decodes(self._collect(item))
+        else:
+            self._run_call(item)
+
+    def _run_bulk(self, item: WorkItem) -> None:
+        start = time.monotonic()
+        self._bulk_item = item
+        ran = False
+        try:
+            ran = self._run_call(item)
+        finally:
+            self._bulk_item = None
+            self._queue.bulk_finished(time.monotonic() - start if ran else None)
+
+    def _collect(self, first: WorkItem) -> list[WorkItem]:
+        """Gather decode jobs for one round (other work stays queued)."""
+        batch = [first]
         size = first.job.batch_size
         deadline = time.monotonic() + self._batch_wait_s
         while size < self.max_batch:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
+            item = self._queue.take_decode()
+            if item is None:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or not self._more_expected(len(batch)):
                     break
-                try:
-                    item = self._queue.get(timeout=min(remaining, 0.0005))
-                except queue.Empty:
+                item = self._queue.take_decode(timeout=min(remaining, 0.0005))
+                if item is None:
                     continue
-            if isinstance(item, _Decode):
-                batch.append(item)
-                size += item.job.batch_size
-            else:
-                deferred.append(item)
-                if item is _STOP:
-                    break
-        return batch, deferred
+            batch.append(item)
+            size += item.job.batch_size
+        return batch
 
     def _more_expected(self, collected: int) -> bool:
         if self._expected_decodes is None:
             return True
         return self._expected_decodes() > collected
 
-    def _run_call(self, item: _Call) -> None:
-        if not item.future.set_running_or_notify_cancel():
-            return
+    def _run_call(self, item: WorkItem) -> bool:
+        """Run one call; False when it was dropped before starting."""
+        if item.dropped() or not item.future.set_running_or_notify_cancel():
+            return False
+        assert item.fn is not None
         try:
             item.future.set_result(item.fn())
         except BaseException as exc:  # noqa: BLE001 - delivered to the caller
             item.future.set_exception(self._translate(exc))
+        return True
 
-    def _run_decodes(self, batch: list[_Decode]) -> None:
-        groups: dict[Hashable, list[_Decode]] = {}
+    def _run_decodes(self, batch: list[WorkItem]) -> None:
+        groups: dict[Hashable, list[WorkItem]] = {}
         for item in batch:
-            if item.future.set_running_or_notify_cancel():
+            if not item.dropped() and item.future.set_running_or_notify_cancel():
                 groups.setdefault(item.job.signature, []).append(item)
         for items in groups.values():
             for chunk in self._chunks(items):
                 self._run_group(chunk)
 
-    def _chunks(self, items: list[_Decode]) -> list[list[_Decode]]:
-        chunks: list[list[_Decode]] = [[]]
+    def _chunks(self, items: list[WorkItem]) -> list[list[WorkItem]]:
+        chunks: list[list[WorkItem]] = [[]]
         size = 0
         for item in items:
             if chunks[-1] and size + item.job.batch_size > self.max_batch:
@@ -213,7 +270,7 @@ class GpuWorker:
             size += item.job.batch_size
         return chunks
 
-    def _run_group(self, items: list[_Decode]) -> None:
+    def _run_group(self, items: list[WorkItem]) -> None:
         try:
             results = self._run_decode_group([item.job for item in items])
             self.decoder_calls += 1

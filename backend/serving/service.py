@@ -17,7 +17,12 @@ State kept per model:
   text prompts reuse.
 
 Every forward pass runs on the :class:`~backend.serving.gpu_worker.GpuWorker`
-thread; callers block on futures.
+thread; callers block on futures. Each request gets a
+:class:`~backend.serving.scheduling.Ticket`: interactive (predict, image
+upload; ``config.timeout_s``) or bulk (segment-everything, text prompts,
+``priority=bulk`` uploads; ``config.bulk_timeout_s``). Interactive work runs
+before bulk work, bulk work runs in slices, and a job stops at its deadline
+or when its client disconnects (``abandoned``).
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from backend.serving.cache_entries import CachedEmbedding, StoredLogits, parse_d
 from backend.serving.config import ServerConfig
 from backend.serving.embedding_cache import ByteBoundedLRU, CacheStats
 from backend.serving.gpu_worker import GpuWorker
+from backend.serving.scheduling import Priority, Ticket
 from backend.serving.special_prompts import AutomaskRunner, check_automask_params
 
 AUTO_MAX_BATCH = 16
@@ -89,18 +95,21 @@ class SamService:
             max_batch=max(config.max_batch, 1),
             batch_wait_s=config.batch_wait_ms / 1000.0,
             expected_decodes=lambda: self._active_decodes,
+            max_queue=config.max_queue,
+            max_bulk_jobs=config.max_bulk_jobs,
         )
         self._special = AutomaskRunner(
             store_bytes=config.automask_store_mb * MiB,
             model_defaults=automask_defaults_for(config.model),
             text_prompter_factory=text_prompter_factory or partial(_clip_text_prompter, config),
+            max_points=config.max_automask_points,
         )
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> SamService:
         """Start the GPU worker; the model loads on it (see :meth:`ready`)."""
         self._worker.start()
-        self._worker.submit(self._load)
+        self._worker.submit(self._load, bounded=False)
         return self
 
     def wait_ready(self, timeout: float | None = None) -> bool:
@@ -189,6 +198,17 @@ class SamService:
         """Work items waiting for the GPU worker."""
         return self._worker.queue_depth()
 
+    def bulk_jobs(self) -> int:
+        """Bulk jobs (segment-everything, text, bulk uploads) waiting or running."""
+        return self._worker.bulk_jobs()
+
+    def ticket(self, priority: Priority, abandoned: Callable[[], bool] | None = None) -> Ticket:
+        """A new request's ticket: its deadline from ``config.timeout_s`` or ``config.bulk_timeout_s``."""
+        bulk = priority is Priority.BULK
+        return Ticket.start(
+            priority, self.config.bulk_timeout_s if bulk else self.config.timeout_s, abandoned
+        )
+
     @property
     def decoder_calls(self) -> int:
         """Batched decoder calls run so far (micro-batching shares them)."""
@@ -204,13 +224,27 @@ class SamService:
         }
 
     # -------------------------------------------------------------- images
-    def add_image(self, image: bytes | np.ndarray) -> ImageInfo:
+    def add_image(
+        self,
+        image: bytes | np.ndarray,
+        *,
+        priority: Priority = Priority.INTERACTIVE,
+        abandoned: Callable[[], bool] | None = None,
+    ) -> ImageInfo:
         """Decode (bytes) or take (``HxWx3`` uint8) an image and cache its embedding.
 
         The same picture twice computes once, also when concurrent.
 
+        Args:
+            image: Encoded image bytes, or ``HxWx3`` uint8 RGB pixels.
+            priority: ``BULK`` for batch pre-annotation: the encoding waits
+                for interactive work (and gets the bulk deadline).
+            abandoned: Returns True once the caller's client has gone.
+
         Raises:
             InvalidImage: Undecodable bytes. PayloadTooLarge: over ``max_pixels``.
+            QueueFull: The model thread's queue for this priority is full.
+            DeadlineExceeded: Not encoded within the deadline.
         """
         from backend.formats.images import compute_image_id, decode_image, load_image
 
@@ -221,7 +255,7 @@ class SamService:
             pixels = load_image(image, max_pixels=self.config.max_pixels)
         image_id = compute_image_id(pixels)
         self._images.put(image_id, pixels, pixels.nbytes)
-        entry = self._ensure_embedding(image_id, pixels)
+        entry = self._ensure_embedding(image_id, pixels, self.ticket(priority, abandoned))
         return ImageInfo(image_id=image_id, width=entry.original_size[1], height=entry.original_size[0])
 
     def image_info(self, image_id: str) -> ImageInfo:
@@ -233,14 +267,14 @@ class SamService:
         entry = self._embedding_for(image_id)
         return ImageInfo(image_id=image_id, width=entry.original_size[1], height=entry.original_size[0])
 
-    def _embedding_for(self, image_id: str) -> CachedEmbedding:
+    def _embedding_for(self, image_id: str, ticket: Ticket | None = None) -> CachedEmbedding:
         self.require_ready()
         entry = self._embeddings.get(self._key(image_id))
         if entry is not None:
             return entry
         pixels = self._images.get(image_id)
         if pixels is not None:
-            return self._ensure_embedding(image_id, pixels)
+            return self._ensure_embedding(image_id, pixels, ticket or self.ticket(Priority.INTERACTIVE))
         raise NotFound(
             f"unknown image_id {image_id!r}: upload the image with POST /v1/images (add_image) first"
         )
@@ -262,26 +296,42 @@ class SamService:
     def _key(self, image_id: str) -> str:
         return f"{self.model_name}:{image_id}"
 
-    def _ensure_embedding(self, image_id: str, pixels: np.ndarray) -> CachedEmbedding:
-        """The cached entry, or encode once: concurrent callers wait on one in-flight future."""
+    def _ensure_embedding(self, image_id: str, pixels: np.ndarray, ticket: Ticket) -> CachedEmbedding:
+        """The cached entry, or encode once: concurrent callers wait on one in-flight future.
+
+        The encoding is shared, so a caller that gives up (deadline, client
+        gone) does not cancel it; it is cached when it finishes. An
+        interactive caller moves a queued bulk encoding of the same picture
+        to the interactive queue.
+        """
         key = self._key(image_id)
         with self._inflight_lock:
             entry = self._embeddings.get(key)
             if entry is not None:
                 return entry
-            existing = self._inflight.get(key)
-            if existing is None:
-                future = self._worker.submit(lambda: self._encode(pixels))
+            future = self._inflight.get(key)
+            created = future is None
+            if future is None:
+                future = self._worker.submit(
+                    lambda: self._encode(pixels), priority=ticket.priority, ticket=ticket.detached()
+                )
                 self._inflight[key] = future
-        if existing is not None:
-            return existing.result()
+            elif ticket.priority is Priority.INTERACTIVE:
+                self._worker.promote(future)
+        if created:
+            future.add_done_callback(partial(self._encoded, key))
+        return ticket.wait(future, cancel_job=False)
+
+    def _encoded(self, key: str, future: Future) -> None:
+        """Cache a finished encoding (whoever still waits for it), then forget the in-flight future."""
         try:
-            entry = future.result()
-            self._embeddings.put(key, entry, entry.nbytes)
-            return entry
+            if not future.cancelled() and future.exception() is None:
+                entry: CachedEmbedding = future.result()
+                self._embeddings.put(key, entry, entry.nbytes)
         finally:
             with self._inflight_lock:
-                self._inflight.pop(key, None)
+                if self._inflight.get(key) is future:
+                    del self._inflight[key]
 
     def _encode(self, pixels: np.ndarray) -> CachedEmbedding:
         """Runs on the worker: ``HxWx3`` uint8 -> cache entry."""
@@ -302,24 +352,37 @@ class SamService:
         mask_input: str | None = None,
         text: str | None = None,
         multimask: bool = True,
+        abandoned: Callable[[], bool] | None = None,
     ) -> list[ObjectMasks]:
         """Ranked masks for a prompt: one :class:`ObjectMasks` per object.
 
-        See :meth:`backend.client.base.SamClientBase.predict` for the arguments.
+        See :meth:`backend.client.base.SamClientBase.predict` for the arguments;
+        ``abandoned`` returns True once the caller's client has gone. A text
+        prompt is bulk work (segment-everything candidates ranked by CLIP).
 
         Raises:
             NotFound: Unknown ``image_id`` or ``mask_input``.
             InvalidInput: A prompt the model cannot answer (see :func:`check_prompt`).
-            ServiceUnavailable: Model not loaded, or out of GPU memory.
+            ServiceUnavailable: Model not loaded, or out of GPU memory; QueueFull: queue full.
+            DeadlineExceeded: Not answered within the deadline.
         """
         if text is not None:
+            ticket = self.ticket(Priority.BULK, abandoned)
             return self._predict_text(
-                image_id, text, points=points, labels=labels, box=box, boxes=boxes, mask_input=mask_input
+                image_id,
+                text,
+                points=points,
+                labels=labels,
+                box=box,
+                boxes=boxes,
+                mask_input=mask_input,
+                ticket=ticket,
             )
+        ticket = self.ticket(Priority.INTERACTIVE, abandoned)
         with self._active_lock:  # announced to the worker, which waits for it while batching
             self._active_decodes += 1
         try:
-            entry = self._embedding_for(image_id)
+            entry = self._embedding_for(image_id, ticket)
             prompt = check_prompt(
                 width=entry.original_size[1],
                 height=entry.original_size[0],
@@ -338,7 +401,7 @@ class SamService:
                 mask_input=logits,
                 multimask=multimask,
             )
-            result: DecodeResult = self._worker.submit_decode(job).result()
+            result: DecodeResult = ticket.wait(self._worker.submit_decode(job, ticket=ticket))
         finally:
             with self._active_lock:
                 self._active_decodes -= 1
@@ -373,21 +436,37 @@ class SamService:
         return objects
 
     # ----------------------------------------------- automask and text
-    def automask(self, image_id: str, **params: Any) -> list[dict[str, Any]]:
+    def automask(
+        self, image_id: str, *, abandoned: Callable[[], bool] | None = None, **params: Any
+    ) -> list[dict[str, Any]]:
         """Segment everything: SA-1B records (``segmentation`` COCO RLE), cached per parameters.
+
+        Bulk work, run in slices; ``abandoned`` returns True once the caller's client has gone.
 
         Raises:
             NotFound: Unknown image, or its pixels were evicted.
             InvalidInput: Unknown or out-of-range generator parameters.
+            PayloadTooLarge: More point prompts than ``config.max_automask_points``.
+            QueueFull: ``config.max_bulk_jobs`` bulk jobs are already queued or running.
+            DeadlineExceeded: Not done within ``config.bulk_timeout_s``.
         """
-        entry = self._embedding_for(image_id)
+        self._special.check(params)
+        return self._automask(image_id, params, self.ticket(Priority.BULK, abandoned))
+
+    def _automask(self, image_id: str, params: dict[str, Any], ticket: Ticket) -> list[dict[str, Any]]:
+        entry = self._embedding_for(image_id, ticket)
         pixels = self.pixels_for(image_id)
         return self._special.automask(
             key=self._key(image_id),
             pixels=pixels,
             params=params,
-            run=lambda generate: self._worker.submit(lambda: self._on_image(entry, generate)).result(),
+            run=lambda generate: self._run_bulk(lambda: self._on_image(entry, generate), ticket),
+            checkpoint=self._worker.checkpoint,
         )
+
+    def _run_bulk(self, fn: Callable[[], Any], ticket: Ticket) -> Any:
+        """Run ``fn`` as bulk work on the worker and wait for it (within the ticket's deadline)."""
+        return ticket.wait(self._worker.submit(fn, priority=Priority.BULK, ticket=ticket))
 
     def automask_thresholds(self, params: dict[str, Any]) -> dict[str, Any]:
         """The filter thresholds an automask request with ``params`` applies (the model's where absent)."""
@@ -409,9 +488,10 @@ class SamService:
         box: Any,
         boxes: Any,
         mask_input: str | None,
+        ticket: Ticket,
     ) -> list[ObjectMasks]:
         """CLIP-ranked segment-everything candidates as one object (see :class:`AutomaskRunner`)."""
-        height, width = self._embedding_for(image_id).original_size
+        height, width = self._embedding_for(image_id, ticket).original_size
         if mask_input is not None or boxes is not None:
             raise InvalidInput("a text prompt combines with points or one box only (not boxes or mask_input)")
         if not text.strip():
@@ -419,7 +499,7 @@ class SamService:
         prompt = check_prompt(
             width=width, height=height, points=points, labels=labels, box=box, boxes=None, has_mask_input=True
         )
-        records = self.automask(image_id, **self._special.text_candidate_params(self._key(image_id)))
+        records = self._automask(image_id, self._special.text_candidate_params(self._key(image_id)), ticket)
         pixels = self.pixels_for(image_id)
         return self._special.rank_text(
             pixels=pixels,
@@ -427,7 +507,8 @@ class SamService:
             text=text,
             prompt=prompt,
             device=str(self._device),
-            run=lambda fn: self._worker.submit(fn).result(),
+            run=lambda fn: self._run_bulk(fn, ticket),
+            checkpoint=self._worker.checkpoint,
         )
 
 

@@ -1,10 +1,14 @@
 """Segment-everything results (cached) and CLIP text prompts for the service.
 
 Segment-everything is expensive, so its records are cached per image and
-parameters; a text prompt reuses the records of the default parameters and
-only ranks them with CLIP. Both run on the GPU worker through the ``run``
-callables the service passes in. The generator and the CLIP ranker modules
-are imported on first use.
+parameters, and a request asking for more point prompts than the server's
+limit is refused before any work. A text prompt reuses the records of the
+default parameters and only ranks them with CLIP. Both run as bulk work on
+the GPU worker through the ``run`` callables the service passes in, in
+slices: a point batch of at most :data:`SLICE_POINTS` prompts, or
+:data:`TEXT_SLICE_RECORDS` ranked candidates, between two calls of the
+``checkpoint`` the service passes in. The generator and the CLIP ranker
+modules are imported on first use.
 """
 
 from __future__ import annotations
@@ -17,12 +21,23 @@ import numpy as np
 from pydantic import ValidationError
 
 from backend.client.base import ObjectMasks
-from backend.errors import InvalidInput
+from backend.errors import InvalidInput, PayloadTooLarge
 from backend.inference.prompts import Prompt
 from backend.serving.embedding_cache import ByteBoundedLRU, CacheStats
 from backend.serving.schemas import AutomaskParams
 
 TEXT_TOP_K = 3
+SLICE_POINTS = 64
+"""Most point prompts decoded in one slice of segment-everything (a larger
+``points_per_batch`` is decoded in slices of this size; Meta's default is 64)."""
+TEXT_SLICE_RECORDS = 64
+"""Candidates ranked by CLIP in one slice of a text prompt."""
+DEFAULT_MAX_AUTOMASK_POINTS = 8192
+"""Most point prompts of one segment-everything request, over all crops
+(``--max-automask-points``): allows Meta's defaults (32 a side, 1024 prompts)
+with one crop layer (5 crops, 5120 prompts), or 64 a side on the whole image."""
+
+Checkpoint = Callable[[], None]
 
 
 def check_automask_params(params: dict[str, Any], model_defaults: dict[str, float]) -> dict[str, Any]:
@@ -46,6 +61,37 @@ def check_automask_params(params: dict[str, Any], model_defaults: dict[str, floa
     return full
 
 
+def automask_points(params: dict[str, Any]) -> int:
+    """Point prompts a segment-everything request decodes: the sum over crops of their grid's points.
+
+    Crop layer ``i`` has ``4**i`` crops, each with a grid of
+    ``int(points_per_side / crop_n_points_downscale_factor**i)`` points a side.
+
+    Args:
+        params: Validated generator parameters (:func:`check_automask_params`).
+    """
+    per_side, factor = params["points_per_side"], params["crop_n_points_downscale_factor"]
+    return sum(4**layer * int(per_side / factor**layer) ** 2 for layer in range(params["crop_n_layers"] + 1))
+
+
+def check_automask_work(params: dict[str, Any], max_points: int) -> None:
+    """Refuse a segment-everything request that asks for more than ``max_points`` point prompts.
+
+    Raises:
+        PayloadTooLarge: Over the limit; the message gives the count, the limit and how to fit.
+    """
+    points = automask_points(params)
+    if points > max_points:
+        raise PayloadTooLarge(
+            f"segment-everything with points_per_side {params['points_per_side']}, crop_n_layers "
+            f"{params['crop_n_layers']} and crop_n_points_downscale_factor "
+            f"{params['crop_n_points_downscale_factor']} decodes {points} point prompts (points a side squared, "
+            f"summed over all crops); this server allows at most {max_points} per request "
+            "(sam-server --max-automask-points). Lower points_per_side or crop_n_layers, or raise "
+            "crop_n_points_downscale_factor"
+        )
+
+
 def _records_nbytes(records: list[dict[str, Any]]) -> int:
     """Rough size of SA-1B records: RLE strings plus a fixed overhead each."""
     return sum(len(str(r.get("segmentation", {}).get("counts", ""))) + 512 for r in records) + 64
@@ -59,6 +105,7 @@ class AutomaskRunner:
         model_defaults: The model's segment-everything thresholds (registry ``automask_defaults``).
         text_prompter_factory: ``factory(device) -> ranker`` with the
             ``TextPrompter.rank`` signature; default builds a ``TextPrompter``.
+        max_points: Most point prompts per request (:func:`check_automask_work`).
     """
 
     def __init__(
@@ -67,8 +114,10 @@ class AutomaskRunner:
         store_bytes: int,
         model_defaults: dict[str, float],
         text_prompter_factory: Callable[[str], Any] | None = None,
+        max_points: int = DEFAULT_MAX_AUTOMASK_POINTS,
     ) -> None:
         self.model_defaults = dict(model_defaults)
+        self.max_points = max_points
         self._records: ByteBoundedLRU[list[dict[str, Any]]] = ByteBoundedLRU(store_bytes)
         self._latest_params: dict[str, dict[str, Any]] = {}
         self._text_prompter_factory = text_prompter_factory
@@ -79,6 +128,17 @@ class AutomaskRunner:
         """Counters of the records cache."""
         return self._records.stats()
 
+    def check(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Validated parameters with defaults filled in, within the work limit.
+
+        Raises:
+            InvalidInput: Unknown names or values out of range.
+            PayloadTooLarge: More point prompts than ``max_points``.
+        """
+        full = check_automask_params(params, self.model_defaults)
+        check_automask_work(full, self.max_points)
+        return full
+
     def automask(
         self,
         *,
@@ -86,6 +146,7 @@ class AutomaskRunner:
         pixels: np.ndarray,
         params: dict[str, Any],
         run: Callable[[Callable[[Any, Any], Any]], Any],
+        checkpoint: Checkpoint,
     ) -> list[dict[str, Any]]:
         """Records for an image, computed once per parameter set.
 
@@ -95,8 +156,9 @@ class AutomaskRunner:
             params: Generator parameters (validated here).
             run: Runs ``fn(model, predictor)`` on the GPU worker, with the
                 predictor already holding this image's embedding.
+            checkpoint: Called on the worker between slices (see the module docstring).
         """
-        full = check_automask_params(params, self.model_defaults)
+        full = self.check(params)
         cache_key = (key, tuple(sorted(full.items())))
         with self._lock:
             self._latest_params[key] = full
@@ -105,8 +167,11 @@ class AutomaskRunner:
             return cached
         from backend.inference.automask import AutomaskGenerator
 
+        sliced = {**full, "points_per_batch": min(full["points_per_batch"], SLICE_POINTS)}
+
         def generate(model: Any, predictor: Any) -> list[dict[str, Any]]:
-            return AutomaskGenerator(model, **full).generate(pixels, predictor=predictor)
+            generator = AutomaskGenerator(model, **sliced)
+            return generator.generate(pixels, predictor=predictor, checkpoint=checkpoint)
 
         records = run(generate)
         self._records.put(cache_key, records, _records_nbytes(records))
@@ -130,11 +195,14 @@ class AutomaskRunner:
         prompt: Prompt,
         device: str,
         run: Callable[[Callable[[], Any]], Any],
+        checkpoint: Checkpoint,
     ) -> list[ObjectMasks]:
         """The ``TEXT_TOP_K`` records that best match ``text``, as one object.
 
         A box keeps candidates inside it, positive points keep candidates
-        containing them (the ranker does the filtering).
+        containing them (the ranker does the filtering). The ranker sees
+        :data:`TEXT_SLICE_RECORDS` records at a time, ``checkpoint`` between
+        them; the best of every slice are merged (the same top ``TEXT_TOP_K``).
 
         Returns:
             One :class:`ObjectMasks` whose scores are CLIP similarities, or an
@@ -147,9 +215,15 @@ class AutomaskRunner:
         labels = None if prompt.labels is None else prompt.labels.tolist()
 
         def rank() -> list[tuple[dict[str, Any], float]]:
-            return self._ranker(device).rank(
-                pixels, records, text, box=box, points=points, labels=labels, top_k=TEXT_TOP_K
-            )
+            ranker, best = self._ranker(device), []
+            for start in range(0, max(len(records), 1), TEXT_SLICE_RECORDS):
+                if start:
+                    checkpoint()
+                chunk = records[start : start + TEXT_SLICE_RECORDS]
+                best += ranker.rank(
+                    pixels, chunk, text, box=box, points=points, labels=labels, top_k=TEXT_TOP_K
+                )
+            return sorted(best, key=lambda pair: -pair[1])[:TEXT_TOP_K]  # stable: earlier records win ties
 
         ranked = run(rank)
         if not ranked:

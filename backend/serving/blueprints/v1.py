@@ -1,4 +1,11 @@
-"""The model API under ``/v1``: images, predict, automask, models."""
+"""The model API under ``/v1``: images, predict, automask, models.
+
+Each request's work waits for the model thread with a deadline and a probe
+of its client's connection (:mod:`backend.serving.client_probe`): a client
+that disconnects cancels its job. ``POST /v1/images?priority=bulk`` queues the
+encoding behind interactive work (batch pre-annotation). A full queue answers
+503 with ``Retry-After``.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +15,10 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from backend.client.base import empty_automask_note
+from backend.serving.client_probe import disconnect_probe
 from backend.serving.request_body import explain_image_errors, image_upload, parse_request
 from backend.serving.responses import object_to_json, to_jsonable
+from backend.serving.scheduling import QueueFull, parse_priority
 from backend.serving.schemas import AutomaskRequest, PredictRequest
 from backend.serving.service import SamService
 
@@ -18,11 +27,23 @@ def create_v1_blueprint(service: SamService) -> Blueprint:
     """Routes that map typed requests onto :class:`SamService` calls."""
     bp = Blueprint("v1", __name__, url_prefix="/v1")
 
+    @bp.app_errorhandler(QueueFull)
+    def queue_full(exc: QueueFull) -> tuple[Response, int, dict[str, str]]:
+        """503 with ``Retry-After`` (seconds), for every route that queues model work (plugins too)."""
+        body = jsonify(error=exc.code, detail=exc.detail)
+        return body, exc.status, {"Retry-After": str(exc.retry_after_s)}
+
     @bp.post("/images")
     def add_image() -> Response:
-        """Image file (raw body, or a multipart ``file`` field) -> ``{"image_id", "width", "height"}``."""
+        """Image file (raw body, or a multipart ``file`` field) -> ``{"image_id", "width", "height"}``.
+
+        ``?priority=bulk`` (batch pre-annotation) queues the encoding behind
+        interactive work; default ``interactive``.
+        """
+        priority = parse_priority(request.args.get("priority"))
         with explain_image_errors():
-            info = service.add_image(image_upload(request))
+            upload = image_upload(request)
+            info = service.add_image(upload, priority=priority, abandoned=disconnect_probe(request.environ))
         return jsonify(image_id=info.image_id, width=info.width, height=info.height)
 
     @bp.get("/images/<image_id>")
@@ -45,6 +66,7 @@ def create_v1_blueprint(service: SamService) -> Blueprint:
             mask_input=body.mask_input,
             text=body.text,
             multimask=body.multimask,
+            abandoned=disconnect_probe(request.environ),
         )
         encoded = [object_to_json(obj, body.format) for obj in objects]
         return jsonify(
@@ -57,7 +79,7 @@ def create_v1_blueprint(service: SamService) -> Blueprint:
         start = time.perf_counter()
         body = parse_request(request.get_data(cache=False), AutomaskRequest)
         params = body.model_dump(exclude={"image_id"})
-        records = service.automask(body.image_id, **params)
+        records = service.automask(body.image_id, abandoned=disconnect_probe(request.environ), **params)
         answer: dict[str, Any] = {
             "records": to_jsonable(records),
             "model": service.model_name,
