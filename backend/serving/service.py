@@ -31,7 +31,6 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
 from functools import partial
 from typing import Any
 
@@ -39,16 +38,22 @@ import numpy as np
 import torch
 
 from backend.client.base import ImageInfo, ObjectMasks
-from backend.errors import InvalidInput, NotFound, PayloadTooLarge, SamError, ServiceUnavailable
+from backend.errors import InvalidInput, NotFound, SamError, ServiceUnavailable
 from backend.inference.prompts import check_prompt
 from backend.registry import automask_defaults_for
-from backend.serving.batched_decoder import MAX_MASK_PIXELS, DecodeJob, DecodeResult, decode_group
+from backend.serving.batched_decoder import DecodeJob, DecodeResult, check_answer_size, decode_group
 from backend.serving.cache_entries import CachedEmbedding, StoredLogits, parse_dtype
 from backend.serving.config import ServerConfig
 from backend.serving.embedding_cache import ByteBoundedLRU, CacheStats
 from backend.serving.gpu_worker import GpuWorker
+from backend.serving.inflight_encodings import InflightEncodings
 from backend.serving.scheduling import Priority, Ticket
-from backend.serving.special_prompts import AutomaskRunner, check_automask_params
+from backend.serving.special_prompts import (
+    AutomaskRunner,
+    check_automask_params,
+    check_text_prompt,
+    clip_text_prompter,
+)
 
 AUTO_MAX_BATCH = 16
 """Prompts per micro-batched decoder call with ``max_batch=0`` on an accelerator;
@@ -85,8 +90,6 @@ class SamService:
         self._embeddings: ByteBoundedLRU[CachedEmbedding] = ByteBoundedLRU(config.cache_mb * MiB)
         self._images: ByteBoundedLRU[np.ndarray] = ByteBoundedLRU(config.image_store_mb * MiB)
         self._logits: ByteBoundedLRU[StoredLogits] = ByteBoundedLRU(config.logits_store_mb * MiB)
-        self._inflight: dict[str, Future] = {}
-        self._inflight_lock = threading.Lock()
         self._active_decodes = 0
         self._active_lock = threading.Lock()
         self.encoder_calls = 0
@@ -98,10 +101,11 @@ class SamService:
             max_queue=config.max_queue,
             max_bulk_jobs=config.max_bulk_jobs,
         )
+        self._encodings = InflightEncodings(self._embeddings, self._worker)
         self._special = AutomaskRunner(
             store_bytes=config.automask_store_mb * MiB,
             model_defaults=automask_defaults_for(config.model),
-            text_prompter_factory=text_prompter_factory or partial(_clip_text_prompter, config),
+            text_prompter_factory=text_prompter_factory or partial(clip_text_prompter, config),
             max_points=config.max_automask_points,
         )
 
@@ -297,41 +301,8 @@ class SamService:
         return f"{self.model_name}:{image_id}"
 
     def _ensure_embedding(self, image_id: str, pixels: np.ndarray, ticket: Ticket) -> CachedEmbedding:
-        """The cached entry, or encode once: concurrent callers wait on one in-flight future.
-
-        The encoding is shared, so a caller that gives up (deadline, client
-        gone) does not cancel it; it is cached when it finishes. An
-        interactive caller moves a queued bulk encoding of the same picture
-        to the interactive queue.
-        """
-        key = self._key(image_id)
-        with self._inflight_lock:
-            entry = self._embeddings.get(key)
-            if entry is not None:
-                return entry
-            future = self._inflight.get(key)
-            created = future is None
-            if future is None:
-                future = self._worker.submit(
-                    lambda: self._encode(pixels), priority=ticket.priority, ticket=ticket.detached()
-                )
-                self._inflight[key] = future
-            elif ticket.priority is Priority.INTERACTIVE:
-                self._worker.promote(future)
-        if created:
-            future.add_done_callback(partial(self._encoded, key))
-        return ticket.wait(future, cancel_job=False)
-
-    def _encoded(self, key: str, future: Future) -> None:
-        """Cache a finished encoding (whoever still waits for it), then forget the in-flight future."""
-        try:
-            if not future.cancelled() and future.exception() is None:
-                entry: CachedEmbedding = future.result()
-                self._embeddings.put(key, entry, entry.nbytes)
-        finally:
-            with self._inflight_lock:
-                if self._inflight.get(key) is future:
-                    del self._inflight[key]
+        """The cached entry, or encode once (see :class:`InflightEncodings`)."""
+        return self._encodings.get(self._key(image_id), lambda: self._encode(pixels), ticket)
 
     def _encode(self, pixels: np.ndarray) -> CachedEmbedding:
         """Runs on the worker: ``HxWx3`` uint8 -> cache entry."""
@@ -392,7 +363,7 @@ class SamService:
                 boxes=boxes,
                 has_mask_input=mask_input is not None,
             )
-            _check_answer_size(prompt.batch_size, 3 if multimask else 1, entry.original_size)
+            check_answer_size(prompt.batch_size, 3 if multimask else 1, entry.original_size)
             logits = self._stored_logits(mask_input, image_id) if mask_input is not None else None
             job = DecodeJob(
                 embedding=entry.embedding,
@@ -492,12 +463,15 @@ class SamService:
     ) -> list[ObjectMasks]:
         """CLIP-ranked segment-everything candidates as one object (see :class:`AutomaskRunner`)."""
         height, width = self._embedding_for(image_id, ticket).original_size
-        if mask_input is not None or boxes is not None:
-            raise InvalidInput("a text prompt combines with points or one box only (not boxes or mask_input)")
-        if not text.strip():
-            raise InvalidInput("text must not be empty")
-        prompt = check_prompt(
-            width=width, height=height, points=points, labels=labels, box=box, boxes=None, has_mask_input=True
+        prompt = check_text_prompt(
+            text,
+            width=width,
+            height=height,
+            points=points,
+            labels=labels,
+            box=box,
+            boxes=boxes,
+            mask_input=mask_input,
         )
         records = self._automask(image_id, self._special.text_candidate_params(self._key(image_id)), ticket)
         pixels = self.pixels_for(image_id)
@@ -509,22 +483,4 @@ class SamService:
             device=str(self._device),
             run=lambda fn: self._run_bulk(fn, ticket),
             checkpoint=self._worker.checkpoint,
-        )
-
-
-def _clip_text_prompter(config: ServerConfig, device: str) -> Any:
-    """The CLIP ranker of text prompts, with the configured CLIP model and weights folder."""
-    from backend.inference.text import TextPrompter
-
-    return TextPrompter(clip_model=config.clip_model, download_root=config.clip_root, device=device)
-
-
-def _check_answer_size(objects: int, candidates: int, size: tuple[int, int]) -> None:
-    """Refuse answers too large to hold: objects x candidates full-size masks."""
-    pixels = objects * candidates * size[0] * size[1]
-    if pixels > MAX_MASK_PIXELS:
-        most = max(1, MAX_MASK_PIXELS // (candidates * size[0] * size[1]))
-        raise PayloadTooLarge(
-            f"{objects} objects x {candidates} masks of {size[1]}x{size[0]} pixels is too large an answer; "
-            f"send at most {most} boxes per request (or multimask=false)"
         )

@@ -22,7 +22,8 @@ from pydantic import ValidationError
 
 from backend.client.base import ObjectMasks
 from backend.errors import InvalidInput, PayloadTooLarge
-from backend.inference.prompts import Prompt
+from backend.inference.prompts import Prompt, check_prompt
+from backend.serving.config import ServerConfig
 from backend.serving.embedding_cache import ByteBoundedLRU, CacheStats
 from backend.serving.schemas import AutomaskParams
 
@@ -90,6 +91,38 @@ def check_automask_work(params: dict[str, Any], max_points: int) -> None:
             "(sam-server --max-automask-points). Lower points_per_side or crop_n_layers, or raise "
             "crop_n_points_downscale_factor"
         )
+
+
+def check_text_prompt(
+    text: str,
+    *,
+    width: int,
+    height: int,
+    points: Any,
+    labels: Any,
+    box: Any,
+    boxes: Any,
+    mask_input: str | None,
+) -> Prompt:
+    """Validate a text prompt's companions: points or one box, within a ``width`` x ``height`` image.
+
+    Raises:
+        InvalidInput: ``boxes`` or ``mask_input`` given, empty text, or a bad point or box.
+    """
+    if mask_input is not None or boxes is not None:
+        raise InvalidInput("a text prompt combines with points or one box only (not boxes or mask_input)")
+    if not text.strip():
+        raise InvalidInput("text must not be empty")
+    return check_prompt(
+        width=width, height=height, points=points, labels=labels, box=box, boxes=None, has_mask_input=True
+    )
+
+
+def clip_text_prompter(config: ServerConfig, device: str) -> Any:
+    """The CLIP ranker of text prompts, with the configured CLIP model and weights folder."""
+    from backend.inference.text import TextPrompter
+
+    return TextPrompter(clip_model=config.clip_model, download_root=config.clip_root, device=device)
 
 
 def _records_nbytes(records: list[dict[str, Any]]) -> int:
