@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from backend.errors import PayloadTooLarge
 from backend.inference.mask_ops import above_threshold, stability_score
 from backend.inference.prompts import Prompt
 
@@ -162,14 +161,3 @@ def _per_prompt(parts: list[torch.Tensor | None], sizes: list[int]) -> torch.Ten
     if parts[0] is None:
         return None
     return torch.cat([p.expand(n, *p.shape[1:]) for p, n in zip(parts, sizes, strict=True) if p is not None])
-
-
-def check_answer_size(objects: int, candidates: int, size: tuple[int, int]) -> None:
-    """Refuse answers too large to hold: objects x candidates full-size masks."""
-    pixels = objects * candidates * size[0] * size[1]
-    if pixels > MAX_MASK_PIXELS:
-        most = max(1, MAX_MASK_PIXELS // (candidates * size[0] * size[1]))
-        raise PayloadTooLarge(
-            f"{objects} objects x {candidates} masks of {size[1]}x{size[0]} pixels is too large an answer; "
-            f"send at most {most} boxes per request (or multimask=false)"
-        )

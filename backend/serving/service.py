@@ -38,10 +38,10 @@ import numpy as np
 import torch
 
 from backend.client.base import ImageInfo, ObjectMasks
-from backend.errors import InvalidInput, NotFound, SamError, ServiceUnavailable
+from backend.errors import InvalidInput, NotFound, PayloadTooLarge, SamError, ServiceUnavailable
 from backend.inference.prompts import check_prompt
 from backend.registry import automask_defaults_for
-from backend.serving.batched_decoder import DecodeJob, DecodeResult, check_answer_size, decode_group
+from backend.serving.batched_decoder import MAX_MASK_PIXELS, DecodeJob, DecodeResult, decode_group
 from backend.serving.cache_entries import CachedEmbedding, StoredLogits, parse_dtype
 from backend.serving.config import ServerConfig
 from backend.serving.embedding_cache import ByteBoundedLRU, CacheStats
@@ -363,7 +363,7 @@ class SamService:
                 boxes=boxes,
                 has_mask_input=mask_input is not None,
             )
-            check_answer_size(prompt.batch_size, 3 if multimask else 1, entry.original_size)
+            _check_answer_size(prompt.batch_size, 3 if multimask else 1, entry.original_size)
             logits = self._stored_logits(mask_input, image_id) if mask_input is not None else None
             job = DecodeJob(
                 embedding=entry.embedding,
@@ -483,4 +483,15 @@ class SamService:
             device=str(self._device),
             run=lambda fn: self._run_bulk(fn, ticket),
             checkpoint=self._worker.checkpoint,
+        )
+
+
+def _check_answer_size(objects: int, candidates: int, size: tuple[int, int]) -> None:
+    """Refuse answers too large to hold: objects x candidates full-size masks."""
+    pixels = objects * candidates * size[0] * size[1]
+    if pixels > MAX_MASK_PIXELS:
+        most = max(1, MAX_MASK_PIXELS // (candidates * size[0] * size[1]))
+        raise PayloadTooLarge(
+            f"{objects} objects x {candidates} masks of {size[1]}x{size[0]} pixels is too large an answer; "
+            f"send at most {most} boxes per request (or multimask=false)"
         )
