@@ -1,0 +1,318 @@
+"""SAM 2.1: image -> features once, then any number of prompts -> three ranked masks.
+
+The same interface as :class:`backend.inference.predictor.SamPredictor`, with
+SAM 2.1's arithmetic (Meta's ``SAM2ImagePredictor``):
+
+* the image is resized to the model's square input without keeping its
+  aspect ratio, so points and boxes scale by ``S / width`` and ``S / height``
+  (no padding);
+* what is cached per image is a :class:`~backend.model.sam2.Sam2ImageFeatures`:
+  the image embedding together with the two high-resolution feature maps;
+* a box is two points labelled 2 and 3 placed before the clicks;
+* masks are the low-res logits resized straight to the image size; the low-res
+  logits handed back for refinement are clamped to ``[-32, 32]``;
+* with ``multimask_output=False`` an unstable single mask falls back to the
+  best of the three candidates (the decoder's dynamic multimask).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from backend.errors import InvalidInput
+from backend.formats.coordinates import to_model_boxes, to_model_points
+from backend.formats.images import check_rgb_pixels
+from backend.inference.mask_ops import above_threshold, stability_score
+from backend.inference.predictor import PredictorOutput
+from backend.inference.prompts import check_prompt
+from backend.model.sam2 import Sam2, Sam2DecoderCache, Sam2DecoderOutput, Sam2ImageFeatures
+from backend.model.upsampling import upsample_bilinear_integer
+
+ArrayLike = np.ndarray | Sequence
+
+LOW_RES_LOGIT_LIMIT = 32.0
+"""Low-res logits returned for refinement are clamped to +-this (as Meta's predictor does)."""
+
+
+@dataclass
+class Sam2PredictorOutput(PredictorOutput):
+    """:class:`~backend.inference.predictor.PredictorOutput` plus SAM 2's object score.
+
+    Attributes:
+        object_score_logits: ``Bx1`` float32; above 0 when the model thinks the
+            prompted object is in the image (the image predictor's masks do
+            not depend on it).
+    """
+
+    object_score_logits: np.ndarray
+
+
+class Sam2Predictor:
+    """Holds one image's SAM 2.1 features and answers prompts on it.
+
+    Args:
+        model: A :class:`backend.model.sam2.Sam2` in eval mode, on its device and dtype.
+    """
+
+    def __init__(self, model: Sam2) -> None:
+        self.model = model
+        self.image_size: int = model.config.image_size
+        self.low_res_size: int = model.config.low_res_size
+        self._features: Sam2ImageFeatures | None = None
+        self._original_size: tuple[int, int] | None = None
+        self._decoder_image_cache: Sam2DecoderCache | None = None
+
+    # ------------------------------------------------------------------ image
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.dtype
+
+    @property
+    def embedding(self) -> Sam2ImageFeatures:
+        """The current image's features (embedding and high-resolution maps)."""
+        return self._require_image()[0]
+
+    @property
+    def original_size(self) -> tuple[int, int]:
+        """``(height, width)`` of the current image in pixels."""
+        return self._require_image()[1]
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """``(height, width)`` the image occupies in the model input: all of it (``S x S``)."""
+        self._require_image()
+        return self.image_size, self.image_size
+
+    def _require_image(self) -> tuple[Sam2ImageFeatures, tuple[int, int]]:
+        if self._features is None or self._original_size is None:
+            raise InvalidInput("no image is set: call set_image() or set_embedding() first")
+        return self._features, self._original_size
+
+    def preprocess(self, image: np.ndarray) -> torch.Tensor:
+        """``HxWx3`` uint8 RGB -> ``1x3xSxS`` model input (see :meth:`Sam2.preprocess`)."""
+        check_rgb_pixels(image)
+        x = torch.from_numpy(np.ascontiguousarray(image)).to(self.device).permute(2, 0, 1)[None]
+        return self.model.preprocess(x)
+
+    @torch.inference_mode()
+    def compute_embedding(self, image: np.ndarray) -> Sam2ImageFeatures:
+        """``HxWx3`` uint8 RGB -> its features (does not change the current image)."""
+        return self.model.encode_image(self.preprocess(image))
+
+    def set_image(self, image: np.ndarray) -> None:
+        """Compute and keep the features of an ``HxWx3`` uint8 RGB image."""
+        features = self.compute_embedding(image)
+        self.set_embedding(features, original_size=(image.shape[0], image.shape[1]))
+
+    def set_embedding(self, embedding: Sam2ImageFeatures, *, original_size: tuple[int, int]) -> None:
+        """Use precomputed features (e.g. from a cache).
+
+        Args:
+            embedding: :meth:`compute_embedding`'s output for this image (batch 1).
+            original_size: ``(height, width)`` of the image in pixels.
+        """
+        self._check_features(embedding)
+        if original_size[0] <= 0 or original_size[1] <= 0:
+            raise InvalidInput(f"original_size must be positive, got {original_size}")
+        self._features = embedding.to(self.device, self.dtype)
+        self._original_size = (int(original_size[0]), int(original_size[1]))
+        self._decoder_image_cache = None
+
+    def _check_features(self, features: object) -> None:
+        config = self.model.config
+        c, e = config.hidden_dim, config.embedding_size
+        expected = ((1, c, e, e), (1, c // 8, 4 * e, 4 * e), (1, c // 4, 2 * e, 2 * e))
+        if not isinstance(features, Sam2ImageFeatures):
+            raise InvalidInput("a SAM 2.1 embedding is a Sam2ImageFeatures (image_embed, feat_s0, feat_s1)")
+        got = tuple(tuple(t.shape) for t in features)
+        if got != expected:
+            raise InvalidInput(f"SAM 2.1 features must have shapes {expected}, got {got}")
+
+    def reset_image(self) -> None:
+        """Forget the current image."""
+        self._features = self._original_size = None
+        self._decoder_image_cache = None
+
+    # ---------------------------------------------------------------- prompts
+    def predict(
+        self,
+        *,
+        point_coords: ArrayLike | None = None,
+        point_labels: ArrayLike | None = None,
+        box: ArrayLike | None = None,
+        mask_input: ArrayLike | None = None,
+        multimask_output: bool = True,
+        stability: bool = True,
+    ) -> Sam2PredictorOutput:
+        """Masks for a prompt on the current image.
+
+        Args:
+            point_coords: ``Nx2`` ``(x, y)`` in original pixels.
+            point_labels: ``N`` ints, 1 = foreground, 0 = background.
+            box: ``4`` or ``Bx4`` XYXY boxes in original pixels; B boxes give
+                B objects, each with the same points.
+            mask_input: ``1xLxL`` or ``Bx1xLxL`` low-res logits from an earlier
+                answer (``low_res_logits[:, :1]`` of the chosen candidate).
+            multimask_output: Three candidates (True) or one (False).
+            stability: Also compute the stability scores (two more passes over
+                the full-size logits).
+
+        Returns:
+            A :class:`Sam2PredictorOutput` with B objects (B = 1 without boxes),
+            candidates ranked by predicted IoU.
+        """
+        height, width = self.original_size
+        masks = self._check_mask_input(mask_input)
+        prompt = check_prompt(
+            width=width,
+            height=height,
+            points=point_coords,
+            labels=point_labels,
+            box=box,
+            boxes=None,
+            has_mask_input=masks is not None,
+        )
+        coords, labels, boxes = prompt.points, prompt.labels, prompt.boxes
+        batch = max(len(boxes) if boxes is not None else 1, len(masks) if masks is not None else 1)
+        if boxes is not None and masks is not None and len(masks) not in (1, batch):
+            raise InvalidInput(f"mask_input has {len(masks)} masks for {batch} boxes; give 1 or {batch}")
+        device = self.device
+        coords_t = labels_t = boxes_t = masks_t = None
+        if coords is not None and labels is not None:
+            coords_t = torch.as_tensor(coords, device=device)[None].expand(batch, -1, -1)
+            labels_t = torch.as_tensor(labels, device=device)[None].expand(batch, -1)
+        if boxes is not None:
+            boxes_t = torch.as_tensor(boxes, device=device)
+        if masks is not None:
+            masks_t = torch.as_tensor(masks, device=device).expand(batch, -1, -1, -1)
+        with torch.inference_mode():
+            out = self.decode_torch(coords_t, labels_t, boxes_t, masks_t, multimask_output=multimask_output)
+            scores, order = out.iou_pred.float().sort(dim=1, descending=True)
+            low_res = out.masks.float()
+            low_res = torch.gather(low_res, 1, order[:, :, None, None].expand_as(low_res))
+            # The masks come from the unclamped logits, as Meta's.
+            logits = self.upscale_logits(low_res)
+            return Sam2PredictorOutput(
+                masks=above_threshold(logits).cpu().numpy(),
+                scores=scores.cpu().numpy(),
+                stability_scores=stability_score(logits).cpu().numpy() if stability else None,
+                low_res_logits=low_res.clamp(-LOW_RES_LOGIT_LIMIT, LOW_RES_LOGIT_LIMIT).cpu().numpy(),
+                object_score_logits=out.object_score_logits.float().cpu().numpy(),
+            )
+
+    @torch.inference_mode()
+    def predict_torch(
+        self,
+        point_coords: torch.Tensor | None = None,
+        point_labels: torch.Tensor | None = None,
+        boxes: torch.Tensor | None = None,
+        mask_input: torch.Tensor | None = None,
+        *,
+        multimask_output: bool = True,
+        sort: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batched prompts -> clamped low-res logits and scores (no upscaling, no checks).
+
+        Args:
+            point_coords: ``BxNx2`` float, original pixels.
+            point_labels: ``BxN`` int (1 foreground, 0 background, -1 padding).
+            boxes: ``Bx4`` XYXY float, original pixels.
+            mask_input: ``Bx1xLxL`` logits.
+            multimask_output: Three candidates (True) or one (False).
+            sort: Rank candidates by predicted IoU, best first.
+
+        Returns:
+            ``(low_res_logits BxKxLxL, iou_scores BxK)`` in the model's dtype,
+            the logits clamped to ``[-32, 32]``.
+        """
+        out = self.decode_torch(
+            point_coords, point_labels, boxes, mask_input, multimask_output=multimask_output
+        )
+        low_res, scores = out.masks.clamp(-LOW_RES_LOGIT_LIMIT, LOW_RES_LOGIT_LIMIT), out.iou_pred
+        if sort and scores.shape[1] > 1:
+            scores, order = scores.sort(dim=1, descending=True)
+            low_res = torch.gather(low_res, 1, order[:, :, None, None].expand_as(low_res))
+        return low_res, scores
+
+    @torch.inference_mode()
+    def decode_torch(
+        self,
+        point_coords: torch.Tensor | None = None,
+        point_labels: torch.Tensor | None = None,
+        boxes: torch.Tensor | None = None,
+        mask_input: torch.Tensor | None = None,
+        *,
+        multimask_output: bool = True,
+    ) -> Sam2DecoderOutput:
+        """Batched prompts in original pixels -> the decoder's raw output (unsorted, unclamped).
+
+        Arguments as in :meth:`predict_torch`. Boxes become two points
+        labelled 2 and 3 ahead of the clicks, as in Meta's predictor.
+        """
+        features, original_size = self._require_image()
+        model_size = (self.image_size, self.image_size)
+        dtype = self.dtype
+        coords = labels = None
+        if point_coords is not None and point_labels is not None:
+            coords = to_model_points(point_coords, original_size, model_size)
+            labels = point_labels.to(torch.int64)
+        if boxes is not None:
+            corners = to_model_boxes(boxes, original_size, model_size).reshape(-1, 2, 2)
+            corner_labels = torch.tensor([[2, 3]], device=corners.device).expand(len(corners), -1)
+            if coords is not None and labels is not None:
+                coords = torch.cat([corners, coords.expand(len(corners), -1, -1)], dim=1)
+                labels = torch.cat([corner_labels, labels.expand(len(corners), -1)], dim=1)
+            else:
+                coords, labels = corners, corner_labels
+        points = (coords.to(dtype), labels) if coords is not None and labels is not None else None
+        if mask_input is not None:
+            mask_input = mask_input.to(dtype)
+        return self.model.decode(self._decoder_cache(), points, mask_input, multimask_output)
+
+    def _decoder_cache(self) -> Sam2DecoderCache:
+        """Prompt-independent decoder work for the current image, computed once per image."""
+        if self._decoder_image_cache is None:
+            with torch.inference_mode():
+                self._decoder_image_cache = self.model.prepare_decoder(self.embedding)
+        return self._decoder_image_cache
+
+    def upscale_logits(
+        self, low_res: torch.Tensor, original_size: tuple[int, int] | None = None
+    ) -> torch.Tensor:
+        """``BxKxLxL`` low-res logits -> ``BxKxHxW`` logits at the original image size (bilinear,
+        as Meta's ``postprocess_masks``; a whole-factor resize by
+        :func:`~backend.model.upsampling.upsample_bilinear_integer`)."""
+        height, width = original_size or self.original_size
+        batch, channels, low_h, low_w = low_res.shape
+        factor = height // low_h
+        if factor * low_h == height and factor * low_w == width and not low_res.requires_grad:
+            planes = upsample_bilinear_integer(
+                low_res.reshape(batch * channels, low_h, low_w), factor, height, width
+            )
+            return planes.unflatten(0, (batch, channels))
+        return F.interpolate(low_res, (height, width), mode="bilinear", align_corners=False)
+
+    def _check_mask_input(self, mask_input: ArrayLike | None) -> np.ndarray | None:
+        """``1xLxL`` or ``Bx1xLxL`` -> ``Bx1xLxL`` float32, or a clear error."""
+        if mask_input is None:
+            return None
+        side = self.low_res_size
+        masks = np.asarray(mask_input, dtype=np.float32)
+        if masks.ndim == 3:
+            masks = masks[None]
+        if masks.ndim != 4 or masks.shape[1:] != (1, side, side):
+            raise InvalidInput(
+                f"mask_input must be 1x{side}x{side} or Bx1x{side}x{side} logits, got {masks.shape}"
+            )
+        if not np.isfinite(masks).all():
+            raise InvalidInput("mask_input contains NaN or infinite values")
+        return masks
