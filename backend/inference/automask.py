@@ -52,8 +52,8 @@ DEFAULT_UPSCALE_PIXEL_BUDGET = 2**25
 
 Checkpoint = Callable[[], None]
 """Called between slices of the work (a crop's encoding, a point batch, an
-upscaled chunk); a model server runs waiting requests there, and stops the
-generator by raising."""
+upscaled chunk, one mask's RLE); a model server runs waiting requests there,
+and stops the generator by raising."""
 
 
 def _no_checkpoint() -> None:
@@ -215,8 +215,9 @@ class AutomaskGenerator:
             predictor: Optional predictor that already holds this image's
                 embedding; the full-image crop then reuses it.
             checkpoint: Called between slices of the work: before each crop
-                is encoded, each point batch and each upscaled chunk; an
-                exception it raises stops the generator (see :data:`Checkpoint`).
+                is encoded, each point batch, each upscaled chunk and each
+                mask's RLE encoding; an exception it raises stops the
+                generator (see :data:`Checkpoint`).
 
         Returns:
             Records (see the module docstring), best first within NMS order.
@@ -295,8 +296,7 @@ class AutomaskGenerator:
         crop_h, crop_w = predictor.original_size
         per_chunk = max(1, self.upscale_pixel_budget // (predictor.image_size**2 + crop_h * crop_w))
         for start in range(0, len(low_res), per_chunk):
-            if start:
-                checkpoint()
+            checkpoint()
             chunk = slice(start, start + per_chunk)
             logits = predictor.upscale_logits(low_res[chunk, None].float())[:, 0]
             stability = stability_score(logits, MASK_THRESHOLD, self.stability_score_offset)
@@ -314,6 +314,8 @@ class AutomaskGenerator:
             kept_iou, kept_stability = iou[chunk][kept].cpu(), stability[kept].cpu()
             kept_points = point_index[chunk][kept].cpu().tolist()
             for j, i in enumerate(kept.tolist()):
+                if j:
+                    checkpoint()
                 found.rles.append(to_coco_rle(_uncrop_mask(masks[i].cpu().numpy(), crop, height, width)))
                 found.areas.append(int(kept_areas[j]))
                 found.boxes.append(kept_boxes[j])
