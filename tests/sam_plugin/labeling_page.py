@@ -125,6 +125,11 @@ class LabelingPage:
         self.page.locator(".lsf-auto-accept__action_type_accept").click()
         self.page.locator(".lsf-auto-accept__action_type_accept").wait_for(state="detached")
 
+    def reject_suggestions(self) -> None:
+        """Click the reject (cross) button of the pending suggestions."""
+        self.page.locator(".lsf-auto-accept__action_type_reject").click()
+        self.page.locator(".lsf-auto-accept__action_type_reject").wait_for(state="detached")
+
     def regions(self) -> list[str]:
         """Texts of the region list in the side panel."""
         return self.page.locator(

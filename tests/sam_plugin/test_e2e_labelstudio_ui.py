@@ -195,15 +195,15 @@ def test_retrieve_predictions_stores_non_empty_regions_with_default_settings(
     page.screenshot(path=str(shots / "labelstudio-actions-menu.png"))
     menu_item.click()
     page.get_by_text("Send the selected tasks to all ML backends", exact=False).wait_for()
-    page.screenshot(path=str(shots / "labelstudio-retrieve-confirm.png"))
     page.locator("button", has_text="OK").last.click()
     deadline = time.monotonic() + 300
     predictions: list[dict[str, Any]] = []
     while time.monotonic() < deadline and not predictions:
         predictions = label_studio.call("GET", "/api/predictions", params={"task": project["task"]})
         time.sleep(2)
-    page.screenshot(path=str(shots / "labelstudio-retrieve-predictions.png"))
     assert predictions, "no prediction was stored"
+    LabelingPage(page, label_studio.url, project["id"], project["task"], (W, H)).open()
+    page.screenshot(path=str(shots / "labelstudio-predictions.png"))  # what the annotator starts from
     [prediction] = predictions
     assert prediction["result"], "default segment-everything stored no region"
     assert all(0.0 <= region["score"] <= 1.0 for region in prediction["result"])
