@@ -3,7 +3,9 @@
 COCO: ``images`` (ids 1.. in file order), ``categories`` (ids 1.. in prompt
 order), ``annotations`` with COCO RLE ``segmentation``, ``area``, ``bbox``
 (``[x, y, width, height]`` as pycocotools computes it), ``iscrowd`` 0 and a
-``score`` (CLIP similarity in text mode, predicted IoU otherwise).
+``score`` (CLIP similarity in text mode, predicted IoU otherwise, clipped to
+[0, 1] by :func:`~backend.formats.scores.as_probability`); the raw values stay
+under ``predicted_iou`` and ``text_score``.
 
 SA-1B: ``<out>/<image path without suffix>.json`` holding ``image`` and
 ``annotations`` (the segment-everything records plus ``id`` and ``category``).
@@ -18,6 +20,7 @@ from typing import Any
 from pycocotools import mask as coco_mask
 
 from backend.annotate.work_dir import write_json_atomic
+from backend.formats.scores import as_probability
 
 
 def coco_document(results: Iterable[dict[str, Any]], categories: list[str]) -> dict[str, Any]:
@@ -39,7 +42,9 @@ def coco_document(results: Iterable[dict[str, Any]], categories: list[str]) -> d
                     "area": int(record["area"]),
                     "bbox": [float(v) for v in bbox],
                     "iscrowd": 0,
-                    "score": float(record.get("text_score", record["predicted_iou"])),
+                    "score": as_probability(float(record.get("text_score", record["predicted_iou"]))),
+                    "predicted_iou": float(record["predicted_iou"]),
+                    **({"text_score": float(record["text_score"])} if "text_score" in record else {}),
                 }
             )
     return {

@@ -91,7 +91,8 @@ def test_text_prompts_become_categories(images_dir, model_path, clip_path, tmp_p
     for ann in coco.dataset["annotations"]:
         key = (ann["image_id"], ann["category_id"])
         per_image_and_category[key] = per_image_and_category.get(key, 0) + 1
-        assert -1.0 <= ann["score"] <= 1.0
+        assert 0.0 <= ann["score"] <= 1.0 and ann["score"] == max(0.0, min(1.0, ann["text_score"]))
+        assert "predicted_iou" in ann
     assert per_image_and_category and max(per_image_and_category.values()) <= 2
 
 
