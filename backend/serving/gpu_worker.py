@@ -14,8 +14,9 @@ this order:
 * bulk calls (segment-everything, text ranking, bulk encodings) run when
   nothing interactive waits. They call :meth:`GpuWorker.checkpoint` between
   slices of their work; the checkpoint runs the interactive work that came
-  in meanwhile and stops the bulk call (by raising) when its ticket was
-  cancelled or its deadline passed.
+  in meanwhile, lets the CPU to interactive requests still being answered
+  (up to :data:`BULK_YIELD_S`), and stops the bulk call (by raising) when
+  its ticket was cancelled or its deadline passed.
 
 Every job may carry a :class:`~backend.serving.scheduling.Ticket`; a job
 whose ticket expired or was cancelled before it started is dropped.
@@ -43,6 +44,12 @@ DEFAULT_MAX_QUEUE = 256
 """Most decodes plus interactive calls waiting (``--max-queue``)."""
 DEFAULT_MAX_BULK_JOBS = 4
 """Most bulk jobs waiting or running (``--max-bulk-jobs``)."""
+BULK_YIELD_S = 0.05
+"""Longest pause, in seconds, of a bulk call at a checkpoint while interactive
+requests are being answered (their masks encoded, their JSON written): the
+worker's threads and the interpreter lock are theirs meanwhile. Under
+unbroken interactive load bulk work still advances one slice per pause."""
+_YIELD_POLL_S = 0.002
 
 
 class DecodeJob(Protocol):
@@ -81,6 +88,7 @@ class GpuWorker:
         expected_decodes: Callable[[], int] | None = None,
         max_queue: int = DEFAULT_MAX_QUEUE,
         max_bulk_jobs: int = DEFAULT_MAX_BULK_JOBS,
+        interactive_in_flight: Callable[[], int] | None = None,
         name: str = "sam-gpu-worker",
     ) -> None:
         """Create a stopped worker; call :meth:`start`.
@@ -97,12 +105,16 @@ class GpuWorker:
             max_queue: Most decodes plus interactive calls waiting; more are
                 refused with :class:`~backend.serving.scheduling.QueueFull`.
             max_bulk_jobs: Most bulk calls waiting or running; more are refused alike.
+            interactive_in_flight: Number of interactive requests being
+                handled (from arrival to their answer's encoding); bulk calls
+                pause at checkpoints while it is above 0 (see :data:`BULK_YIELD_S`).
             name: Thread name.
         """
         self._run_decode_group = run_decode_group
         self.max_batch = max_batch
         self._batch_wait_s = max(batch_wait_s, 0.0)
         self._expected_decodes = expected_decodes
+        self._interactive_in_flight = interactive_in_flight or (lambda: 0)
         self._queue = WorkQueue(max_interactive=max_queue, max_bulk=max_bulk_jobs)
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._bulk_item: WorkItem | None = None
@@ -183,9 +195,16 @@ class GpuWorker:
         if threading.current_thread() is not self._thread:
             raise RuntimeError("GpuWorker.checkpoint() runs on the worker thread, inside a bulk call")
         self._check_bulk_ticket()
+        self._run_urgent()
+        pause_until = time.monotonic() + BULK_YIELD_S
+        while self._interactive_in_flight() > 0 and time.monotonic() < pause_until:
+            self._queue.wait_for_urgent(_YIELD_POLL_S)
+            self._run_urgent()
+        self._check_bulk_ticket()
+
+    def _run_urgent(self) -> None:
         while (item := self._queue.take_urgent()) is not None:
             self._run(item)
-        self._check_bulk_ticket()
 
     def _check_bulk_ticket(self) -> None:
         item = self._bulk_item

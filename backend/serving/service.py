@@ -30,7 +30,8 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
@@ -91,6 +92,7 @@ class SamService:
         self._images: ByteBoundedLRU[np.ndarray] = ByteBoundedLRU(config.image_store_mb * MiB)
         self._logits: ByteBoundedLRU[StoredLogits] = ByteBoundedLRU(config.logits_store_mb * MiB)
         self._active_decodes = 0
+        self._interactive = 0
         self._active_lock = threading.Lock()
         self.encoder_calls = 0
         self._worker = GpuWorker(
@@ -100,6 +102,7 @@ class SamService:
             expected_decodes=lambda: self._active_decodes,
             max_queue=config.max_queue,
             max_bulk_jobs=config.max_bulk_jobs,
+            interactive_in_flight=lambda: self._interactive,
         )
         self._encodings = InflightEncodings(self._embeddings, self._worker)
         self._special = AutomaskRunner(
@@ -206,6 +209,21 @@ class SamService:
         """Bulk jobs (segment-everything, text, bulk uploads) waiting or running."""
         return self._worker.bulk_jobs()
 
+    @contextmanager
+    def interactive_request(self) -> Iterator[None]:
+        """Mark an interactive request as being handled: bulk work pauses at its checkpoints meanwhile.
+
+        The service marks its own interactive calls; the HTTP routes also
+        cover the encoding of the answer.
+        """
+        with self._active_lock:
+            self._interactive += 1
+        try:
+            yield
+        finally:
+            with self._active_lock:
+                self._interactive -= 1
+
     def ticket(self, priority: Priority, abandoned: Callable[[], bool] | None = None) -> Ticket:
         """A new request's ticket: its deadline from ``config.timeout_s`` or ``config.bulk_timeout_s``."""
         bulk = priority is Priority.BULK
@@ -259,7 +277,12 @@ class SamService:
             pixels = load_image(image, max_pixels=self.config.max_pixels)
         image_id = compute_image_id(pixels)
         self._images.put(image_id, pixels, pixels.nbytes)
-        entry = self._ensure_embedding(image_id, pixels, self.ticket(priority, abandoned))
+        ticket = self.ticket(priority, abandoned)
+        if priority is Priority.BULK:
+            entry = self._ensure_embedding(image_id, pixels, ticket)
+        else:
+            with self.interactive_request():
+                entry = self._ensure_embedding(image_id, pixels, ticket)
         return ImageInfo(image_id=image_id, width=entry.original_size[1], height=entry.original_size[0])
 
     def image_info(self, image_id: str) -> ImageInfo:
@@ -350,6 +373,30 @@ class SamService:
                 ticket=ticket,
             )
         ticket = self.ticket(Priority.INTERACTIVE, abandoned)
+        with self.interactive_request():
+            return self._predict(
+                image_id,
+                points,
+                labels,
+                box,
+                boxes,
+                mask_input=mask_input,
+                multimask=multimask,
+                ticket=ticket,
+            )
+
+    def _predict(
+        self,
+        image_id: str,
+        points: Any,
+        labels: Any,
+        box: Any,
+        boxes: Any,
+        *,
+        mask_input: str | None,
+        multimask: bool,
+        ticket: Ticket,
+    ) -> list[ObjectMasks]:
         with self._active_lock:  # announced to the worker, which waits for it while batching
             self._active_decodes += 1
         try:

@@ -176,6 +176,12 @@ class WorkQueue:
         with self._ready:
             return self._pop_urgent()
 
+    def wait_for_urgent(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for a decode or interactive call to be queued."""
+        with self._ready:
+            if not self._decodes and not self._calls:
+                self._ready.wait(timeout)
+
     def take_decode(self, timeout: float = 0.0) -> WorkItem | None:
         """The next decode, waiting up to ``timeout`` seconds for one."""
         with self._ready:

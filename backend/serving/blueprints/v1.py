@@ -10,6 +10,7 @@ encoding behind interactive work (batch pre-annotation). A full queue answers
 from __future__ import annotations
 
 import time
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
@@ -18,7 +19,7 @@ from backend.client.base import empty_automask_note
 from backend.serving.client_probe import disconnect_probe
 from backend.serving.request_body import explain_image_errors, image_upload, parse_request
 from backend.serving.responses import object_to_json, to_jsonable
-from backend.serving.scheduling import QueueFull, parse_priority
+from backend.serving.scheduling import Priority, QueueFull, parse_priority
 from backend.serving.schemas import AutomaskRequest, PredictRequest
 from backend.serving.service import SamService
 
@@ -41,7 +42,7 @@ def create_v1_blueprint(service: SamService) -> Blueprint:
         interactive work; default ``interactive``.
         """
         priority = parse_priority(request.args.get("priority"))
-        with explain_image_errors():
+        with explain_image_errors(), _marked(priority is Priority.INTERACTIVE):
             upload = image_upload(request)
             info = service.add_image(upload, priority=priority, abandoned=disconnect_probe(request.environ))
         return jsonify(image_id=info.image_id, width=info.width, height=info.height)
@@ -57,6 +58,10 @@ def create_v1_blueprint(service: SamService) -> Blueprint:
         """A prompt -> ranked masks for each object."""
         start = time.perf_counter()
         body = parse_request(request.get_data(cache=False), PredictRequest)
+        with _marked(body.text is None):
+            return _predict(body, start)
+
+    def _predict(body: PredictRequest, start: float) -> Response:
         objects = service.predict(
             body.image_id,
             points=body.points,
@@ -88,6 +93,10 @@ def create_v1_blueprint(service: SamService) -> Blueprint:
         if not records:
             answer["note"] = empty_automask_note(service.automask_thresholds(params))
         return jsonify(answer)
+
+    def _marked(interactive: bool) -> AbstractContextManager[None]:
+        """While an interactive request is answered, bulk work pauses at its checkpoints."""
+        return service.interactive_request() if interactive else nullcontext()
 
     @bp.get("/models")
     def models() -> Response:
