@@ -46,8 +46,11 @@ def _errors(*statuses: int) -> dict[str, Any]:
         400: "Invalid input (code invalid_input, invalid_json or invalid_image).",
         401: "Missing or wrong bearer token (code unauthorized).",
         404: "Unknown image_id or logits_id (code not_found): upload the image again.",
-        413: "Body or image too large, or too many boxes for the image size (code payload_too_large).",
-        503: "Model loading or out of GPU memory (code unavailable): retry.",
+        413: "Body or image too large, too many boxes for the image size, or more segment-everything "
+        "point prompts than the server allows (code payload_too_large).",
+        503: "Model loading or out of GPU memory (code unavailable), or the model queue is full "
+        "(code queue_full, with a Retry-After header in seconds): retry.",
+        504: "The work did not finish within the server's deadline and was stopped (code deadline_exceeded).",
     }
     return {str(s): {"description": reasons[s], **_json(schemas.ErrorResponse)} for s in statuses}
 
@@ -86,14 +89,25 @@ def build_openapi() -> dict[str, Any]:
         )
     }
     image_id = {"name": "image_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    priority = {
+        "name": "priority",
+        "in": "query",
+        "required": False,
+        "description": "interactive (a person waits; default) or bulk (batch pre-annotation: "
+        "the encoding waits for interactive work).",
+        "schema": {"type": "string", "enum": ["interactive", "bulk"], "default": "interactive"},
+    }
     paths = {
         "/v1/images": {
-            "post": _operation(
-                "Upload an image; its embedding is computed once and cached.",
-                schemas.ImageInfoResponse,
-                body=image_bytes,
-                errors=(400, 401, 413, 503),
-            )
+            "post": {
+                **_operation(
+                    "Upload an image; its embedding is computed once and cached.",
+                    schemas.ImageInfoResponse,
+                    body=image_bytes,
+                    errors=(400, 401, 413, 503, 504),
+                ),
+                "parameters": [priority],
+            }
         },
         "/v1/images/{image_id}": {
             "get": {
@@ -110,7 +124,7 @@ def build_openapi() -> dict[str, Any]:
                 "Prompt -> three ranked masks per object.",
                 schemas.PredictResponse,
                 body=_json(schemas.PredictRequest)["content"],
-                errors=(400, 401, 404, 413, 503),
+                errors=(400, 401, 404, 413, 503, 504),
             )
         },
         "/v1/automask": {
@@ -118,7 +132,7 @@ def build_openapi() -> dict[str, Any]:
                 "Segment everything (SA-1B records), cached per image and parameters.",
                 schemas.AutomaskResponse,
                 body=_json(schemas.AutomaskRequest)["content"],
-                errors=(400, 401, 404, 413, 503),
+                errors=(400, 401, 404, 413, 503, 504),
             )
         },
         "/v1/models": {"get": _operation("The loaded model.", schemas.ModelsResponse, errors=(401,))},
