@@ -185,3 +185,17 @@ def test_an_interactive_upload_overtakes_a_queued_bulk_encoding_of_the_same_pict
         release.set()
         assert bulk.result(30).json == person.result(30).json
     assert order == ["encode", "other bulk"] and service.encoder_calls == 1
+
+
+def test_an_upload_past_its_deadline_leaves_the_shared_encoding_running_and_cached(make_app, monkeypatch):
+    app = make_app(timeout_s=0.3)
+    client = app.test_client()
+    service = app.extensions["sam_service"]
+    original = service._predictor.compute_embedding
+    monkeypatch.setattr(service._predictor, "compute_embedding", lambda p: (time.sleep(0.6), original(p))[1])
+    data = png_bytes(picture(seed=5))
+    late = client.post("/v1/images", data=data)
+    assert late.status_code == 504 and late.json["error"] == "deadline_exceeded"
+    _wait_until(lambda: service.cache_stats()["embeddings"].entries == 1, timeout=5)
+    again = client.post("/v1/images", data=data)
+    assert again.status_code == 200 and service.encoder_calls == 1
