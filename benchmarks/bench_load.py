@@ -9,12 +9,23 @@ service's answer for that image and prompt (see
 requests per second, errors, answers that did not match, and the server's
 resident memory before and after.
 
+``--hostile`` runs the same clients twice on one server, side by side in one
+report: once alone, once next to hostile load (``benchmarks/hostile_load.py``):
+``--slow-sockets`` connections that trickle headers or a body or send
+nothing (held off by the front end), and ``--flood-clients`` threads sending
+the largest segment-everything requests the server allows, alternately the
+widest grid (90 points a side) and the deepest crops (9 a side, 3 crop
+layers: 85 encodings), all thresholds 0, abandoning each after 5 s and
+ignoring ``Retry-After``. Target: predict p99 under hostile load <= 3x the p99
+without it, and no errors for the interactive clients.
+
 Weights: ``backend/weights/sam_demo.pt`` when present (``--weights auto``),
 else the tests' tiny random model (``--weights tiny``), or a checkpoint path.
 Run::
 
     python benchmarks/bench_load.py [--clients 16] [--seconds 20] [--images 30] [--weights auto|tiny|PATH]
                                     [--device auto] [--cache-mb 64]
+                                    [--hostile [--slow-sockets 128] [--flood-clients 8]]
 """
 
 from __future__ import annotations
@@ -25,10 +36,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import requests
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.reliability.load_driver import (  # noqa: E402
+    LoadResult,
     expected_masks,
     make_workload,
     process_tree_rss,
@@ -53,16 +67,96 @@ def resolve_weights(choice: str, tmp: Path) -> Path:
     return path
 
 
-def main() -> None:
+LARGEST_ALLOWED = (
+    {"points_per_side": 90, "crop_n_layers": 0},  # 8100 prompts: the widest grid under the default cap
+    {"points_per_side": 9, "crop_n_layers": 3},  # 85 crops x 81 = 6885 prompts: the most encodings
+)
+"""The largest segment-everything requests the default ``--max-automask-points`` (8192) allows."""
+NO_FILTER = {"pred_iou_thresh": 0.0, "stability_score_thresh": 0.0}
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--seconds", type=float, default=20.0, help="duration of each measured run")
     parser.add_argument("--images", type=int, default=30)
     parser.add_argument("--weights", default="auto")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--cache-mb", type=int, default=64)
-    args = parser.parse_args()
+    parser.add_argument("--hostile", action="store_true", help="also measure next to hostile load")
+    parser.add_argument("--slow-sockets", type=int, default=128, help="slow or idle connections (--hostile)")
+    parser.add_argument(
+        "--flood-clients", type=int, default=8, help="segment-everything flooders (--hostile)"
+    )
+    return parser.parse_args()
 
+
+def print_routes(label: str, result: LoadResult, seconds: float) -> None:
+    """One block of per-route latencies for a run."""
+    print(
+        f"{label}: {result.requests} requests ({result.requests / seconds:.1f}/s), {result.checked} answers checked"
+    )
+    for kind in ("images", "predict"):
+        if result.latencies_ms[kind]:
+            p50, p99 = result.percentiles(kind)
+            print(
+                f"  POST /v1/{kind:<8} n={len(result.latencies_ms[kind]):5d}  p50 {p50:8.1f} ms  p99 {p99:8.1f} ms"
+            )
+    print(f"  errors {len(result.errors)}, mismatched answers {len(result.mismatches)}")
+    for line in (result.errors + result.mismatches)[:10]:
+        print("   ", line)
+
+
+def run_hostile(server: ServerProcess, args: argparse.Namespace, workload: list, expected: dict) -> None:
+    """The clients alone, then next to slow sockets and a segment-everything flood; one table."""
+    from benchmarks.hostile_load import AutomaskFlood, SlowSockets
+    from tests.serving.tiny_model import picture, png_bytes
+
+    quiet = run_load(server.url, workload, expected, clients=args.clients, duration_s=args.seconds)
+    upload = requests.post(
+        f"{server.url}/v1/images", data=png_bytes(picture(height=480, width=640)), timeout=60
+    )
+    image_id = upload.json()["image_id"]
+    floods = [
+        AutomaskFlood(
+            server.url,
+            image_id,
+            {**LARGEST_ALLOWED[k % 2], **NO_FILTER},
+            clients=(args.flood_clients + 1 - k) // 2,
+            duration_s=args.seconds + 60,
+        )
+        for k in range(2)
+    ]
+    slow = SlowSockets(server.port, args.slow_sockets, duration_s=args.seconds + 60)
+    with slow, floods[0], floods[1]:
+        time.sleep(2.0)  # the flood fills the bulk queue, the sockets are open
+        held = slow.open_now()
+        hostile = run_load(server.url, workload, expected, clients=args.clients, duration_s=args.seconds)
+        held = min(held, slow.open_now())
+    outcomes = floods[0].outcomes + floods[1].outcomes
+    print_routes(f"{args.clients} interactive clients alone, {args.seconds:g} s", quiet, args.seconds)
+    print_routes(
+        f"{args.clients} interactive clients next to hostile load, {args.seconds:g} s", hostile, args.seconds
+    )
+    print(
+        f"hostile load: {args.slow_sockets} slow sockets (at least {held} open; {slow.reopened} reopened after "
+        f"the server closed them, {slow.failed_connects} refused); {args.flood_clients} segment-everything "
+        f"flooders: {dict(sorted(outcomes.items()))}"
+    )
+    (q50, q99), (h50, h99) = quiet.percentiles("predict"), hostile.percentiles("predict")
+    errors = len(hostile.errors) + len(hostile.mismatches)
+    print()
+    print("POST /v1/predict            p50 ms    p99 ms   errors")
+    print(
+        f"  alone                   {q50:8.1f}  {q99:8.1f}   {len(quiet.errors) + len(quiet.mismatches):6d}"
+    )
+    print(f"  next to hostile load    {h50:8.1f}  {h99:8.1f}   {errors:6d}")
+    verdict = "met" if h99 <= 3 * q99 and errors == 0 else "NOT met"
+    print(f"  p99 ratio {h99 / q99:.2f}x (target <= 3x, 0 errors): {verdict}")
+
+
+def main() -> None:
+    args = parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         weights = resolve_weights(args.weights, Path(tmp))
         workload = make_workload(args.images)
@@ -83,30 +177,24 @@ def main() -> None:
             str(max(args.clients, 8)),
             "--no-plugins",
             "--log-level",
-            "WARNING",
+            "ERROR" if args.hostile else "WARNING",
         )
         server.start(timeout=300)
         try:
             assert server.process is not None
             rss_before = process_tree_rss(server.process.pid)
-            result = run_load(server.url, workload, expected, clients=args.clients, duration_s=args.seconds)
+            if args.hostile:
+                run_hostile(server, args, workload, expected)
+            else:
+                result = run_load(
+                    server.url, workload, expected, clients=args.clients, duration_s=args.seconds
+                )
+                print_routes(
+                    f"{args.clients} clients for {args.seconds:g} s on {args.device}", result, args.seconds
+                )
             rss_after = process_tree_rss(server.process.pid)
         finally:
             server.stop()
-
-    print(
-        f"{args.clients} clients for {args.seconds:g} s on {args.device}: {result.requests} requests "
-        f"({result.requests / args.seconds:.1f}/s), {result.checked} answers checked"
-    )
-    for kind in ("images", "predict"):
-        if result.latencies_ms[kind]:
-            p50, p99 = result.percentiles(kind)
-            print(
-                f"  POST /v1/{kind:<8} n={len(result.latencies_ms[kind]):5d}  p50 {p50:8.1f} ms  p99 {p99:8.1f} ms"
-            )
-    print(f"  errors {len(result.errors)}, mismatched answers {len(result.mismatches)}")
-    for line in (result.errors + result.mismatches)[:10]:
-        print("   ", line)
     print(
         f"  server RSS {rss_before / 2**20:.0f} MiB -> {rss_after / 2**20:.0f} MiB (cache budget {args.cache_mb} MiB)"
     )
