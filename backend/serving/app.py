@@ -4,8 +4,10 @@
 :class:`~backend.serving.service.SamService`, metrics, blueprints, plugins);
 nothing is created at import time. Errors become
 ``{"error": code, "detail": message}`` with the status from
-:mod:`backend.errors`; an unexpected exception is logged and answered with a
-generic 500, never a traceback.
+:mod:`backend.errors`; messages reach clients without Python reprs or the
+server's file paths (:func:`backend.public_detail.public_detail`; the log
+keeps them); an unexpected exception is logged and answered with a generic
+500, never a traceback. There is no static route: the app serves no files.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from backend.errors import SamError
+from backend.public_detail import public_detail
 from backend.serving.auth import check_token, is_public_path
 from backend.serving.blueprints import create_openapi_blueprint, create_ops_blueprint, create_v1_blueprint
 from backend.serving.config import ServerConfig
@@ -52,7 +55,7 @@ def create_app(config: ServerConfig | None = None, *, service: SamService | None
     config = config or ServerConfig()
     if service is None:
         service = SamService(config).start()
-    app = Flask("sam_server")
+    app = Flask("sam_server", static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_mb * MiB
     app.json.sort_keys = False  # type: ignore[attr-defined]
     metrics = ServerMetrics(service)
@@ -83,7 +86,7 @@ def _install_hooks(app: Flask, config: ServerConfig, metrics: ServerMetrics) -> 
     @app.after_request
     def count(response: Response) -> Response:
         start = g.get("sam_start")
-        if start is not None:
+        if start is not None and response.status_code != 401:  # unauthenticated: not counted
             route = request.url_rule.rule if request.url_rule is not None else "unmatched"
             metrics.observe(
                 route=route,
@@ -101,9 +104,10 @@ def _error(code: str, detail: str, status: int) -> tuple[Response, int]:
 def _install_error_handlers(app: Flask) -> None:
     @app.errorhandler(SamError)
     def sam_error(exc: SamError) -> tuple[Response, int]:
-        if exc.status >= 500:
-            log.warning("%s: %s", exc.code, exc.detail)
-        return _error(exc.code, exc.detail, exc.status)
+        detail = public_detail(exc.detail)
+        if exc.status >= 500 or detail != exc.detail:
+            log.warning("%s %s -> %s %s: %s", request.method, request.path, exc.status, exc.code, exc.detail)
+        return _error(exc.code, detail, exc.status)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> tuple[Response, int]:

@@ -13,10 +13,13 @@ import hmac
 
 from backend.errors import Unauthorized
 
+PUBLIC_PATHS = frozenset({"/health"})
+"""The exact paths that need no token (load balancers' health check); nothing else is open."""
+
 
 def is_public_path(path: str) -> bool:
-    """Health checks stay open: ``/health`` and a mounted plugin's ``.../health``."""
-    return path.rstrip("/").rsplit("/", 1)[-1] == "health"
+    """True for a path in :data:`PUBLIC_PATHS`, compared exactly."""
+    return path in PUBLIC_PATHS
 
 
 def _basic_password(credentials: str) -> str:

@@ -1,4 +1,4 @@
-"""``sam-server``: serve a SAM model over HTTP with gunicorn.
+"""``sam-server``: serve a SAM model over HTTP (waitress, see :mod:`backend.serving.front_end`).
 
 Every flag has an environment variable (the flag wins)::
 
@@ -11,16 +11,20 @@ keys that do not fit, no GPU memory) stops the server with a non-zero exit
 status. Either way one message says why and what to do; the traceback is
 shown only with ``--log-level DEBUG``.
 
-One gunicorn worker process with many threads: the model is loaded in that
-worker (after the fork, on the service's GPU thread) and every forward pass
-runs on that one thread, so the HTTP threads never compete for the GPU.
+One process: the front end's loop thread reads every connection, ``--threads``
+handler threads run the Flask app, and the model loads on the service's GPU
+thread after the port is open; every forward pass runs on that one thread,
+so the HTTP threads never compete for the GPU. There is no master process and
+no worker to orphan: killing ``sam-server`` ends everything it runs.
 """
 
 from __future__ import annotations
 
+import _thread
 import argparse
 import logging
 import os
+import signal
 import sys
 import threading
 from collections.abc import Sequence
@@ -39,12 +43,22 @@ _DEFAULTS = ServerConfig()
 EXIT_BAD_MODEL = 2
 """Exit status when the model's weights cannot be found, downloaded or loaded."""
 EXIT_INTERRUPTED = 130
+GRACEFUL_STOP_S = 10.0
+"""How long requests in progress may finish after SIGTERM."""
 
 
 def _env(name: str, default: Any) -> Any:
     """``$name`` when set and not empty, else ``default`` (argparse converts a string with ``type``)."""
     value = os.environ.get(name)
     return default if value in (None, "") else value
+
+
+def positive_seconds(text: str) -> float:
+    """An argparse ``type``: a number of seconds > 0 (argparse's error names the flag)."""
+    value = non_negative_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,7 +130,79 @@ def build_parser() -> argparse.ArgumentParser:
         "--threads",
         type=at_least(1),
         default=_env("SAM_THREADS", _DEFAULTS.threads),
-        help="HTTP threads [SAM_THREADS]",
+        help="HTTP handler threads; slow or idle connections never hold one [SAM_THREADS]",
+    )
+    p.add_argument(
+        "--interactive-timeout",
+        type=positive_seconds,
+        default=_env("SAM_INTERACTIVE_TIMEOUT", _DEFAULTS.timeout_s),
+        help="deadline of interactive work (predict, uploads) in seconds from the request's arrival; "
+        "later: 504 [SAM_INTERACTIVE_TIMEOUT]",
+    )
+    p.add_argument(
+        "--bulk-timeout",
+        type=positive_seconds,
+        default=_env("SAM_BULK_TIMEOUT", _DEFAULTS.bulk_timeout_s),
+        help="deadline of bulk work (segment-everything, text prompts, priority=bulk uploads) in seconds; "
+        "a running job stops at its next slice [SAM_BULK_TIMEOUT]",
+    )
+    p.add_argument(
+        "--max-queue",
+        type=at_least(1),
+        default=_env("SAM_MAX_QUEUE", _DEFAULTS.max_queue),
+        help="most interactive jobs waiting for the model thread; more: 503 queue_full [SAM_MAX_QUEUE]",
+    )
+    p.add_argument(
+        "--max-bulk-jobs",
+        type=at_least(1),
+        default=_env("SAM_MAX_BULK_JOBS", _DEFAULTS.max_bulk_jobs),
+        help="most bulk jobs waiting or running; more: 503 queue_full [SAM_MAX_BULK_JOBS]",
+    )
+    p.add_argument(
+        "--max-automask-points",
+        type=at_least(1),
+        default=_env("SAM_MAX_AUTOMASK_POINTS", _DEFAULTS.max_automask_points),
+        help="most point prompts of one segment-everything request, summed over its crops; "
+        "more: 413 [SAM_MAX_AUTOMASK_POINTS]",
+    )
+    p.add_argument(
+        "--header-timeout",
+        type=positive_seconds,
+        default=_env("SAM_HEADER_TIMEOUT", _DEFAULTS.header_timeout_s),
+        help="seconds for a request's line and headers to arrive, from its first byte; "
+        "later: 408 and the connection is closed [SAM_HEADER_TIMEOUT]",
+    )
+    p.add_argument(
+        "--body-timeout",
+        type=positive_seconds,
+        default=_env("SAM_BODY_TIMEOUT", _DEFAULTS.body_timeout_s),
+        help="seconds for a request's body to arrive after its headers; later: 408 [SAM_BODY_TIMEOUT]",
+    )
+    p.add_argument(
+        "--idle-timeout",
+        type=positive_seconds,
+        default=_env("SAM_IDLE_TIMEOUT", _DEFAULTS.idle_timeout_s),
+        help="seconds a kept-alive connection may wait for its next request [SAM_IDLE_TIMEOUT]",
+    )
+    p.add_argument(
+        "--max-connections",
+        type=at_least(1),
+        default=_env("SAM_MAX_CONNECTIONS", _DEFAULTS.max_connections),
+        help="most open HTTP connections; more wait in the listen backlog [SAM_MAX_CONNECTIONS]",
+    )
+    p.add_argument(
+        "--decode-budget-mb",
+        type=at_least(1),
+        default=_env("SAM_DECODE_BUDGET_MB", _DEFAULTS.decode_budget_mb),
+        help="MiB of image decoding in flight at once, server-wide (about 4 bytes per pixel each); "
+        "further uploads wait [SAM_DECODE_BUDGET_MB]",
+    )
+    p.add_argument(
+        "--answer-budget-mb",
+        type=at_least(1),
+        default=_env("SAM_ANSWER_BUDGET_MB", _DEFAULTS.answer_budget_mb),
+        help="MiB of mask answers being built at once, server-wide (1 byte per mask pixel); "
+        "further requests wait [SAM_ANSWER_BUDGET_MB]",
     )
     p.add_argument(
         "--clip-model",
@@ -164,11 +250,22 @@ def config_from_args(argv: Sequence[str] | None = None) -> ServerConfig:
         plugins=not args.no_plugins,
         clip_model=args.clip_model,
         clip_root=args.clip_root or None,
+        timeout_s=args.interactive_timeout,
+        bulk_timeout_s=args.bulk_timeout,
+        max_queue=args.max_queue,
+        max_bulk_jobs=args.max_bulk_jobs,
+        max_automask_points=args.max_automask_points,
+        header_timeout_s=args.header_timeout,
+        body_timeout_s=args.body_timeout,
+        idle_timeout_s=args.idle_timeout,
+        max_connections=args.max_connections,
+        decode_budget_mb=args.decode_budget_mb,
+        answer_budget_mb=args.answer_budget_mb,
     )
 
 
 def bind_address(host: str, port: int) -> str:
-    """gunicorn ``bind`` value (IPv6 hosts in brackets)."""
+    """``host:port`` as the server listens on it (IPv6 hosts in brackets)."""
     return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
 
 
@@ -200,62 +297,46 @@ def warn_about_clip(config: ServerConfig) -> None:
         log.warning("text prompts will fail until this is fixed: %s", error)
 
 
-def exit_when_loading_fails(service: SamService, exit_status: int) -> None:
-    """Wait for the model; if it failed to load, end this (gunicorn worker) process.
+def stop_when_loading_fails(service: SamService) -> None:
+    """Wait for the model; if it failed to load, stop the front end (the service has logged why).
 
-    The service has logged why. The worker exits with gunicorn's
-    ``APP_LOAD_ERROR``, which makes the gunicorn master stop instead of
-    starting another worker that would fail the same way.
+    Runs on a helper thread: it interrupts the main thread, whose
+    :func:`serve` then returns :data:`EXIT_BAD_MODEL`.
     """
     service.wait_ready()
     if service.load_error is not None:
-        logging.shutdown()
-        sys.stderr.flush()
-        os._exit(exit_status)
+        _thread.interrupt_main()
+
+
+def _stop_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(0)
 
 
 def serve(config: ServerConfig) -> int:
-    """Run gunicorn in the foreground until SIGINT / SIGTERM, or until the model fails to load.
+    """Serve in the foreground until SIGINT / SIGTERM, or until the model fails to load.
 
     Returns:
         0 after a stop by signal; :data:`EXIT_BAD_MODEL` when the model failed to load.
     """
-    from gunicorn.app.base import BaseApplication
-    from gunicorn.arbiter import Arbiter
+    from backend.serving.app import create_app
+    from backend.serving.front_end import create_front_end
 
-    class SamServerApplication(BaseApplication):
-        def load_config(self) -> None:
-            settings = {
-                "bind": bind_address(config.host, config.port),
-                "workers": 1,
-                "worker_class": "gthread",
-                "threads": config.threads,
-                "timeout": 300,
-                "graceful_timeout": 10,
-                "loglevel": config.log_level.lower(),
-                "preload_app": False,
-            }
-            for key, value in settings.items():
-                self.cfg.set(key, value)
-
-        def load(self) -> Any:
-            from backend.serving.app import create_app
-
-            app = create_app(config)
-            threading.Thread(
-                target=exit_when_loading_fails,
-                args=(app.extensions["sam_service"], Arbiter.APP_LOAD_ERROR),
-                name="sam-load-watch",
-                daemon=True,
-            ).start()
-            return app
-
+    app = create_app(config)
+    service: SamService = app.extensions["sam_service"]
+    server = create_front_end(app, config)
+    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
-        SamServerApplication().run()
-    except SystemExit as stop:  # gunicorn's master exits this way
-        if stop.code == Arbiter.APP_LOAD_ERROR:
-            return EXIT_BAD_MODEL
-        raise
+        watch = threading.Thread(target=stop_when_loading_fails, args=(service,), name="sam-load-watch")
+        watch.daemon = True
+        watch.start()
+        server.run()  # returns after SIGTERM (SystemExit) or Ctrl-C (KeyboardInterrupt)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        server.task_dispatcher.shutdown(cancel_pending=True, timeout=GRACEFUL_STOP_S)
+    if service.load_error is not None:
+        return EXIT_BAD_MODEL
     return 0
 
 

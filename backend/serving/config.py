@@ -44,7 +44,8 @@ class ServerConfig:
         max_batch: Most prompts per decoder call; 1 disables micro-batching;
             0 picks by device and model (:data:`AUTO_MAX_BATCH_HELP`).
         batch_wait_ms: Longest wait for more decode requests, in milliseconds.
-        threads: HTTP threads of the gunicorn worker.
+        threads: HTTP handler threads (slow clients never hold one: see
+            :mod:`backend.serving.front_end`).
         log_level: Python logging level name.
         plugins: Mount blueprints from the ``sam_server.blueprints`` entry points.
         clip_model: CLIP model of text prompts: a name (``ViT-B/32``) or a
@@ -61,6 +62,18 @@ class ServerConfig:
             ``Retry-After`` above).
         max_automask_points: Most point prompts one segment-everything request
             may decode, over all its crops (413 above).
+        header_timeout_s: A request's line and headers must arrive within this
+            many seconds of its first byte (or of the connection); else 408.
+        body_timeout_s: A request's body must arrive within this many seconds
+            after its headers; else 408.
+        idle_timeout_s: A kept-alive connection with no request is closed
+            after this many seconds.
+        max_connections: Most open HTTP connections; more wait in the
+            listen backlog.
+        decode_budget_mb: Most MiB of image decoding in flight at once,
+            server-wide (about 4 bytes per pixel each); further uploads wait.
+        answer_budget_mb: Most MiB of mask answers being built at once,
+            server-wide (one byte per mask pixel); further requests wait.
     """
 
     model: Any = "demo"
@@ -83,18 +96,17 @@ class ServerConfig:
     plugins: bool = True
     clip_model: str = "ViT-B/32"
     clip_root: str | None = None
+    timeout_s: float = 60.0
+    bulk_timeout_s: float = 600.0
+    max_queue: int = 256
+    max_bulk_jobs: int = 4
+    max_automask_points: int = 8192
     header_timeout_s: float = 10.0
     body_timeout_s: float = 60.0
     idle_timeout_s: float = 15.0
     max_connections: int = 1000
     decode_budget_mb: int = 512
     answer_budget_mb: int = 1024
-
-    timeout_s: float = 60.0
-    bulk_timeout_s: float = 600.0
-    max_queue: int = 256
-    max_bulk_jobs: int = 4
-    max_automask_points: int = 8192
 
     @property
     def model_label(self) -> str:

@@ -1,5 +1,8 @@
 """Prometheus metrics of one app: requests, latencies, caches, queue depth.
 
+Request labels come from fixed sets (route templates, a list of methods,
+status codes), so made-up methods or paths cannot grow ``/metrics``.
+
 Each app owns its :class:`~prometheus_client.CollectorRegistry`, so several
 apps (tests) never clash in the global registry. Cache and queue figures are
 read from the service when ``/metrics`` is scraped.
@@ -17,6 +20,8 @@ from prometheus_client.registry import Collector
 if TYPE_CHECKING:
     from backend.serving.service import SamService
 
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+"""``method`` label values; any other method is counted as ``other``."""
 LATENCY_BUCKETS_S = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 
 
@@ -73,7 +78,16 @@ class ServerMetrics:
         self.registry.register(_ServiceCollector(service))
 
     def observe(self, *, route: str, method: str, status: int, seconds: float) -> None:
-        """Count one finished request."""
+        """Count one finished request.
+
+        Args:
+            route: The matched route template (``/v1/images/<image_id>``) or
+                ``unmatched``, never the raw path, so the label set stays fixed.
+            method: The HTTP method; one outside :data:`METHODS` counts as ``other``.
+            status: The answer's HTTP status.
+            seconds: Time from the request's start to its answer.
+        """
+        method = method if method in METHODS else "other"
         self.requests.labels(route, method, str(status)).inc()
         self.latency.labels(route, method).observe(seconds)
 

@@ -23,7 +23,7 @@ def _concrete(rule: str) -> str:
 
 
 def _routes(app) -> list[tuple[str, str]]:
-    """Every (method, path) the app serves, static files included."""
+    """Every (method, path) the app serves."""
     routes = []
     for rule in app.url_map.iter_rules():
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
@@ -36,6 +36,9 @@ def _basic(user: str, password: str) -> dict[str, str]:
 
 
 def test_with_a_token_every_route_but_health_refuses_requests_without_it(make_app):
+    from backend.serving.auth import PUBLIC_PATHS
+
+    assert PUBLIC_PATHS == {"/health"}
     app = make_app(token=TOKEN)
     http = app.test_client()
     routes = _routes(app)
@@ -52,7 +55,7 @@ def test_with_a_token_every_route_but_health_refuses_requests_without_it(make_ap
             response = http.open(
                 path, method=method, headers=headers, data=b"{}", content_type="application/json"
             )
-            if path.rstrip("/").endswith("/health"):
+            if path in PUBLIC_PATHS:
                 assert response.status_code == 200, (method, path)
             elif response.status_code != 401:
                 open_routes.append((method, path, headers, response.status_code))

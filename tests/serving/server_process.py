@@ -35,11 +35,13 @@ class ServerProcess:
         self.env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.process: subprocess.Popen[bytes] | None = None
+        self.cwd: Path = REPO
+        """Working folder of the process (set before :meth:`start`)."""
 
     def start(self, timeout: float = 90.0) -> ServerProcess:
         """Launch and wait until ``/ready`` answers 200 (raises after ``timeout`` s)."""
         self.process = subprocess.Popen(
-            self.command, cwd=REPO, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            self.command, cwd=self.cwd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
+from backend.public_detail import public_detail
 from backend.serving.metrics import ServerMetrics
 from backend.serving.service import SamService
 
@@ -12,8 +13,8 @@ def not_ready_reason(service: SamService) -> str:
     """Why ``service`` cannot answer yet: still loading, or why loading failed."""
     error = service.load_error
     if error is not None:
-        return f"model {service.model_name} failed to load: {error}"
-    return f"loading model {service.model_name} ..."
+        return public_detail(f"model {service.model_name} failed to load: {error}")
+    return public_detail(f"loading model {service.model_name} ...")
 
 
 def create_ops_blueprint(service: SamService, metrics: ServerMetrics) -> Blueprint:

@@ -1,0 +1,61 @@
+"""Error messages as clients may see them: no Python reprs, no paths of the server's files.
+
+An error's message often embeds another library's message, which can name a
+Python object (``<_io.BytesIO object at 0x7f...>``) or a file on the server
+(``/home/me/.cache/sam-server/sam_vit_b.pth``). Clients get the message with
+object reprs replaced by words and local paths cut to their file name; the
+server logs the full message. URL paths in messages (``POST /v1/images``)
+are not file paths and stay as they are.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+_REPR = re.compile(r"<[^<>]*? at 0x[0-9a-fA-F]+>|<(?:module|class|function|built-in[^<>]*?) [^<>]*>")
+_PATH_CHARS = r"[^\s'\"(),;<>]*"
+
+
+@lru_cache(maxsize=1)
+def _local_roots() -> tuple[str, ...]:
+    """Folders of this machine whose paths must not reach clients, longest first."""
+    roots = {
+        os.path.expanduser("~"),
+        os.getcwd(),
+        sys.prefix,
+        sys.base_prefix,
+        tempfile.gettempdir(),
+        str(Path(__file__).resolve().parents[1]),
+        "/etc",
+        "/proc",
+        "/sys",
+        "/var",
+        "/usr",
+        "/opt",
+        "/root",
+        "/home",
+        "/tmp",
+    }
+    usable = {root.rstrip("/") for root in roots if root and root not in ("/", "")}
+    return tuple(sorted(usable, key=len, reverse=True))
+
+
+@lru_cache(maxsize=1)
+def _path_pattern() -> re.Pattern[str]:
+    roots = "|".join(re.escape(root) for root in _local_roots())
+    # not inside a URL or a word: "http://host/home/x" and "api/tmp" stay
+    return re.compile(rf"(?<![\w.:/-])(?:file://)?(?:{roots})(?![\w.-])(?:/{_PATH_CHARS})?")
+
+
+def _file_name(match: re.Match[str]) -> str:
+    return match.group(0).rstrip("/").rsplit("/", 1)[-1] or "a server folder"
+
+
+def public_detail(message: str) -> str:
+    """``message`` with object reprs and local file paths removed (see the module docstring)."""
+    return _path_pattern().sub(_file_name, _REPR.sub("an object", message))
