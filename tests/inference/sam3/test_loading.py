@@ -65,7 +65,9 @@ def test_weights_that_do_not_fit_are_listed(sam3_models, tmp_path):
     sam3_models.processor.save_pretrained(tmp_path)
     from safetensors.torch import save_file
 
-    state = {k: v.contiguous() for k, v in sam3_models.detector.state_dict().items() if "mask_decoder" not in k}
+    state = {
+        k: v.contiguous() for k, v in sam3_models.detector.state_dict().items() if "mask_decoder" not in k
+    }
     save_file(state, str(tmp_path / "model.safetensors"))
     with pytest.raises(InvalidInput, match="missing keys .*mask_decoder"):
         load_sam3(tmp_path)

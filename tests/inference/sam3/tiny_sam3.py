@@ -68,7 +68,12 @@ def tiny_video_config() -> Any:
     tracker = {
         "vision_config": vision,
         "prompt_encoder_config": {"hidden_size": 32, "image_size": IMAGE_SIZE, "patch_size": 14},
-        "mask_decoder_config": {"hidden_size": 32, "mlp_dim": 64, "num_attention_heads": 2, "iou_head_hidden_dim": 32},
+        "mask_decoder_config": {
+            "hidden_size": 32,
+            "mlp_dim": 64,
+            "num_attention_heads": 2,
+            "iou_head_hidden_dim": 32,
+        },
         "memory_attention_hidden_size": 32,
         "memory_attention_num_layers": 1,
         "memory_attention_feed_forward_hidden_size": 64,
