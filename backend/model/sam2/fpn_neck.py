@@ -8,6 +8,7 @@ also returns feed only the video memory and are not computed here.
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -51,8 +52,8 @@ class FpnNeck(nn.Module):
         stock layers (``post`` folded into the lateral weights); otherwise the
         modules are called.
         """
-        conv = self.convs[len(self.convs) - 1 - level]
-        lateral = conv1x1_as_linear(conv.conv) if isinstance(conv, nn.Sequential) and len(conv) == 1 else None
+        conv = cast(nn.Sequential, self.convs[len(self.convs) - 1 - level])
+        lateral = conv1x1_as_linear(conv[0]) if len(conv) == 1 else None
         folded = lateral
         if post is not None and lateral is not None:
             after = conv1x1_as_linear(post)

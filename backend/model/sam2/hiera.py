@@ -72,7 +72,7 @@ class Hiera(nn.Module):
                 )
             )
             dim = dim_out
-        self.channel_list = [self.blocks[i].dim_out for i in self.stage_ends[::-1]]
+        self.channel_list: list[int] = c.channel_list
         self._pos_cache: tuple[tuple, Tensor] | None = None
 
     def position_embedding(self, size: tuple[int, int]) -> Tensor:

@@ -156,4 +156,4 @@ class MultiScaleBlock(nn.Module):
 
 def _is_fresh(t: Tensor) -> bool:
     """A contiguous tensor that owns its storage from the start (safe to overwrite in place)."""
-    return t.is_contiguous() and t.storage_offset() == 0 and t._base is None
+    return bool(t.is_contiguous() and t.storage_offset() == 0 and t._base is None)

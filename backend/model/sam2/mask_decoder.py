@@ -169,10 +169,8 @@ class Sam2MaskDecoder(nn.Module):
         keys = (image_embeddings + no_mask_embedding.reshape(1, -1, 1, 1)).flatten(2).transpose(1, 2)
         keys = keys.contiguous()
         key_pe = image_pe.flatten(2).transpose(1, 2).contiguous()
-        layers = self.transformer.layers
-        first = (
-            layers[0].image_projections(keys, key_pe) if len(layers) and self.transformer.can_fold() else ()
-        )
+        blocks = self.transformer.blocks()
+        first = blocks[0].image_projections(keys, key_pe) if blocks and self.transformer.can_fold() else ()
         high_res = self._check_high_res(high_res_features)
         rows = high_res_rows(*high_res) if high_res is not None else None
         return Sam2DecoderCache(keys, key_pe, first, image_embeddings, high_res, rows)

@@ -19,7 +19,7 @@ order (:func:`high_res_rows`), so that adding them is one contiguous pass.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import torch
 import torch.nn.functional as F
@@ -108,7 +108,9 @@ def upscale_masks(
         return (hyper_in @ up.flatten(2)).view(B, M, 4 * h, 4 * w)
     if high_res is not None and rows is None:
         rows = high_res_rows(*high_res)
-    up1, ln, _, up2, _ = upscaling
+    up1 = cast(nn.ConvTranspose2d, upscaling[0])
+    ln = cast(LayerNorm2d, upscaling[1])
+    up2 = cast(nn.ConvTranspose2d, upscaling[3])
     c1, c2 = up1.out_channels, up2.out_channels
     kernel1 = up1.weight.permute(2, 3, 1, 0).reshape(4 * c1, C)
     y = tokens_times_weights(src.reshape(B * N, C), kernel1, _repeat4(up1.bias, c1, kernel1))

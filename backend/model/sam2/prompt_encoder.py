@@ -8,7 +8,10 @@ this encoder embeds those labels with the box-corner embeddings.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
+from torch import nn
 
 from ..prompt_encoder import PromptEncoder
 
@@ -32,5 +35,5 @@ class Sam2PromptEncoder(PromptEncoder):
         emb = torch.where((labels == -1).unsqueeze(-1), self.not_a_point_embed.weight, pe)
         for label in range(4):
             is_label = (labels == label).unsqueeze(-1).to(emb.dtype)
-            emb = emb + is_label * self.point_embeddings[label].weight
+            emb = emb + is_label * cast(nn.Embedding, self.point_embeddings[label]).weight
         return emb

@@ -50,6 +50,8 @@ class Sam2(nn.Module):
     """
 
     mask_threshold: float = 0.0
+    pixel_mean: Tensor
+    pixel_std: Tensor
 
     def __init__(
         self,
@@ -171,9 +173,9 @@ def load_sam2_state_dict(model: Sam2, state_dict: Mapping[str, Tensor]) -> LoadR
     Raises:
         ValueError: Image-path keys are missing, unknown or mis-shaped (all listed).
     """
-    model_sd = state_dict.get("model") if isinstance(state_dict.get("model"), Mapping) else None
-    if model_sd is not None:
-        state_dict = model_sd
+    wrapped = state_dict.get("model")
+    if isinstance(wrapped, Mapping):
+        state_dict = wrapped
     skipped = [k for k in state_dict if k.startswith(VIDEO_ONLY_PREFIXES)]
     image_path = {k: v for k, v in state_dict.items() if not k.startswith(VIDEO_ONLY_PREFIXES)}
     own = model.state_dict()

@@ -9,6 +9,8 @@ its projections are stock modules without hooks; otherwise
 
 from __future__ import annotations
 
+from typing import cast
+
 from torch import Tensor, nn
 
 from ..transformer import Attention, TwoWayAttentionBlock, TwoWayTransformer
@@ -32,13 +34,21 @@ class Sam2TwoWayTransformer(TwoWayTransformer):
         for layer in self.layers:
             layer.mlp = MLP(embedding_dim, mlp_dim, embedding_dim, 2, activation=nn.ReLU)
 
+    def blocks(self) -> list[TwoWayAttentionBlock]:
+        """The two-way blocks, typed."""
+        return [cast(TwoWayAttentionBlock, layer) for layer in self.layers]
+
     def can_fold(self) -> bool:
         """Whether the folded fast path computes what the submodules would."""
-        attentions = [self.final_attn_token_to_image]
-        for layer in self.layers:
+        attentions = [cast(Attention, self.final_attn_token_to_image)]
+        for layer in self.blocks():
             if not is_plain(layer, TwoWayAttentionBlock):
                 return False
-            attentions += [layer.self_attn, layer.cross_attn_token_to_image, layer.cross_attn_image_to_token]
+            attentions += [
+                cast(Attention, layer.self_attn),
+                cast(Attention, layer.cross_attn_token_to_image),
+                cast(Attention, layer.cross_attn_image_to_token),
+            ]
         for attn in attentions:
             if not is_plain(attn, Attention):
                 return False
@@ -87,7 +97,7 @@ def reference_forward(
     """
     queries = point_embedding
     query_pe = point_embedding
-    for layer in transformer.layers:
+    for layer in (cast(TwoWayAttentionBlock, m) for m in transformer.layers):
         if layer.skip_first_layer_pe:
             queries = layer.self_attn(queries, queries, queries)
         else:
@@ -100,7 +110,8 @@ def reference_forward(
         q, k = queries + query_pe, keys + key_pe
         keys = layer.norm4(keys + layer.cross_attn_image_to_token(k, q, queries))
     q, k = queries + query_pe, keys + key_pe
-    queries = transformer.norm_final_attn(queries + transformer.final_attn_token_to_image(q, k, keys))
+    final = cast(Attention, transformer.final_attn_token_to_image)
+    queries = transformer.norm_final_attn(queries + final(q, k, keys))
     if keys.shape[0] != queries.shape[0]:
         keys = keys.expand(queries.shape[0], -1, -1)
     return queries, keys
