@@ -14,6 +14,8 @@ fi
 # this machine's disk); later installs keep them.
 .venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1" 2>/dev/null \
   || .venv/bin/python -m pip install -q torch torchvision
+# sam2 (the SAM 2.1 reference, test-only) must not build its CUDA extension.
+export SAM2_BUILD_CUDA=0
 .venv/bin/python -m pip install -q -e ".[test]"
 
 if [ "${SAM_SKIP_BROWSER:-0}" != "1" ] && ! command -v chromium >/dev/null 2>&1; then
