@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .common import LayerNorm2d, MLPBlock
+from .plain_modules import apply_linear, calls_are_plain, projection_of_zeros
 from .token_products import linear_on_tokens
 
 # Global attention is run in chunks of query rows so that the relative-position
@@ -69,9 +70,12 @@ class ImageEncoderViT(nn.Module):
         ws = Workspace() if not torch.is_grad_enabled() else None
         for blk in self.blocks:
             x = blk(x, ws)
-        # The 1x1 conv on channels-last tokens is a product with the tokens.
-        x = linear_on_tokens(x, self.neck[0].weight.flatten(1), None)
-        x = self.neck[1](x.permute(0, 3, 1, 2))
+        if calls_are_plain(self.neck[0]):
+            # The 1x1 conv on channels-last tokens is a product with the tokens.
+            x = linear_on_tokens(x, self.neck[0].weight.flatten(1), None).permute(0, 3, 1, 2)
+        else:
+            x = self.neck[0](x.permute(0, 3, 1, 2))
+        x = self.neck[1](x)
         x = self.neck[2](x.contiguous(memory_format=torch.channels_last))
         return self.neck[3](x).contiguous()
 
@@ -115,11 +119,10 @@ class Block(nn.Module):
         """``x``: BxHxWxC. ``ws``: scratch buffers (inference only)."""
         # The residual sums go into the fresh outputs of the projections.
         x = self.attn(self.norm1(x), ws).add_(x)
-        lin1, lin2 = self.mlp.lin1, self.mlp.lin2
-        y = linear_on_tokens(self.norm2(x), lin1.weight, lin1.bias)
-        # In place when no autograd records (``ws`` is given only then).
-        y = torch.ops.aten.gelu_(y) if ws is not None else self.mlp.act(y)
-        return linear_on_tokens(y, lin2.weight, lin2.bias).add_(x)
+        y = apply_linear(self.mlp.lin1, self.norm2(x))
+        # In place when no autograd records (``ws`` is given only then) and the activation is GELU.
+        y = torch.ops.aten.gelu_(y) if ws is not None and calls_are_plain(self.mlp.act) else self.mlp.act(y)
+        return apply_linear(self.mlp.lin2, y).add_(x)
 
 
 class Attention(nn.Module):
@@ -149,14 +152,14 @@ class Attention(nn.Module):
         nh = self.num_heads
         hd = C // nh
         win = self.window_size
-        qkv = linear_on_tokens(x, self.qkv.weight, self.qkv.bias)
+        qkv = apply_linear(self.qkv, x)
         if win > 0:
             # Project the real tokens only; padded tokens get the projection of zeros (= bias).
             pad_h = (win - H % win) % win
             pad_w = (win - W % win) % win
             Hp, Wp = H + pad_h, W + pad_w
             if pad_h or pad_w:
-                bias = self.qkv.bias.to(qkv.dtype)
+                bias = projection_of_zeros(self.qkv, C, qkv)
                 if ws is None:
                     keep = torch.zeros((Hp, Wp), dtype=torch.bool, device=qkv.device)
                     keep[:H, :W] = True
@@ -186,7 +189,7 @@ class Attention(nn.Module):
             q, k, v = qkv.view(B, H * W, 3, nh, hd).permute(2, 0, 3, 1, 4).unbind(0)
             out = _attention_rel_pos(q, k, v, self.rel_pos_h, self.rel_pos_w, (H, W), ws)
             out = out.transpose(1, 2).reshape(B, H, W, C)
-        return linear_on_tokens(out, self.proj.weight, self.proj.bias)
+        return apply_linear(self.proj, out)
 
 
 def _attention_rel_pos(

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .common import MLP, LayerNorm2d
+from .plain_modules import calls_are_plain
 from .token_products import tokens_times_weights
 from .transformer import TwoWayTransformer
 
@@ -244,8 +245,10 @@ class MaskDecoder(nn.Module):
         h, w = size
         B, N, C = src.shape
         M = hyper_in.shape[1]
-        if torch.is_grad_enabled() and (src.requires_grad or hyper_in.requires_grad):
-            # Autograd-friendly reference path (the fast one works in place).
+        needs_grad = torch.is_grad_enabled() and (src.requires_grad or hyper_in.requires_grad)
+        if needs_grad or not calls_are_plain(*self.output_upscaling):
+            # The reference path: autograd-friendly (the fast one works in place), and it
+            # calls the layers, so replaced or hooked ones take effect.
             up = self.output_upscaling(src.transpose(1, 2).reshape(B, C, h, w))
             return (hyper_in @ up.flatten(2)).view(B, M, 4 * h, 4 * w)
         up1, ln, _, up2, _ = self.output_upscaling

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .common import LayerNorm2d
-from .token_products import linear_on_tokens
+from .plain_modules import apply_linear
 
 
 class Conv2d_BN(nn.Sequential):  # noqa: N801 - official checkpoint name
@@ -123,8 +123,8 @@ class Mlp(nn.Module):
         self.act = nn.GELU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        hidden = self.act(linear_on_tokens(self.norm(x), self.fc1.weight, self.fc1.bias))
-        return linear_on_tokens(hidden, self.fc2.weight, self.fc2.bias)
+        hidden = self.act(apply_linear(self.fc1, self.norm(x)))
+        return apply_linear(self.fc2, hidden)
 
 
 class Attention(nn.Module):
@@ -157,13 +157,13 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: B x N x C tokens of one window each."""
         B, N, _ = x.shape
-        qkv = linear_on_tokens(self.norm(x), self.qkv.weight, self.qkv.bias)
+        qkv = apply_linear(self.qkv, self.norm(x))
         qkv = qkv.view(B, N, self.num_heads, -1).permute(0, 2, 1, 3)
         q, k, v = qkv.split([self.key_dim, self.key_dim, self.d], dim=3)
         bias = self.attention_biases[:, self.attention_bias_idxs].to(q.dtype)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.unsqueeze(0))
         out = out.transpose(1, 2).reshape(B, N, self.dh)
-        return linear_on_tokens(out, self.proj.weight, self.proj.bias)
+        return apply_linear(self.proj, out)
 
 
 class TinyViTBlock(nn.Module):

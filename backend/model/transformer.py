@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .common import MLPBlock
+from .plain_modules import calls_are_plain
 from .token_products import add_to_tokens, pool_tokens, scores_against_tokens
 
 
@@ -80,6 +81,12 @@ class TwoWayAttentionBlock(nn.Module):
         self.cross_attn_image_to_token = Attention(embedding_dim, num_heads, attention_downsample_rate)
         self.skip_first_layer_pe = skip_first_layer_pe
 
+    def _projections_are_plain(self) -> bool:
+        t2i, i2t = self.cross_attn_token_to_image, self.cross_attn_image_to_token
+        return calls_are_plain(
+            t2i.q_proj, t2i.k_proj, t2i.v_proj, t2i.out_proj, i2t.q_proj, i2t.k_proj, i2t.v_proj, i2t.out_proj
+        )
+
     def image_projections(self, keys: Tensor, key_pe: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """The prompt-independent projections of the image tokens ``keys`` (1xNxC).
 
@@ -113,7 +120,8 @@ class TwoWayAttentionBlock(nn.Module):
         queries = self.norm1(queries)
 
         t2i, i2t = self.cross_attn_token_to_image, self.cross_attn_image_to_token
-        fold = t2i.num_heads * queries.shape[1] <= t2i.internal_dim
+        # folding reads the projections' weights: only while they are plain Linear layers
+        fold = t2i.num_heads * queries.shape[1] <= t2i.internal_dim and self._projections_are_plain()
         k_in = None
         if projections is None and not fold:
             projections = self.image_projections(keys, key_pe)
