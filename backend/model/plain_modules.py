@@ -64,6 +64,7 @@ def apply_linear(layer: nn.Module, tokens: Tensor) -> Tensor:
 
 def projection_of_zeros(layer: nn.Module, features: int, like: Tensor) -> Tensor:
     """``layer`` applied to a zero vector of ``features`` (a plain ``Linear``'s bias), in ``like``'s dtype."""
-    if calls_are_plain(layer) and getattr(layer, "bias", None) is not None:
-        return layer.bias.to(like.dtype)  # type: ignore[union-attr]
+    bias = getattr(layer, "bias", None)
+    if calls_are_plain(layer) and isinstance(bias, Tensor):
+        return bias.to(like.dtype)
     return layer(like.new_zeros(features)).to(like.dtype)
