@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..token_products import linear_on_tokens
 from .mlp import MLP
 from .plain_modules import is_plain, linear
 
@@ -48,64 +49,110 @@ class MultiScaleAttention(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """``x``: ``BxHxWxC`` (normalised tokens) -> ``BxH'xW'xC_out`` (``H' = H // s`` when pooling)."""
         B, H, W, _ = x.shape
-        nh, hd = self.num_heads, self.dim_out // self.num_heads
-        qkv = linear(self.qkv, x)  # B x H x W x 3C'
-        win = self.window_size
         stride = self.q_stride
-        if win > 0:
-            out = self._windowed(x, qkv, win, stride)
+        hq, wq = (H // stride[0], W // stride[1]) if stride is not None else (H, W)
+        if self.window_size > 0:
+            out = self._windowed(x)  # may cover a padded grid
         else:
-            q, k, v = qkv.view(B, H * W, 3, nh, hd).unbind(2)
-            if stride is not None:
-                q = _max_pool(q.view(B, H, W, nh * hd), stride)
-                q = q.view(B, -1, nh, hd)
-            o = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
-            hq, wq = (H // stride[0], W // stride[1]) if stride is not None else (H, W)
+            q, k, v = self._project(x)
+            o = F.scaled_dot_product_attention(
+                _heads(q, self.num_heads), _heads(k, self.num_heads), _heads(v, self.num_heads)
+            )
             out = o.transpose(1, 2).reshape(B, hq, wq, self.dim_out)
-        return linear(self.proj, out)
+        # The output projection runs on every token of ``out``, then the padding is cropped.
+        return linear(self.proj, out)[:, :hq, :wq]
 
-    def _windowed(self, x: Tensor, qkv: Tensor, win: int, stride: tuple[int, int] | None) -> Tensor:
-        """Window attention of the projected ``qkv`` (``BxHxWx3C'``) -> ``BxH'xW'xC'``."""
-        B, H, W, _ = qkv.shape
-        nh, hd, c_out = self.num_heads, self.dim_out // self.num_heads, self.dim_out
+    def _project(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Queries (pooled with ``q_stride``), keys and values of ``x`` as ``BxH'xW'xC'`` grids."""
+        c = self.dim_out
+        if self.q_stride is None:
+            q, k, v = linear(self.qkv, x).split(c, dim=-1)
+            return q, k, v
+        q, kv = self._pooled_queries_and_kv(x)
+        k, v = kv.split(c, dim=-1)
+        return q, k, v
+
+    def _pooled_queries_and_kv(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Pooled queries ``BxH/sxW/sxC'`` and keys and values packed as ``BxHxWx2C'``."""
+        assert self.q_stride is not None
+        c = self.dim_out
+        if is_plain(self.qkv, nn.Linear):
+            # The queries on their own, contiguous: pooling them is then one fast pass.
+            w, b = self.qkv.weight, self.qkv.bias
+            q = linear_on_tokens(x, w[:c], b[:c] if b is not None else None)
+            kv = linear_on_tokens(x, w[c:], b[c:] if b is not None else None)
+        else:
+            qkv = linear(self.qkv, x)
+            q, kv = qkv[..., :c].contiguous(), qkv[..., c:]
+        return max_pool(q, self.q_stride), kv
+
+    def _windowed(self, x: Tensor) -> Tensor:
+        """Window attention: ``BxHxWxC`` -> ``BxHpxWpxC'`` over the padded (query) grid."""
+        B, H, W, _ = x.shape
+        win, stride = self.window_size, self.q_stride
+        nh, hd, c = self.num_heads, self.dim_out // self.num_heads, self.dim_out
         pad_h, pad_w = (win - H % win) % win, (win - W % win) % win
-        if pad_h or pad_w:
-            # Padded tokens are zeros before the projection: their qkv is the projection of zero.
-            if is_plain(self.qkv, nn.Linear) and self.qkv.bias is not None:
-                fill = self.qkv.bias.to(qkv.dtype)
-            else:
-                fill = self.qkv(x.new_zeros(1, x.shape[-1])).to(qkv.dtype).view(3 * c_out)
-            padded = fill.expand(B, H + pad_h, W + pad_w, 3 * c_out).contiguous()
-            padded[:, :H, :W] = qkv
-            qkv = padded
         hp, wp = H + pad_h, W + pad_w
         nwh, nww = hp // win, wp // win
-        # B x nwh x win x nww x win x 3 x nh x hd -> 3 x (B nwh nww) x win x win x nh x hd
-        windows = qkv.view(B, nwh, win, nww, win, 3, nh, hd).permute(5, 0, 1, 3, 2, 4, 6, 7)
-        windows = windows.reshape(3, B * nwh * nww, win, win, nh, hd)
-        q, k, v = windows.unbind(0)
-        qwin = win
-        if stride is not None:
-            q = _max_pool(q.reshape(B * nwh * nww, win, win, nh * hd), stride)
-            qwin = q.shape[1]
-        nwin = B * nwh * nww
-        q = q.reshape(nwin, qwin * qwin, nh, hd).transpose(1, 2)
-        k = k.reshape(nwin, win * win, nh, hd).transpose(1, 2)
-        v = v.reshape(nwin, win * win, nh, hd).transpose(1, 2)
-        o = F.scaled_dot_product_attention(q, k, v)  # nwin x nh x (qwin qwin) x hd
+        fill = self._padding_qkv(x) if pad_h or pad_w else None
+        if stride is None:
+            qkv = linear(self.qkv, x)
+            if fill is not None:
+                qkv = _pad_grid(qkv, hp, wp, fill)
+            # B x nwh x win x nww x win x 3 x nh x hd -> 3 x (B nwh nww) x nh x (win win) x hd
+            windows = qkv.reshape(B, nwh, win, nww, win, 3, nh, hd).permute(5, 0, 1, 3, 6, 2, 4, 7)
+            q, k, v = windows.reshape(3, B * nwh * nww, nh, win * win, hd).unbind(0)
+            qwin = win
+        else:
+            if win % stride[0] or win % stride[1] or stride[0] != stride[1]:
+                raise ValueError(f"a pooling block needs a window ({win}) that its stride {stride} divides")
+            q, kv = self._pooled_queries_and_kv(x)
+            if fill is not None:
+                kv = _pad_grid(kv, hp, wp, fill[c:])
+            windows = kv.reshape(B, nwh, win, nww, win, 2, nh, hd).permute(5, 0, 1, 3, 6, 2, 4, 7)
+            k, v = windows.reshape(2, B * nwh * nww, nh, win * win, hd).unbind(0)
+            qwin = win // stride[0]
+            q = _pad_grid(q, nwh * qwin, nww * qwin, q.new_zeros(c))  # padded queries: outputs dropped
+            q = q.reshape(B, nwh, qwin, nww, qwin, nh, hd).permute(0, 1, 3, 5, 2, 4, 6)
+            q = q.reshape(B * nwh * nww, nh, qwin * qwin, hd)
+        o = F.scaled_dot_product_attention(q, k, v)  # (B nwh nww) x nh x (qwin qwin) x hd
         o = o.view(B, nwh, nww, nh, qwin, qwin, hd).permute(0, 1, 4, 2, 5, 3, 6)
-        o = o.reshape(B, nwh * qwin, nww * qwin, c_out)
-        hq, wq = (H // stride[0], W // stride[1]) if stride is not None else (H, W)
-        return o[:, :hq, :wq]
+        return o.reshape(B, nwh * qwin, nww * qwin, c)
+
+    def _padding_qkv(self, x: Tensor) -> Tensor:
+        """``3C'``: the projection of a zero token (what Meta's zero padding becomes)."""
+        if is_plain(self.qkv, nn.Linear):
+            if self.qkv.bias is not None:
+                return self.qkv.bias.to(x.dtype)
+            return x.new_zeros(3 * self.dim_out)
+        return self.qkv(x.new_zeros(1, x.shape[-1])).to(x.dtype).view(-1)
 
 
-def _max_pool(x: Tensor, stride: tuple[int, int]) -> Tensor:
-    """``BxHxWxC`` -> ``Bx(H//s)x(W//s)xC``: max over ``s x s`` cells (``MaxPool2d`` with floor)."""
+def _heads(x: Tensor, num_heads: int) -> Tensor:
+    """``BxHxWxC`` grid -> ``B x heads x (H W) x d`` (a view)."""
     B, H, W, C = x.shape
-    sh, sw = stride
-    hq, wq = H // sh, W // sw
-    x = x[:, : hq * sh, : wq * sw]
-    return x.reshape(B, hq, sh, wq, sw, C).amax(dim=(2, 4))
+    return x.reshape(B, H * W, num_heads, C // num_heads).transpose(1, 2)
+
+
+def _pad_grid(x: Tensor, height: int, width: int, fill: Tensor) -> Tensor:
+    """``BxHxWxC`` -> ``Bx height x width xC``, the new cells set to ``fill`` (``C``)."""
+    B, H, W, C = x.shape
+    if (H, W) == (height, width):
+        return x
+    out = x.new_empty(B, height, width, C)
+    out[:, :H, :W] = x
+    out[:, H:] = fill
+    out[:, :H, W:] = fill
+    return out
+
+
+def max_pool(x: Tensor, stride: tuple[int, int]) -> Tensor:
+    """``BxHxWxC`` -> ``Bx(H//s)x(W//s)xC``: max over ``s x s`` cells (``MaxPool2d``, floor mode).
+
+    Runs as ``max_pool2d`` on the channels-last view, one vectorised pass when
+    ``x`` is contiguous.
+    """
+    return F.max_pool2d(x.permute(0, 3, 1, 2), kernel_size=stride, stride=stride).permute(0, 2, 3, 1)
 
 
 class MultiScaleBlock(nn.Module):
@@ -147,7 +194,7 @@ class MultiScaleBlock(nn.Module):
         if self.dim != self.dim_out:
             shortcut = linear(self.proj, x)
             if self.q_stride is not None:
-                shortcut = _max_pool(shortcut, self.q_stride)
+                shortcut = max_pool(shortcut, self.q_stride)
         y = self.attn(x)
         x = y.add_(shortcut) if in_place and _is_fresh(y) else y + shortcut
         y = self.mlp(self.norm2(x))

@@ -1,0 +1,268 @@
+"""SAM 2.1: ours vs Meta's ``sam2`` (1.1.0), side by side, one process, the same random weights.
+
+Meta's network is built from its own ``sam2.1_hiera_{t,b+}.yaml`` with random
+parameters; ours loads its state dict (the video-memory keys skipped).
+Measured, median over repeats, ours and Meta's alternating so both see the
+same machine load:
+
+* the image encoder at 1024x1024 (what ``set_image`` runs: trunk, neck, the
+  decoder's ``conv_s0`` / ``conv_s1``, ``no_mem_embed``), hiera_t and hiera_b+,
+  fp32 and bf16 (both networks converted with ``.to(torch.bfloat16)``);
+* prompt -> masks for one positive point on a 768x1024 (HxW) image, three
+  masks: ``Sam2Predictor.predict`` vs ``SAM2ImagePredictor.predict`` (prompt
+  encoder, mask decoder, resize to the image, threshold; the features are set
+  once, outside the timing). Ours is timed as called by default (also
+  computing stability scores, which Meta's predictor does not) and with
+  ``stability=False`` (the same outputs as Meta's);
+* peak memory of one encoder call above the loaded model (``VmHWM`` after
+  resetting it, each in a fresh process).
+
+Ratios are given for wall time and for process CPU time (the steadier figure
+when other processes share the machine). Not a test: it prints a table.
+
+    python benchmarks/bench_sam2.py [--quick] [--threads N] [--models t,b+] [--skip-encoder] [--skip-memory]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from backend.inference.sam2_predictor import Sam2Predictor  # noqa: E402
+from backend.model.sam2 import (  # noqa: E402
+    Sam2,
+    build_sam2,
+    load_sam2_state_dict,
+    sam2_config_from_state_dict,
+)
+
+IMAGE_HW = (768, 1024)
+POINT_XY = (412.0, 300.0)
+SUFFIX = {"t": "t", "b+": "b+"}
+
+Timing = tuple[list[float], list[float]]  # wall seconds, process CPU seconds
+
+
+def reference_model(size: str, seed: int = 0) -> torch.nn.Module:
+    """Meta's SAM 2.1 (``SAM2Base``) with random weights; constant-initialised ones randomised."""
+    from sam2.build_sam import build_sam2 as build_meta
+
+    torch.manual_seed(seed)
+    model = build_meta(f"configs/sam2.1/sam2.1_hiera_{SUFFIX[size]}.yaml", ckpt_path=None, device="cpu")
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "pos_embed" in name or "norm" in name:
+                param.add_(0.1 * torch.randn_like(param))
+    return model.eval()
+
+
+def ours_from(reference: torch.nn.Module) -> Sam2:
+    state = reference.state_dict()
+    ours = build_sam2(sam2_config_from_state_dict(state))
+    load_sam2_state_dict(ours, state)
+    return ours.eval()
+
+
+def interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int) -> dict[str, Timing]:
+    """Time several functions alternately, so that machine load hits them alike."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, Timing] = {name: ([], []) for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            wall, cpu = time.perf_counter(), time.process_time()
+            fn()
+            times[name][0].append(time.perf_counter() - wall)
+            times[name][1].append(time.process_time() - cpu)
+    return times
+
+
+def row(name: str, timing: Timing, baseline: Timing | None, unit: str) -> str:
+    scale = 1e3 if unit == "ms" else 1.0
+    wall, cpu = statistics.median(timing[0]), statistics.median(timing[1])
+    if baseline is None:
+        ratios = "      -", "      -"
+    else:
+        ratios = (
+            f"{statistics.median(baseline[0]) / wall:6.2f}x",
+            f"{statistics.median(baseline[1]) / cpu:6.2f}x",
+        )
+    return (
+        f"  {name:<52} wall {wall * scale:8.2f} {unit} {ratios[0]}   "
+        f"cpu {cpu * scale:8.2f} {unit} {ratios[1]}   (wall min {min(timing[0]) * scale:.2f})"
+    )
+
+
+def bench_encoder(size: str, repeats: int) -> None:
+    ref = reference_model(size)
+    ours = ours_from(ref)
+    x = torch.randn(1, 3, 1024, 1024, generator=torch.Generator().manual_seed(1))
+    ref_bf16 = reference_model(size).to(torch.bfloat16)
+    ours_bf16 = ours_from(reference_model(size)).to(torch.bfloat16)
+    xb = x.to(torch.bfloat16)
+    with torch.inference_mode():
+        r = ref.forward_image(x)
+        o = ours.encode_image(x)
+        b = ours_bf16.encode_image(xb)
+        embed = r["backbone_fpn"][-1] + ref.no_mem_embed.view(1, -1, 1, 1)
+        scale = float(embed.abs().max())
+        print(
+            f"  (max |ours - Meta| / max |Meta|, image embedding: fp32 {float((o.image_embed - embed).abs().max()) / scale:.1e}, "
+            f"ours bf16 {float((b.image_embed.float() - embed).abs().max()) / scale:.1e})"
+        )
+        times = interleaved(
+            {
+                "Meta fp32 (forward_image)": lambda: ref.forward_image(x),
+                "ours fp32 (encode_image)": lambda: ours.encode_image(x),
+                "Meta bf16": lambda: ref_bf16.forward_image(xb),
+                "ours bf16": lambda: ours_bf16.encode_image(xb),
+            },
+            repeats,
+            warmup=1,
+        )
+    names = list(times)
+    print(f"hiera_{size} image encoder, 1x3x1024x1024 (speed-up vs Meta fp32; last row vs Meta bf16)")
+    print(row(names[0], times[names[0]], None, "s"))
+    print(row(names[1], times[names[1]], times[names[0]], "s"))
+    print(row(names[2], times[names[2]], times[names[0]], "s"))
+    print(row(names[3], times[names[3]], times[names[0]], "s"))
+    print(row("ours bf16 vs Meta bf16", times[names[3]], times[names[2]], "s"))
+
+
+def bench_prompt(repeats: int) -> None:
+    from sam2.sam2_image_predictor import SAM2ImagePredictor
+
+    ref = reference_model("t")
+    ours = ours_from(ref)
+    h, w = IMAGE_HW
+    image = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    our_pred = Sam2Predictor(ours)
+    our_pred.set_image(image)
+    ref_pred = SAM2ImagePredictor(ref)
+    # What SAM2ImagePredictor.set_image stores, without running the encoder again.
+    ref_pred._features = {
+        "image_embed": our_pred.embedding.image_embed.clone(),
+        "high_res_feats": [our_pred.embedding.feat_s0.clone(), our_pred.embedding.feat_s1.clone()],
+    }
+    ref_pred._orig_hw = [(h, w)]
+    ref_pred._is_image_set = True
+
+    coords, labels = np.array([POINT_XY]), np.array([1])
+    ref_masks, ref_scores, _ = ref_pred.predict(point_coords=coords, point_labels=labels)
+    out = our_pred.predict(point_coords=coords, point_labels=labels)
+    order = np.argsort(-ref_scores, kind="stable")
+    same = int((out.masks[0] != ref_masks[order].astype(bool)).sum())
+    print(
+        f"  (scores ours {np.round(out.scores[0], 4)} Meta {np.round(ref_scores[order], 4)}; {same} mask pixels differ)"
+    )
+    with torch.inference_mode():
+        times = interleaved(
+            {
+                "Meta SAM2ImagePredictor.predict": lambda: ref_pred.predict(
+                    point_coords=coords, point_labels=labels, multimask_output=True
+                ),
+                "ours Sam2Predictor.predict": lambda: our_pred.predict(
+                    point_coords=coords, point_labels=labels, multimask_output=True
+                ),
+                "ours predict(stability=False), Meta's outputs": lambda: our_pred.predict(
+                    point_coords=coords, point_labels=labels, multimask_output=True, stability=False
+                ),
+            },
+            repeats,
+            warmup=3,
+        )
+    names = list(times)
+    print(f"prompt -> masks, hiera_t, one point, {h}x{w} image, 3 masks (speed-up vs Meta)")
+    print(row(names[0], times[names[0]], None, "ms"))
+    for name in names[1:]:
+        print(row(name, times[name], times[names[0]], "ms"))
+
+
+def _peak_memory_child(size: str, impl: str, dtype: str) -> None:
+    """In a fresh process: peak resident memory of one encoder call above the loaded model."""
+    ref = reference_model(size)
+    model: torch.nn.Module = ref if impl == "Meta" else ours_from(ref)
+    torch_dtype = torch.bfloat16 if dtype == "bf16" else torch.float32
+    model = model.to(torch_dtype)
+    x = torch.randn(1, 3, 1024, 1024).to(torch_dtype)
+    run = model.forward_image if impl == "Meta" else model.encode_image  # type: ignore[operator]
+    with torch.inference_mode():
+        run(x)  # warm-up: lazy initialisation, allocator pools
+        rss = _status_kib("VmRSS")
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # reset VmHWM to the current RSS
+        run(x)
+        print(json.dumps({"peak_mib": (_status_kib("VmHWM") - rss) / 1024}))
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def bench_memory(sizes: list[str], threads: int | None) -> None:
+    print("peak memory of one 1024x1024 encoder call above the loaded model (fresh process each)")
+    for size in sizes:
+        for dtype in ("fp32", "bf16"):
+            peaks = {}
+            for impl in ("Meta", "ours"):
+                cmd = [sys.executable, __file__, "--memory-child", f"{size},{impl},{dtype}"]
+                if threads:
+                    cmd += ["--threads", str(threads)]
+                out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT)
+                peaks[impl] = json.loads(out.stdout.strip().splitlines()[-1])["peak_mib"]
+            print(
+                f"  hiera_{size} {dtype}: Meta {peaks['Meta']:7.0f} MiB   ours {peaks['ours']:7.0f} MiB   "
+                f"(ours / Meta {peaks['ours'] / max(peaks['Meta'], 1):.2f})"
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument(
+        "--models", default="t,b+", help="encoder sizes to time, from t and b+ (default: t,b+)"
+    )
+    parser.add_argument("--skip-encoder", action="store_true", help="only prompt -> masks")
+    parser.add_argument("--skip-memory", action="store_true", help="no peak-memory measurement")
+    parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.memory_child:
+        _peak_memory_child(*args.memory_child.split(","))
+        return
+    sizes = [s for s in args.models.split(",") if s]
+    for s in sizes:
+        if s not in SUFFIX:
+            parser.error(f"--models takes t and b+, got {s!r}")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, load average {load:.1f}")
+    bench_prompt(repeats=10 if args.quick else 40)
+    if not args.skip_encoder:
+        for size in sizes:
+            bench_encoder(size, repeats=1 if args.quick else 3)
+    if not args.skip_memory and not args.skip_encoder:
+        bench_memory(sizes, args.threads)
+
+
+if __name__ == "__main__":
+    main()
