@@ -22,6 +22,7 @@ from backend.formats.coordinates import resized_shape, to_model_boxes, to_model_
 from backend.formats.images import check_rgb_pixels
 from backend.inference.mask_ops import above_threshold, stability_score
 from backend.inference.prompts import check_prompt
+from backend.model.config import SamConfig
 from backend.model.mask_decoder import DecodedCandidates
 
 if TYPE_CHECKING:
@@ -59,9 +60,14 @@ class SamPredictor:
     """
 
     def __init__(self, model: Sam) -> None:
+        if model.config is None:
+            raise InvalidInput(
+                "SamPredictor needs a Sam built by build_sam: its config gives the input sizes"
+            )
         self.model = model
-        self.image_size: int = model.config.image_size
-        self.low_res_size: int = model.config.low_res_size
+        self.config: SamConfig = model.config
+        self.image_size: int = self.config.image_size
+        self.low_res_size: int = self.config.low_res_size
         self._embedding: torch.Tensor | None = None
         self._original_size: tuple[int, int] | None = None
         self._input_size: tuple[int, int] | None = None
@@ -100,7 +106,7 @@ class SamPredictor:
         """``HxWx3`` uint8 RGB -> ``1x3xSxS`` normalised, padded model input."""
         check_rgb_pixels(image)
         new_h, new_w = resized_shape(image.shape[0], image.shape[1], self.image_size)
-        resized = np.array(Image.fromarray(image).resize((new_w, new_h), Image.BILINEAR))
+        resized = np.array(Image.fromarray(image).resize((new_w, new_h), Image.Resampling.BILINEAR))
         x = torch.from_numpy(resized).to(self.device).permute(2, 0, 1)[None].float()
         x = (x - self.model.pixel_mean) / self.model.pixel_std
         x = torch.nn.functional.pad(x, (0, self.image_size - new_w, 0, self.image_size - new_h))
@@ -123,7 +129,7 @@ class SamPredictor:
             embedding: Output of the image encoder for this image.
             original_size: ``(height, width)`` of the image in pixels.
         """
-        expected = (self.model.config.prompt_embed_dim, self.model.config.embedding_size)
+        expected = (self.config.prompt_embed_dim, self.config.embedding_size)
         if (
             embedding.ndim != 4
             or embedding.shape[0] != 1
@@ -322,7 +328,7 @@ class SamPredictor:
         `benchmarks/bench_server.py` measure the effect)."""
         if self.device.type != "cpu":
             return 1 << 30
-        config = self.model.config
+        config = self.config
         per_prompt = config.embedding_size**2 * config.prompt_embed_dim * self.dtype.itemsize
         return max(1, CPU_DECODER_WORKING_SET_BYTES // per_prompt)
 

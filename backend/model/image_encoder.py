@@ -70,11 +70,12 @@ class ImageEncoderViT(nn.Module):
         ws = Workspace() if not torch.is_grad_enabled() else None
         for blk in self.blocks:
             x = blk(x, ws)
-        if calls_are_plain(self.neck[0]):
+        reduce: nn.Conv2d = self.neck[0]  # type: ignore[assignment]
+        if calls_are_plain(reduce):
             # The 1x1 conv on channels-last tokens is a product with the tokens.
-            x = linear_on_tokens(x, self.neck[0].weight.flatten(1), None).permute(0, 3, 1, 2)
+            x = linear_on_tokens(x, reduce.weight.flatten(1), None).permute(0, 3, 1, 2)
         else:
-            x = self.neck[0](x.permute(0, 3, 1, 2))
+            x = reduce(x.permute(0, 3, 1, 2))
         x = self.neck[1](x)
         x = self.neck[2](x.contiguous(memory_format=torch.channels_last))
         return self.neck[3](x).contiguous()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import torch
 import torch.nn.functional as F
@@ -107,7 +107,7 @@ class MaskDecoder(nn.Module):
         """
         keys = (image_embeddings + dense_prompt_embeddings).flatten(2).transpose(1, 2)
         key_pe = image_pe.flatten(2).transpose(1, 2)
-        size = image_embeddings.shape[-2:]
+        size = _grid_size(image_embeddings)
         return self._decode(keys, key_pe, None, sparse_prompt_embeddings, multimask_output, size)
 
     def precompute(
@@ -126,7 +126,7 @@ class MaskDecoder(nn.Module):
             no_mask_embedding = no_mask_embedding.reshape(1, -1, 1, 1)
         keys = (image_embeddings + no_mask_embedding).flatten(2).transpose(1, 2).contiguous()
         key_pe = image_pe.flatten(2).transpose(1, 2).contiguous()
-        first = self.transformer.layers[0].image_projections(keys, key_pe) if self.transformer.layers else ()
+        first = self.transformer.first_layer_projections(keys, key_pe)
         return DecoderImageCache(keys, key_pe, first, image_embeddings)  # type: ignore[arg-type]
 
     def forward_cached(
@@ -149,10 +149,10 @@ class MaskDecoder(nn.Module):
                 cache.first_projections or None,
                 sparse_prompt_embeddings,
                 multimask_output,
-                cache.image_embeddings.shape[-2:],
+                _grid_size(cache.image_embeddings),
             )
         keys = (cache.image_embeddings + dense_prompt_embeddings).flatten(2).transpose(1, 2)
-        size = cache.image_embeddings.shape[-2:]
+        size = _grid_size(cache.image_embeddings)
         return self._decode(keys, cache.key_pe, None, sparse_prompt_embeddings, multimask_output, size)
 
     def forward_cached_above(
@@ -182,7 +182,7 @@ class MaskDecoder(nn.Module):
         keep = iou > min_iou if min_iou is not None else torch.ones_like(iou, dtype=torch.bool)
         prompts = torch.nonzero(keep.any(dim=1)).flatten()  # may be empty: upscaling 0 prompts is fine
         hyper_in = self._hyper_in(hs[prompts], mask_ids)
-        masks = self.upscale_masks(src[prompts], hyper_in, cache.image_embeddings.shape[-2:])
+        masks = self.upscale_masks(src[prompts], hyper_in, _grid_size(cache.image_embeddings))
         kept = keep[prompts]
         prompt_index, candidate = torch.nonzero(kept, as_tuple=True)
         return DecodedCandidates(
@@ -231,6 +231,11 @@ class MaskDecoder(nn.Module):
         """BxM predicted IoU of the returned masks."""
         return self.iou_prediction_head(hs[:, 0])[:, mask_ids[0] : mask_ids[-1] + 1]
 
+    def _upscaling_layers(self) -> tuple[nn.ConvTranspose2d, LayerNorm2d, nn.ConvTranspose2d]:
+        """The two transposed convolutions of ``output_upscaling`` and the norm between them."""
+        up1, norm, _, up2, _ = self.output_upscaling
+        return up1, norm, up2  # type: ignore[return-value]
+
     def upscale_masks(self, src: Tensor, hyper_in: Tensor, size: tuple[int, int]) -> Tensor:
         """``output_upscaling`` of the image tokens ``src`` (Bx(hw)xC) and the product
         with the hypernetwork weights ``hyper_in`` (BxMxC/8): BxMx(4h)x(4w) logits.
@@ -251,13 +256,13 @@ class MaskDecoder(nn.Module):
             # calls the layers, so replaced or hooked ones take effect.
             up = self.output_upscaling(src.transpose(1, 2).reshape(B, C, h, w))
             return (hyper_in @ up.flatten(2)).view(B, M, 4 * h, 4 * w)
-        up1, ln, _, up2, _ = self.output_upscaling
+        up1, ln, up2 = self._upscaling_layers()
         c1, c2 = up1.out_channels, up2.out_channels
         kernel1 = up1.weight.permute(2, 3, 1, 0).reshape(4 * c1, C)
-        y = tokens_times_weights(src.reshape(B * N, C), kernel1, up1.bias.repeat(4))
+        y = tokens_times_weights(src.reshape(B * N, C), kernel1, cast(Tensor, up1.bias).repeat(4))
         y = torch.ops.aten.gelu_(F.layer_norm(y.view(-1, c1), (c1,), ln.weight, ln.bias, ln.eps))
         kernel2 = up2.weight.permute(2, 3, 1, 0).reshape(4 * c2, c1)
-        z = torch.ops.aten.gelu_(tokens_times_weights(y, kernel2, up2.bias.repeat(4)))
+        z = torch.ops.aten.gelu_(tokens_times_weights(y, kernel2, cast(Tensor, up2.bias).repeat(4)))
         # Rows of z: (b, i, j, di, dj, ei, ej), each c2 channels.
         if B == 1:
             planes = tokens_times_weights(z.view(16 * N, c2), hyper_in[0]).T  # M x (16 N)
@@ -265,3 +270,8 @@ class MaskDecoder(nn.Module):
             planes = hyper_in @ z.view(B, 16 * N, c2).transpose(1, 2)
         planes = planes.reshape(B, M, h, w, 2, 2, 2, 2).permute(0, 1, 2, 4, 6, 3, 5, 7)
         return planes.reshape(B, M, 4 * h, 4 * w)
+
+
+def _grid_size(embeddings: Tensor) -> tuple[int, int]:
+    """``(h, w)`` of a BxCxhxw embedding."""
+    return int(embeddings.shape[-2]), int(embeddings.shape[-1])

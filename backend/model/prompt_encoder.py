@@ -65,13 +65,19 @@ class PromptEncoder(nn.Module):
         is_neg = (labels == 0).unsqueeze(-1).to(dtype)
         is_pos = (labels == 1).unsqueeze(-1).to(dtype)
         emb = torch.where(is_pad, self.not_a_point_embed.weight, pe)
-        return emb + is_neg * self.point_embeddings[0].weight + is_pos * self.point_embeddings[1].weight
+        negative, positive = self._point_embedding(0), self._point_embedding(1)
+        return emb + is_neg * negative + is_pos * positive
+
+    def _point_embedding(self, index: int) -> torch.Tensor:
+        """1xC learned embedding: 0 background click, 1 foreground click, 2 and 3 box corners."""
+        embedding: nn.Embedding = self.point_embeddings[index]  # type: ignore[assignment]
+        return embedding.weight
 
     def embed_boxes(self, boxes: torch.Tensor) -> torch.Tensor:
         """``boxes``: Bx4 (x1, y1, x2, y2) in model-input pixels -> Bx2xC."""
         coords = (boxes + 0.5).reshape(-1, 2, 2)
         pe = self.pe_layer.forward_with_coords(coords, self.input_image_size)
-        corners = torch.cat([self.point_embeddings[2].weight, self.point_embeddings[3].weight], dim=0)
+        corners = torch.cat([self._point_embedding(2), self._point_embedding(3)], dim=0)
         return pe + corners
 
     def embed_masks(self, masks: torch.Tensor) -> torch.Tensor:
@@ -123,6 +129,8 @@ class PositionEmbeddingRandom(nn.Module):
     more precision than bf16 has) and returned in the buffer's dtype.
     """
 
+    positional_encoding_gaussian_matrix: torch.Tensor
+
     def __init__(self, num_pos_feats: int = 64, scale: float | None = None) -> None:
         super().__init__()
         if scale is None or scale <= 0.0:
@@ -151,7 +159,9 @@ class PositionEmbeddingRandom(nn.Module):
     def grid(self, size: tuple[int, int]) -> torch.Tensor:
         """``forward(size)``, memoised on the buffer's identity, version, dtype and device."""
         gauss = self.positional_encoding_gaussian_matrix
-        key = (tuple(size), gauss.data_ptr(), gauss._version, gauss.dtype, gauss.device)
+        # inference tensors have no version counter (they cannot be changed in place outside inference mode)
+        version = -1 if gauss.is_inference() else gauss._version
+        key = (tuple(size), gauss.data_ptr(), version, gauss.dtype, gauss.device)
         if self._grid_cache is None or self._grid_cache[0] != key:
             # A normal (not inference-mode) tensor, so it can also be used under autograd.
             with torch.inference_mode(False), torch.no_grad():

@@ -23,6 +23,9 @@ class Sam(nn.Module):
     mean/std buffers are not saved).
     """
 
+    pixel_mean: Tensor
+    pixel_std: Tensor
+
     mask_threshold: float = 0.0
     image_format: str = "RGB"
 

@@ -130,6 +130,8 @@ class Mlp(nn.Module):
 class Attention(nn.Module):
     """Pre-norm window attention with a learned bias per head and |offset| (LeViT style)."""
 
+    attention_bias_idxs: torch.Tensor
+
     def __init__(self, dim: int, key_dim: int, num_heads: int, resolution: tuple[int, int]) -> None:
         super().__init__()
         self.num_heads = num_heads

@@ -250,6 +250,13 @@ class TwoWayTransformer(nn.Module):
         self.final_attn_token_to_image = Attention(embedding_dim, num_heads, attention_downsample_rate)
         self.norm_final_attn = nn.LayerNorm(embedding_dim)
 
+    def first_layer_projections(self, keys: Tensor, key_pe: Tensor) -> tuple[Tensor, ...]:
+        """The first block's :meth:`TwoWayAttentionBlock.image_projections` (``()`` with no blocks)."""
+        if not self.layers:
+            return ()
+        first: TwoWayAttentionBlock = self.layers[0]  # type: ignore[assignment]
+        return first.image_projections(keys, key_pe)
+
     def forward(
         self,
         image_embedding: Tensor,
