@@ -30,8 +30,8 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from functools import partial
 from typing import Any
 
@@ -43,11 +43,12 @@ from backend.errors import InvalidInput, NotFound, PayloadTooLarge, SamError, Se
 from backend.inference.prompts import check_prompt
 from backend.registry import automask_defaults_for
 from backend.serving.batched_decoder import MAX_MASK_PIXELS, DecodeJob, DecodeResult, decode_group
-from backend.serving.cache_entries import CachedEmbedding, StoredLogits, parse_dtype
+from backend.serving.cache_entries import CachedEmbedding, StoredLogits
 from backend.serving.config import ServerConfig
 from backend.serving.embedding_cache import ByteBoundedLRU, CacheStats
-from backend.serving.gpu_worker import GpuWorker
 from backend.serving.inflight_encodings import InflightEncodings
+from backend.serving.model_loading import load_for_serving
+from backend.serving.model_thread import ModelThread
 from backend.serving.scheduling import Priority, Ticket
 from backend.serving.special_prompts import (
     AutomaskRunner,
@@ -91,19 +92,9 @@ class SamService:
         self._embeddings: ByteBoundedLRU[CachedEmbedding] = ByteBoundedLRU(config.cache_mb * MiB)
         self._images: ByteBoundedLRU[np.ndarray] = ByteBoundedLRU(config.image_store_mb * MiB)
         self._logits: ByteBoundedLRU[StoredLogits] = ByteBoundedLRU(config.logits_store_mb * MiB)
-        self._active_decodes = 0
-        self._interactive = 0
-        self._active_lock = threading.Lock()
         self.encoder_calls = 0
-        self._worker = GpuWorker(
-            run_decode_group=lambda jobs: decode_group(self._predictor, jobs),
-            max_batch=max(config.max_batch, 1),
-            batch_wait_s=config.batch_wait_ms / 1000.0,
-            expected_decodes=lambda: self._active_decodes,
-            max_queue=config.max_queue,
-            max_bulk_jobs=config.max_bulk_jobs,
-            interactive_in_flight=lambda: self._interactive,
-        )
+        self._thread = ModelThread(config, lambda jobs: decode_group(self._predictor, jobs))
+        self._worker = self._thread.worker
         self._encodings = InflightEncodings(self._embeddings, self._worker)
         self._special = AutomaskRunner(
             store_bytes=config.automask_store_mb * MiB,
@@ -139,15 +130,12 @@ class SamService:
 
     def _load(self) -> None:
         try:
-            from backend.inference.predictor import SamPredictor
-
-            model = self._load_model()
-            self._predictor = SamPredictor(model)
-            self._device = self._predictor.device
-            self._storage_dtype = self._pick_storage_dtype(self._predictor.dtype)
+            loaded = load_for_serving(self.config)
+            self._predictor, self._device = loaded.predictor, loaded.device
+            self._storage_dtype = loaded.storage_dtype
             if self.config.max_batch == 0:
                 self._worker.max_batch = min(AUTO_MAX_BATCH, self._predictor.prompts_per_decoder_call())
-            self._model = model
+            self._model = loaded.model
             log.info("model %s loaded on %s (%s)", self.model_name, self._device, self._predictor.dtype)
         except BaseException as exc:  # noqa: BLE001 - reported by every later request
             # one line; the traceback only for --log-level DEBUG
@@ -157,21 +145,6 @@ class SamService:
             self._load_error = exc
         finally:
             self._ready.set()
-
-    def _load_model(self) -> Any:
-        """The configured model; a module passed in is used as it is (its device and dtype)."""
-        dtype = parse_dtype(self.config.dtype)
-        if isinstance(self.config.model, torch.nn.Module):
-            return self.config.model.eval()
-        from backend.registry import load_model, pick_device
-
-        device = pick_device(self.config.device)
-        return load_model(self.config.model, device=device, dtype=dtype).eval()
-
-    def _pick_storage_dtype(self, model_dtype: torch.dtype) -> torch.dtype:
-        if self.config.cache_dtype == "auto":
-            return torch.float16 if self._device is not None and self._device.type == "cuda" else model_dtype
-        return parse_dtype(self.config.cache_dtype)
 
     def require_ready(self) -> None:
         """Raise :class:`ServiceUnavailable` (or the load error) unless the model is loaded."""
@@ -209,27 +182,17 @@ class SamService:
         """Bulk jobs (segment-everything, text, bulk uploads) waiting or running."""
         return self._worker.bulk_jobs()
 
-    @contextmanager
-    def interactive_request(self) -> Iterator[None]:
-        """Mark an interactive request as being handled: bulk work pauses at its checkpoints meanwhile.
+    def interactive_request(self) -> AbstractContextManager[None]:
+        """Mark an interactive request as being answered: bulk work pauses at its checkpoints meanwhile.
 
         The service marks its own interactive calls; the HTTP routes also
         cover the encoding of the answer.
         """
-        with self._active_lock:
-            self._interactive += 1
-        try:
-            yield
-        finally:
-            with self._active_lock:
-                self._interactive -= 1
+        return self._thread.interactive_request()
 
     def ticket(self, priority: Priority, abandoned: Callable[[], bool] | None = None) -> Ticket:
         """A new request's ticket: its deadline from ``config.timeout_s`` or ``config.bulk_timeout_s``."""
-        bulk = priority is Priority.BULK
-        return Ticket.start(
-            priority, self.config.bulk_timeout_s if bulk else self.config.timeout_s, abandoned
-        )
+        return self._thread.ticket(priority, abandoned)
 
     @property
     def decoder_calls(self) -> int:
@@ -373,33 +336,8 @@ class SamService:
                 ticket=ticket,
             )
         ticket = self.ticket(Priority.INTERACTIVE, abandoned)
-        with self.interactive_request():
-            return self._predict(
-                image_id,
-                points,
-                labels,
-                box,
-                boxes,
-                mask_input=mask_input,
-                multimask=multimask,
-                ticket=ticket,
-            )
-
-    def _predict(
-        self,
-        image_id: str,
-        points: Any,
-        labels: Any,
-        box: Any,
-        boxes: Any,
-        *,
-        mask_input: str | None,
-        multimask: bool,
-        ticket: Ticket,
-    ) -> list[ObjectMasks]:
-        with self._active_lock:  # announced to the worker, which waits for it while batching
-            self._active_decodes += 1
-        try:
+        # announced to the worker, which waits for it while batching, and marked as interactive
+        with self.interactive_request(), self._thread.decode_announced():
             entry = self._embedding_for(image_id, ticket)
             prompt = check_prompt(
                 width=entry.original_size[1],
@@ -419,10 +357,7 @@ class SamService:
                 mask_input=logits,
                 multimask=multimask,
             )
-            result: DecodeResult = ticket.wait(self._worker.submit_decode(job, ticket=ticket))
-        finally:
-            with self._active_lock:
-                self._active_decodes -= 1
+            result: DecodeResult = self._thread.decode(job, ticket)
         return self._objects(image_id, result)
 
     def _stored_logits(self, logits_id: str, image_id: str) -> torch.Tensor:
@@ -478,13 +413,9 @@ class SamService:
             key=self._key(image_id),
             pixels=pixels,
             params=params,
-            run=lambda generate: self._run_bulk(lambda: self._on_image(entry, generate), ticket),
+            run=lambda generate: self._thread.run(lambda: self._on_image(entry, generate), ticket),
             checkpoint=self._worker.checkpoint,
         )
-
-    def _run_bulk(self, fn: Callable[[], Any], ticket: Ticket) -> Any:
-        """Run ``fn`` as bulk work on the worker and wait for it (within the ticket's deadline)."""
-        return ticket.wait(self._worker.submit(fn, priority=Priority.BULK, ticket=ticket))
 
     def automask_thresholds(self, params: dict[str, Any]) -> dict[str, Any]:
         """The filter thresholds an automask request with ``params`` applies (the model's where absent)."""
@@ -528,7 +459,7 @@ class SamService:
             text=text,
             prompt=prompt,
             device=str(self._device),
-            run=lambda fn: self._run_bulk(fn, ticket),
+            run=lambda fn: self._thread.run(fn, ticket),
             checkpoint=self._worker.checkpoint,
         )
 
