@@ -14,6 +14,13 @@ Decisions, stated once:
 * **High bit depth**: 16-bit grey (``I;16``, ``I``) is scaled from 0..65535 to
   0..255; float (``F``) images are min-max scaled; 16-bit RGB PNGs are
   reduced to 8 bits by Pillow itself.
+* **Memory**: pixels are decoded into one buffer and converted a band of rows
+  at a time (:mod:`backend.formats.lean_decode`): about 4 bytes per pixel at
+  the peak, never a float64 copy of the image. Decodes reserve that memory in
+  the process's :data:`backend.memory_budget.DECODE_BUDGET` first, and wait
+  while other decodes hold it.
+* **Truncated files** are refused: Pillow's own check, plus JPEG files too
+  short for the size their header announces (:mod:`backend.formats.jpeg_frame`).
 * **Animated / multi-page** files (GIF, WebP, TIFF, MPO): the first frame.
 * **Only** JPEG (MPO, the multi-picture JPEG phones write, included), PNG, WebP,
   TIFF, BMP and GIF are opened; Pillow's other plugins (EPS runs Ghostscript,
@@ -37,7 +44,10 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
-from backend.errors import InvalidImage, InvalidInput, PayloadTooLarge
+from backend.errors import InvalidImage, InvalidInput, PayloadTooLarge, ServiceUnavailable
+from backend.formats.jpeg_frame import check_jpeg_complete
+from backend.formats.lean_decode import decode_rgb, peak_bytes
+from backend.memory_budget import DECODE_BUDGET
 
 SUPPORTED_FORMATS = ("JPEG", "PNG", "WebP", "TIFF", "BMP", "GIF")
 _PIL_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF")
@@ -103,17 +113,24 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
         InvalidImage: Empty, truncated, corrupt or unsupported data.
         PayloadTooLarge: More than ``max_pixels`` pixels.
     """
-    img = open_image(bytes(data), max_pixels=max_pixels)
-    try:
-        img.load()
-        return _to_rgb_array(img)
-    except Image.DecompressionBombError as exc:
-        raise PayloadTooLarge(f"image refused as a decompression bomb: {exc}") from exc
-    except Exception as exc:  # truncated / corrupt streams raise OSError, ValueError, SyntaxError, ...
-        raise InvalidImage(
-            f"cannot decode the {img.format} image ({exc}); the file may be truncated or corrupt. "
-            f"Supported formats: {_SUPPORTED}"
-        ) from exc
+    data = bytes(data)
+    img = open_image(data, max_pixels=max_pixels)
+    if img.format in ("JPEG", "MPO"):
+        check_jpeg_complete(data)
+    with DECODE_BUDGET.reserve(peak_bytes(img)):
+        try:
+            if getattr(img, "n_frames", 1) > 1:
+                img.seek(0)
+            return decode_rgb(img, band_to_rgb)
+        except Image.DecompressionBombError as exc:
+            raise PayloadTooLarge(f"image refused as a decompression bomb: {exc}") from exc
+        except MemoryError as exc:
+            raise ServiceUnavailable("not enough memory to decode the image now; retry later") from exc
+        except Exception as exc:  # truncated / corrupt streams raise OSError, ValueError, SyntaxError, ...
+            raise InvalidImage(
+                f"cannot decode the {img.format} image ({exc}); the file may be truncated or corrupt. "
+                f"Supported formats: {_SUPPORTED}"
+            ) from exc
 
 
 def load_image(source: Any, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -193,6 +210,40 @@ def encode_png(pixels: np.ndarray, *, compress_level: int = 6) -> bytes:
     return buf.getvalue()
 
 
+RESIZE_BAND_PIXELS = 1 << 20
+"""Source pixels resized at once by :func:`resize_rgb`."""
+
+
+def resize_rgb(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of ``HxWx3`` uint8 pixels to ``size = (width, height)``, equal to Pillow's.
+
+    ``Image.fromarray(pixels).resize(size, BILINEAR)`` first copies the whole
+    image into Pillow's memory (4 bytes a pixel). Pillow resizes in two
+    passes, rows then columns, each rounded to 8 bits; here the row pass runs
+    on bands of rows, so only the intermediate (``height x new width``) is
+    held, and the result is the same to the bit.
+
+    Args:
+        pixels: ``HxWx3`` uint8 RGB.
+        size: ``(width, height)`` of the result.
+
+    Returns:
+        ``height x width x 3`` uint8 RGB.
+    """
+    height, width = pixels.shape[:2]
+    new_w, new_h = size
+    if width == new_w:
+        return np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.BILINEAR))
+    rows = max(1, RESIZE_BAND_PIXELS // width)
+    wide = np.empty((height, new_w, 3), dtype=np.uint8)
+    for y0 in range(0, height, rows):
+        band = Image.fromarray(np.ascontiguousarray(pixels[y0 : y0 + rows]))
+        wide[y0 : y0 + rows] = np.asarray(band.resize((new_w, band.height), Image.Resampling.BILINEAR))
+    if height == new_h:
+        return wide
+    return np.asarray(Image.fromarray(wide).resize(size, Image.Resampling.BILINEAR))
+
+
 def check_rgb_pixels(image: Any) -> np.ndarray:
     """Return ``image`` if it is an ``HxWx3`` uint8 RGB array, else raise :class:`InvalidInput`.
 
@@ -208,25 +259,35 @@ def check_rgb_pixels(image: Any) -> np.ndarray:
 
 
 def _to_rgb_array(img: Image.Image) -> np.ndarray:
-    """First frame, EXIF-upright, as ``HxWx3`` uint8 RGB (see the module docstring)."""
+    """First frame, EXIF-upright, as ``HxWx3`` uint8 RGB (a caller's PIL image; see the module docstring)."""
     if getattr(img, "n_frames", 1) > 1:
         img.seek(0)
-    ImageOps.exif_transpose(img, in_place=True)
+    return np.ascontiguousarray(band_to_rgb(ImageOps.exif_transpose(img), None))
+
+
+def band_to_rgb(img: Image.Image, scale: tuple[float, float] | None) -> np.ndarray:
+    """Pixels of ``img`` (a whole image or a band of rows) as ``hxwx3`` uint8 RGB, EXIF not applied.
+
+    Args:
+        img: Any Pillow mode.
+        scale: ``(lo, hi)`` of the whole image for float (``F``) images, so
+            every band is scaled alike; ``None``: this image's own range.
+    """
     mode = img.mode
     if mode in ("F", "I") or mode.startswith("I;16"):
-        arr = np.asarray(img, dtype=np.float64)
+        arr = np.asarray(img, dtype=np.float64)  # one band: small
         if mode == "F":
-            lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
+            lo, hi = scale if scale is not None else (float(np.nanmin(arr)), float(np.nanmax(arr)))
             arr = (np.nan_to_num(arr, nan=lo) - lo) * (255.0 / (hi - lo) if hi > lo else 0.0)
         else:
             arr = arr * (255.0 / 65535.0)
         grey = np.clip(arr + 0.5, 0, 255).astype(np.uint8)
-        return np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
+        return np.repeat(grey[:, :, None], 3, axis=2)
     if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         img = Image.alpha_composite(white, rgba)
-    return np.ascontiguousarray(np.asarray(img if img.mode == "RGB" else img.convert("RGB"), dtype=np.uint8))
+    return np.asarray(img if img.mode == "RGB" else img.convert("RGB"), dtype=np.uint8)
 
 
 def _validate_array(pixels: Any, max_pixels: int | None) -> np.ndarray:

@@ -15,11 +15,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from PIL import Image
 
 from backend.errors import InvalidInput
 from backend.formats.coordinates import resized_shape, to_model_boxes, to_model_points
-from backend.formats.images import check_rgb_pixels
+from backend.formats.images import check_rgb_pixels, resize_rgb
 from backend.inference.mask_ops import above_threshold, stability_score
 from backend.inference.prompts import check_prompt
 from backend.model.config import SamConfig
@@ -106,7 +105,7 @@ class SamPredictor:
         """``HxWx3`` uint8 RGB -> ``1x3xSxS`` normalised, padded model input."""
         check_rgb_pixels(image)
         new_h, new_w = resized_shape(image.shape[0], image.shape[1], self.image_size)
-        resized = np.array(Image.fromarray(image).resize((new_w, new_h), Image.Resampling.BILINEAR))
+        resized = resize_rgb(image, (new_w, new_h))  # Pillow's bilinear, without a full-size copy
         x = torch.from_numpy(resized).to(self.device).permute(2, 0, 1)[None].float()
         x = (x - self.model.pixel_mean) / self.model.pixel_std
         x = torch.nn.functional.pad(x, (0, self.image_size - new_w, 0, self.image_size - new_h))

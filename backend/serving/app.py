@@ -20,6 +20,7 @@ from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from backend.errors import SamError
+from backend.memory_budget import DECODE_BUDGET, MemoryBudget
 from backend.public_detail import public_detail
 from backend.serving.auth import check_token, is_public_path
 from backend.serving.blueprints import create_openapi_blueprint, create_ops_blueprint, create_v1_blueprint
@@ -58,19 +59,23 @@ def create_app(config: ServerConfig | None = None, *, service: SamService | None
     app = Flask("sam_server", static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_mb * MiB
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    metrics = ServerMetrics(service)
+    DECODE_BUDGET.set_capacity(config.decode_budget_mb * MiB)  # one per process: decode_image uses it
+    answers = MemoryBudget(config.answer_budget_mb * MiB, name="mask answers")
+    metrics = ServerMetrics(service, budgets=(DECODE_BUDGET, answers))
     app.extensions["sam_service"] = service
     app.extensions["sam_metrics"] = metrics
+    app.extensions["sam_answer_budget"] = answers
 
     _install_hooks(app, config, metrics)
     _install_error_handlers(app)
     app.register_blueprint(create_ops_blueprint(service, metrics))
     app.register_blueprint(create_openapi_blueprint())
-    app.register_blueprint(create_v1_blueprint(service))
+    app.register_blueprint(create_v1_blueprint(service, answers))
     if config.plugins:
         from backend.client.local_client import LocalSamClient
+        from backend.serving.answer_budget import BudgetedClient
 
-        mount_plugins(app, LocalSamClient.from_service(service))
+        mount_plugins(app, BudgetedClient(LocalSamClient.from_service(service), answers))
     return app
 
 

@@ -18,6 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
+    from backend.memory_budget import MemoryBudget
     from backend.serving.service import SamService
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -57,10 +58,38 @@ class _ServiceCollector(Collector):
         )
 
 
-class ServerMetrics:
-    """The metrics of one Flask app."""
+class _BudgetCollector(Collector):
+    """Reads the memory budgets (decodes, mask answers) at scrape time."""
 
-    def __init__(self, service: SamService) -> None:
+    def __init__(self, budgets: tuple[MemoryBudget, ...]) -> None:
+        self._budgets = budgets
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        nbytes = GaugeMetricFamily(
+            "sam_memory_budget_bytes",
+            "Memory budgets: capacity, bytes reserved now, and the most reserved at once.",
+            labels=["budget", "kind"],
+        )
+        waiting = GaugeMetricFamily(
+            "sam_memory_budget_waiting", "Requests waiting for room in a memory budget.", labels=["budget"]
+        )
+        for budget in self._budgets:
+            stats = budget.stats()
+            for kind in ("capacity", "used", "peak"):
+                nbytes.add_metric([budget.name, kind], stats[kind])
+            waiting.add_metric([budget.name], stats["waiting"])
+        yield from (nbytes, waiting)
+
+
+class ServerMetrics:
+    """The metrics of one Flask app.
+
+    Args:
+        service: Read for cache, queue and model figures.
+        budgets: Memory budgets to export (``sam_memory_budget_*``).
+    """
+
+    def __init__(self, service: SamService, budgets: tuple[MemoryBudget, ...] = ()) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "sam_http_requests",
@@ -76,6 +105,8 @@ class ServerMetrics:
             registry=self.registry,
         )
         self.registry.register(_ServiceCollector(service))
+        if budgets:
+            self.registry.register(_BudgetCollector(budgets))
 
     def observe(self, *, route: str, method: str, status: int, seconds: float) -> None:
         """Count one finished request.

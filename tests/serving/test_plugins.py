@@ -7,8 +7,8 @@ from typing import Any
 
 from flask import Blueprint, jsonify
 
-from backend.client.local_client import LocalSamClient
 from backend.serving import plugins
+from backend.serving.answer_budget import BudgetedClient
 from backend.serving.app import create_app
 from backend.serving.config import ServerConfig
 from tests.serving.tiny_model import make_config, picture
@@ -62,10 +62,12 @@ def test_plugin_blueprints_are_mounted_with_a_local_client_and_broken_ones_skipp
     try:
         app.extensions["sam_service"].wait_ready(30)
         client = app.test_client()
-        assert client.get("/ls/health").json["model_class"] == "fake"  # plugin health checks stay open
+        token = {"Authorization": "Bearer t"}
+        assert client.get("/ls/health").status_code == 401  # only /health itself is open
+        assert client.get("/ls/health", headers=token).json["model_class"] == "fake"
         assert client.post("/ls/segment").status_code == 401
-        answer = client.post("/ls/segment", headers={"Authorization": "Bearer t"}).json
-        assert answer["client"] == LocalSamClient.__name__ and answer["area"] >= 0
+        answer = client.post("/ls/segment", headers=token).json
+        assert answer["client"] == BudgetedClient.__name__ and answer["area"] >= 0
         assert "broken" in caplog.text and "failed to load" in caplog.text
         assert client.get("/health").status_code == 200
     finally:

@@ -16,6 +16,8 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from backend.client.base import empty_automask_note
+from backend.memory_budget import MemoryBudget
+from backend.serving.answer_budget import reserve_answer
 from backend.serving.client_probe import disconnect_probe
 from backend.serving.request_body import explain_image_errors, image_upload, parse_request
 from backend.serving.responses import object_to_json, to_jsonable
@@ -24,8 +26,13 @@ from backend.serving.schemas import AutomaskRequest, PredictRequest
 from backend.serving.service import SamService
 
 
-def create_v1_blueprint(service: SamService) -> Blueprint:
-    """Routes that map typed requests onto :class:`SamService` calls."""
+def create_v1_blueprint(service: SamService, answers: MemoryBudget) -> Blueprint:
+    """Routes that map typed requests onto :class:`SamService` calls.
+
+    Args:
+        service: The model service.
+        answers: The server-wide budget of mask answers being built.
+    """
     bp = Blueprint("v1", __name__, url_prefix="/v1")
 
     @bp.app_errorhandler(QueueFull)
@@ -62,6 +69,12 @@ def create_v1_blueprint(service: SamService) -> Blueprint:
             return _predict(body, start)
 
     def _predict(body: PredictRequest, start: float) -> Response:
+        with reserve_answer(  # held until the answer is encoded
+            answers, service, body.image_id, boxes=body.boxes, text=body.text, multimask=body.multimask
+        ):
+            return _answer(body, start)
+
+    def _answer(body: PredictRequest, start: float) -> Response:
         objects = service.predict(
             body.image_id,
             points=body.points,
