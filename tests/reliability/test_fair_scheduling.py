@@ -161,3 +161,33 @@ def test_a_full_bulk_queue_answers_503_with_retry_after_and_predicts_still_work(
     finally:
         greedy.close()
     _wait_until(lambda: service.bulk_jobs() == 0, timeout=5)
+
+
+@pytest.mark.slow
+def test_the_production_server_cancels_segment_everything_whose_client_left(tiny_checkpoint):
+    """Under ``sam-server``'s own front end: a closed connection frees the only bulk slot at once."""
+    from tests.serving.server_process import ServerProcess
+
+    server = ServerProcess(
+        "--model", str(tiny_checkpoint), "--device", "cpu", "--no-plugins", "--max-bulk-jobs", "1"
+    ).start(timeout=120)
+    try:
+        image_id = _upload(server.url)
+        greedy = _send_automask(server.url, {"image_id": image_id, **LARGEST_ALLOWED})
+        time.sleep(1.0)
+        busy = requests.post(
+            f"{server.url}/v1/automask", json={"image_id": image_id, "points_per_side": 2}, timeout=10
+        )
+        assert busy.status_code == 503 and busy.headers["Retry-After"], busy.text  # the slot is taken
+        greedy.close()
+        start = time.monotonic()
+        while True:
+            small = {"image_id": image_id, "points_per_side": 2}
+            answer = requests.post(f"{server.url}/v1/automask", json=small, timeout=10)
+            if answer.status_code == 200:
+                break
+            assert answer.status_code == 503, answer.text
+            assert time.monotonic() - start < 5.0, "the abandoned job kept the bulk slot"
+            time.sleep(0.1)
+    finally:
+        server.stop()
