@@ -9,8 +9,9 @@ service's answer for that image and prompt (see
 requests per second, errors, answers that did not match, and the server's
 resident memory before and after.
 
-``--hostile`` uploads every picture once, then runs the same clients twice on
-one server, side by side in one report: once alone, once next to hostile load (``benchmarks/hostile_load.py``):
+``--hostile`` uploads every picture once and warms up (half ``--seconds``,
+unmeasured), then runs the same clients twice on one server, side by side in
+one report: once alone, once next to hostile load (``benchmarks/hostile_load.py``):
 ``--slow-sockets`` connections that trickle headers or a body or send
 nothing (held off by the front end), and ``--flood-clients`` threads sending
 the largest segment-everything requests the server allows, alternately the
@@ -114,6 +115,8 @@ def run_hostile(server: ServerProcess, args: argparse.Namespace, workload: list,
 
     for item in workload:  # both runs start with every embedding cached
         requests.post(f"{server.url}/v1/images", data=item.png, timeout=300).raise_for_status()
+    # and with the kernels of every image size and batch size prepared (the first calls of a shape are slow)
+    run_load(server.url, workload, expected, clients=args.clients, duration_s=max(5.0, args.seconds / 2))
     quiet = run_load(server.url, workload, expected, clients=args.clients, duration_s=args.seconds)
     upload = requests.post(
         f"{server.url}/v1/images", data=png_bytes(picture(height=480, width=640)), timeout=60
