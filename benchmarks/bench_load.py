@@ -10,14 +10,15 @@ requests per second, errors, answers that did not match, and the server's
 resident memory before and after.
 
 ``--hostile`` uploads every picture once and warms up (half ``--seconds``,
-unmeasured), then runs the same clients twice on one server, side by side in
-one report: once alone, once next to hostile load (``benchmarks/hostile_load.py``):
-``--slow-sockets`` connections that trickle headers or a body or send
-nothing (held off by the front end), and ``--flood-clients`` threads sending
-the largest segment-everything requests the server allows, alternately the
-widest grid (90 points a side) and the deepest crops (9 a side, 3 crop
-layers: 85 encodings), all thresholds 0, abandoning each after 5 s and
-ignoring ``Retry-After``. Target: predict p99 under hostile load <= 3x the p99
+unmeasured), then runs the same clients on one server alone and next to
+hostile load, in ``--rounds`` alternating windows so that both see the same
+machine load, and reports them side by side. The hostile load
+(``benchmarks/hostile_load.py``): ``--slow-sockets`` connections that trickle
+headers or a body or send nothing (held off by the front end), and
+``--flood-clients`` threads sending the largest segment-everything requests
+the server allows, half the widest grid (90 points a side), half the deepest
+crops (9 a side, 3 crop layers: 85 encodings), all thresholds 0, each
+abandoned after 5 s, ``Retry-After`` ignored. Target: predict p99 under hostile load <= 3x the p99
 without it, and no errors for the interactive clients.
 
 Weights: ``backend/weights/sam_demo.pt`` when present (``--weights auto``),
@@ -26,7 +27,7 @@ Run::
 
     python benchmarks/bench_load.py [--clients 16] [--seconds 20] [--images 30] [--weights auto|tiny|PATH]
                                     [--device auto] [--cache-mb 64]
-                                    [--hostile [--slow-sockets 128] [--flood-clients 8]]
+                                    [--hostile [--slow-sockets 128] [--flood-clients 8] [--rounds 2]]
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ import argparse
 import sys
 import tempfile
 import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import requests
@@ -42,6 +47,7 @@ import requests
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.hostile_load import AutomaskFlood, SlowSockets  # noqa: E402
 from tests.reliability.load_driver import (  # noqa: E402
     LoadResult,
     expected_masks,
@@ -79,7 +85,9 @@ NO_FILTER = {"pred_iou_thresh": 0.0, "stability_score_thresh": 0.0}
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--seconds", type=float, default=20.0, help="duration of each measured run")
+    parser.add_argument(
+        "--seconds", type=float, default=20.0, help="duration of the run (--hostile: of each kind of run)"
+    )
     parser.add_argument("--images", type=int, default=30)
     parser.add_argument("--weights", default="auto")
     parser.add_argument("--device", default="auto")
@@ -88,6 +96,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--slow-sockets", type=int, default=128, help="slow or idle connections (--hostile)")
     parser.add_argument(
         "--flood-clients", type=int, default=8, help="segment-everything flooders (--hostile)"
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="alternating windows, alone and hostile, over --seconds (--hostile)",
     )
     return parser.parse_args()
 
@@ -108,25 +122,23 @@ def print_routes(label: str, result: LoadResult, seconds: float) -> None:
         print("   ", line)
 
 
-def run_hostile(server: ServerProcess, args: argparse.Namespace, workload: list, expected: dict) -> None:
-    """The clients alone, then next to slow sockets and a segment-everything flood; one table."""
-    from benchmarks.hostile_load import AutomaskFlood, SlowSockets
-    from tests.serving.tiny_model import picture, png_bytes
+def merge(into: LoadResult, more: LoadResult) -> None:
+    """Add the requests of ``more`` to ``into``."""
+    for kind, values in more.latencies_ms.items():
+        into.latencies_ms[kind].extend(values)
+    into.errors.extend(more.errors)
+    into.mismatches.extend(more.mismatches)
+    into.checked += more.checked
 
-    for item in workload:  # both runs start with every embedding cached
-        requests.post(f"{server.url}/v1/images", data=item.png, timeout=300).raise_for_status()
-    # and with the kernels of every image size and batch size prepared (the first calls of a shape are slow)
-    run_load(server.url, workload, expected, clients=args.clients, duration_s=max(5.0, args.seconds / 2))
-    quiet = run_load(server.url, workload, expected, clients=args.clients, duration_s=args.seconds)
-    upload = requests.post(
-        f"{server.url}/v1/images", data=png_bytes(picture(height=480, width=640)), timeout=60
-    )
-    image_id = upload.json()["image_id"]
+
+@contextmanager
+def hostile_load(server: ServerProcess, args: argparse.Namespace, image_id: str) -> Iterator[HostileLoad]:
+    """Slow sockets and two segment-everything floods (widest grid, deepest crops) while the block runs."""
     floods = [
         AutomaskFlood(
             server.url,
             image_id,
-            {**LARGEST_ALLOWED[k % 2], **NO_FILTER},
+            {**LARGEST_ALLOWED[k], **NO_FILTER},
             clients=(args.flood_clients + 1 - k) // 2,
             duration_s=args.seconds + 60,
         )
@@ -135,18 +147,44 @@ def run_hostile(server: ServerProcess, args: argparse.Namespace, workload: list,
     slow = SlowSockets(server.port, args.slow_sockets, duration_s=args.seconds + 60)
     with slow, floods[0], floods[1]:
         time.sleep(2.0)  # the flood fills the bulk queue, the sockets are open
-        held = slow.open_now()
-        hostile = run_load(server.url, workload, expected, clients=args.clients, duration_s=args.seconds)
-        held = min(held, slow.open_now())
-    outcomes = floods[0].outcomes + floods[1].outcomes
-    print_routes(f"{args.clients} interactive clients alone, {args.seconds:g} s", quiet, args.seconds)
-    print_routes(
-        f"{args.clients} interactive clients next to hostile load, {args.seconds:g} s", hostile, args.seconds
-    )
+        yield HostileLoad(slow, floods)
+
+
+@dataclass
+class HostileLoad:
+    """The running attackers of one window."""
+
+    slow: SlowSockets
+    floods: list[AutomaskFlood]
+
+
+def run_hostile(server: ServerProcess, args: argparse.Namespace, workload: list, expected: dict) -> None:
+    """The clients alone and next to hostile load, in alternating windows; one table."""
+    from tests.serving.tiny_model import picture, png_bytes
+
+    for item in workload:  # every run starts with every embedding cached
+        requests.post(f"{server.url}/v1/images", data=item.png, timeout=300).raise_for_status()
+    # and with the kernels of the image and batch sizes prepared (the first calls of a shape are slow)
+    run_load(server.url, workload, expected, clients=args.clients, duration_s=args.seconds / 2)
+    flood_image = png_bytes(picture(height=480, width=640))
+    image_id = requests.post(f"{server.url}/v1/images", data=flood_image, timeout=60).json()["image_id"]
+    quiet, hostile = LoadResult(), LoadResult()
+    window = args.seconds / args.rounds
+    held, reopened, outcomes = args.slow_sockets, 0, Counter[str]()
+    for _ in range(args.rounds):
+        merge(quiet, run_load(server.url, workload, expected, clients=args.clients, duration_s=window))
+        with hostile_load(server, args, image_id) as attack:
+            held = min(held, attack.slow.open_now())
+            merge(hostile, run_load(server.url, workload, expected, clients=args.clients, duration_s=window))
+            held = min(held, attack.slow.open_now())
+        reopened += attack.slow.reopened
+        outcomes += attack.floods[0].outcomes + attack.floods[1].outcomes
+    label = f"{args.clients} interactive clients, {args.rounds} windows of {window:g} s"
+    print_routes(f"{label} alone", quiet, args.seconds)
+    print_routes(f"{label} next to hostile load", hostile, args.seconds)
     print(
-        f"hostile load: {args.slow_sockets} slow sockets (at least {held} open; {slow.reopened} reopened after "
-        f"the server closed them, {slow.failed_connects} refused); {args.flood_clients} segment-everything "
-        f"flooders: {dict(sorted(outcomes.items()))}"
+        f"hostile load: {args.slow_sockets} slow sockets (at least {held} open; {reopened} reopened after "
+        f"the server closed them); {args.flood_clients} segment-everything flooders: {dict(sorted(outcomes.items()))}"
     )
     (q50, q99), (h50, h99) = quiet.percentiles("predict"), hostile.percentiles("predict")
     errors = len(hostile.errors) + len(hostile.mismatches)
