@@ -22,7 +22,7 @@ from tests.model.sam2.reference import (
     reference_predictor,
 )
 
-SIZES = [(300, 412), (517, 333)]  # (height, width)
+SIZES = [(300, 412), (517, 333), (192, 256)]  # (height, width); the last: whole factors 3 and 4 of 64
 REL = 1e-4
 
 
