@@ -22,7 +22,6 @@ too (one line of ASCII), e.g. ``503 the model server cannot be reached ...``.
 
 from __future__ import annotations
 
-import hmac
 import logging
 import time
 from typing import Any
@@ -31,6 +30,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from backend.client.base import SamClientBase
 from backend.errors import InvalidInput, SamError
+from sam_plugin.access import check_access
 from sam_plugin.model import FIT_EVENTS, SamLabelStudioModel
 from sam_plugin.runtime import PluginRuntime
 from sam_plugin.settings import PluginSettings
@@ -131,25 +131,8 @@ def create_blueprint(
     )
 
     @bp.before_request
-    def _check_basic_auth() -> Response | None:
-        expected = settings.basic_auth
-        if expected is None:
-            return None
-        auth = request.authorization
-        user_ok = auth is not None and hmac.compare_digest(
-            (auth.username or "").encode(), expected[0].encode()
-        )
-        pass_ok = auth is not None and hmac.compare_digest(
-            (auth.password or "").encode(), expected[1].encode()
-        )
-        if user_ok and pass_ok:
-            return None
-        response = jsonify(
-            {"error": "unauthorized", "detail": "basic auth required: set the ML backend's user and password"}
-        )
-        response.status = "401 Unauthorized"
-        response.headers["WWW-Authenticate"] = 'Basic realm="sam-plugin"'
-        return response
+    def _check_access() -> Response | None:
+        return check_access(settings)
 
     @bp.before_request
     def _start_timer() -> None:

@@ -27,12 +27,16 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import re
 import socket
 import threading
+import time
 from collections.abc import Callable, Sequence
-from urllib.parse import parse_qs, quote, unquote, urljoin, urlsplit
+from typing import Any
+from urllib.parse import SplitResult, parse_qs, quote, unquote, urljoin, urlsplit
 
 import requests
+import urllib3
 
 from backend.errors import InvalidInput, PayloadTooLarge, SamError
 
@@ -42,6 +46,14 @@ _CHUNK = 1 << 16
 
 Resolver = Callable[[str], Sequence[str]]
 """Host name -> its IP addresses (injected in tests)."""
+
+LABEL_STUDIO_IMAGE_PATHS = (
+    re.compile(r"/data/upload/.+"),
+    re.compile(r"/data/local-files/?"),
+    re.compile(r"/storage-data/uploaded/?"),
+    re.compile(r"/(tasks|projects)/\d+/(presign|resolve)/?"),
+)
+"""Paths on the Label Studio host (after its own base path) that serve task images."""
 
 
 class ImageUrlRefused(InvalidInput):
@@ -56,6 +68,42 @@ class ImageFetchFailed(SamError):
 
     code = "image_fetch_failed"
     status = 502
+
+
+class ImageFetchTimeout(ImageFetchFailed):
+    """The whole download did not finish within its deadline."""
+
+    code = "image_fetch_timeout"
+    status = 504
+
+
+def split_url(url: str) -> tuple[SplitResult, int | None]:
+    """``urlsplit(url)`` and its port; a malformed URL is the client's error.
+
+    Raises:
+        InvalidInput: A broken IPv6 address, a port that is not a number or
+            out of range (400, never a 500).
+    """
+    try:
+        parts = urlsplit(url)
+        return parts, parts.port
+    except ValueError as exc:
+        raise InvalidInput(f"the task's image URL {url!r} is malformed ({exc}); fix the task data") from None
+
+
+class Deadline:
+    """One deadline for a whole download, redirects and body included."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._end = time.monotonic() + seconds
+
+    def left(self, what: str) -> float:
+        """Seconds left; raises :class:`ImageFetchTimeout` naming ``what`` once none are."""
+        left = self._end - time.monotonic()
+        if left <= 0:
+            raise ImageFetchTimeout(f"{what} did not finish within {self.seconds:g} s")
+        return left
 
 
 def _system_resolver(host: str) -> list[str]:
@@ -119,9 +167,11 @@ class TaskImageFetcher:
         self._access_token: str | None = None
         self._lock = threading.Lock()
         self._ls_host: str | None = None
+        self._ls_path = ""
         if self._ls_url:
-            parts = urlsplit(self._ls_url)
-            self._ls_host = _host_key(parts.hostname, parts.port, parts.scheme)
+            parts, port = split_url(self._ls_url)
+            self._ls_host = _host_key(parts.hostname, port, parts.scheme)
+            self._ls_path = parts.path.rstrip("/")
 
     # ------------------------------------------------------------------ resolve
     def resolve(self, reference: str, *, task_id: int | None = None) -> str:
@@ -134,15 +184,16 @@ class TaskImageFetcher:
         ref = reference.strip()
         if not ref:
             raise InvalidInput("the task has an empty image reference")
-        scheme = urlsplit(ref).scheme.lower()
+        scheme = split_url(ref)[0].scheme.lower()
         if scheme in _CLOUD_SCHEMES:
             if task_id is None:
                 raise InvalidInput(f"cloud storage image {ref!r} needs the task id to be presigned")
             fileuri = base64.urlsafe_b64encode(ref.encode()).decode()
             return self._on_label_studio(f"/tasks/{int(task_id)}/presign/?fileuri={fileuri}", ref)
         if scheme in ("http", "https"):
-            self._check_path(urlsplit(ref).path, ref)
-            self._check_file_query(parse_qs(urlsplit(ref).query, keep_blank_values=True), ref)
+            parts = split_url(ref)[0]
+            self._check_path(parts.path, ref)
+            self._check_file_query(parse_qs(parts.query, keep_blank_values=True), ref)
             return ref
         if scheme:
             raise ImageUrlRefused(
@@ -155,7 +206,7 @@ class TaskImageFetcher:
             ref = "/data" + ref
         if not ref.startswith("/"):
             raise ImageUrlRefused(f"image reference {ref!r} is neither a URL nor a Label Studio path")
-        parts = urlsplit(ref)
+        parts = split_url(ref)[0]
         self._check_path(parts.path, ref)
         query = parse_qs(parts.query, keep_blank_values=True)
         self._check_file_query(query, ref)
@@ -165,11 +216,19 @@ class TaskImageFetcher:
         return self._on_label_studio(ref, reference)
 
     def _check_file_query(self, query: dict[str, list[str]], ref: str) -> None:
-        """Refuse ``..`` or empty file paths in Label Studio's ``?d=`` / ``?filepath=`` parameters."""
+        """Refuse ``..``, empty or absolute file paths in Label Studio's ``?d=`` / ``?filepath=`` parameters.
+
+        Local files are named relative to Label Studio's document root
+        (``LOCAL_FILES_DOCUMENT_ROOT``); an absolute path would point anywhere.
+        """
         for key in ("d", "filepath"):
             for value in query.get(key, []):
-                if _has_dot_segment(value) or not value.strip("/"):
-                    raise ImageUrlRefused(f"image reference {ref!r}: the file path {value!r} is not allowed")
+                absolute = value.startswith(("/", "\\", "~")) or re.match(r"[A-Za-z]:", value) is not None
+                if _has_dot_segment(value) or not value.strip("/") or absolute:
+                    raise ImageUrlRefused(
+                        f"image reference {ref!r}: the file path {value!r} is not allowed "
+                        "(local files are named relative to Label Studio's document root)"
+                    )
 
     def _check_path(self, path: str, ref: str) -> None:
         if _has_dot_segment(path):
@@ -185,10 +244,21 @@ class TaskImageFetcher:
 
     # ------------------------------------------------------------------- checks
     def _is_label_studio(self, url: str) -> bool:
-        parts = urlsplit(url)
-        return (
-            self._ls_host is not None and _host_key(parts.hostname, parts.port, parts.scheme) == self._ls_host
-        )
+        parts, port = split_url(url)
+        return self._ls_host is not None and _host_key(parts.hostname, port, parts.scheme) == self._ls_host
+
+    def _check_label_studio_path(self, parts: SplitResult, url: str) -> None:
+        """Refuse paths on the Label Studio host other than its image paths (its API, for one)."""
+        path = parts.path
+        if self._ls_path and path.startswith(self._ls_path + "/"):
+            path = path[len(self._ls_path) :]
+        if not any(pattern.fullmatch(path) for pattern in LABEL_STUDIO_IMAGE_PATHS):
+            raise ImageUrlRefused(
+                f"refusing to fetch {url!r}: on the Label Studio host only task images are fetched "
+                "(/data/upload/..., /data/local-files/?d=..., /storage-data/uploaded/?filepath=..., "
+                "/tasks/<id>/presign/ or /resolve/)"
+            )
+        self._check_file_query(parse_qs(parts.query, keep_blank_values=True), url)
 
     def _host_allowed(self, host: str, port: int | None, scheme: str) -> bool:
         with_port = _host_key(host, port, scheme)
@@ -208,10 +278,12 @@ class TaskImageFetcher:
 
         Raises:
             ImageUrlRefused: Not http(s), credentials in the URL, a host that is
-                neither Label Studio's nor allowlisted, or an allowlisted host
-                that resolves to a loopback / link-local / reserved address.
+                neither Label Studio's nor allowlisted, a Label Studio path that
+                serves no images, or an allowlisted host that resolves to a
+                loopback / link-local / reserved address.
+            InvalidInput: A malformed URL.
         """
-        parts = urlsplit(url)
+        parts, port = split_url(url)
         scheme = parts.scheme.lower()
         if scheme not in ("http", "https"):
             raise ImageUrlRefused(f"refusing to fetch {url!r}: only http and https are allowed")
@@ -221,8 +293,9 @@ class TaskImageFetcher:
         if not host:
             raise ImageUrlRefused(f"refusing to fetch {url!r}: no host")
         if self._is_label_studio(url):
+            self._check_label_studio_path(parts, url)
             return True
-        if not self._host_allowed(host, parts.port, scheme):
+        if not self._host_allowed(host, port, scheme):
             raise ImageUrlRefused(
                 f"refusing to fetch an image from {host!r}: only the Label Studio host "
                 f"({self._ls_url or 'LABEL_STUDIO_URL not set'}) and SAM_ALLOWED_HOSTS may serve task images; "
@@ -260,9 +333,10 @@ class TaskImageFetcher:
         if reference.strip().lower().startswith("data:"):
             return self._decode_data_uri(reference.strip())
         url = self.resolve(reference, task_id=task_id)
+        deadline = Deadline(self._timeout)
         for _ in range(_MAX_REDIRECTS + 1):
             is_ls = self.check_url(url)
-            response = self._get(url, is_ls, self._api_key or fallback_token)
+            response = self._get(url, is_ls, self._api_key or fallback_token, deadline)
             if response.is_redirect or response.status_code in (301, 302, 303, 307, 308):
                 location = response.headers.get("Location")
                 response.close()
@@ -270,22 +344,25 @@ class TaskImageFetcher:
                     raise ImageFetchFailed(f"{url} redirected without a Location header")
                 url = urljoin(url, location)
                 continue
-            return self._read_body(response, url)
+            return self._read_body(response, url, deadline)
         raise ImageFetchFailed(f"too many redirects while fetching {reference!r}")
 
-    def _get(self, url: str, is_ls: bool, token: str | None) -> requests.Response:
+    def _get(self, url: str, is_ls: bool, token: str | None, deadline: Deadline) -> requests.Response:
         headers = {"Authorization": self._auth_header(token)} if is_ls and token else {}
+        what = f"downloading the task image {url}"
         try:
             response = self._session.get(
-                url, headers=headers, timeout=self._timeout, allow_redirects=False, stream=True
+                url, headers=headers, timeout=deadline.left(what), allow_redirects=False, stream=True
             )
             if is_ls and response.status_code == 401 and token and _is_jwt(token):
                 response.close()
                 self._access_token = None  # expired access token: exchange the PAT again
                 headers = {"Authorization": self._auth_header(token)}
                 response = self._session.get(
-                    url, headers=headers, timeout=self._timeout, allow_redirects=False, stream=True
+                    url, headers=headers, timeout=deadline.left(what), allow_redirects=False, stream=True
                 )
+        except requests.Timeout as exc:
+            raise ImageFetchTimeout(f"{what} did not finish within {deadline.seconds:g} s") from exc
         except requests.RequestException as exc:
             raise ImageFetchFailed(f"cannot download the task image from {url}: {exc}") from exc
         if response.status_code >= 400:
@@ -318,7 +395,8 @@ class TaskImageFetcher:
                 "create a new token under Account & Settings"
             ) from exc
 
-    def _read_body(self, response: requests.Response, url: str) -> bytes:
+    def _read_body(self, response: requests.Response, url: str, deadline: Deadline) -> bytes:
+        """The body, read as it arrives: each read waits at most until the download's deadline."""
         length = response.headers.get("Content-Length")
         if length and length.isdigit() and int(length) > self._max_bytes:
             response.close()
@@ -326,13 +404,20 @@ class TaskImageFetcher:
                 f"the task image {url} is {length} bytes, above the {self._max_bytes} byte limit"
             )
         chunks, total = [], 0
+        what = f"downloading the task image {url}"
         try:
-            for chunk in response.iter_content(_CHUNK):
+            while True:
+                _limit_next_read(response, deadline.left(what))
+                chunk = _read_some(response.raw)
+                if not chunk:
+                    break
                 total += len(chunk)
                 if total > self._max_bytes:
                     raise PayloadTooLarge(f"the task image {url} is above the {self._max_bytes} byte limit")
                 chunks.append(chunk)
-        except requests.RequestException as exc:
+        except (TimeoutError, urllib3.exceptions.ReadTimeoutError) as exc:
+            raise ImageFetchTimeout(f"{what} did not finish within {deadline.seconds:g} s") from exc
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             raise ImageFetchFailed(f"downloading the task image {url} was interrupted: {exc}") from exc
         finally:
             response.close()
@@ -348,3 +433,19 @@ class TaskImageFetcher:
             return base64.b64decode(payload, validate=True)
         except (binascii.Error, ValueError) as exc:
             raise InvalidInput(f"the data: image URI is not valid base64: {exc}") from exc
+
+
+def _limit_next_read(response: requests.Response, seconds: float) -> None:
+    """Make the next read on ``response``'s socket wait at most ``seconds``."""
+    connection = getattr(response.raw, "connection", None)
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        sock.settimeout(max(seconds, 0.001))
+
+
+def _read_some(raw: Any) -> bytes:
+    """What one receive gives (at most :data:`_CHUNK` bytes; empty at the end), content-decoded."""
+    if isinstance(raw, urllib3.response.BaseHTTPResponse):
+        return raw.read1(_CHUNK, decode_content=True)
+    read1 = getattr(raw, "read1", None) or raw.read  # test doubles: a file object
+    return bytes(read1(_CHUNK))

@@ -22,6 +22,7 @@ import numpy as np
 from backend.client.base import ImageInfo
 from backend.errors import InvalidInput, SamError
 from backend.formats.images import compute_image_id, decode_image
+from sam_plugin.brush_limits import check_brush_sizes
 from sam_plugin.controls.brush_labels import RESULT_TYPE as BRUSH_TYPE
 from sam_plugin.controls.brush_labels import brush_result_to_mask
 from sam_plugin.controls.prompt import first_label
@@ -221,36 +222,45 @@ class SamLabelStudioModel:
         key = annotation_key(self.project_id, task_id, annotation["id"])
         if event == "ANNOTATION_DELETED":
             return {"deleted": writer.delete(key)}
-        masks = self._accepted_masks(results, task_id)
-        if not masks:
+        brushes = self._brush_regions(results)
+        if not brushes:
             writer.delete(key)
             return {"stored": None, "masks": 0}
+        check_brush_sizes(brushes)  # before anything is fetched or decoded
         image_data = self.runtime.image_bytes(
             str((task.get("data") or {}).get(self.config.image_key)),
             task_id=task_id,
             project_id=self.project_id,
         )
         pixels = decode_image(image_data)
-        for accepted in masks:
-            if accepted.mask.shape != pixels.shape[:2]:
+        for item in brushes:
+            if (item["original_height"], item["original_width"]) != pixels.shape[:2]:
                 raise InvalidInput(
-                    f"brush mask of {accepted.mask.shape[1]}x{accepted.mask.shape[0]} pixels does not match the "
+                    f"brush mask of {item['original_width']}x{item['original_height']} pixels does not match the "
                     f"image ({pixels.shape[1]}x{pixels.shape[0]}); was the image replaced or rotated?"
                 )
+        masks = self._accepted_masks(brushes, results, task_id)
+        if not masks:
+            writer.delete(key)
+            return {"stored": None, "masks": 0}
         path = writer.write(key, pixels=pixels, image_id=compute_image_id(pixels), masks=masks)
         logger.info("fit(%s): stored %d masks in %s", event, len(masks), path)
         return {"stored": str(path) if path else None, "masks": len(masks)}
 
-    def _accepted_masks(self, results: list[dict[str, Any]], task_id: Any) -> list[AcceptedMask]:
-        """Brush regions of the annotation's output control, with the prompts behind them."""
+    def _brush_regions(self, results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The annotation's brush regions of the output control."""
         output_name = self.config.output.name
+        return [r for r in results if r.get("type") == BRUSH_TYPE and r.get("from_name") == output_name]
+
+    def _accepted_masks(
+        self, brushes: list[dict[str, Any]], results: list[dict[str, Any]], task_id: Any
+    ) -> list[AcceptedMask]:
+        """The brush regions' masks (empty ones skipped), with the prompts behind them."""
         prompt_regions = [
             r for r in results if r.get("type") in ("keypointlabels", "rectanglelabels", "textarea")
         ]
         masks = []
-        for item in results:
-            if item.get("type") != BRUSH_TYPE or item.get("from_name") != output_name:
-                continue
+        for item in brushes:
             mask = brush_result_to_mask(item)
             if not np.any(mask):
                 continue

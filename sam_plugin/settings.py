@@ -66,7 +66,8 @@ class PluginSettings:
             ``{"points_per_side": 16, "pred_iou_thresh": 0.9}``).
         setup_timeout_s: Budget for asking the model server its model name
             during ``/setup`` (Label Studio gives up after 3 s).
-        fetch_timeout_s: Timeout of one task image download.
+        fetch_timeout_s: Deadline of one task image download, redirects and
+            body included (``SAM_FETCH_TIMEOUT``, seconds).
         max_image_bytes: Largest task image downloaded.
     """
 
@@ -119,6 +120,14 @@ class PluginSettings:
                 f"SAM_AUTOMASK_MIN_SCORE must be a number, got {env['SAM_AUTOMASK_MIN_SCORE']!r}"
             ) from exc
         try:
+            fetch_timeout = float(env.get("SAM_FETCH_TIMEOUT", "30") or 30)
+        except ValueError:
+            fetch_timeout = -1.0
+        if not fetch_timeout > 0:
+            raise InvalidInput(
+                f"SAM_FETCH_TIMEOUT must be a number of seconds > 0, got {env['SAM_FETCH_TIMEOUT']!r}"
+            )
+        try:
             automask_params = json.loads(env.get("SAM_AUTOMASK_PARAMS") or "{}")
         except json.JSONDecodeError as exc:
             raise InvalidInput(f"SAM_AUTOMASK_PARAMS must be a JSON object: {exc}") from exc
@@ -138,4 +147,5 @@ class PluginSettings:
             automask_label=env.get("SAM_AUTOMASK_LABEL") or None,
             automask_min_score=min_score,
             automask_params=automask_params,
+            fetch_timeout_s=fetch_timeout,
         )

@@ -233,7 +233,7 @@ def resize_rgb(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     height, width = pixels.shape[:2]
     new_w, new_h = size
     if width == new_w:
-        return np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.BILINEAR))
+        return np.array(Image.fromarray(pixels).resize(size, Image.Resampling.BILINEAR))
     rows = max(1, RESIZE_BAND_PIXELS // width)
     wide = np.empty((height, new_w, 3), dtype=np.uint8)
     for y0 in range(0, height, rows):
@@ -241,7 +241,7 @@ def resize_rgb(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         wide[y0 : y0 + rows] = np.asarray(band.resize((new_w, band.height), Image.Resampling.BILINEAR))
     if height == new_h:
         return wide
-    return np.asarray(Image.fromarray(wide).resize(size, Image.Resampling.BILINEAR))
+    return np.array(Image.fromarray(wide).resize(size, Image.Resampling.BILINEAR))
 
 
 def check_rgb_pixels(image: Any) -> np.ndarray:

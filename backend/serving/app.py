@@ -87,6 +87,7 @@ def _install_hooks(app: Flask, config: ServerConfig, metrics: ServerMetrics) -> 
         g.sam_start = time.perf_counter()
         if token and not is_public_path(request.path):
             check_token(request.headers.get("Authorization"), token)
+            g.sam_token_verified = True  # plugins may rely on it (sam_plugin.access)
 
     @app.after_request
     def count(response: Response) -> Response:

@@ -2,7 +2,9 @@
 
 It plays Label Studio's file host (``/data/upload/...``) or an allowlisted
 image host in the plugin tests, and records every request it receives so a
-test can prove that a refused URL was never fetched.
+test can prove that a refused URL was never fetched. Paths in ``trickle``
+are served one byte every ``trickle_interval_s`` (a slow host), until done or
+until the host stops.
 """
 
 from __future__ import annotations
@@ -27,7 +29,10 @@ class LocalImageHost:
 
     files: dict[str, bytes] = field(default_factory=dict)
     redirects: dict[str, str] = field(default_factory=dict)
+    trickle: dict[str, bytes] = field(default_factory=dict)
+    trickle_interval_s: float = 2.0
     seen: list[Seen] = field(default_factory=list)
+    _stopping: threading.Event = field(default_factory=threading.Event)
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
 
@@ -60,6 +65,9 @@ class LocalImageHost:
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
+                if path in host.trickle:
+                    self._trickle(host.trickle[path])
+                    return
                 data = host.files.get(full, host.files.get(path))
                 if data is None:
                     self.send_response(404)
@@ -71,6 +79,20 @@ class LocalImageHost:
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
+
+            def _trickle(self, data: bytes) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                for i in range(len(data)):
+                    if host._stopping.wait(host.trickle_interval_s if i else 0):
+                        return
+                    try:
+                        self.wfile.write(data[i : i + 1])
+                        self.wfile.flush()
+                    except OSError:  # the client gave up
+                        return
 
             def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - quiet
                 return
@@ -87,7 +109,8 @@ class LocalImageHost:
         return self
 
     def stop(self) -> None:
-        """Stop serving and close the socket."""
+        """Stop serving (trickling answers end too) and close the socket."""
+        self._stopping.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()

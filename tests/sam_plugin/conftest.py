@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,9 @@ def sam_client() -> ScriptedSamClient:
     return ScriptedSamClient()
 
 
+BASIC_AUTH = ("label-studio", "ml-backend-password")
+
+
 @pytest.fixture
 def fake_session() -> FakeSession:
     return FakeSession()
@@ -35,6 +39,8 @@ def settings(tmp_path: Any) -> PluginSettings:
         label_studio_api_key="secret-token",
         allowed_hosts=("images.example.com",),
         dataset_dir=tmp_path / "dataset",
+        basic_auth_user=BASIC_AUTH[0],  # a plugin holding a Label Studio key requires auth
+        basic_auth_pass=BASIC_AUTH[1],
     )
 
 
@@ -61,7 +67,11 @@ def app(runtime: PluginRuntime) -> Flask:
 
 @pytest.fixture
 def http(app: Flask) -> Any:
-    return app.test_client()
+    """Flask's test client, sending the basic auth Label Studio's model settings would send."""
+    client = app.test_client()
+    token = base64.b64encode(":".join(BASIC_AUTH).encode()).decode()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Basic {token}"
+    return client
 
 
 @pytest.fixture

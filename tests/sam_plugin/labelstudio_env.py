@@ -12,6 +12,7 @@ random model.
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 import signal
@@ -32,6 +33,8 @@ from backend.client.http_client import SamClient
 REPO = Path(__file__).resolve().parents[2]
 LS_VENV = REPO / ".venv-ls"
 USER, PASSWORD, TOKEN = "admin@example.com", "e2e-password-1", "e2e-legacy-token-0123456789"
+ML_USER, ML_PASSWORD = "label-studio", "e2e-ml-backend-password"
+"""The basic auth of the ML backend (Label Studio's model settings, the plugin's BASIC_AUTH_*)."""
 W, H = 320, 200
 
 
@@ -144,15 +147,42 @@ class LabelStudio:
         )
         tasks = self.call("GET", "/api/tasks", params={"project": pid})["tasks"]
         backend = self.call(
-            "POST", "/api/ml", json={"project": pid, "url": ml_url, "title": "SAM", "is_interactive": True}
+            "POST",
+            "/api/ml",
+            json={
+                "project": pid,
+                "url": ml_url,
+                "title": "SAM",
+                "is_interactive": True,
+                # the "Connect model" dialog's Authentication: Basic Auth
+                "auth_method": "BASIC_AUTH",
+                "basic_auth_user": ML_USER,
+                "basic_auth_pass": ML_PASSWORD,
+            },
         )
         assert backend["state"] == "CO", backend  # connected: /health and /setup answered
+        self.authorize_ml_webhook(pid, ml_url)
         return {
             "id": pid,
             "task": tasks[0]["id"],
             "ml": backend["id"],
             "model_version": backend["model_version"],
         }
+
+    def authorize_ml_webhook(self, project: int, ml_url: str) -> None:
+        """Give the webhook Label Studio created for the ML backend the basic-auth header.
+
+        Label Studio sends annotations to ``<ml_url>/webhook`` through a
+        project webhook that does not carry the model settings' basic auth;
+        a person adds the header under Settings -> Webhooks, as here.
+        """
+        url = ml_url.rstrip("/") + "/webhook"
+        hooks = self.call("GET", "/api/webhooks/", params={"project": project})
+        [hook] = [h for h in hooks if h["url"] == url]
+        token = base64.b64encode(f"{ML_USER}:{ML_PASSWORD}".encode()).decode()
+        self.call(
+            "PATCH", f"/api/webhooks/{hook['id']}/", json={"headers": {"Authorization": f"Basic {token}"}}
+        )
 
 
 def start_label_studio(workdir: Path) -> Iterator[LabelStudio]:
@@ -198,6 +228,9 @@ def start_model_server(workdir: Path, label_studio: LabelStudio) -> Iterator[str
         "LABEL_STUDIO_URL": label_studio.url,
         "LABEL_STUDIO_API_KEY": TOKEN,
         "SAM_DATASET_DIR": str(workdir / "dataset"),
+        # with a Label Studio key the plugin requires the basic auth Label Studio is given
+        "BASIC_AUTH_USER": ML_USER,
+        "BASIC_AUTH_PASS": ML_PASSWORD,
     }
     command = [
         sys.executable,
@@ -212,7 +245,7 @@ def start_model_server(workdir: Path, label_studio: LabelStudio) -> Iterator[str
             command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
     try:
-        wait_http(f"http://127.0.0.1:{port}/ls/health", process, log, timeout_s=300)
+        wait_http(f"http://127.0.0.1:{port}/health", process, log, timeout_s=300)
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 300
         while not SamClient(url).ready() and time.monotonic() < deadline:

@@ -13,6 +13,7 @@ from backend.formats.mask_codecs import from_brush_rle
 from sam_plugin.blueprint import create_blueprint
 from sam_plugin.label_config import EXAMPLE_CONFIG
 from sam_plugin.settings import PluginSettings
+from tests.sam_plugin.conftest import BASIC_AUTH
 from tests.sam_plugin.fakes import LS_URL, FakeSession, ScriptedSamClient, png_bytes
 
 W, H = 64, 40  # a non-square image
@@ -143,7 +144,7 @@ def test_text_prompt_from_textarea(runtime: Any, sam_client: ScriptedSamClient) 
             "context": {"result": [{"type": "textarea", "from_name": "prompt", "value": {"text": ["a dog"]}}]}
         },
     }
-    response = app.test_client().post("/ls/predict", json=body)
+    response = app.test_client().post("/ls/predict", json=body, auth=BASIC_AUTH)
     assert response.status_code == 200
     assert sam_client.calls[-1]["text"] == "a dog"
 
@@ -172,7 +173,7 @@ def test_text_preannotation_uses_one_prompt_per_label(runtime: Any, sam_client: 
     app = Flask("t")
     app.register_blueprint(create_blueprint(sam_client, runtime=runtime))
     body = {"tasks": [TASK], "project": "1.1", "label_config": EXAMPLE_CONFIG, "params": {}}
-    result = app.test_client().post("/ls/predict", json=body).get_json()["results"][0]
+    result = app.test_client().post("/ls/predict", json=body, auth=BASIC_AUTH).get_json()["results"][0]
     assert [c["text"] for c in sam_client.calls] == ["Object"]
     assert result["result"][0]["meta"] == {"text": ["Object"]} and result["result"][0][
         "score"
