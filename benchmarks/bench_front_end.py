@@ -1,6 +1,7 @@
 """The HTTP front end: what it costs per request, and what slow clients do to it.
 
-Two servers of the same app and model side by side on 127.0.0.1:
+Two servers of the same app and model side by side on 127.0.0.1 (one torch
+thread each):
 ``sam-server`` (waitress with deadlines, :mod:`backend.serving.front_end`)
 and the same Flask app under gunicorn's ``gthread`` worker (1 worker, 16
 threads), which ``sam-server`` used before. Requests alternate between them,
@@ -38,6 +39,8 @@ from tests.reliability.slow_clients import SlowClients  # noqa: E402
 from tests.serving.server_process import ServerProcess, free_port  # noqa: E402
 
 TIMEOUT_S = 5.0
+ONE_TORCH_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "SAM_LOG_LEVEL": "WARNING"}
+"""Two servers share the machine: one torch thread each, as in bench_server.py."""
 GIVE_UP_AFTER = 5
 """Errors after which a server's route is counted as failing for the rest of a phase."""
 
@@ -66,7 +69,7 @@ def start_gunicorn(model: str) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, __file__, "--gunicorn-serve", model, str(port)],
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env={**os.environ, "PYTHONPATH": str(REPO), **ONE_TORCH_THREAD},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -97,8 +100,10 @@ def measure(urls: dict[str, str], image_ids: dict[str, str], n: int) -> dict[str
     """Alternating samples (seconds; ``nan`` for an error) per server and route."""
     sessions = {name: requests.Session() for name in urls}
     samples: dict[str, dict[str, list[float]]] = {name: {"health": [], "predict": []} for name in urls}
+    names = list(urls)
     for i in range(n):
-        for name, url in urls.items():
+        for name in names if i % 2 == 0 else names[::-1]:  # alternate who goes first
+            url = urls[name]
             body = {"image_id": image_ids[name], "points": [[200 + i % 7, 150]], "labels": [1]}
             for route in ("health", "predict"):
                 if sum(np.isnan(samples[name][route])) >= GIVE_UP_AFTER:
@@ -128,6 +133,18 @@ def report(title: str, samples: dict[str, dict[str, list[float]]]) -> None:
             print(f"| {name} | {route} | {p50:.1f} | {p99:.1f} | {int(np.isnan(array).sum())}/{len(array)} |")
 
 
+def paired_cost(samples: dict[str, dict[str, list[float]]]) -> None:
+    """Median of the paired differences (first server minus second), per route: the cost per request."""
+    first, second = samples.values()
+    names = " - ".join(samples)
+    for route in first:
+        pairs = np.asarray(first[route]) - np.asarray(second[route])
+        pairs = pairs[~np.isnan(pairs)] * 1000.0
+        print(
+            f"{names}, {route}: median paired difference {np.median(pairs):+.2f} ms over {len(pairs)} pairs"
+        )
+
+
 def main() -> None:
     """Parse arguments, start both servers, measure quiet and hostile, print the tables."""
     if len(sys.argv) == 4 and sys.argv[1] == "--gunicorn-serve":
@@ -141,13 +158,18 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         model = model_path(Path(tmp), args.weights)
-        waitress = ServerProcess("--model", model, "--device", "cpu", "--no-plugins", "--threads", "16")
+        waitress = ServerProcess(
+            "--model", model, "--device", "cpu", "--no-plugins", "--threads", "16", env=ONE_TORCH_THREAD
+        )
         waitress.start(timeout=120)
         gunicorn, gunicorn_url = start_gunicorn(model)
         urls = {"sam-server (waitress)": waitress.url, "gunicorn gthread": gunicorn_url}
         try:
             image_ids = upload(urls)
-            report("quiet", measure(urls, image_ids, args.requests))
+            quiet = measure(urls, image_ids, args.requests)
+            report("quiet", quiet)
+            print()
+            paired_cost(quiet)
             ports = [int(url.rsplit(":", 1)[1]) for url in urls.values()]
             with SlowClients(ports[0], duration_s=120), SlowClients(ports[1], duration_s=120):
                 time.sleep(1.0)

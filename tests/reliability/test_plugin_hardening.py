@@ -148,6 +148,9 @@ def test_a_download_stops_at_its_deadline_when_the_host_sends_a_byte_every_2_s(s
     start = time.monotonic()
     response = _predict(server, "/data/upload/1/slow.png")
     elapsed = time.monotonic() - start
+    print(
+        f"a byte every 2 s: answered {response.status_code} after {elapsed:.1f} s (deadline {FETCH_TIMEOUT_S:g} s)"
+    )
     assert response.status_code == 504 and response.json()["error"] == "image_fetch_timeout", response.text
     assert elapsed < FETCH_TIMEOUT_S + 3.0, elapsed  # 30 bytes at one per 2 s would take a minute
 
@@ -197,6 +200,7 @@ def test_the_webhook_checks_brush_sizes_before_decoding(server, label_studio):
     header = list((width * height * 4).to_bytes(4, "big"))
     huge = header + [0b01010101] * 5_000_000  # about 15 MB of JSON; decoding it took 11 s of CPU
     response, seconds = _webhook(server, _brush(width, height, huge))
+    print(f"webhook with a 5,000,000-value brush RLE: {response.status_code} after {seconds:.2f} s")
     assert response.status_code == 413 and "RLE values" in response.json()["detail"], response.text[:300]
     assert seconds < 5.0, seconds
     before = len(label_studio.seen)
