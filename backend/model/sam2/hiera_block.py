@@ -19,11 +19,15 @@ from .plain_modules import is_plain, linear
 class MultiScaleAttention(nn.Module):
     """Attention over a ``BxHxWxC`` grid, inside ``window_size`` windows or globally (0).
 
-    With ``q_stride`` the queries of each window are max-pooled (the stage
-    transition): the output grid is ``H/s x W/s``. As in Meta's Hiera, a grid
-    that is not a whole number of windows is padded with zero tokens, whose
-    keys and values are the projection of zeros (the bias); their outputs
-    are dropped.
+    As in Meta's Hiera, a grid that is not a whole number of windows is padded
+    with zero tokens (which take part as keys and values through the
+    projections of zero); their outputs are dropped. With ``q_stride`` the
+    queries of each window are max-pooled (the stage transition): the output
+    grid is ``H/s x W/s``.
+
+    The grid is cut into windows once, before the projections (the copy then
+    moves the narrow input rather than the three times wider ``qkv``); queries,
+    keys and values go to attention as strided views of the projection.
     """
 
     def __init__(
@@ -38,6 +42,10 @@ class MultiScaleAttention(nn.Module):
         super().__init__()
         if dim_out % num_heads:
             raise ValueError(f"num_heads ({num_heads}) must divide dim_out ({dim_out})")
+        if q_stride is not None and window_size and (window_size % q_stride[0] or window_size % q_stride[1]):
+            raise ValueError(
+                f"a pooling block needs a window ({window_size}) that its stride {q_stride} divides"
+            )
         self.dim = dim
         self.dim_out = dim_out
         self.num_heads = num_heads
@@ -51,99 +59,69 @@ class MultiScaleAttention(nn.Module):
         B, H, W, _ = x.shape
         stride = self.q_stride
         hq, wq = (H // stride[0], W // stride[1]) if stride is not None else (H, W)
-        if self.window_size > 0:
-            out = self._windowed(x)  # may cover a padded grid
+        win = self.window_size
+        if win > 0:
+            windows, (nwh, nww) = to_windows(x, win)
+            o, qwin = self._attend(windows, win, win)
+            out = from_windows(o, B, nwh, nww, qwin, qwin)  # the padded grid
         else:
-            q, k, v = self._project(x)
-            o = F.scaled_dot_product_attention(
-                _heads(q, self.num_heads), _heads(k, self.num_heads), _heads(v, self.num_heads)
-            )
+            o, _ = self._attend(x, H, W)
             out = o.transpose(1, 2).reshape(B, hq, wq, self.dim_out)
         # The output projection runs on every token of ``out``, then the padding is cropped.
         return linear(self.proj, out)[:, :hq, :wq]
 
-    def _project(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Queries (pooled with ``q_stride``), keys and values of ``x`` as ``BxH'xW'xC'`` grids."""
-        c = self.dim_out
-        if self.q_stride is None:
-            q, k, v = linear(self.qkv, x).split(c, dim=-1)
-            return q, k, v
-        q, kv = self._pooled_queries_and_kv(x)
-        k, v = kv.split(c, dim=-1)
-        return q, k, v
+    def _attend(self, x: Tensor, h: int, w: int) -> tuple[Tensor, int]:
+        """Attention inside each ``h x w`` item of ``x`` (``N x h x w x C``: windows, or the grid).
 
-    def _pooled_queries_and_kv(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Pooled queries ``BxH/sxW/sxC'`` and keys and values packed as ``BxHxWx2C'``."""
-        assert self.q_stride is not None
+        Returns ``N x heads x (h' w') x d`` and ``h'`` (``h // s`` when pooling).
+        """
+        n = x.shape[0]
+        nh, hd = self.num_heads, self.dim_out // self.num_heads
+        stride = self.q_stride
+        if stride is None:
+            qkv = linear(self.qkv, x).reshape(n, h * w, 3, nh, hd)
+            q, k, v = qkv.unbind(2)
+            hq = h
+        else:
+            q, kv = self._queries_and_kv(x)
+            q = max_pool(q, stride)  # N x h/s x w/s x C'
+            hq = q.shape[1]
+            q = q.reshape(n, -1, nh, hd)
+            k, v = kv.reshape(n, h * w, 2, nh, hd).unbind(2)
+        o = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+        return o, hq
+
+    def _queries_and_kv(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Queries ``...xC'`` (contiguous, for pooling) and keys and values packed as ``...x2C'``."""
         c = self.dim_out
         if is_plain(self.qkv, nn.Linear):
-            # The queries on their own, contiguous: pooling them is then one fast pass.
             w, b = self.qkv.weight, self.qkv.bias
             q = linear_on_tokens(x, w[:c], b[:c] if b is not None else None)
             kv = linear_on_tokens(x, w[c:], b[c:] if b is not None else None)
-        else:
-            qkv = linear(self.qkv, x)
-            q, kv = qkv[..., :c].contiguous(), qkv[..., c:]
-        return max_pool(q, self.q_stride), kv
-
-    def _windowed(self, x: Tensor) -> Tensor:
-        """Window attention: ``BxHxWxC`` -> ``BxHpxWpxC'`` over the padded (query) grid."""
-        B, H, W, _ = x.shape
-        win, stride = self.window_size, self.q_stride
-        nh, hd, c = self.num_heads, self.dim_out // self.num_heads, self.dim_out
-        pad_h, pad_w = (win - H % win) % win, (win - W % win) % win
-        hp, wp = H + pad_h, W + pad_w
-        nwh, nww = hp // win, wp // win
-        fill = self._padding_qkv(x) if pad_h or pad_w else None
-        if stride is None:
-            qkv = linear(self.qkv, x)
-            if fill is not None:
-                qkv = _pad_grid(qkv, hp, wp, fill)
-            # B x nwh x win x nww x win x 3 x nh x hd -> 3 x (B nwh nww) x nh x (win win) x hd
-            windows = qkv.reshape(B, nwh, win, nww, win, 3, nh, hd).permute(5, 0, 1, 3, 6, 2, 4, 7)
-            q, k, v = windows.reshape(3, B * nwh * nww, nh, win * win, hd).unbind(0)
-            qwin = win
-        else:
-            if win % stride[0] or win % stride[1] or stride[0] != stride[1]:
-                raise ValueError(f"a pooling block needs a window ({win}) that its stride {stride} divides")
-            q, kv = self._pooled_queries_and_kv(x)
-            if fill is not None:
-                kv = _pad_grid(kv, hp, wp, fill[c:])
-            windows = kv.reshape(B, nwh, win, nww, win, 2, nh, hd).permute(5, 0, 1, 3, 6, 2, 4, 7)
-            k, v = windows.reshape(2, B * nwh * nww, nh, win * win, hd).unbind(0)
-            qwin = win // stride[0]
-            q = _pad_grid(q, nwh * qwin, nww * qwin, q.new_zeros(c))  # padded queries: outputs dropped
-            q = q.reshape(B, nwh, qwin, nww, qwin, nh, hd).permute(0, 1, 3, 5, 2, 4, 6)
-            q = q.reshape(B * nwh * nww, nh, qwin * qwin, hd)
-        o = F.scaled_dot_product_attention(q, k, v)  # (B nwh nww) x nh x (qwin qwin) x hd
-        o = o.view(B, nwh, nww, nh, qwin, qwin, hd).permute(0, 1, 4, 2, 5, 3, 6)
-        return o.reshape(B, nwh * qwin, nww * qwin, c)
-
-    def _padding_qkv(self, x: Tensor) -> Tensor:
-        """``3C'``: the projection of a zero token (what Meta's zero padding becomes)."""
-        if is_plain(self.qkv, nn.Linear):
-            if self.qkv.bias is not None:
-                return self.qkv.bias.to(x.dtype)
-            return x.new_zeros(3 * self.dim_out)
-        return self.qkv(x.new_zeros(1, x.shape[-1])).to(x.dtype).view(-1)
+            return q, kv
+        qkv = linear(self.qkv, x)
+        return qkv[..., :c].contiguous(), qkv[..., c:]
 
 
-def _heads(x: Tensor, num_heads: int) -> Tensor:
-    """``BxHxWxC`` grid -> ``B x heads x (H W) x d`` (a view)."""
+def to_windows(x: Tensor, win: int) -> tuple[Tensor, tuple[int, int]]:
+    """``BxHxWxC`` -> ``(B nwh nww) x win x win x C`` windows (zero-padded to whole windows; a copy)
+    and the window counts ``(nwh, nww)``."""
     B, H, W, C = x.shape
-    return x.reshape(B, H * W, num_heads, C // num_heads).transpose(1, 2)
+    pad_h, pad_w = (win - H % win) % win, (win - W % win) % win
+    nwh, nww = (H + pad_h) // win, (W + pad_w) // win
+    if pad_h or pad_w:
+        grid = x.new_zeros(B, H + pad_h, W + pad_w, C)
+        grid[:, :H, :W] = x
+        x = grid
+    windows = x.view(B, nwh, win, nww, win, C).transpose(2, 3).reshape(B * nwh * nww, win, win, C)
+    return windows, (nwh, nww)
 
 
-def _pad_grid(x: Tensor, height: int, width: int, fill: Tensor) -> Tensor:
-    """``BxHxWxC`` -> ``Bx height x width xC``, the new cells set to ``fill`` (``C``)."""
-    B, H, W, C = x.shape
-    if (H, W) == (height, width):
-        return x
-    out = x.new_empty(B, height, width, C)
-    out[:, :H, :W] = x
-    out[:, H:] = fill
-    out[:, :H, W:] = fill
-    return out
+def from_windows(o: Tensor, batch: int, nwh: int, nww: int, h: int, w: int) -> Tensor:
+    """Attention output ``(B nwh nww) x heads x (h w) x d`` -> the ``B x nwh h x nww w x C`` grid (a copy)."""
+    nh, hd = o.shape[1], o.shape[3]
+    grid = o.view(batch, nwh, nww, nh, h, w, hd).permute(0, 1, 4, 2, 5, 3, 6)
+    return grid.reshape(batch, nwh * h, nww * w, nh * hd)
 
 
 def max_pool(x: Tensor, stride: tuple[int, int]) -> Tensor:
