@@ -30,6 +30,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from backend.client.base import SamClientBase
 from backend.errors import InvalidInput, SamError
+from backend.public_detail import public_detail
 from sam_plugin.access import check_access
 from sam_plugin.model import FIT_EVENTS, SamLabelStudioModel
 from sam_plugin.runtime import PluginRuntime
@@ -47,9 +48,14 @@ def _reason(message: str) -> str:
 
 
 def error_response(error: SamError) -> Response:
-    """``{"error", "detail"}`` JSON with the error's status and its message as reason phrase."""
-    response = jsonify({"error": error.code, "detail": error.detail})
-    response.status = f"{error.status} {_reason(error.detail)}"
+    """``{"error", "detail"}`` JSON with the error's status and its message as reason phrase.
+
+    The message goes out without Python object reprs or this machine's file
+    paths (:func:`backend.public_detail.public_detail`); the log keeps it whole.
+    """
+    detail = public_detail(error.detail)
+    response = jsonify({"error": error.code, "detail": detail})
+    response.status = f"{error.status} {_reason(detail)}"
     return response
 
 

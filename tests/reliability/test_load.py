@@ -18,7 +18,7 @@ from tests.serving.server_process import ServerProcess
 
 CACHE_MB = 1
 RSS_SLACK_MB = 300
-"""Growth allowed on top of the caches' budgets: allocator arenas of 16 threads, gunicorn buffers."""
+"""Growth allowed on top of the caches' budgets: allocator arenas of 16 threads, front-end buffers."""
 
 
 def _metric(text: str, name: str, labels: str) -> float:

@@ -211,3 +211,24 @@ def test_the_webhook_checks_brush_sizes_before_decoding(server, label_studio):
     response, _ = _webhook(server, _brush(width, height, [0, 0, 0, 1, 0, 0, 0, 0]))
     assert response.status_code == 400 and "encodes 1 values" in response.json()["detail"]
     assert len(label_studio.seen) == before  # refused before the task image was fetched
+
+
+def test_plugin_errors_reach_clients_without_reprs_or_server_paths():
+    import os
+
+    from flask import Flask
+
+    from sam_plugin.blueprint import error_response
+    from sam_plugin.image_fetcher import ImageFetchFailed
+
+    home = os.path.expanduser("~")
+    failure = ImageFetchFailed(
+        "cannot download the task image from http://ls:8080/data/upload/1/a.png: HTTPConnectionPool(host='ls', "
+        "port=8080): Max retries exceeded (Caused by NewConnectionError('<urllib3.connection.HTTPConnection "
+        f"object at 0x7f3a2c1b9e50>: Failed to establish a new connection')); cache at {home}/.cache/x"
+    )
+    with Flask("t").app_context():
+        response = error_response(failure)
+    body = response.get_data(as_text=True)
+    assert "object at 0x" not in body and home not in body and home not in response.status
+    assert "http://ls:8080/data/upload/1/a.png" in body

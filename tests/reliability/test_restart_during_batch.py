@@ -31,7 +31,7 @@ AUTOMASK_PARAMS = {"points_per_side": 4, "pred_iou_thresh": 0.0, "stability_scor
 
 
 def _kill_tree(pid: int) -> None:
-    """SIGKILL a process and its children (gunicorn's worker holds the port)."""
+    """SIGKILL a process and any children it started (sam-server has none; the check stays cheap)."""
     for member in reversed(process_tree(pid)):
         try:
             os.kill(member, signal.SIGKILL)

@@ -1,0 +1,43 @@
+"""Error messages as clients see them: no object reprs, no server paths, URLs left alone."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+from backend.public_detail import public_detail
+
+HOME = os.path.expanduser("~")
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        (
+            "cannot identify image file <_io.BytesIO object at 0x7f12ab34>",
+            "cannot identify image file an object",
+        ),
+        ("<module 'torch' from '/x/torch/__init__.py'> failed", "an object failed"),
+        (f"no weights file at {HOME}/.cache/sam-server/sam_vit_b.pth", "no weights file at sam_vit_b.pth"),
+        (f"cannot read checkpoint '{sys.prefix}/lib/x.pt'", "cannot read checkpoint 'x.pt'"),
+        ("see /etc/passwd and file:///etc/shadow", "see passwd and shadow"),
+    ],
+)
+def test_reprs_and_local_paths_are_removed(message, expected):
+    assert public_detail(message) == expected
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "upload the image with POST /v1/images (add_image) first",
+        "refusing to fetch 'http://example.com/home/x.png'",
+        "image reference '/data/local-files/?d=../../etc/passwd' contains '..'",
+        "the request body is larger than the server's limit of 100 MiB",
+        "/etcetera/x is not a server path",
+    ],
+)
+def test_url_paths_and_plain_text_stay_as_they_are(message):
+    assert public_detail(message) == message
