@@ -199,7 +199,7 @@ class GuardedServer(TcpWSGIServer):
             if isinstance(channel, DeadlineChannel) and channel.overdue(
                 clock, self.header_timeout_s, self.body_timeout_s
             ):
-                log.info("closing a connection from %s: request not received in time", channel.addr)
+                log.debug("closing a connection from %s: request not received in time", channel.addr)
                 channel.time_out(self.max_body_mb)
 
 
