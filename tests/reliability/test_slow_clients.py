@@ -1,9 +1,10 @@
 """Finding 1: slow or idle connections must not stall the server (real ``sam-server`` on 127.0.0.1).
 
 128 sockets that trickle header lines, trickle a body or send nothing sit
-next to a client measuring ``/health`` and ``/v1/predict``: the p99 stays
-within the bound measured without them, and nothing fails. With short
-deadlines the slow sockets get ``408`` and are closed.
+next to a client measuring ``/health`` and ``/v1/predict``, in windows that
+alternate with windows without them (so both see the same load of a shared
+machine): the p99 stays within the bound measured without them, and nothing
+fails. With short deadlines the slow sockets get ``408`` and are closed.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from tests.serving.server_process import ServerProcess
 from tests.serving.tiny_model import picture, png_bytes
 
 pytestmark = pytest.mark.slow
-ROUNDS = 60
+WINDOWS = 3
+CALLS_PER_WINDOW = 60
 TIMEOUT_S = 10.0
 SLACK_MS = 50.0
 """Added to 3x the quiet p99: this two-core machine is shared with other work."""
@@ -46,11 +48,10 @@ def patient_server(tiny_checkpoint) -> Iterator[ServerProcess]:
     server.stop()
 
 
-def _p99_ms(url: str, image_id: str) -> tuple[float, list[str]]:
-    """p99 of alternating ``/health`` and ``/v1/predict`` calls, and the failures seen."""
+def _calls(url: str, image_id: str, samples: list[float], errors: list[str]) -> None:
+    """:data:`CALLS_PER_WINDOW` alternating ``/health`` and ``/v1/predict`` calls: latencies and failures."""
     session = requests.Session()
-    samples, errors = [], []
-    for i in range(ROUNDS):
+    for i in range(CALLS_PER_WINDOW // 2):
         body = {"image_id": image_id, "points": [[20 + i % 9, 15]], "labels": [1]}
         for call in (
             lambda: session.get(f"{url}/health", timeout=TIMEOUT_S),
@@ -65,19 +66,25 @@ def _p99_ms(url: str, image_id: str) -> tuple[float, list[str]]:
             samples.append((time.perf_counter() - start) * 1000.0)
             if status != 200:
                 errors.append(str(status))
-    return float(np.percentile(samples, 99)), errors
 
 
 def test_128_slow_or_idle_sockets_leave_health_and_predictions_within_the_quiet_p99_bound(patient_server):
     url = patient_server.url
     image_id = requests.post(f"{url}/v1/images", data=png_bytes(picture()), timeout=60).json()["image_id"]
-    quiet_p99, quiet_errors = _p99_ms(url, image_id)
-    with SlowClients(patient_server.port, count=128, interval_s=0.5, duration_s=60) as slow:
-        time.sleep(1.0)  # every kind has started its trickle
-        hostile_p99, hostile_errors = _p99_ms(url, image_id)
-        closed = {kind: slow.closed(kind) for kind in ("headers", "body", "idle")}
+    quiet: list[float] = []
+    hostile: list[float] = []
+    errors: list[str] = []
+    closed: dict[str, int] = {}
+    for _ in range(WINDOWS):  # alternating windows: both see the same load of this shared machine
+        _calls(url, image_id, quiet, errors)
+        with SlowClients(patient_server.port, count=128, interval_s=0.5, duration_s=60) as slow:
+            time.sleep(1.0)  # every kind has started its trickle
+            _calls(url, image_id, hostile, errors)
+            for kind in ("headers", "body", "idle"):
+                closed[kind] = closed.get(kind, 0) + slow.closed(kind)
+    quiet_p99, hostile_p99 = float(np.percentile(quiet, 99)), float(np.percentile(hostile, 99))
     print(f"p99 quiet {quiet_p99:.1f} ms, next to 128 slow sockets {hostile_p99:.1f} ms")
-    assert quiet_errors == [] and hostile_errors == []
+    assert errors == []
     assert sum(closed.values()) == 0, f"slow sockets closed before the measurement ended: {closed}"
     assert hostile_p99 <= 3 * quiet_p99 + SLACK_MS
 
