@@ -46,6 +46,8 @@ class ObjectSession:
         mask_bits: The last best mask, ``np.packbits`` of the ``HxW`` bool array (row-major).
         shape: ``(H, W)`` of the mask.
         region_id: Label Studio region id of the object's mask, kept across refinements.
+        score: Predicted IoU of the last mask.
+        label: The object's label.
         touched: ``time.monotonic()`` of the last use.
     """
 
@@ -55,6 +57,8 @@ class ObjectSession:
     mask_bits: np.ndarray
     shape: tuple[int, int]
     region_id: str
+    score: float = 0.0
+    label: str | None = None
     touched: float = field(default_factory=time.monotonic)
 
     @classmethod
@@ -66,9 +70,13 @@ class ObjectSession:
         logits_id: str | None,
         mask: np.ndarray,
         region_id: str,
+        score: float = 0.0,
+        label: str | None = None,
     ) -> ObjectSession:
         """A session for ``mask`` (``HxW`` bool), the answer to ``prompt``."""
         return cls(
+            score=score,
+            label=label,
             image_id=image_id,
             prompt=prompt,
             logits_id=logits_id,
@@ -145,6 +153,12 @@ class SessionStore:
             self._insert(key, session)
             while self._bytes > self._max_bytes:
                 self._pop(next(iter(self._sessions)))
+
+    def forget(self, key: SessionKey) -> None:
+        """Drop ``key``'s session (its last request answered several objects at once)."""
+        with self._lock:
+            if key in self._sessions:
+                self._pop(key)
 
     def __len__(self) -> int:
         with self._lock:

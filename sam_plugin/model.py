@@ -149,6 +149,8 @@ class SamLabelStudioModel:
         require_prompt_controls(config)
         key = (str(self.project_id or ""), str(task.get("id")), annotator(task))
 
+        attempts: list[int] = []
+
         def run(info: ImageInfo) -> InteractiveAnswer:
             prompt = collect_prompt(
                 results,
@@ -157,13 +159,18 @@ class SamLabelStudioModel:
                 height=info.height,
                 negative_labels=self.runtime.settings.negative_labels,
             )
-            return answer_interactive(
-                self.runtime.client, info.image_id, prompt, self.runtime.sessions.find(key)
-            )
+            session = self.runtime.sessions.find(key)
+            if attempts and session is not None:
+                # the model server lost its state (a restart): the object's clicks stay, its logits do not
+                session.logits_id = None
+            attempts.append(1)
+            return answer_interactive(self.runtime.client, info.image_id, prompt, session)
 
         answer = self._on_task_image(task, run)
         if answer.session is not None:
             self.runtime.sessions.put(key, answer.session)
+        else:  # several objects at once: none of them is the one a background click refines
+            self.runtime.sessions.forget(key)
         # the refined object's brush region keeps its id, so Label Studio replaces it
         keep_id = answer.session is not None and config.output_kind == "brush"
         extra = {"id": answer.session.region_id} if keep_id and answer.session is not None else None

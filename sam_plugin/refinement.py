@@ -79,8 +79,20 @@ def _overlaps(mask: np.ndarray, session: ObjectSession) -> bool:
 def _refine(
     client: SamClientBase, image_id: str, session: ObjectSession, click: InteractivePrompt
 ) -> InteractiveAnswer:
-    """The current object with one more click; three candidates are asked for when one mask ignores a click."""
+    """The current object with one more click; three candidates are asked for when one mask ignores a click.
+
+    A click the object already has changes nothing: its last answer is given again.
+    """
     prompt = _with_click(session.prompt, click)
+    if prompt.points == session.prompt.points:
+        again = SegmentedObject(
+            mask=session.mask(),
+            score=session.score,
+            label=session.label,
+            prompt=session.prompt.as_record(),
+            logits_id=session.logits_id,
+        )
+        return InteractiveAnswer(objects=[again], session=session)
     objects = segment(client, image_id, prompt, mask_input=session.logits_id)
     if objects and not respects_clicks(objects[0].mask, prompt):
         # the previous mask is what the annotator is correcting: ask from the clicks alone
@@ -100,6 +112,8 @@ def _answer(
         logits_id=obj.logits_id,
         mask=obj.mask,
         region_id=region_id or new_region_id(),
+        score=obj.score,
+        label=obj.label,
     )
     return InteractiveAnswer(objects=objects, session=session)
 

@@ -196,9 +196,12 @@ def test_model_server_that_forgot_the_image_gets_it_again(
 ) -> None:
     assert predict(http, {"result": [keypoint(50, 50)]}).status_code == 200  # image registered
     sam_client.forget_images = True
-    response = predict(http, {"result": [keypoint(50, 50)]} if interactive else None)
+    # a background click: it refines the first click's object, whose logits the restarted server lost
+    response = predict(http, {"result": [keypoint(55, 50, "Background")]} if interactive else None)
     assert response.status_code == 200 and response.get_json()["results"][0]["result"]
     assert len(sam_client.added) == 2  # registered once, then again after the 404
+    if interactive:
+        assert sam_client.calls[-1]["mask_input"] is None  # the lost logits are not sent again
 
 
 def test_basic_auth_protects_every_route(runtime: Any, sam_client: ScriptedSamClient) -> None:

@@ -149,8 +149,10 @@ def test_batch_predictions_are_stored_with_scores_and_model_version(
 
 
 def test_annotation_webhook_stores_it_for_training(
-    label_studio: LabelStudio, project: dict, e2e_workdir: Path, model_server: str
+    label_studio: LabelStudio, e2e_workdir: Path, model_server: str
 ) -> None:
+    # a project of its own: on the shared one, this click would refine the object of an earlier test
+    project = label_studio.new_project("SAM e2e webhook", EXAMPLE_CONFIG, shapes_png(), f"{model_server}/ls")
     [region] = _interactive(label_studio, project, [_keypoint(21.875, 50.0)])
     annotation = label_studio.call(
         "POST", f"/api/tasks/{project['task']}/annotations", json={"result": [region]}

@@ -167,8 +167,19 @@ def test_when_the_one_mask_ignores_a_background_click_a_candidate_that_respects_
     assert not refined[20, 24] and refined[20, 20] and refined[20, 16]
 
 
-def test_the_same_click_again_adds_no_point(runtime: PluginRuntime, sam_client: ScriptedSamClient) -> None:
+def test_the_same_click_again_gives_the_same_answer_without_asking_the_model(
+    runtime: PluginRuntime, sam_client: ScriptedSamClient
+) -> None:
     first = ask(runtime, keypoint(20, 20))
+    calls = len(sam_client.calls)
     again = ask(runtime, keypoint(20, 20))
-    assert sam_client.calls[-1]["points"] == [[20.0, 20.0]]
-    np.testing.assert_array_equal(mask_of(again), mask_of(first))
+    assert len(sam_client.calls) == calls
+    assert {k: v for k, v in again.items() if k != "id"} == {k: v for k, v in first.items() if k != "id"}
+
+
+def test_several_boxes_at_once_end_the_object_being_refined(runtime: PluginRuntime) -> None:
+    ask(runtime, keypoint(20, 20))
+    model = SamLabelStudioModel("2", EXAMPLE_CONFIG, runtime=runtime)
+    model.predict([task()], context={"result": [rectangle(5, 5, 30, 30), rectangle(50, 10, 90, 40)]})
+    with pytest.raises(InvalidInput, match="background click"):
+        ask(runtime, keypoint(22, 20, label="Background"))
