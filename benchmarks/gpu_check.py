@@ -13,7 +13,7 @@ Checks, in order (``--dry-run`` lists them):
 
 1. correctness: ours vs the reference in fp32 on the GPU (TF32 off), with the
    equivalence tests' comparisons and tolerances; ours in bf16 / fp16 vs ours
-   in fp32 (mask IoU >= 0.98); a hook for SAM 2.1 (``not_built`` for now);
+   in fp32 (mask IoU >= 0.98); a hook for SAM 2.1 (``not_written``: its CUDA comparison is still to write);
 2. speed, ours next to the reference on the same GPU: encoder images/s at
    batch 1 and 8 (fp32, bf16; bf16 + ``torch.compile`` last, as it is the
    slowest to prepare), prompt -> three masks latency, segment everything on
@@ -398,16 +398,22 @@ def check_equivalence(ctx: Context, name: str) -> dict[str, Any]:
 
 
 def check_sam2(ctx: Context) -> dict[str, Any]:
-    """The hook for SAM 2.1: ``not_built`` until ``backend.model.sam2`` exists."""
+    """The hook for SAM 2.1: ``not_built`` until ``backend.model.sam2`` exists, then ``not_written``.
+
+    The SAM 2.1 network and predictor exist and are compared with ``sam2`` on
+    the CPU (``tests/model/sam2``); their CUDA comparison is the part of
+    issue 18 still to write.
+    """
     if importlib.util.find_spec(SAM2_MODULE) is None:
         return {
             "status": "not_built",
             "headline": f"no SAM 2.1 family in backend yet ({SAM2_MODULE} missing)",
         }
-    raise NotImplementedError(
-        f"{SAM2_MODULE} exists: add its fp32 comparison with the reference package `sam2` here "
-        "(same random weights, the tolerances of tests/model/test_equivalence.py)"
-    )
+    return {
+        "status": "not_written",
+        "headline": f"{SAM2_MODULE} exists (compared with sam2 on the CPU in tests/model/sam2); "
+        "its CUDA comparison is not written yet",
+    }
 
 
 def predictor_masks(model: Any, image: Any, prompts: dict[str, dict[str, Any]]) -> torch.Tensor:
