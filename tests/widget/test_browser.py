@@ -313,7 +313,15 @@ def test_a_person_uses_the_controls(jupyter: tuple[str, Path]) -> None:
         # click on the blue car: busy while the model runs, then an outlined mask and three candidates
         page.mouse.click(rect[0] + 0.25 * rect[2], rect[1] + 0.6 * rect[3])
         answered = wait_for(lambda: (s := state())["candidates"] and not s["busy"] and s, 60, "the answer")
-        seen = statuses_since(page, 0)
+
+        def shown_busy_then_answer() -> list[dict[str, Any]] | None:
+            # the kernel has answered; the page may still be drawing what it sent (slow on a loaded machine)
+            statuses = statuses_since(page, 0)
+            kinds = [s["kind"] for s in statuses]
+            busy_seen = any("sam-status-busy" in kind for kind in kinds)
+            return statuses if busy_seen and "sam-status-busy" not in kinds[-1] else None
+
+        seen = wait_for(shown_busy_then_answer, 30, "the page to show the busy status, then the answer")
         busy = [
             s for s in seen if "sam-status-busy" in s["kind"] and s["text"].strip().startswith("segmenting…")
         ]
