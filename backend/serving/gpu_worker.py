@@ -212,11 +212,16 @@ class GpuWorker:
             item.ticket.check()
 
     def _loop(self) -> None:
-        while (item := self._queue.take()) is not None:
+        while True:
+            item = self._queue.take()
+            if item is None:
+                return
             if item.priority is Priority.BULK and item.job is None:
                 self._run_bulk(item)
             else:
                 self._run(item)
+            # a finished item (and the answer its future holds) must not live while the next is awaited
+            del item
 
     def _run(self, item: WorkItem) -> None:
         """An interactive item: a round of decodes starting with it, or one call."""
