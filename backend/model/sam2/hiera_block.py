@@ -88,8 +88,7 @@ class MultiScaleAttention(nn.Module):
             hq = q.shape[1]
             q = q.reshape(n, -1, nh, hd)
             k, v = kv.reshape(n, h * w, 2, nh, hd).unbind(2)
-        o = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
-        return o, hq
+        return attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)), hq
 
     def _queries_and_kv(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Queries ``...xC'`` (contiguous, for pooling) and keys and values packed as ``...x2C'``."""
@@ -101,6 +100,38 @@ class MultiScaleAttention(nn.Module):
             return q, kv
         qkv = linear(self.qkv, x)
         return qkv[..., :c].contiguous(), qkv[..., c:]
+
+
+ATTENTION_CHUNK_ELEMENTS = 1 << 23
+"""Scores per chunk of queries in :func:`attention`'s half-precision path (16 MiB in bfloat16)."""
+
+
+def attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """``softmax(q k^T / sqrt(d)) v`` for ``B x heads x T x d`` (strided views allowed).
+
+    PyTorch's fused kernel, except in bfloat16 / float16 on a CPU without
+    autograd: that kernel computes those in float32 blocks, no faster than
+    float32, while two half-precision matrix products around a softmax (in
+    chunks of queries whose scores stay cache-sized) run about twice as fast.
+    """
+    half = q.dtype in (torch.bfloat16, torch.float16) and q.device.type == "cpu"
+    if not half or torch.is_grad_enabled():
+        return F.scaled_dot_product_attention(q, k, v)
+    b, h, tq, d = q.shape
+    tk = k.shape[2]
+    # Contiguous operands (products on strided views copy them on every call); the scale
+    # goes on the queries, a chunk at a time (a pass over few values, not over the scores).
+    qf = q.reshape(b * h, tq, d)
+    kt = k.reshape(b * h, tk, d).transpose(1, 2).contiguous()
+    vf = v.reshape(b * h, tk, d)
+    scale = d**-0.5
+    rows = max(1, ATTENTION_CHUNK_ELEMENTS // (b * h * tk))
+    outs = []
+    for start in range(0, tq, rows):
+        scores = torch.bmm(qf[:, start : start + rows] * scale, kt)
+        outs.append(torch.bmm(torch.softmax(scores, dim=-1), vf))
+    out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)
+    return out.view(b, h, tq, d)
 
 
 def to_windows(x: Tensor, win: int) -> tuple[Tensor, tuple[int, int]]:
