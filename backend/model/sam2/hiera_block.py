@@ -102,8 +102,8 @@ class MultiScaleAttention(nn.Module):
         return qkv[..., :c].contiguous(), qkv[..., c:]
 
 
-ATTENTION_CHUNK_ELEMENTS = 1 << 23
-"""Scores per chunk of queries in :func:`attention`'s half-precision path (16 MiB in bfloat16)."""
+ATTENTION_CHUNK_ELEMENTS = 1 << 22
+"""Scores per chunk of queries in :func:`attention`'s half-precision path (8 MiB in bfloat16)."""
 
 
 def attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
