@@ -102,6 +102,10 @@ class MultiScaleAttention(nn.Module):
         return qkv[..., :c].contiguous(), qkv[..., c:]
 
 
+MIN_KEYS_FOR_PRODUCTS = 128
+"""Keys per query from which :func:`attention` uses the products in half precision (below,
+e.g. Hiera's 8x8 windows on the stride-4 grid, the fused kernel is as fast and copies nothing)."""
+
 ATTENTION_CHUNK_ELEMENTS = 1 << 22
 """Scores per chunk of queries in :func:`attention`'s half-precision path (8 MiB in bfloat16)."""
 
@@ -110,12 +114,13 @@ def attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     """``softmax(q k^T / sqrt(d)) v`` for ``B x heads x T x d`` (strided views allowed).
 
     PyTorch's fused kernel, except in bfloat16 / float16 on a CPU without
-    autograd: that kernel computes those in float32 blocks, no faster than
-    float32, while two half-precision matrix products around a softmax (in
-    chunks of queries whose scores stay cache-sized) run about twice as fast.
+    autograd and with many keys (the global blocks, the 14x14 windows): that
+    kernel computes those in float32 blocks, no faster than float32, while two
+    half-precision matrix products around a softmax (in chunks of queries whose
+    scores stay cache-sized) run up to twice as fast.
     """
     half = q.dtype in (torch.bfloat16, torch.float16) and q.device.type == "cpu"
-    if not half or torch.is_grad_enabled():
+    if not half or torch.is_grad_enabled() or k.shape[2] < MIN_KEYS_FOR_PRODUCTS:
         return F.scaled_dot_product_attention(q, k, v)
     b, h, tq, d = q.shape
     tk = k.shape[2]
