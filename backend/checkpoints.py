@@ -22,8 +22,8 @@ from typing import Any
 
 import torch
 
+from backend.api.errors import InvalidInput
 from backend.atomic_files import atomic_open
-from backend.errors import InvalidInput
 from backend.model.config import SamConfig
 
 FORMAT = "sam-server/1"

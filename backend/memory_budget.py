@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from functools import lru_cache
 from typing import Any
 
-from backend.errors import ServiceUnavailable
+from backend.api.errors import ServiceUnavailable
 
 DEFAULT_WAIT_S = 30.0
 """How long a reservation waits for room before the request gets 503."""

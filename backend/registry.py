@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
+from backend.api.errors import InvalidInput
 from backend.checkpoints import load_checkpoint, load_state_strict
-from backend.errors import InvalidInput
 from backend.model import VIT_B, VIT_H, VIT_L, VIT_T, Sam, SamConfig, build_sam
 
 PACKAGED_WEIGHTS = Path(__file__).resolve().parent / "weights"

@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 import requests
 from tqdm.auto import tqdm
 
-from backend.errors import InvalidInput, WeightsUnavailable
+from backend.api.errors import InvalidInput, WeightsUnavailable
 from backend.registry import MODELS, ModelRecord, get_record
 
 CACHE_ENV = "SAM_CACHE_DIR"

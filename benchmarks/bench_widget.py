@@ -42,7 +42,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from backend.client.base import ImageInfo, ImageSource, ObjectMasks, SamClientBase  # noqa: E402
+from backend.api.answers import ImageInfo, ObjectMasks  # noqa: E402
+from backend.api.priority import Priority  # noqa: E402
+from backend.client.base import ImageSource, SamClientBase  # noqa: E402
 
 
 class TimedClient(SamClientBase):
@@ -52,8 +54,8 @@ class TimedClient(SamClientBase):
         self.inner = inner
         self.last_predict_s = 0.0
 
-    def add_image(self, image: ImageSource) -> ImageInfo:
-        return self.inner.add_image(image)
+    def add_image(self, image: ImageSource, *, priority: Priority | str = Priority.INTERACTIVE) -> ImageInfo:
+        return self.inner.add_image(image, priority=priority)
 
     def predict(self, image_id: str, **kwargs: Any) -> list[ObjectMasks]:
         start = time.perf_counter()

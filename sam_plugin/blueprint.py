@@ -28,8 +28,8 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
+from backend.api.errors import InvalidInput, SamError
 from backend.client.base import SamClientBase
-from backend.errors import InvalidInput, SamError
 from backend.public_detail import public_detail
 from sam_plugin.access import check_access
 from sam_plugin.model import FIT_EVENTS, SamLabelStudioModel

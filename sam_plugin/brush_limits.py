@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from backend.errors import InvalidInput, PayloadTooLarge
+from backend.api.errors import InvalidInput, PayloadTooLarge
 from backend.formats.images import DEFAULT_MAX_PIXELS
 
 MAX_RLE_BYTES = 4 * 1024 * 1024

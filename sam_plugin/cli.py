@@ -21,8 +21,8 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from backend.api.errors import SamError
 from backend.client.base import SamClientBase
-from backend.errors import SamError
 
 if TYPE_CHECKING:
     from flask import Flask

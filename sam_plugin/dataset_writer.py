@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from backend.api.errors import ServiceUnavailable
 from backend.atomic_files import atomic_write_bytes
-from backend.errors import ServiceUnavailable
 from backend.formats.images import encode_png
 from backend.formats.mask_codecs import to_coco_rle
 

@@ -38,7 +38,7 @@ from urllib.parse import SplitResult, parse_qs, quote, unquote, urljoin, urlspli
 import requests
 import urllib3
 
-from backend.errors import InvalidInput, PayloadTooLarge, SamError
+from backend.api.errors import InvalidInput, PayloadTooLarge, SamError
 
 _CLOUD_SCHEMES = ("s3", "gs", "azure-blob")
 _MAX_REDIRECTS = 5

@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from backend.client.base import ObjectMasks, SamClientBase
-from backend.errors import InvalidInput, SamError
+from backend.api.answers import ObjectMasks
+from backend.api.errors import InvalidInput, SamError
+from backend.client.base import SamClientBase
 from sam_plugin.controls import keypoint_labels, rectangle_labels, text_area
 from sam_plugin.controls.prompt import InteractivePrompt
 from sam_plugin.label_config import SamLabelConfig

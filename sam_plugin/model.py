@@ -19,8 +19,9 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from backend.client.base import ImageInfo
-from backend.errors import InvalidInput, SamError
+from backend.api.answers import ImageInfo
+from backend.api.errors import InvalidInput, SamError
+from backend.api.priority import Priority
 from backend.formats.images import compute_image_id, decode_image
 from sam_plugin.brush_limits import check_brush_sizes
 from sam_plugin.controls.brush_labels import RESULT_TYPE as BRUSH_TYPE
@@ -124,8 +125,17 @@ class SamLabelStudioModel:
                 raise
             raise mapped from exc
 
-    def _on_task_image(self, task: dict[str, Any], action: Callable[[ImageInfo], T]) -> T:
+    def _on_task_image(
+        self,
+        task: dict[str, Any],
+        action: Callable[[ImageInfo], T],
+        *,
+        priority: Priority = Priority.INTERACTIVE,
+    ) -> T:
         """Run ``action`` with the model server's info on the task image.
+
+        ``priority`` is the lane of the image's encoding: ``BULK`` for batch
+        pre-annotation, so it waits behind the annotators' clicks.
 
         When the server answers 404 for the image id (it restarted and lost
         its cache) the image is registered again and ``action`` retried once.
@@ -138,11 +148,11 @@ class SamLabelStudioModel:
             )
         data = self.runtime.image_bytes(reference, task_id=task.get("id"), project_id=self.project_id)
         try:
-            return action(self.runtime.add_image(data))
+            return action(self.runtime.add_image(data, priority=priority))
         except SamError as exc:
             if exc.status != 404:
                 raise
-            return action(self.runtime.add_image(data, refresh=True))
+            return action(self.runtime.add_image(data, refresh=True, priority=priority))
 
     def _predict_interactive(self, task: dict[str, Any], results: list[dict[str, Any]]) -> dict[str, Any]:
         config = self.config
@@ -197,7 +207,7 @@ class SamLabelStudioModel:
                 return automask_regions(self.runtime.client, info.image_id, self.config, settings)
             return text_regions(self.runtime.client, info.image_id, task, self.config, settings)
 
-        return prediction(self._on_task_image(task, run), self.model_version)
+        return prediction(self._on_task_image(task, run, priority=Priority.BULK), self.model_version)
 
     # -------------------------------------------------------------------- fit
     def fit(self, event: str, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:

@@ -14,7 +14,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from backend.client.base import SamClientBase, empty_automask_note
+from backend.api.answers import empty_automask_note
+from backend.client.base import SamClientBase
 from backend.formats.mask_codecs import from_coco_rle
 from sam_plugin.label_config import SamLabelConfig
 from sam_plugin.regions import mask_regions

@@ -13,8 +13,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from backend.api.errors import InvalidInput, SamError
+from backend.api.priority import Priority
 from backend.client.base import SamClientBase
-from backend.errors import InvalidInput, SamError
 from sam_plugin.image_fetcher import TaskImageFetcher
 from sam_plugin.label_config import parse_label_config
 
@@ -83,7 +84,7 @@ def precompute(
         try:
             if not isinstance(reference, str):
                 raise InvalidInput(f"no image URL in data.{image_key}")
-            client.add_image(fetcher.fetch(reference, task_id=task.get("id")))
+            client.add_image(fetcher.fetch(reference, task_id=task.get("id")), priority=Priority.BULK)
             report.done += 1
         except (SamError, OSError) as exc:
             report.failed += 1

@@ -19,8 +19,10 @@ from typing import Any, Generic, TypeVar
 
 import requests
 
-from backend.client.base import ImageInfo, SamClientBase
-from backend.errors import SamError, ServiceUnavailable
+from backend.api.answers import ImageInfo
+from backend.api.errors import SamError, ServiceUnavailable
+from backend.api.priority import Priority
+from backend.client.base import SamClientBase
 from sam_plugin.image_fetcher import TaskImageFetcher
 from sam_plugin.interactive_sessions import SessionStore
 from sam_plugin.settings import PluginSettings
@@ -134,20 +136,23 @@ class PluginRuntime:
                 self.images.put(key, data)
         return data
 
-    def add_image(self, data: bytes, *, refresh: bool = False) -> ImageInfo:
+    def add_image(
+        self, data: bytes, *, refresh: bool = False, priority: Priority = Priority.INTERACTIVE
+    ) -> ImageInfo:
         """Register image bytes with the model server; the answer is remembered.
 
         Args:
             data: Encoded image bytes.
             refresh: Ask the server again (after it answered 404 for the id:
                 it restarted and lost its cache), uploading when needed.
+            priority: The encoding's lane on the server (``BULK`` for batch work).
         """
         key = hashlib.sha256(data).hexdigest()
         info = None if refresh else self.infos.get(key)
         if info is not None:
             return info
         try:
-            info = self.client.add_image(data)
+            info = self.client.add_image(data, priority=priority)
         except Exception as exc:
             mapped = as_model_server_error(exc)
             if mapped is exc:
@@ -166,7 +171,7 @@ class PluginRuntime:
 
 
 def as_model_server_error(exc: Exception) -> Exception:
-    """Map a client failure to a :class:`~backend.errors.SamError` with a clear message.
+    """Map a client failure to a :class:`~backend.api.errors.SamError` with a clear message.
 
     ``SamError`` subclasses pass through; network errors (``requests``
     exceptions, ``ConnectionError``, ``TimeoutError``) become

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from backend.errors import InvalidInput
+from backend.api.errors import InvalidInput
 
 PreannotateMode = Literal["automask", "text", "off"]
 OutputKind = Literal["auto", "brush", "polygon"]

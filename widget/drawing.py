@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from backend.errors import InvalidInput
+from backend.api.errors import InvalidInput
 from backend.formats.coordinates import canvas_to_image, image_to_canvas
 from widget.state import AcceptedMask, Box, Candidate, Point
 

@@ -7,7 +7,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from backend.client.base import ImageInfo, SamClientBase
+from backend.api.answers import ImageInfo
+from backend.client.base import SamClientBase
 from widget.ticker import TICK_SECONDS, Ticker
 
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from backend.api.errors import InvalidInput
 from backend.atomic_files import atomic_write_bytes
-from backend.errors import InvalidInput
 from backend.formats.images import encode_png
 from widget.state import RAW_SCORE_NAMES, AcceptedMask
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from backend.errors import SamError
+from backend.api.errors import SamError
 from widget.state import PREDICTED_IOU, AcceptedMask, Candidate, ObjectState
 
 StatusKind = Literal["info", "busy", "error"]

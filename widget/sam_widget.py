@@ -28,8 +28,9 @@ import ipywidgets as widgets
 import numpy as np
 import traitlets
 
-from backend.client.base import ImageInfo, ImageSource, ObjectMasks, SamClientBase
-from backend.errors import InvalidInput
+from backend.api.answers import ImageInfo, ObjectMasks
+from backend.api.errors import InvalidInput
+from backend.client.base import ImageSource, SamClientBase
 from backend.formats.images import load_image
 from widget import export, feedback
 from widget.canvas_view import CanvasView

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from backend.client.base import ObjectMasks
-from backend.errors import InvalidInput
+from backend.api.answers import ObjectMasks
+from backend.api.errors import InvalidInput
 from backend.formats.scores import as_probability
 
 PREDICTED_IOU = "predicted_iou"

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from backend.errors import InvalidInput
+from backend.api.errors import InvalidInput
 
 #: The category of every mask in ``--everything`` mode.
 EVERYTHING_CATEGORY = "object"

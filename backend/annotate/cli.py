@@ -24,8 +24,8 @@ from typing import Any
 from backend.annotate.annotator import AnnotateSettings
 from backend.annotate.outputs import write_coco, write_sa1b
 from backend.annotate.work_dir import WorkDir, list_images
+from backend.api.errors import SamError
 from backend.cli_help import at_least, fraction, new_parser
-from backend.errors import SamError
 
 EXIT_INTERRUPTED = 130
 

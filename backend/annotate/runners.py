@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from backend.annotate.annotator import AnnotateSettings, Annotator
-from backend.errors import InvalidInput, PayloadTooLarge
+from backend.api.errors import InvalidInput, PayloadTooLarge
 
 ResultCallback = Callable[[str, dict[str, Any]], None]
 ErrorCallback = Callable[[str, str], None]

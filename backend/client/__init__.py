@@ -1,5 +1,6 @@
 """Clients of the model server; importing this package never imports torch."""
 
-from backend.client.base import ImageInfo, ObjectMasks, SamClientBase
+from backend.api.answers import ImageInfo, ObjectMasks
+from backend.client.base import SamClientBase
 
 __all__ = ["ImageInfo", "ObjectMasks", "SamClientBase"]

@@ -15,7 +15,7 @@ harmless. Timeouts and HTTP errors are not retried. Server errors raise
 :class:`SamServerError` with the server's status, code and message; what
 goes wrong before any request (a missing file, bytes that are no image)
 raises a local error instead: :class:`ImageFileNotFound` (also a
-``FileNotFoundError``) or :class:`~backend.errors.InvalidImage`.
+``FileNotFoundError``) or :class:`~backend.api.errors.InvalidImage`.
 """
 
 from __future__ import annotations
@@ -28,36 +28,16 @@ from typing import Any
 import numpy as np
 import requests
 
-from backend.client.base import ImageInfo, ImageSource, ObjectMasks, SamClientBase
-from backend.errors import InvalidInput, SamError
-
-
-class SamServerError(SamError):
-    """An error answered by the model server (or the server is unreachable).
-
-    Attributes:
-        status: HTTP status (503 when the server could not be reached).
-        code: The server's machine-readable error code.
-        detail: The server's message (how to fix the request).
-    """
-
-    def __init__(self, status: int, code: str, detail: str) -> None:
-        super().__init__(detail, code=code)
-        self.status = status
-
-    def __str__(self) -> str:
-        return f"{self.status} {self.code}: {super().__str__()}"
-
-    @property
-    def detail(self) -> str:
-        """The server's message."""
-        return str(self.args[0])
+from backend.api.answers import ImageInfo, ObjectMasks
+from backend.api.errors import InvalidInput, SamServerError
+from backend.api.priority import Priority, parse_priority
+from backend.client.base import ImageSource, SamClientBase
 
 
 class ImageFileNotFound(InvalidInput, FileNotFoundError):
     """A local image path with no file behind it; raised before any request is sent.
 
-    Both a :class:`~backend.errors.SamError` (code ``invalid_input``) and a
+    Both a :class:`~backend.api.errors.SamError` (code ``invalid_input``) and a
     ``FileNotFoundError``, so either ``except`` catches it.
     """
 
@@ -170,7 +150,7 @@ class SamClient(SamClientBase):
             return SamServerError(response.status_code, "http_error", response.text[:500] or response.reason)
 
     # ------------------------------------------------------------------- API
-    def add_image(self, image: ImageSource) -> ImageInfo:
+    def add_image(self, image: ImageSource, *, priority: Priority | str = Priority.INTERACTIVE) -> ImageInfo:
         """Register an image; uploads only when the server does not hold it yet.
 
         The pixels are decoded here to compute the ``image_id`` the server
@@ -179,8 +159,11 @@ class SamClient(SamClientBase):
 
         Args:
             image: A path, encoded bytes, an ``HxWx3`` uint8 RGB array or a PIL image.
+            priority: ``bulk`` queues the encoding behind interactive work
+                (``POST /v1/images?priority=bulk``).
 
         Raises:
+            InvalidInput: An unknown ``priority`` (nothing was sent).
             ImageFileNotFound: No file at the given path (nothing was sent).
             InvalidImage: The image cannot be decoded (decoded here; nothing was sent).
             PayloadTooLarge: More pixels than the client's decoder accepts (nothing was sent).
@@ -188,12 +171,17 @@ class SamClient(SamClientBase):
         """
         from backend.formats.images import compute_image_id
 
+        lane = parse_priority(priority)
         payload, pixels = _upload_payload(image)
         image_id = compute_image_id(pixels)
         response = self._request("GET", f"/v1/images/{image_id}", ok=(200, 404))
         if response.status_code == 404:
+            query = "" if lane is Priority.INTERACTIVE else f"?priority={lane.value}"
             response = self._request(
-                "POST", "/v1/images", data=payload, headers={"Content-Type": "application/octet-stream"}
+                "POST",
+                f"/v1/images{query}",
+                data=payload,
+                headers={"Content-Type": "application/octet-stream"},
             )
         body = response.json()
         return ImageInfo(image_id=body["image_id"], width=int(body["width"]), height=int(body["height"]))

@@ -17,9 +17,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from backend.client.base import ImageInfo, ImageSource, ObjectMasks, SamClientBase
-from backend.client.http_client import SamServerError, read_image_path
-from backend.errors import SamError
+from backend.api.answers import ImageInfo, ObjectMasks
+from backend.api.errors import SamError, SamServerError
+from backend.api.priority import Priority, parse_priority
+from backend.client.base import ImageSource, SamClientBase
+from backend.client.http_client import read_image_path
 
 if TYPE_CHECKING:
     from backend.serving.service import SamService
@@ -93,21 +95,28 @@ class LocalSamClient(SamClientBase):
         if self._owns_service:
             self._service.close()
 
-    def add_image(self, image: ImageSource) -> ImageInfo:
+    def add_image(self, image: ImageSource, *, priority: Priority | str = Priority.INTERACTIVE) -> ImageInfo:
         """Register an image; its embedding is computed once and cached.
 
+        Args:
+            image: A path, encoded bytes, an ``HxWx3`` uint8 RGB array or a PIL image.
+            priority: ``bulk`` queues the encoding behind interactive work.
+
         Raises:
+            InvalidInput: An unknown ``priority``.
             ImageFileNotFound: No file at the given path.
             SamServerError: What the server would answer (unreadable image, too many pixels...).
         """
         from backend.formats.images import load_image
 
+        lane = parse_priority(priority)
         source = read_image_path(image)
 
         def add() -> ImageInfo:
             if isinstance(source, (bytes, bytearray, memoryview)):
-                return self._service.add_image(bytes(source))
-            return self._service.add_image(load_image(source, max_pixels=self._service.config.max_pixels))
+                return self._service.add_image(bytes(source), priority=lane)
+            pixels = load_image(source, max_pixels=self._service.config.max_pixels)
+            return self._service.add_image(pixels, priority=lane)
 
         return _call(add)
 

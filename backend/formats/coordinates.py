@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from backend.errors import InvalidInput
+from backend.api.errors import InvalidInput
 
 ArrayT = TypeVar("ArrayT")
 

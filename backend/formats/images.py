@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
-from backend.errors import InvalidImage, InvalidInput, PayloadTooLarge, ServiceUnavailable
+from backend.api.errors import InvalidImage, InvalidInput, PayloadTooLarge, ServiceUnavailable
 from backend.formats.jpeg_frame import check_jpeg_complete
 from backend.formats.lean_decode import decode_rgb, peak_bytes
 from backend.memory_budget import DECODE_BUDGET

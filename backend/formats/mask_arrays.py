@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from backend.errors import InvalidInput
+from backend.api.errors import InvalidInput
 from backend.formats.images import DEFAULT_MAX_PIXELS, check_pixel_limit
 
 

@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as coco_mask
 
-from backend.errors import InvalidInput
+from backend.api.errors import InvalidInput
 from backend.formats.images import DEFAULT_MAX_PIXELS, open_image
 from backend.formats.mask_arrays import as_mask, size_pair
 from backend.formats.polygons import from_polygons, to_polygons

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from backend.errors import InvalidInput
+from backend.api.errors import InvalidInput
 from backend.formats.mask_arrays import as_mask, size_pair
 
 # --- polygons -----------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torchvision.ops import batched_nms
 
-from backend.errors import InvalidInput
+from backend.api.errors import InvalidInput
 from backend.formats.images import check_rgb_pixels
 from backend.formats.mask_codecs import from_coco_rle, to_coco_rle
 from backend.inference.crops import CropBox, boxes_touching_crop_edge, crop_boxes

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from backend.errors import ServiceUnavailable
+from backend.api.errors import ServiceUnavailable
 
 
 def require_opencv() -> Any:

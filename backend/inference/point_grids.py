@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from backend.errors import InvalidInput
+from backend.api.errors import InvalidInput
 
 
 def point_grid(points_per_side: int) -> np.ndarray:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from backend.errors import InvalidInput
+from backend.api.errors import InvalidInput
 from backend.formats.coordinates import resized_shape, to_model_boxes, to_model_points
 from backend.formats.images import check_rgb_pixels, resize_rgb
 from backend.inference.mask_ops import above_threshold, stability_score

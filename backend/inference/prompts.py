@@ -1,7 +1,7 @@
 """Check a client's prompt against its image and turn it into a decode job.
 
 Clients send plain lists (HTTP JSON or Python); the service must reject
-anything the decoder cannot answer with an :class:`~backend.errors.InvalidInput`
+anything the decoder cannot answer with an :class:`~backend.api.errors.InvalidInput`
 that says how to fix it, before the request reaches the GPU queue.
 """
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from backend.errors import InvalidInput
+from backend.api.errors import InvalidInput
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from backend.errors import InvalidInput
+from backend.api.errors import InvalidInput
 from backend.formats.coordinates import to_model_boxes, to_model_points
 from backend.formats.images import check_rgb_pixels
 from backend.inference.mask_ops import above_threshold, stability_score

@@ -16,7 +16,7 @@ Combining with other prompts:
 CLIP (``pip install openai-clip``) is imported when first needed. Weights are
 read from ``download_root`` (default ``~/.cache/clip``) and never downloaded
 unless ``download=True``; a missing file raises
-:class:`backend.errors.WeightsUnavailable` naming the file and its URL.
+:class:`backend.api.errors.WeightsUnavailable` naming the file and its URL.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from backend.errors import InvalidInput, ServiceUnavailable, WeightsUnavailable
+from backend.api.errors import InvalidInput, ServiceUnavailable, WeightsUnavailable
 from backend.formats.images import check_rgb_pixels
 from backend.formats.mask_codecs import from_coco_rle
 

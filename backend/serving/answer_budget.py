@@ -19,9 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from backend.client.base import ImageInfo, ImageSource, ObjectMasks, SamClientBase
+from backend.api.answers import ImageInfo, ObjectMasks
+from backend.api.errors import PayloadTooLarge, SamError
+from backend.api.priority import Priority
+from backend.client.base import ImageSource, SamClientBase
 from backend.client.local_client import LocalSamClient
-from backend.errors import PayloadTooLarge, SamError
 from backend.memory_budget import MemoryBudget
 from backend.serving.service import SamService
 
@@ -86,9 +88,9 @@ class BudgetedClient(SamClientBase):
         self._inner = inner
         self._budget = budget
 
-    def add_image(self, image: ImageSource) -> ImageInfo:
+    def add_image(self, image: ImageSource, *, priority: Priority | str = Priority.INTERACTIVE) -> ImageInfo:
         """See :meth:`SamClientBase.add_image` (decodes reserve the decode budget themselves)."""
-        return self._inner.add_image(image)
+        return self._inner.add_image(image, priority=priority)
 
     def predict(
         self,

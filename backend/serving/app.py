@@ -4,7 +4,7 @@
 :class:`~backend.serving.service.SamService`, metrics, blueprints, plugins);
 nothing is created at import time. Errors become
 ``{"error": code, "detail": message}`` with the status from
-:mod:`backend.errors`; messages reach clients without Python reprs or the
+:mod:`backend.api.errors`; messages reach clients without Python reprs or the
 server's file paths (:func:`backend.public_detail.public_detail`; the log
 keeps them); an unexpected exception is logged and answered with a generic
 500, never a traceback. There is no static route: the app serves no files.
@@ -19,7 +19,7 @@ from typing import Any
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from backend.errors import SamError
+from backend.api.errors import SamError
 from backend.memory_budget import DECODE_BUDGET, MemoryBudget
 from backend.public_detail import public_detail
 from backend.serving.auth import check_token, is_public_path

@@ -11,7 +11,7 @@ import base64
 import binascii
 import hmac
 
-from backend.errors import Unauthorized
+from backend.api.errors import Unauthorized
 
 PUBLIC_PATHS = frozenset({"/health"})
 """The exact paths that need no token (load balancers' health check); nothing else is open."""

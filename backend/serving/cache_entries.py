@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from backend.errors import InvalidInput
+from backend.api.errors import InvalidInput
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 

@@ -30,8 +30,8 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from backend.api.errors import SamError
 from backend.cli_help import at_least, new_parser, non_negative_float
-from backend.errors import SamError
 from backend.serving.config import AUTO_MAX_BATCH_HELP, ServerConfig
 
 if TYPE_CHECKING:

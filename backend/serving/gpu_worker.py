@@ -20,7 +20,7 @@ this order:
 
 Every job may carry a :class:`~backend.serving.scheduling.Ticket`; a job
 whose ticket expired or was cancelled before it started is dropped.
-Out-of-memory errors become :class:`~backend.errors.ServiceUnavailable` (503)
+Out-of-memory errors become :class:`~backend.api.errors.ServiceUnavailable` (503)
 for the requests of that batch only; the worker frees the allocator cache
 and keeps serving.
 """
@@ -34,8 +34,9 @@ from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future
 from typing import Any, Protocol
 
-from backend.errors import ServiceUnavailable
-from backend.serving.scheduling import Priority, Ticket
+from backend.api.errors import ServiceUnavailable
+from backend.api.priority import Priority
+from backend.serving.scheduling import Ticket
 from backend.serving.work_queue import WorkItem, WorkQueue
 
 log = logging.getLogger(__name__)

@@ -15,10 +15,11 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from functools import partial
 
+from backend.api.priority import Priority
 from backend.serving.cache_entries import CachedEmbedding
 from backend.serving.embedding_cache import ByteBoundedLRU
 from backend.serving.gpu_worker import GpuWorker
-from backend.serving.scheduling import Priority, Ticket
+from backend.serving.scheduling import Ticket
 
 
 class InflightEncodings:

@@ -16,9 +16,10 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from backend.api.priority import Priority
 from backend.serving.config import ServerConfig
 from backend.serving.gpu_worker import GpuWorker
-from backend.serving.scheduling import Priority, Ticket
+from backend.serving.scheduling import Ticket
 
 
 class ModelThread:

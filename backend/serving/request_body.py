@@ -22,7 +22,7 @@ from flask import Request
 from PIL import UnidentifiedImageError
 from pydantic import BaseModel, ValidationError
 
-from backend.errors import InvalidImage, InvalidInput
+from backend.api.errors import InvalidImage, InvalidInput
 from backend.formats.images import SUPPORTED_FORMATS
 
 UPLOAD_FIELD = "file"

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from backend.client.base import ObjectMasks
+from backend.api.answers import ObjectMasks
 from backend.formats.mask_codecs import encode_mask
 
 WIRE_TO_CODEC = {"coco_rle": "coco_rle", "png": "png", "polygon": "polygons"}

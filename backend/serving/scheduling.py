@@ -17,38 +17,15 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import TypeVar
 
-from backend.errors import InvalidInput, SamError, ServiceUnavailable
+from backend.api.errors import SamError, ServiceUnavailable
+from backend.api.priority import Priority
 
 T = TypeVar("T")
 
 POLL_S = 0.1
 """How often, in seconds, a waiting request checks its deadline and its client."""
-
-
-class Priority(str, Enum):
-    """Which queue a job waits in: interactive work always runs first."""
-
-    INTERACTIVE = "interactive"
-    BULK = "bulk"
-
-
-def parse_priority(value: str | None) -> Priority:
-    """A request's ``priority`` parameter (``interactive`` when absent).
-
-    Raises:
-        InvalidInput: Any other value.
-    """
-    if value is None or value == "":
-        return Priority.INTERACTIVE
-    try:
-        return Priority(value.strip().lower())
-    except ValueError:
-        raise InvalidInput(
-            f"priority must be 'interactive' (a person waits) or 'bulk' (batch work), got {value[:40]!r}"
-        ) from None
 
 
 class QueueFull(ServiceUnavailable):

@@ -38,8 +38,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from backend.client.base import ImageInfo, ObjectMasks
-from backend.errors import InvalidInput, NotFound, PayloadTooLarge, SamError, ServiceUnavailable
+from backend.api.answers import ImageInfo, ObjectMasks
+from backend.api.errors import InvalidInput, NotFound, PayloadTooLarge, SamError, ServiceUnavailable
+from backend.api.priority import Priority
 from backend.inference.prompts import check_prompt
 from backend.registry import automask_defaults_for
 from backend.serving.batched_decoder import MAX_MASK_PIXELS, DecodeJob, DecodeResult, decode_group
@@ -49,7 +50,7 @@ from backend.serving.embedding_cache import ByteBoundedLRU, CacheStats
 from backend.serving.inflight_encodings import InflightEncodings
 from backend.serving.model_loading import load_for_serving
 from backend.serving.model_thread import ModelThread
-from backend.serving.scheduling import Priority, Ticket
+from backend.serving.scheduling import Ticket
 from backend.serving.special_prompts import (
     AutomaskRunner,
     check_automask_params,

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from backend.client.base import ObjectMasks
-from backend.errors import InvalidInput, PayloadTooLarge
+from backend.api.answers import ObjectMasks
+from backend.api.errors import InvalidInput, PayloadTooLarge
 from backend.inference.prompts import Prompt, check_prompt
 from backend.serving.config import ServerConfig
 from backend.serving.embedding_cache import ByteBoundedLRU, CacheStats

@@ -24,8 +24,9 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from backend.errors import ServiceUnavailable
-from backend.serving.scheduling import Priority, QueueFull, Ticket, retry_after
+from backend.api.errors import ServiceUnavailable
+from backend.api.priority import Priority
+from backend.serving.scheduling import QueueFull, Ticket, retry_after
 
 BULK_DURATION_GUESS_S = 5.0
 """Retry-After for a full bulk queue before any bulk job has finished, in seconds."""

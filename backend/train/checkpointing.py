@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from backend.errors import InvalidInput
+from backend.api.errors import InvalidInput
 
 if TYPE_CHECKING:
     from backend.model import Sam, SamConfig

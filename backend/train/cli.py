@@ -28,8 +28,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from backend.api.errors import InvalidInput, SamError
 from backend.cli_help import at_least, new_parser, non_negative_float
-from backend.errors import InvalidInput, SamError
 from backend.train.stopping import StopRequest
 
 if TYPE_CHECKING:

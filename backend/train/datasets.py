@@ -45,7 +45,7 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
-from backend.errors import InvalidInput, NotFound
+from backend.api.errors import InvalidInput, NotFound
 from backend.formats.coordinates import resized_shape
 from backend.formats.images import load_image
 from backend.train.scenes import SceneSettings, generate_scene

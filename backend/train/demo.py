@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, cast
 
 import torch
 
-from backend.errors import InvalidInput
+from backend.api.errors import InvalidInput
 from backend.model.config import SamConfig, ViTConfig
 from backend.train.datasets import GeneratedScenes
 from backend.train.loop import TrainResult, TrainSettings, train

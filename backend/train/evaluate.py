@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from backend.errors import InvalidInput
+from backend.api.errors import InvalidInput
 from backend.train.clicks import corrective_click, first_click
 from backend.train.datasets import MaskDataset
 from backend.train.simulation import field_name

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from backend.errors import InvalidInput
+from backend.api.errors import InvalidInput
 from backend.train.checkpointing import load_training_state, model_config, save_model, save_training_state
 from backend.train.datasets import MaskDataset, resize_for_model
 from backend.train.embedding_cache import EmbeddingCache

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from backend.errors import InvalidInput
+from backend.api.errors import InvalidInput
 
 SHAPE_KINDS: tuple[str, ...] = ("ellipse", "polygon", "star", "ring", "bar")
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
-from backend.errors import InvalidInput
+from backend.api.errors import InvalidInput
 from backend.train.losses import sam_loss
 from backend.train.prompts import error_points, noisy_boxes, sample_points
 

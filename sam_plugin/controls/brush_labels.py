@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from backend.errors import InvalidInput
+from backend.api.errors import InvalidInput
 from backend.formats.mask_codecs import from_brush_rle, to_brush_rle
 
 RESULT_TYPE = "brushlabels"

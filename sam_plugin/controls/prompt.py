@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from backend.errors import InvalidInput
+from backend.api.errors import InvalidInput
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from backend.errors import InvalidInput
+from backend.api.errors import InvalidInput
 from backend.formats.coordinates import ls_rect_to_box
 from sam_plugin.controls.prompt import (
     InteractivePrompt,

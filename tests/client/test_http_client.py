@@ -11,8 +11,8 @@ import pytest
 import requests
 from PIL import Image
 
-from backend.client.http_client import ImageFileNotFound, SamClient, SamServerError
-from backend.errors import InvalidImage
+from backend.api.errors import InvalidImage, InvalidInput, SamServerError
+from backend.client.http_client import ImageFileNotFound, SamClient
 from backend.inference.predictor import SamPredictor
 from tests.serving.server_process import REPO, ServerProcess, free_port
 from tests.serving.tiny_model import build_tiny_sam, picture, png_bytes, save_tiny_checkpoint
@@ -54,6 +54,24 @@ def test_add_image_uploads_only_when_the_server_lacks_it(server, client, tmp_pat
         assert client.add_image(source) == first
     assert _upload_count(server) == before + 1
     assert (first.width, first.height) == (80, 60)
+
+
+def test_bulk_priority_uploads_with_the_bulk_query_and_bad_values_send_nothing(server, client, monkeypatch):
+    sent: list[tuple[str, str]] = []
+    request = client._session.request
+
+    def recording(method: str, url: str, **kwargs: object) -> requests.Response:
+        sent.append((method, url))
+        return request(method, url, **kwargs)
+
+    monkeypatch.setattr(client._session, "request", recording)
+    info = client.add_image(picture(seed=23), priority="bulk")
+    assert sent[-1] == ("POST", f"{server.url}/v1/images?priority=bulk")
+    assert client.add_image(picture(seed=23)) == info, "the same picture is held, whatever its lane"
+    sent.clear()
+    with pytest.raises(InvalidInput, match="priority must be"):
+        client.add_image(picture(seed=24), priority="urgent")
+    assert sent == []
 
 
 def test_predict_returns_numpy_masks_equal_to_predictor(client):

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from backend.client.http_client import ImageFileNotFound, SamServerError
+from backend.api.errors import InvalidInput, SamServerError
+from backend.client.http_client import ImageFileNotFound
 from backend.client.local_client import LocalSamClient
 from backend.inference.predictor import SamPredictor
 from tests.serving.tiny_model import build_tiny_sam, picture, png_bytes
@@ -30,6 +31,13 @@ def test_predict_equals_predictor(local):
     np.testing.assert_array_equal(obj.masks, expected.masks[0])
     np.testing.assert_allclose(obj.scores, expected.scores[0], atol=1e-6)
     assert obj.logits_id and local.ready() and local.models()[0]["name"] == "custom"
+
+
+def test_bulk_priority_registers_the_same_image_and_unknown_lanes_are_refused(local):
+    info = local.add_image(picture(seed=5), priority="bulk")
+    assert local.add_image(picture(seed=5)) == info
+    with pytest.raises(InvalidInput, match="priority must be"):
+        local.add_image(picture(seed=5), priority="soon")
 
 
 def test_errors_are_the_servers_errors(local):

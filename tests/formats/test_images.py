@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from backend.errors import InvalidImage, InvalidInput, PayloadTooLarge
+from backend.api.errors import InvalidImage, InvalidInput, PayloadTooLarge
 from backend.formats.images import compute_image_id, decode_image, encode_png, load_image
 
 RNG = np.random.default_rng(0)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from backend.errors import InvalidImage
+from backend.api.errors import InvalidImage
 from backend.formats import lean_decode
 from backend.formats.images import _to_rgb_array, decode_image
 from backend.formats.jpeg_frame import check_jpeg_complete, read_frame

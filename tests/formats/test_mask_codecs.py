@@ -13,7 +13,7 @@ from hypothesis.extra.numpy import arrays
 from PIL import Image
 from pycocotools import mask as coco_mask
 
-from backend.errors import InvalidInput
+from backend.api.errors import InvalidInput
 from backend.formats.mask_codecs import (
     MASK_FORMATS,
     as_mask,

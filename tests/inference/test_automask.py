@@ -7,7 +7,7 @@ import pytest
 import torch
 from pycocotools import mask as coco_mask
 
-from backend.errors import InvalidInput
+from backend.api.errors import InvalidInput
 from backend.inference.automask import AutomaskGenerator
 from backend.model import build_sam
 from tests.support.reference import build_reference_sam, tiny_vit_config

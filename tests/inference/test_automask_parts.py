@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from backend.errors import InvalidInput
+from backend.api.errors import InvalidInput
 from backend.inference.crops import CropBox, boxes_touching_crop_edge, crop_boxes
 from backend.inference.mask_regions import remove_small_regions
 from backend.inference.point_grids import layer_point_grids, point_grid

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from backend.errors import InvalidInput
+from backend.api.errors import InvalidInput
 from backend.inference.predictor import SamPredictor
 from backend.model import build_sam
 from tests.support.reference import build_reference_sam, tiny_vit_config

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from backend.errors import InvalidInput, WeightsUnavailable
+from backend.api.errors import InvalidInput, WeightsUnavailable
 from backend.formats.mask_codecs import to_coco_rle
 from backend.inference.text import TextPrompter
 from tests.support.tiny_clip import TINY_CLIP_RESOLUTION, tiny_clip_module

@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from backend import checkpoints
+from backend.api.errors import InvalidInput
 from backend.checkpoints import FORMAT, load_checkpoint, load_state_strict, save_checkpoint
-from backend.errors import InvalidInput
 from tests.support.reference import tiny_vit_config
 
 CONFIG = tiny_vit_config()

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from backend import registry
+from backend.api.errors import InvalidInput
 from backend.checkpoints import save_checkpoint
-from backend.errors import InvalidInput
 from backend.model import VIT_B, VIT_H, VIT_L, VIT_T, build_sam
 from backend.registry import (
     MODELS,

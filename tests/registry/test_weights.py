@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from backend import registry
-from backend.errors import InvalidInput, WeightsUnavailable
+from backend.api.errors import InvalidInput, WeightsUnavailable
 from backend.registry import MODELS, ModelRecord
 from backend.weights import default_cache_dir, resolve_weights
 

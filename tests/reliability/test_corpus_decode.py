@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backend.errors import SamError
+from backend.api.errors import SamError
 from backend.formats.images import decode_image
 from tests.support.bad_images import bad_image_corpus, corpus_by_name
 

@@ -18,8 +18,8 @@ import pytest
 import torch
 from werkzeug.serving import make_server
 
+from backend.api.errors import SamError
 from backend.client.http_client import SamClient
-from backend.errors import SamError
 from backend.formats.images import encode_png
 from tests.serving.tiny_model import picture, png_bytes
 

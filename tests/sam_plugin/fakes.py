@@ -8,8 +8,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from backend.client.base import ImageInfo, ObjectMasks, SamClientBase
-from backend.errors import ServiceUnavailable
+from backend.api.answers import ImageInfo, ObjectMasks
+from backend.api.errors import ServiceUnavailable
+from backend.api.priority import Priority, parse_priority
+from backend.client.base import SamClientBase
 from backend.formats.images import compute_image_id, decode_image
 
 LS_URL = "http://ls.test:8080"
@@ -39,6 +41,7 @@ class ScriptedSamClient(SamClientBase):
         self.sizes: dict[str, tuple[int, int]] = {}
         self.calls: list[dict[str, Any]] = []
         self.added: list[str] = []
+        self.priorities: list[Priority] = []
         self.down = False
         self.forget_images = False
         self.score_offset = 0.0  # added to every predicted IoU (0.2 gives scores above 1, as SAM can)
@@ -53,17 +56,18 @@ class ScriptedSamClient(SamClientBase):
     def _maybe_forget(self, image_id: str) -> None:
         """Answer 404 once, like a restarted server that lost its image cache."""
         if self.forget_images:
-            from backend.client.http_client import SamServerError
+            from backend.api.errors import SamServerError
 
             self.forget_images = False
             raise SamServerError(404, "not_found", f"unknown image_id {image_id}")
 
-    def add_image(self, image: Any) -> ImageInfo:
+    def add_image(self, image: Any, *, priority: Priority | str = Priority.INTERACTIVE) -> ImageInfo:
         self._check()
         pixels = decode_image(image)
         image_id = compute_image_id(pixels)
         self.sizes[image_id] = pixels.shape[:2]
         self.added.append(image_id)
+        self.priorities.append(parse_priority(priority))
         return ImageInfo(image_id=image_id, width=pixels.shape[1], height=pixels.shape[0])
 
     def _mask(self, h: int, w: int, points: Any, labels: Any, box: Any, text: str | None) -> np.ndarray:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from flask import Flask
 
+from backend.api.priority import Priority
 from backend.formats.mask_codecs import from_brush_rle
 from sam_plugin.blueprint import create_blueprint
 from sam_plugin.label_config import EXAMPLE_CONFIG
@@ -106,6 +107,7 @@ def test_keypoint_gives_a_brush_mask_equal_to_the_model_servers(
     assert region["type"] == "brushlabels" and region["value"]["brushlabels"] == ["Object"]
     assert region["score"] == pytest.approx(0.9) and result["model_version"] == "sam-scripted"
     call = sam_client.calls[-1]
+    assert sam_client.priorities == [Priority.INTERACTIVE]
     assert call["points"] == [[16.0, 20.0]] and call["labels"] == [1] and call["multimask"] is True
     [expected] = sam_client.predict(call["image_id"], points=[[16.0, 20.0]], labels=[1])
     np.testing.assert_array_equal(decoded(region), expected.best)
@@ -155,9 +157,12 @@ def test_rotated_image_gives_a_clear_400(http: Any) -> None:
     assert response.status_code == 400 and "rotate back to 0" in response.get_json()["detail"]
 
 
-def test_batch_predictions_are_segment_everything_with_scores_and_version(http: Any) -> None:
+def test_batch_predictions_are_segment_everything_with_scores_and_version(
+    http: Any, sam_client: ScriptedSamClient
+) -> None:
     tasks = [TASK, {"id": 12, "data": {"image": "/data/upload/1/pic.png"}}]
     response = predict(http, None, tasks=tasks)
+    assert sam_client.priorities == [Priority.BULK], "batch images wait behind the annotators' clicks"
     results = response.get_json()["results"]
     assert len(results) == 2
     for result in results:
@@ -230,7 +235,7 @@ def test_bad_json_is_a_400(http: Any) -> None:
 
 
 def test_reason_phrase_is_one_printable_ascii_line() -> None:
-    from backend.errors import InvalidInput
+    from backend.api.errors import InvalidInput
     from sam_plugin.blueprint import error_response
 
     app = Flask("t")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backend.errors import InvalidInput
+from backend.api.errors import InvalidInput
 from sam_plugin.controls.brush_labels import brush_result_to_mask, mask_to_brush_result
 
 

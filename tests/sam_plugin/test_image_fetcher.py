@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from backend.errors import InvalidInput, PayloadTooLarge
+from backend.api.errors import InvalidInput, PayloadTooLarge
 from sam_plugin.image_fetcher import ImageFetchFailed, ImageUrlRefused, TaskImageFetcher
 from tests.sam_plugin.fakes import LS_URL, FakeSession, public_resolver
 

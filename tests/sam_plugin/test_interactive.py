@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from backend.errors import InvalidInput
+from backend.api.errors import InvalidInput
 from sam_plugin.interactive import collect_prompt, segment
 from sam_plugin.label_config import EXAMPLE_CONFIG, parse_label_config
 from tests.sam_plugin.fakes import ScriptedSamClient, png_bytes

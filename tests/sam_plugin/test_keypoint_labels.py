@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from backend.errors import InvalidInput
+from backend.api.errors import InvalidInput
 from sam_plugin.controls.keypoint_labels import add_keypoint, is_negative
 from sam_plugin.controls.prompt import InteractivePrompt
 from sam_plugin.label_config import ControlInfo

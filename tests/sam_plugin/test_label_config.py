@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from backend.errors import InvalidInput
+from backend.api.errors import InvalidInput
 from sam_plugin.label_config import EXAMPLE_CONFIG, parse_label_config, require_prompt_controls
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from backend.errors import InvalidInput, ServiceUnavailable
+from backend.api.errors import InvalidInput, ServiceUnavailable
 from sam_plugin.runtime import BoundedLru, PluginRuntime, as_model_server_error
 from tests.sam_plugin.fakes import ScriptedSamClient
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.errors import InvalidInput
+from backend.api.errors import InvalidInput
 from sam_plugin.settings import PluginSettings
 
 

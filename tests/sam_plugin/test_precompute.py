@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from backend.api.priority import Priority
 from sam_plugin.image_fetcher import TaskImageFetcher
 from sam_plugin.precompute import precompute
 from tests.sam_plugin.fakes import LS_URL, FakeSession, ScriptedSamClient, png_bytes, public_resolver
@@ -20,4 +21,5 @@ def test_every_task_image_is_added_and_bad_tasks_are_reported(
     report = precompute(tasks, image_key="image", client=sam_client, fetcher=fetcher, progress=False)
     assert (report.done, report.failed) == (3, 2)
     assert len(set(sam_client.added)) == 3
+    assert set(sam_client.priorities) == {Priority.BULK}, "precomputing waits behind annotators' clicks"
     assert [task_id for task_id, _ in report.errors or []] == [9, 10]

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from backend.errors import InvalidInput
+from backend.api.errors import InvalidInput
 from backend.formats.mask_codecs import from_brush_rle
 from sam_plugin.label_config import EXAMPLE_CONFIG
 from sam_plugin.model import SamLabelStudioModel

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from backend.client.base import empty_automask_note
+from backend.api.answers import empty_automask_note
 from backend.registry import META_AUTOMASK_DEFAULTS, MODELS, automask_defaults_for
 from backend.serving.special_prompts import check_automask_params
 

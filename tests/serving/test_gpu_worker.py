@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from backend.errors import ServiceUnavailable
+from backend.api.errors import ServiceUnavailable
 from backend.serving.gpu_worker import GpuWorker, is_out_of_memory
 
 

@@ -9,18 +9,11 @@ from dataclasses import dataclass
 
 import pytest
 
-from backend.errors import InvalidInput
+from backend.api.errors import InvalidInput
+from backend.api.priority import Priority, parse_priority
 from backend.serving.client_probe import disconnect_probe, socket_closed
 from backend.serving.gpu_worker import GpuWorker
-from backend.serving.scheduling import (
-    ClientGone,
-    DeadlineExceeded,
-    Priority,
-    QueueFull,
-    Ticket,
-    parse_priority,
-    retry_after,
-)
+from backend.serving.scheduling import ClientGone, DeadlineExceeded, QueueFull, Ticket, retry_after
 
 
 @dataclass

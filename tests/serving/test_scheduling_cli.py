@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from backend.api.priority import Priority
 from backend.serving.cli import config_from_args
-from backend.serving.scheduling import Priority
 from backend.serving.service import SamService
 from tests.serving.tiny_model import make_config
 

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from backend.errors import PayloadTooLarge
+from backend.api.errors import PayloadTooLarge
+from backend.api.priority import Priority
 from backend.serving.app import create_app
-from backend.serving.scheduling import Priority
 from backend.serving.service import SamService
 from backend.serving.special_prompts import automask_points, check_automask_params, check_automask_work
 from tests.serving.tiny_model import make_config, picture, png_bytes

@@ -9,7 +9,8 @@ import pytest
 import requests
 from pycocotools import mask as coco_mask
 
-from backend.client.http_client import SamClient, SamServerError
+from backend.api.errors import SamServerError
+from backend.client.http_client import SamClient
 from backend.inference.predictor import SamPredictor
 from tests.serving.server_process import ServerProcess
 from tests.serving.tiny_model import build_tiny_sam, picture, png_bytes, save_tiny_checkpoint

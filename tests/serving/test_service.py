@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from backend.errors import InvalidInput, NotFound, ServiceUnavailable
+from backend.api.errors import InvalidInput, NotFound, ServiceUnavailable
 from backend.serving.config import ServerConfig
 from backend.serving.service import SamService
 from tests.serving.tiny_model import make_config, picture, png_bytes
@@ -216,7 +216,7 @@ def test_upscaling_in_chunks_gives_the_same_masks(service, tiny_sam, monkeypatch
 
 
 def test_answers_too_large_to_hold_are_refused(service, monkeypatch):
-    from backend.errors import PayloadTooLarge
+    from backend.api.errors import PayloadTooLarge
 
     monkeypatch.setattr("backend.serving.service.MAX_MASK_PIXELS", 2 * 3 * 60 * 80)
     image_id = service.add_image(picture()).image_id

@@ -6,7 +6,7 @@ is cheap to build and safe to send to a server.
 
 Each :class:`CorpusImage` says either that the image must be accepted (and the
 upright width x height after EXIF orientation) or that it must be refused
-(HTTP status and error code from :mod:`backend.errors`). Expectations assume
+(HTTP status and error code from :mod:`backend.api.errors`). Expectations assume
 the default pixel limit of 50 megapixels (``DEFAULT_MAX_PIXELS``).
 """
 

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from backend.errors import InvalidInput
+from backend.api.errors import InvalidInput
 from backend.train.datasets import TrainingImage
 from backend.train.evaluate import EvalSettings, evaluate, mask_iou
 

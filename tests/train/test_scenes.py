@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backend.errors import InvalidInput
+from backend.api.errors import InvalidInput
 from backend.train.scenes import SHAPE_KINDS, SceneSettings, generate_scene
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from backend.errors import InvalidInput
+from backend.api.errors import InvalidInput
 from backend.train.simulation import RoundsSettings, interactive_rounds, rounds_without_point
 
 

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from backend.errors import InvalidInput, NotFound
+from backend.api.errors import InvalidInput, NotFound
 from backend.train.datasets import (
     CocoDataset,
     GeneratedScenes,

@@ -142,7 +142,7 @@ def test_result_loads_through_the_registry(tiny_sam, tmp_path):
 
 @pytest.mark.slow
 def test_resume_refuses_other_settings(tiny_sam, tmp_path):
-    from backend.errors import InvalidInput
+    from backend.api.errors import InvalidInput
 
     data = GeneratedScenes(4, settings=TINY_SCENES)
     train(

@@ -15,7 +15,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from backend.client.base import ImageInfo, ImageSource, ObjectMasks, SamClientBase
+from backend.api.answers import ImageInfo, ObjectMasks
+from backend.api.priority import Priority
+from backend.client.base import ImageSource, SamClientBase
 from backend.formats.coordinates import canvas_to_image
 
 DEMO_WEIGHTS = Path(__file__).resolve().parents[2] / "backend" / "weights" / "sam_demo.pt"
@@ -62,10 +64,10 @@ class RecordingClient(SamClientBase):
         self.hold = False
         self.release = threading.Event()
 
-    def add_image(self, image: ImageSource) -> ImageInfo:
+    def add_image(self, image: ImageSource, *, priority: Priority | str = Priority.INTERACTIVE) -> ImageInfo:
         if self.hold:
             self.release.wait(60)
-        return self.inner.add_image(image)
+        return self.inner.add_image(image, priority=priority)
 
     def predict(self, image_id: str, **kwargs: Any) -> list[ObjectMasks]:
         self.predict_calls.append(dict(kwargs, image_id=image_id))

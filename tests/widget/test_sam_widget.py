@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from backend.client.base import ObjectMasks
-from backend.errors import InvalidInput
+from backend.api.answers import ObjectMasks
+from backend.api.errors import InvalidInput
 from backend.formats.coordinates import canvas_to_image
 from tests.widget.conftest import DEMO_WEIGHTS, RecordingClient, scene, shown_image_pixels
 from widget.drawing import CANDIDATE_OUTLINE, CONTRAST_PALETTE, label_color, outline
@@ -446,7 +446,7 @@ def test_a_request_shows_busy_disables_the_controls_and_clears_when_the_answer_a
 
 
 def test_a_failed_request_shows_the_whole_error_and_leaves_the_state_as_it_was(local_client: Any) -> None:
-    from backend.client.http_client import SamServerError
+    from backend.api.errors import SamServerError
 
     detail = "the model server is overloaded: " + "retry in a few seconds, or add workers; " * 8
 

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
-from backend.errors import InvalidInput
+from backend.api.errors import InvalidInput
 from backend.formats.coordinates import canvas_to_image, fit_scale
 from widget.drawing import (
     CONTRAST_PALETTE,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from pycocotools import mask as coco_mask
 
-from backend.errors import InvalidInput
+from backend.api.errors import InvalidInput
 from widget.export import from_coco, instance_map, load_masks, load_png, mask_bbox_xywh, save_png, to_coco
 from widget.state import AcceptedMask
 

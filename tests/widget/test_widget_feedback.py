@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backend.client.base import ObjectMasks
-from backend.client.http_client import SamServerError
+from backend.api.answers import ObjectMasks
+from backend.api.errors import SamServerError
 from widget import feedback
 from widget.events import GESTURES
 from widget.state import AcceptedMask, Box, ObjectState, Point

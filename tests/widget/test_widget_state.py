@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backend.client.base import ObjectMasks
-from backend.errors import InvalidInput
+from backend.api.answers import ObjectMasks
+from backend.api.errors import InvalidInput
 from widget.state import (
     PREDICTED_IOU,
     TEXT_SIMILARITY,

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from backend.errors import InvalidInput
+from backend.api.errors import InvalidInput
 from backend.inference.prompts import check_prompt
 
 ExemplarBox = tuple[Sequence[float], bool]

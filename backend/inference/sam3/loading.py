@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from backend.errors import InvalidInput, ServiceUnavailable, WeightsUnavailable
+from backend.api.errors import InvalidInput, ServiceUnavailable, WeightsUnavailable
 from backend.inference.sam3.record import CONCEPT_PROMPTS, INTERACTIVE_PROMPTS, SAM3
 from backend.registry import pick_device
 

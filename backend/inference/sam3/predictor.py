@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from backend.errors import InvalidInput
+from backend.api.errors import InvalidInput
 from backend.formats.images import check_rgb_pixels
 from backend.inference.mask_ops import above_threshold, stability_score
 from backend.inference.predictor import PredictorOutput

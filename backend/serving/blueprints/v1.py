@@ -15,13 +15,14 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from backend.client.base import empty_automask_note
+from backend.api.answers import empty_automask_note
+from backend.api.priority import Priority, parse_priority
 from backend.memory_budget import MemoryBudget
 from backend.serving.answer_budget import reserve_answer
 from backend.serving.client_probe import disconnect_probe
 from backend.serving.request_body import explain_image_errors, image_upload, parse_request
 from backend.serving.responses import object_to_json, to_jsonable
-from backend.serving.scheduling import Priority, QueueFull, parse_priority
+from backend.serving.scheduling import QueueFull
 from backend.serving.schemas import AutomaskRequest, PredictRequest
 from backend.serving.service import SamService
 

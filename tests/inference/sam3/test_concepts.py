@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from backend.errors import InvalidInput
+from backend.api.errors import InvalidInput
 from backend.inference.sam3 import ConceptInstance, Sam3Predictor
 from tests.inference.sam3.tiny_sam3 import NUM_QUERIES
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from backend.errors import InvalidInput
+from backend.api.errors import InvalidInput
 from backend.inference.sam3 import Sam3Predictor, load_sam3, tracker_image_embeddings
 from tests.inference.sam3.tiny_sam3 import MASK_SIDE
 

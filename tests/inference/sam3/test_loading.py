@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from backend.errors import InvalidInput, WeightsUnavailable
+from backend.api.errors import InvalidInput, WeightsUnavailable
 from backend.inference.sam3 import CONCEPT_PROMPTS, INTERACTIVE_PROMPTS, SAM3, load_sam3
 from tests.inference.sam3.tiny_sam3 import save_tiny_sam3
 
@@ -94,7 +94,7 @@ def test_offline_without_cache_says_how_to_get_the_weights(tmp_path):
     env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
     env.pop("HF_TOKEN", None)
     code = (
-        "from backend.errors import WeightsUnavailable\n"
+        "from backend.api.errors import WeightsUnavailable\n"
         "from backend.inference.sam3 import load_sam3\n"
         "try:\n    load_sam3('facebook/sam3')\n"
         "except WeightsUnavailable as error:\n    print(error.code, error.status, error)\n"

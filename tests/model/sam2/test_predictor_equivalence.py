@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from backend.errors import InvalidInput
+from backend.api.errors import InvalidInput
 from backend.inference.sam2_predictor import Sam2Predictor
 from tests.model.sam2.reference import (
     assert_close,

@@ -72,3 +72,25 @@ class WeightsUnavailable(SamError):
 
     code = "weights_unavailable"
     status = 503
+
+
+class SamServerError(SamError):
+    """An error answered by the model server (or the server is unreachable).
+
+    Attributes:
+        status: HTTP status (503 when the server could not be reached).
+        code: The server's machine-readable error code.
+        detail: The server's message (how to fix the request).
+    """
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(detail, code=code)
+        self.status = status
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.code}: {super().__str__()}"
+
+    @property
+    def detail(self) -> str:
+        """The server's message."""
+        return str(self.args[0])
