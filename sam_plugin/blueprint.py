@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, jsonify, request
 
@@ -35,6 +35,9 @@ from sam_plugin.access import check_access
 from sam_plugin.model import FIT_EVENTS, SamLabelStudioModel
 from sam_plugin.runtime import PluginRuntime
 from sam_plugin.settings import PluginSettings
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 logger = logging.getLogger(__name__)
 
@@ -117,13 +120,28 @@ def create_blueprint(
     Returns:
         A blueprint named ``labelstudio``.
     """
-    from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-    from prometheus_client.exposition import CONTENT_TYPE_LATEST
-
     _load_sdk()
     runtime = runtime or PluginRuntime(client, settings or PluginSettings.from_env())
-    settings = runtime.settings
     bp = Blueprint("labelstudio", __name__, url_prefix=url_prefix or None)
+    _require_access(bp, runtime.settings)  # first: a refused request runs no other hook
+    metrics_registry = _count_requests(bp)
+    _answer_errors_as_json(bp)
+    _add_protocol_routes(bp, runtime)
+    _add_status_routes(bp, runtime, metrics_registry)
+    return bp
+
+
+def _require_access(bp: Blueprint, settings: PluginSettings) -> None:
+    """Check basic auth (when configured) before every request."""
+
+    @bp.before_request
+    def _check_access() -> Response | None:
+        return check_access(settings)
+
+
+def _count_requests(bp: Blueprint) -> CollectorRegistry:
+    """Count requests by route and status and time them; returns the Prometheus registry of ``/metrics``."""
+    from prometheus_client import CollectorRegistry, Counter, Histogram
 
     registry = CollectorRegistry()
     requests_total = Counter(
@@ -137,10 +155,6 @@ def create_blueprint(
     )
 
     @bp.before_request
-    def _check_access() -> Response | None:
-        return check_access(settings)
-
-    @bp.before_request
     def _start_timer() -> None:
         request.environ["sam_plugin.start"] = time.perf_counter()
 
@@ -152,6 +166,12 @@ def create_blueprint(
         if start is not None:
             latency.labels(route=route).observe(time.perf_counter() - start)
         return response
+
+    return registry
+
+
+def _answer_errors_as_json(bp: Blueprint) -> None:
+    """Every failure, ours or Flask's (404, 405, 413 ...), as ``{"error", "detail"}`` JSON (:func:`error_response`)."""
 
     @bp.errorhandler(SamError)
     def _sam_error(error: SamError) -> Response:
@@ -172,6 +192,11 @@ def create_blueprint(
         logger.exception("unexpected error in the Label Studio plugin")
         return error_response(SamError("internal error in the SAM plugin; see its log for details"))
 
+
+def _add_protocol_routes(bp: Blueprint, runtime: PluginRuntime) -> None:
+    """``/setup``, ``/predict`` and ``/webhook``: each builds the model class for the request's project."""
+    settings = runtime.settings
+
     @bp.post("/setup")
     def setup() -> Response:
         body = _json_body()
@@ -186,13 +211,7 @@ def create_blueprint(
     @bp.post("/predict")
     def predict() -> Response:
         body = _json_body()
-        params = body.get("params") or {}
-        if not isinstance(params, dict):
-            raise InvalidInput("'params' must be a JSON object")
-        context = params.get("context") or None
-        if context is not None and not isinstance(context, dict):
-            raise InvalidInput("'params.context' must be a JSON object such as {\"result\": [...]}")
-        extra = {k: v for k, v in params.items() if k not in ("self", "tasks", "context")}
+        context, extra = _predict_params(body)
         model = MODEL_CLASS(_project_id(body.get("project")), body.get("label_config"), runtime=runtime)
         results = model.predict(body.get("tasks") or [], context=context, **extra)
         return jsonify({"results": results})
@@ -210,9 +229,31 @@ def create_blueprint(
         result = model.fit(event, body)
         return jsonify({"status": "ok", "result": result}), 201
 
+
+def _predict_params(body: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """``(context, other params)`` of a ``/predict`` body's ``params``.
+
+    Raises:
+        InvalidInput: ``params`` or ``params.context`` is not a JSON object.
+    """
+    params = body.get("params") or {}
+    if not isinstance(params, dict):
+        raise InvalidInput("'params' must be a JSON object")
+    context = params.get("context") or None
+    if context is not None and not isinstance(context, dict):
+        raise InvalidInput("'params.context' must be a JSON object such as {\"result\": [...]}")
+    extra = {k: v for k, v in params.items() if k not in ("self", "tasks", "context")}
+    return context, extra
+
+
+def _add_status_routes(bp: Blueprint, runtime: PluginRuntime, metrics_registry: CollectorRegistry) -> None:
+    """``/versions``, ``/health`` (also ``/``) and ``/metrics``."""
+    from prometheus_client import generate_latest
+    from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
     @bp.get("/versions")
     def versions() -> Response:
-        return jsonify({"versions": [runtime.model_version(timeout_s=settings.setup_timeout_s)]})
+        return jsonify({"versions": [runtime.model_version(timeout_s=runtime.settings.setup_timeout_s)]})
 
     @bp.get("/")
     @bp.get("/health")
@@ -221,6 +262,4 @@ def create_blueprint(
 
     @bp.get("/metrics")
     def metrics() -> Response:
-        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
-
-    return bp
+        return Response(generate_latest(metrics_registry), mimetype=CONTENT_TYPE_LATEST)

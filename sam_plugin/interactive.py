@@ -1,7 +1,8 @@
 """Interactive labeling: Label Studio context -> pixel prompt -> masks.
 
 Label Studio sends the smart regions the annotator drew as
-``context["result"]``. Each region goes to the converter of its tag; the
+``context["result"]``. Each region goes to the converter of its tag
+(:func:`sam_plugin.controls.registry.prompt_converter_for`); the
 resulting :class:`InteractivePrompt` is sent to the model server as one
 request, and every object it returns becomes one output region.
 """
@@ -17,8 +18,8 @@ import numpy as np
 from backend.api.answers import ObjectMasks
 from backend.api.errors import InvalidInput, SamError
 from backend.client.base import SamClientBase
-from sam_plugin.controls import keypoint_labels, rectangle_labels, text_area
 from sam_plugin.controls.prompt import InteractivePrompt
+from sam_plugin.controls.registry import prompt_converter_for
 from sam_plugin.label_config import SamLabelConfig
 
 
@@ -68,15 +69,17 @@ def collect_prompt(
     for item in results:
         if not isinstance(item, dict):
             raise InvalidInput(f"context.result items must be objects, got {type(item).__name__}")
-        kind = item.get("type")
-        if kind == keypoint_labels.RESULT_TYPE:
-            keypoint_labels.add_keypoint(
-                prompt, item, controls.get(str(item.get("from_name"))), negative_labels
-            )
-        elif kind == rectangle_labels.RESULT_TYPE:
-            rectangle_labels.add_rectangle(prompt, item)
-        elif kind == text_area.RESULT_TYPE:
-            text_area.add_text(prompt, item)
+        converter = prompt_converter_for(item)
+        if converter is None:
+            continue
+        part = converter.to_prompt(
+            item,
+            width=width,
+            height=height,
+            control=controls.get(str(item.get("from_name"))),
+            negative_labels=negative_labels,
+        )
+        prompt.add(part)
     if prompt.is_empty:
         raise InvalidInput(
             "the request carries no SAM prompt: place a smart keypoint, draw a smart rectangle or type a text prompt"
@@ -115,6 +118,10 @@ def _pick(obj: ObjectMasks, prompt: InteractivePrompt) -> int:
     return 0
 
 
+_Asked = list[tuple[ObjectMasks, str | None, dict[str, Any]]]
+"""What the model server answered, per object: its candidates, its label, the record of its prompt."""
+
+
 def segment(
     client: SamClientBase,
     image_id: str,
@@ -136,50 +143,76 @@ def segment(
         mask_input: ``logits_id`` of the object's previous mask, when refining it.
         multimask: Ask for three candidates; default: only for one lone click (``prompt.multimask``).
     """
-    points = [list(p) for p in prompt.points] or None
-    labels = list(prompt.point_labels) or None
     if len(prompt.boxes) > 1:
-        objects = client.predict(
-            image_id,
-            points=points,
-            labels=labels,
-            boxes=[b.box for b in prompt.boxes],
-            text=prompt.text,
-            multimask=False,
-        )
-        if len(objects) != len(prompt.boxes):
-            raise SamError(f"the model server returned {len(objects)} objects for {len(prompt.boxes)} boxes")
-        box_labels = [b.label or prompt.label for b in prompt.boxes]
-        records = []
-        for prompt_box in prompt.boxes:
-            record = prompt.as_record()
-            record["boxes"] = [list(prompt_box.box)]
-            records.append(record)
+        asked = _predict_one_object_per_box(client, image_id, prompt)
     else:
-        box = prompt.boxes[0].box if prompt.boxes else None
-        objects = client.predict(
-            image_id,
-            points=points,
-            labels=labels,
-            box=box,
-            mask_input=mask_input,
-            text=prompt.text,
-            multimask=prompt.multimask if multimask is None else multimask,
-        )
-        box_labels = [(prompt.boxes[0].label if prompt.boxes else None) or prompt.label] * len(objects)
-        records = [prompt.as_record()] * len(objects)
-    out = []
-    for obj, label, record in zip(objects, box_labels, records, strict=True):
-        if len(obj.scores) == 0:
-            continue
-        index = _pick(obj, prompt)
-        out.append(
-            SegmentedObject(
-                mask=np.asarray(obj.masks[index], dtype=bool),
-                score=float(obj.scores[index]),
-                label=label,
-                prompt=record,
-                logits_id=obj.logits_id if index == 0 else None,  # the server keeps the top one's logits only
-            )
-        )
-    return out
+        wanted = prompt.multimask if multimask is None else multimask
+        asked = _predict_one_object(client, image_id, prompt, mask_input=mask_input, multimask=wanted)
+    return [
+        _best_candidate(obj, label, record, prompt) for obj, label, record in asked if len(obj.scores) > 0
+    ]
+
+
+def _point_lists(prompt: InteractivePrompt) -> tuple[list[list[float]] | None, list[int] | None]:
+    """The prompt's clicks and their labels as the client takes them (``None`` when there are none)."""
+    return [list(p) for p in prompt.points] or None, list(prompt.point_labels) or None
+
+
+def _predict_one_object_per_box(client: SamClientBase, image_id: str, prompt: InteractivePrompt) -> _Asked:
+    """One request for several boxes: one object per box, each with the clicks and text, one candidate each."""
+    points, labels = _point_lists(prompt)
+    objects = client.predict(
+        image_id,
+        points=points,
+        labels=labels,
+        boxes=[b.box for b in prompt.boxes],
+        text=prompt.text,
+        multimask=False,
+    )
+    if len(objects) != len(prompt.boxes):
+        raise SamError(f"the model server returned {len(objects)} objects for {len(prompt.boxes)} boxes")
+    asked: _Asked = []
+    for obj, prompt_box in zip(objects, prompt.boxes, strict=True):
+        record = prompt.as_record()
+        record["boxes"] = [list(prompt_box.box)]
+        asked.append((obj, prompt_box.label or prompt.label, record))
+    return asked
+
+
+def _predict_one_object(
+    client: SamClientBase,
+    image_id: str,
+    prompt: InteractivePrompt,
+    *,
+    mask_input: str | None,
+    multimask: bool,
+) -> _Asked:
+    """One request for the one object of the clicks, the box (at most one) and the text."""
+    points, labels = _point_lists(prompt)
+    box = prompt.boxes[0].box if prompt.boxes else None
+    objects = client.predict(
+        image_id,
+        points=points,
+        labels=labels,
+        box=box,
+        mask_input=mask_input,
+        text=prompt.text,
+        multimask=multimask,
+    )
+    label = (prompt.boxes[0].label if prompt.boxes else None) or prompt.label
+    record = prompt.as_record()
+    return [(obj, label, record) for obj in objects]
+
+
+def _best_candidate(
+    obj: ObjectMasks, label: str | None, record: dict[str, Any], prompt: InteractivePrompt
+) -> SegmentedObject:
+    """The object's best-ranked candidate that respects the clicks (see :func:`_pick`)."""
+    index = _pick(obj, prompt)
+    return SegmentedObject(
+        mask=np.asarray(obj.masks[index], dtype=bool),
+        score=float(obj.scores[index]),
+        label=label,
+        prompt=record,
+        logits_id=obj.logits_id if index == 0 else None,  # the server keeps the top one's logits only
+    )

@@ -4,14 +4,26 @@ Parsed with ``label_studio_sdk.label_interface.LabelInterface``. A config the
 plugin can work with has one ``Image`` and an output control (``BrushLabels``
 or ``PolygonLabels``) pointing at it; the prompts come from ``KeyPointLabels``
 (clicks), ``RectangleLabels`` (boxes) and ``TextArea`` (text) controls on the
-same image.
+same image. Which tags count is the converter registry's say
+(:mod:`sam_plugin.controls.registry`); controls of other tags are ignored.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
 from backend.api.errors import InvalidInput
+from sam_plugin.controls.base import ControlConverter, ControlInfo
+from sam_plugin.controls.registry import (
+    CONVERTERS,
+    KEYPOINT_LABELS,
+    RECTANGLE_LABELS,
+    TEXT_AREA,
+    converter_for,
+    find_converter,
+    output_converters,
+)
 from sam_plugin.settings import OutputKind
 
 EXAMPLE_CONFIG = """<View>
@@ -29,25 +41,6 @@ EXAMPLE_CONFIG = """<View>
 </View>"""
 """The labeling config the docs tell users to paste (also used by the tests)."""
 
-_OUTPUT_TAGS = {"brush": "BrushLabels", "polygon": "PolygonLabels"}
-
-
-@dataclass(frozen=True)
-class ControlInfo:
-    """One control tag of the config.
-
-    Attributes:
-        name: The control's ``name`` (the ``from_name`` of its results).
-        tag: Tag type, e.g. ``"KeyPointLabels"``.
-        labels: Label values in config order.
-        aliases: Label value -> its ``alias`` attribute, for labels that have one.
-    """
-
-    name: str
-    tag: str
-    labels: tuple[str, ...] = ()
-    aliases: dict[str, str] = field(default_factory=dict)
-
 
 @dataclass(frozen=True)
 class SamLabelConfig:
@@ -57,27 +50,48 @@ class SamLabelConfig:
         image_name: ``name`` of the ``Image`` tag (the ``to_name`` of results).
         image_key: Task data key holding the image URL (``value="$image"`` -> ``image``).
         output: The control that receives the masks (BrushLabels or PolygonLabels).
-        keypoints: KeyPointLabels controls on the image (click prompts).
-        rectangles: RectangleLabels controls on the image (box prompts).
-        text_areas: TextArea controls on the image (text prompts).
+        prompts: The prompt controls on the image (KeyPointLabels clicks,
+            RectangleLabels boxes, TextArea text), in config order.
     """
 
     image_name: str
     image_key: str
     output: ControlInfo
-    keypoints: tuple[ControlInfo, ...] = ()
-    rectangles: tuple[ControlInfo, ...] = ()
-    text_areas: tuple[ControlInfo, ...] = ()
+    prompts: tuple[ControlInfo, ...] = ()
+
+    @property
+    def output_converter(self) -> ControlConverter:
+        """The converter that turns masks into the output control's results."""
+        return converter_for(self.output.tag)
 
     @property
     def output_kind(self) -> str:
         """``"brush"`` or ``"polygon"``."""
-        return "brush" if self.output.tag == "BrushLabels" else "polygon"
+        return str(self.output_converter.output_kind)
 
     @property
     def prompt_controls(self) -> dict[str, ControlInfo]:
         """Control name -> info, for every prompt control."""
-        return {c.name: c for c in (*self.keypoints, *self.rectangles, *self.text_areas)}
+        return {c.name: c for c in self.prompts}
+
+    def prompts_of(self, converter: ControlConverter) -> tuple[ControlInfo, ...]:
+        """The prompt controls ``converter`` handles."""
+        return tuple(c for c in self.prompts if converter.matches(c.tag))
+
+    @property
+    def keypoints(self) -> tuple[ControlInfo, ...]:
+        """KeyPointLabels controls on the image (click prompts)."""
+        return self.prompts_of(KEYPOINT_LABELS)
+
+    @property
+    def rectangles(self) -> tuple[ControlInfo, ...]:
+        """RectangleLabels controls on the image (box prompts)."""
+        return self.prompts_of(RECTANGLE_LABELS)
+
+    @property
+    def text_areas(self) -> tuple[ControlInfo, ...]:
+        """TextArea controls on the image (text prompts)."""
+        return self.prompts_of(TEXT_AREA)
 
 
 def _control_info(control: object) -> ControlInfo:
@@ -95,6 +109,68 @@ def _control_info(control: object) -> ControlInfo:
     return ControlInfo(name=control.name, tag=control.tag, labels=tuple(labels), aliases=aliases)  # type: ignore[attr-defined]
 
 
+def _load_interface(config: str | None) -> Any:
+    """The SDK's ``LabelInterface`` of a config.
+
+    Raises:
+        InvalidInput: The config is empty or not valid XML.
+    """
+    from label_studio_sdk.label_interface import LabelInterface
+
+    if not isinstance(config, str) or not config.strip():
+        raise InvalidInput(
+            "the labeling config is empty; paste the SAM labeling config from docs/labelstudio.md"
+        )
+    try:
+        return LabelInterface(config)
+    except Exception as exc:  # the SDK raises several unrelated types for bad XML
+        raise InvalidInput(f"the labeling config is not valid XML: {exc}") from exc
+
+
+def _find_image(interface: Any) -> tuple[str, str]:
+    """``(name, task data key)`` of the config's first ``Image`` tag.
+
+    Raises:
+        InvalidInput: No ``Image`` tag, or one without ``value="$<task field>"``.
+    """
+    images = [obj for obj in interface.objects if obj.tag == "Image"]
+    if not images:
+        raise InvalidInput('the labeling config has no <Image> tag; add <Image name="image" value="$image"/>')
+    image = images[0]
+    key = (image.value or "").lstrip("$")
+    if not key:
+        raise InvalidInput(
+            f'the <Image name="{image.name}"> tag needs value="$<task field>", e.g. value="$image"'
+        )
+    return image.name, key
+
+
+def _supported_controls_on(interface: Any, image_name: str) -> list[ControlInfo]:
+    """The controls pointing at the image that some converter handles, in config order."""
+    return [
+        _control_info(c)
+        for c in interface.controls
+        if image_name in (c.to_name or []) and find_converter(c.tag) is not None
+    ]
+
+
+def _pick_output(controls: list[ControlInfo], output: OutputKind, image_name: str) -> ControlInfo:
+    """The control that receives the masks: the first of the preferred output tags the config has.
+
+    Raises:
+        InvalidInput: No control of an allowed output tag; the message names the tags.
+    """
+    wanted = output_converters(output)
+    outputs = [info for converter in wanted for info in controls if converter.matches(info.tag)]
+    if not outputs:
+        tags = " or ".join(f"<{converter.tag}>" for converter in wanted)
+        raise InvalidInput(
+            f'the labeling config has no {tags} tag with toName="{image_name}"; '
+            "the SAM plugin writes its masks into it (see docs/labelstudio.md)"
+        )
+    return outputs[0]
+
+
 def parse_label_config(config: str | None, *, output: OutputKind = "auto") -> SamLabelConfig:
     """Find the image, the output control and the prompt controls of a config.
 
@@ -107,60 +183,29 @@ def parse_label_config(config: str | None, *, output: OutputKind = "auto") -> Sa
         InvalidInput: The XML does not parse, or a needed tag is missing; the
             message names the tag to add.
     """
-    from label_studio_sdk.label_interface import LabelInterface
-
-    if not isinstance(config, str) or not config.strip():
-        raise InvalidInput(
-            "the labeling config is empty; paste the SAM labeling config from docs/labelstudio.md"
-        )
-    try:
-        interface = LabelInterface(config)
-    except Exception as exc:  # the SDK raises several unrelated types for bad XML
-        raise InvalidInput(f"the labeling config is not valid XML: {exc}") from exc
-
-    images = [obj for obj in interface.objects if obj.tag == "Image"]
-    if not images:
-        raise InvalidInput('the labeling config has no <Image> tag; add <Image name="image" value="$image"/>')
-    image = images[0]
-    key = (image.value or "").lstrip("$")
-    if not key:
-        raise InvalidInput(
-            f'the <Image name="{image.name}"> tag needs value="$<task field>", e.g. value="$image"'
-        )
-
-    def on_image(tag: str) -> list[ControlInfo]:
-        return [
-            _control_info(c) for c in interface.controls if c.tag == tag and image.name in (c.to_name or [])
-        ]
-
-    wanted = ("brush", "polygon") if output == "auto" else (output,)
-    outputs = [info for kind in wanted for info in on_image(_OUTPUT_TAGS[kind])]
-    if not outputs:
-        tags = " or ".join(f"<{_OUTPUT_TAGS[kind]}>" for kind in wanted)
-        raise InvalidInput(
-            f'the labeling config has no {tags} tag with toName="{image.name}"; '
-            "the SAM plugin writes its masks into it (see docs/labelstudio.md)"
-        )
-    config_out = SamLabelConfig(
-        image_name=image.name,
-        image_key=key,
-        output=outputs[0],
-        keypoints=tuple(on_image("KeyPointLabels")),
-        rectangles=tuple(on_image("RectangleLabels")),
-        text_areas=tuple(on_image("TextArea")),
+    interface = _load_interface(config)
+    image_name, image_key = _find_image(interface)
+    controls = _supported_controls_on(interface, image_name)
+    return SamLabelConfig(
+        image_name=image_name,
+        image_key=image_key,
+        output=_pick_output(controls, output, image_name),
+        prompts=tuple(c for c in controls if converter_for(c.tag).gives_prompt),
     )
-    return config_out
 
 
 def require_prompt_controls(config: SamLabelConfig) -> None:
     """Raise unless the config can carry an interactive prompt.
 
     Raises:
-        InvalidInput: No KeyPointLabels, RectangleLabels nor TextArea on the image.
+        InvalidInput: No prompt control (KeyPointLabels, RectangleLabels nor TextArea) on the image.
     """
-    if not (config.keypoints or config.rectangles or config.text_areas):
+    if not config.prompts:
+        hints = [converter.prompt_hint for converter in CONVERTERS if converter.gives_prompt]
         raise InvalidInput(
-            f'the labeling config has no prompt tag on "{config.image_name}": add a '
-            '<KeyPointLabels smart="true"> (clicks) and/or <RectangleLabels smart="true"> (boxes) '
-            'or a <TextArea> (text prompt) with toName="' + config.image_name + '"'
+            f'the labeling config has no prompt tag on "{config.image_name}": add '
+            + ", ".join(hints[:-1])
+            + " and/or "
+            + hints[-1]
+            + f' with toName="{config.image_name}"'
         )

@@ -24,9 +24,8 @@ from backend.api.errors import InvalidInput, SamError
 from backend.api.priority import Priority
 from backend.formats.images import compute_image_id, decode_image
 from sam_plugin.brush_limits import check_brush_sizes
-from sam_plugin.controls.brush_labels import RESULT_TYPE as BRUSH_TYPE
-from sam_plugin.controls.brush_labels import brush_result_to_mask
 from sam_plugin.controls.prompt import first_label
+from sam_plugin.controls.registry import BRUSH_LABELS, is_prompt_result
 from sam_plugin.dataset_writer import AcceptedMask, DatasetWriter, annotation_key
 from sam_plugin.interactive import collect_prompt
 from sam_plugin.label_config import SamLabelConfig, parse_label_config, require_prompt_controls
@@ -50,6 +49,20 @@ def annotator(task: dict[str, Any]) -> str:
             if isinstance(draft, dict) and draft.get("user") is not None:
                 return str(draft["user"])
     return ""
+
+
+def _check_brushes_match_image(brushes: list[dict[str, Any]], pixels: np.ndarray) -> None:
+    """Refuse brush regions drawn on an image of another size than the task image (``HxWx3`` ``pixels``).
+
+    Raises:
+        InvalidInput: A region's ``original_width/height`` differ from the image's, with the likely cause.
+    """
+    for item in brushes:
+        if (item["original_height"], item["original_width"]) != pixels.shape[:2]:
+            raise InvalidInput(
+                f"brush mask of {item['original_width']}x{item['original_height']} pixels does not match the "
+                f"image ({pixels.shape[1]}x{pixels.shape[0]}); was the image replaced or rotated?"
+            )
 
 
 class SamLabelStudioModel:
@@ -181,14 +194,14 @@ class SamLabelStudioModel:
             self.runtime.sessions.put(key, answer.session)
         else:  # several objects at once: none of them is the one a background click refines
             self.runtime.sessions.forget(key)
-        # the refined object's brush region keeps its id, so Label Studio replaces it
-        keep_id = answer.session is not None and config.output_kind == "brush"
+        # the refined object's region keeps its id, so Label Studio replaces it (one region per mask only)
+        keep_id = answer.session is not None and config.output_converter.one_region_per_mask
         extra = {"id": answer.session.region_id} if keep_id and answer.session is not None else None
         regions = []
         for obj in answer.objects:
             object_regions = mask_regions(config, obj.mask, score=obj.score, label=obj.label, extra=extra)
             for region in object_regions:
-                if region["type"] == BRUSH_TYPE:
+                if BRUSH_LABELS.matches_result(region):
                     self.runtime.remember_prompt(task.get("id"), region["value"]["rle"], obj.prompt)
             regions += object_regions
         if not regions:
@@ -250,12 +263,7 @@ class SamLabelStudioModel:
             project_id=self.project_id,
         )
         pixels = decode_image(image_data)
-        for item in brushes:
-            if (item["original_height"], item["original_width"]) != pixels.shape[:2]:
-                raise InvalidInput(
-                    f"brush mask of {item['original_width']}x{item['original_height']} pixels does not match the "
-                    f"image ({pixels.shape[1]}x{pixels.shape[0]}); was the image replaced or rotated?"
-                )
+        _check_brushes_match_image(brushes, pixels)
         masks = self._accepted_masks(brushes, results, task_id)
         if not masks:
             writer.delete(key)
@@ -267,18 +275,16 @@ class SamLabelStudioModel:
     def _brush_regions(self, results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The annotation's brush regions of the output control."""
         output_name = self.config.output.name
-        return [r for r in results if r.get("type") == BRUSH_TYPE and r.get("from_name") == output_name]
+        return [r for r in results if BRUSH_LABELS.matches_result(r) and r.get("from_name") == output_name]
 
     def _accepted_masks(
         self, brushes: list[dict[str, Any]], results: list[dict[str, Any]], task_id: Any
     ) -> list[AcceptedMask]:
         """The brush regions' masks (empty ones skipped), with the prompts behind them."""
-        prompt_regions = [
-            r for r in results if r.get("type") in ("keypointlabels", "rectanglelabels", "textarea")
-        ]
+        prompt_regions = [r for r in results if is_prompt_result(r)]
         masks = []
         for item in brushes:
-            mask = brush_result_to_mask(item)
+            mask = BRUSH_LABELS.to_mask(item)
             if not np.any(mask):
                 continue
             label = first_label(item)

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from backend.client.base import SamClientBase
-from sam_plugin.controls.brush_labels import new_region_id
+from sam_plugin.controls.base import new_region_id
 from sam_plugin.controls.prompt import InteractivePrompt
 from sam_plugin.interactive import SegmentedObject, require_object, respects_clicks, segment
 from sam_plugin.interactive_sessions import ObjectSession

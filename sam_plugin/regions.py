@@ -7,8 +7,6 @@ from typing import Any
 import numpy as np
 
 from backend.formats.scores import as_probability
-from sam_plugin.controls.brush_labels import mask_to_brush_result
-from sam_plugin.controls.polygon_labels import mask_to_polygon_results
 from sam_plugin.label_config import SamLabelConfig
 
 
@@ -38,7 +36,8 @@ def mask_regions(
     label: str | None,
     extra: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """The Label Studio regions for one mask (one brush region, or one polygon per contour).
+    """The Label Studio regions for one mask, from the output control's converter
+    (one brush region, or one polygon per contour).
 
     Args:
         config: Parsed labeling config (output control and image names).
@@ -47,16 +46,13 @@ def mask_regions(
         label: Prompt label, mapped with :func:`output_label`.
         extra: Extra keys merged into every region (e.g. ``meta``).
     """
-    kwargs = {
-        "from_name": config.output.name,
-        "to_name": config.image_name,
-        "label": output_label(config, label),
-        "score": as_probability(score),
-    }
-    if config.output_kind == "brush":
-        regions = [mask_to_brush_result(mask, **kwargs)]  # type: ignore[arg-type]
-    else:
-        regions = mask_to_polygon_results(mask, **kwargs)  # type: ignore[arg-type]
+    regions = config.output_converter.from_mask(
+        mask,
+        from_name=config.output.name,
+        to_name=config.image_name,
+        label=output_label(config, label),
+        score=as_probability(score),
+    )
     if extra:
         for region in regions:
             region.update(extra)

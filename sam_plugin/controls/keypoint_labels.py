@@ -6,10 +6,8 @@ from collections.abc import Collection
 from typing import Any
 
 from backend.formats.coordinates import ls_percent_to_pixels
-from sam_plugin.controls.prompt import InteractivePrompt, check_not_rotated, first_label, read_value
-from sam_plugin.label_config import ControlInfo
-
-RESULT_TYPE = "keypointlabels"
+from sam_plugin.controls.base import ControlConverter, ControlInfo
+from sam_plugin.controls.prompt import PromptPoint, check_not_rotated, first_label, read_value
 
 
 def is_negative(item: dict[str, Any], control: ControlInfo | None, negative_labels: Collection[str]) -> bool:
@@ -37,28 +35,37 @@ def is_negative(item: dict[str, Any], control: ControlInfo | None, negative_labe
     return alias is not None and alias.startswith("-")
 
 
-def add_keypoint(
-    prompt: InteractivePrompt,
-    item: dict[str, Any],
-    control: ControlInfo | None,
-    negative_labels: Collection[str],
-) -> None:
-    """Add one ``keypointlabels`` result to ``prompt`` as a pixel click.
+class KeyPointLabelsConverter(ControlConverter):
+    """``<KeyPointLabels>``: each keypoint is one click, positive or background. Carries no mask."""
 
-    Args:
-        prompt: Collects the clicks; its ``width`` / ``height`` give the frame.
-        item: ``{"type": "keypointlabels", "value": {"x": %, "y": %, "keypointlabels": [...]}, "is_positive": bool}``.
-        control: The control the item came from (aliases), or ``None``.
-        negative_labels: See :func:`is_negative`.
+    tag = "KeyPointLabels"
+    result_type = "keypointlabels"
+    gives_prompt = True
+    prompt_hint = '<KeyPointLabels smart="true"> (clicks)'
 
-    Raises:
-        InvalidInput: Missing coordinates or a rotated image.
-    """
-    check_not_rotated(item)
-    value = read_value(item, ("x", "y"))
-    x, y = ls_percent_to_pixels(value["x"], value["y"], prompt.width, prompt.height)
-    negative = is_negative(item, control, negative_labels)
-    prompt.points.append((x, y))
-    prompt.point_labels.append(0 if negative else 1)
-    if not negative and prompt.label is None:
-        prompt.label = first_label(item)
+    def to_prompt(
+        self,
+        result: dict[str, Any],
+        *,
+        width: int,
+        height: int,
+        control: ControlInfo | None = None,
+        negative_labels: Collection[str] = (),
+    ) -> PromptPoint:
+        """One keypoint as a pixel click.
+
+        Args:
+            result: ``{"type": "keypointlabels", "value": {"x": %, "y": %, "keypointlabels": [...]}, "is_positive": bool}``.
+            width: Image width in pixels.
+            height: Image height in pixels.
+            control: The control the result came from (aliases), or ``None``.
+            negative_labels: See :func:`is_negative`.
+
+        Raises:
+            InvalidInput: Missing coordinates or a rotated image.
+        """
+        check_not_rotated(result)
+        value = read_value(result, ("x", "y"))
+        x, y = ls_percent_to_pixels(value["x"], value["y"], width, height)
+        positive = not is_negative(result, control, negative_labels)
+        return PromptPoint(x=x, y=y, positive=positive, label=first_label(result))

@@ -1,9 +1,11 @@
 """The prompt collected from Label Studio's interactive context, in pixels.
 
 Label Studio sends every smart region the annotator drew (``context.result``)
-in percent of the image size. The per-tag converters add them to one
-:class:`InteractivePrompt` in pixels of the original image, the frame the
-model server works in.
+in percent of the image size. The per-tag converters
+(:meth:`sam_plugin.controls.base.ControlConverter.to_prompt`) turn each into a
+prompt part (:class:`PromptPoint`, :class:`PromptBox`, :class:`PromptText`) in
+pixels of the original image, the frame the model server works in, and
+:meth:`InteractivePrompt.add` collects them into one prompt.
 """
 
 from __future__ import annotations
@@ -12,6 +14,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from backend.api.errors import InvalidInput
+
+
+@dataclass(frozen=True)
+class PromptPoint:
+    """One click.
+
+    Attributes:
+        x: Column in original-image pixels.
+        y: Row in original-image pixels.
+        positive: True for a foreground click, False for a background one.
+        label: The click's KeyPointLabels value, if any (names the object when positive).
+    """
+
+    x: float
+    y: float
+    positive: bool
+    label: str | None = None
 
 
 @dataclass
@@ -25,6 +44,21 @@ class PromptBox:
 
     box: list[float]
     label: str | None = None
+
+
+@dataclass(frozen=True)
+class PromptText:
+    """One text prompt (CLIP).
+
+    Attributes:
+        text: Non-blank text; several alternatives are joined with ``", "``.
+    """
+
+    text: str
+
+
+PromptPart = PromptPoint | PromptBox | PromptText
+"""What one Label Studio result becomes: a click, a box or a text."""
 
 
 @dataclass
@@ -48,6 +82,23 @@ class InteractivePrompt:
     boxes: list[PromptBox] = field(default_factory=list)
     text: str | None = None
     label: str | None = None
+
+    def add(self, part: PromptPart | None) -> None:
+        """Add one prompt part; ``None`` (a result with nothing usable) adds nothing.
+
+        A point becomes a click (label 1 when positive, 0 when background) and
+        the first positive click's label names the object. Every box is kept.
+        Texts are joined with ``", "``, the way a CLIP prompt lists alternatives.
+        """
+        if isinstance(part, PromptPoint):
+            self.points.append((part.x, part.y))
+            self.point_labels.append(1 if part.positive else 0)
+            if part.positive and self.label is None:
+                self.label = part.label
+        elif isinstance(part, PromptBox):
+            self.boxes.append(part)
+        elif isinstance(part, PromptText):
+            self.text = f"{self.text}, {part.text}" if self.text else part.text
 
     @property
     def is_empty(self) -> bool:

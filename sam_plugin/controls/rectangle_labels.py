@@ -2,36 +2,49 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from backend.api.errors import InvalidInput
 from backend.formats.coordinates import ls_rect_to_box
-from sam_plugin.controls.prompt import (
-    InteractivePrompt,
-    PromptBox,
-    check_not_rotated,
-    first_label,
-    read_value,
-)
-
-RESULT_TYPE = "rectanglelabels"
+from sam_plugin.controls.base import ControlConverter, ControlInfo
+from sam_plugin.controls.prompt import PromptBox, check_not_rotated, first_label, read_value
 
 
-def add_rectangle(prompt: InteractivePrompt, item: dict[str, Any]) -> None:
-    """Add one ``rectanglelabels`` result to ``prompt`` as an XYXY pixel box.
+class RectangleLabelsConverter(ControlConverter):
+    """``<RectangleLabels>``: each rectangle is one box prompt, one object per box. Carries no mask."""
 
-    Args:
-        prompt: Collects the boxes; its ``width`` / ``height`` give the frame.
-        item: ``{"type": "rectanglelabels", "value": {"x", "y", "width", "height" (all %), "rotation": 0, ...}}``.
+    tag = "RectangleLabels"
+    result_type = "rectanglelabels"
+    gives_prompt = True
+    prompt_hint = '<RectangleLabels smart="true"> (boxes)'
 
-    Raises:
-        InvalidInput: Missing fields, an empty box or a rotated box / image.
-    """
-    check_not_rotated(item)
-    value = read_value(item, ("x", "y", "width", "height"))
-    if value["width"] <= 0 or value["height"] <= 0:
-        raise InvalidInput(
-            f"rectangle {item.get('id', '?')} has no area; draw a box with a width and a height"
-        )
-    box = ls_rect_to_box(value["x"], value["y"], value["width"], value["height"], prompt.width, prompt.height)
-    prompt.boxes.append(PromptBox(box=box, label=first_label(item)))
+    def to_prompt(
+        self,
+        result: dict[str, Any],
+        *,
+        width: int,
+        height: int,
+        control: ControlInfo | None = None,
+        negative_labels: Collection[str] = (),
+    ) -> PromptBox:
+        """One rectangle as an XYXY pixel box with its label.
+
+        Args:
+            result: ``{"type": "rectanglelabels", "value": {"x", "y", "width", "height" (all %), "rotation": 0, ...}}``.
+            width: Image width in pixels.
+            height: Image height in pixels.
+            control: Unused (boxes have no background labels).
+            negative_labels: Unused.
+
+        Raises:
+            InvalidInput: Missing fields, an empty box or a rotated box / image.
+        """
+        check_not_rotated(result)
+        value = read_value(result, ("x", "y", "width", "height"))
+        if value["width"] <= 0 or value["height"] <= 0:
+            raise InvalidInput(
+                f"rectangle {result.get('id', '?')} has no area; draw a box with a width and a height"
+            )
+        box = ls_rect_to_box(value["x"], value["y"], value["width"], value["height"], width, height)
+        return PromptBox(box=box, label=first_label(result))

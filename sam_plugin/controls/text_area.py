@@ -2,28 +2,45 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
-from sam_plugin.controls.prompt import InteractivePrompt
+from sam_plugin.controls.base import ControlConverter, ControlInfo
+from sam_plugin.controls.prompt import PromptText
 
-RESULT_TYPE = "textarea"
 
+class TextAreaConverter(ControlConverter):
+    """``<TextArea>``: the typed text is the text prompt. Carries no mask."""
 
-def add_text(prompt: InteractivePrompt, item: dict[str, Any]) -> None:
-    """Use the text of a ``textarea`` result as the text prompt.
+    tag = "TextArea"
+    result_type = "textarea"
+    gives_prompt = True
+    prompt_hint = "<TextArea> (text prompt)"
 
-    Several lines (or several TextArea results) are joined with ", ", the
-    way a CLIP prompt lists alternatives; blank text is ignored.
+    def to_prompt(
+        self,
+        result: dict[str, Any],
+        *,
+        width: int,
+        height: int,
+        control: ControlInfo | None = None,
+        negative_labels: Collection[str] = (),
+    ) -> PromptText | None:
+        """The text of one ``textarea`` result; ``None`` when it is blank.
 
-    Args:
-        prompt: Receives ``text``.
-        item: ``{"type": "textarea", "value": {"text": ["a red car"]}}``.
-    """
-    texts = (item.get("value") or {}).get("text") or []
-    if isinstance(texts, str):
-        texts = [texts]
-    parts = [str(t).strip() for t in texts if str(t).strip()]
-    if prompt.text:
-        parts.insert(0, prompt.text)
-    if parts:
-        prompt.text = ", ".join(parts)
+        Several lines are joined with ", ", the way a CLIP prompt lists
+        alternatives (:meth:`InteractivePrompt.add` joins several results the
+        same way); blank lines are ignored.
+
+        Args:
+            result: ``{"type": "textarea", "value": {"text": ["a red car"]}}``.
+            width: Unused (text has no coordinates).
+            height: Unused.
+            control: Unused.
+            negative_labels: Unused.
+        """
+        texts = (result.get("value") or {}).get("text") or []
+        if isinstance(texts, str):
+            texts = [texts]
+        parts = [str(t).strip() for t in texts if str(t).strip()]
+        return PromptText(", ".join(parts)) if parts else None

@@ -63,3 +63,48 @@ def test_config_without_prompt_tags_is_rejected_for_interactive_use() -> None:
     )
     with pytest.raises(InvalidInput, match="KeyPointLabels"):
         require_prompt_controls(config)
+
+
+def test_prompt_controls_come_from_the_registry_and_other_tags_are_ignored() -> None:
+    config = parse_label_config(
+        '<View><Image name="i" value="$image"/>'
+        '<TextArea name="t" toName="i"/>'
+        '<Choices name="c" toName="i"><Choice value="a"/></Choices>'
+        '<PolygonLabels name="p" toName="i"><Label value="A"/></PolygonLabels>'
+        '<KeyPointLabels name="k" toName="i"><Label value="A"/></KeyPointLabels>'
+        '<RectangleLabels name="r" toName="other"><Label value="A"/></RectangleLabels></View>'
+    )
+    assert [(c.name, c.tag) for c in config.prompts] == [("t", "TextArea"), ("k", "KeyPointLabels")]
+    assert set(config.prompt_controls) == {"t", "k"}
+    assert [c.name for c in config.text_areas] == ["t"] and config.rectangles == ()
+    assert config.output.name == "p" and config.output_converter.tag == "PolygonLabels"
+
+
+def test_auto_output_prefers_brush_wherever_it_is() -> None:
+    config = parse_label_config(
+        '<View><Image name="i" value="$image"/>'
+        '<PolygonLabels name="p" toName="i"><Label value="A"/></PolygonLabels>'
+        '<BrushLabels name="b" toName="i"><Label value="A"/></BrushLabels></View>'
+    )
+    assert config.output.name == "b" and config.output_kind == "brush"
+    assert (
+        parse_label_config(
+            '<View><Image name="i" value="$image"/>'
+            '<PolygonLabels name="p" toName="i"><Label value="A"/></PolygonLabels>'
+            '<BrushLabels name="b" toName="i"><Label value="A"/></BrushLabels></View>',
+            output="polygon",
+        ).output.name
+        == "p"
+    )
+
+
+def test_missing_prompt_tags_message_names_every_prompt_tag() -> None:
+    config = parse_label_config(
+        '<View><Image name="i" value="$image"/><BrushLabels name="b" toName="i"><Label value="A"/></BrushLabels></View>'
+    )
+    with pytest.raises(InvalidInput) as raised:
+        require_prompt_controls(config)
+    assert raised.value.detail == (
+        'the labeling config has no prompt tag on "i": add <KeyPointLabels smart="true"> (clicks), '
+        '<RectangleLabels smart="true"> (boxes) and/or <TextArea> (text prompt) with toName="i"'
+    )
