@@ -21,7 +21,7 @@ crops (9 a side, 3 crop layers: 85 encodings), all thresholds 0, each
 abandoned after 5 s, ``Retry-After`` ignored. Target: predict p99 under hostile load <= 3x the p99
 without it, and no errors for the interactive clients.
 
-Weights: ``backend/weights/sam_demo.pt`` when present (``--weights auto``),
+Weights: ``backend/hub/packaged_weights/sam_demo.pt`` when present (``--weights auto``),
 else the tests' tiny random model (``--weights tiny``), or a checkpoint path.
 Run::
 
@@ -57,7 +57,7 @@ from tests.reliability.load_driver import (  # noqa: E402
 )
 from tests.serving.server_process import ServerProcess  # noqa: E402
 
-DEMO = REPO / "backend" / "weights" / "sam_demo.pt"
+DEMO = REPO / "backend" / "hub" / "packaged_weights" / "sam_demo.pt"
 
 
 def resolve_weights(choice: str, tmp: Path) -> Path:

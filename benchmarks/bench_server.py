@@ -20,7 +20,7 @@
    HTTP left out, ``(decoder@1 + rest) / (decoder@16 + rest)`` bounds what
    batching can gain on this device.
 
-Weights: ``backend/weights/sam_demo.pt`` when present, else a random network
+Weights: ``backend/hub/packaged_weights/sam_demo.pt`` when present, else a random network
 whose prompt encoder and mask decoder have ViT-B's sizes (the decoder is what
 a cached-embedding request costs) with a one-block image encoder so that
 filling the cache is quick; ``--weights tiny`` isolates the serving overhead.
@@ -48,7 +48,7 @@ sys.path.insert(0, str(REPO))
 from backend.client.http_client import SamClient  # noqa: E402
 from tests.serving.server_process import ServerProcess  # noqa: E402
 
-DEMO = REPO / "backend" / "weights" / "sam_demo.pt"
+DEMO = REPO / "backend" / "hub" / "packaged_weights" / "sam_demo.pt"
 
 
 def model_path(tmp: Path, weights: str) -> str:
@@ -63,7 +63,7 @@ def model_path(tmp: Path, weights: str) -> str:
         return str(DEMO)
     import torch
 
-    from backend.checkpoints import save_checkpoint
+    from backend.hub import save_checkpoint
     from backend.model import SamConfig, ViTConfig, build_sam
 
     if weights == "tiny":
@@ -106,8 +106,8 @@ def latencies(path: str, device: str, server: ServerProcess, n: int) -> dict[str
     ``SamClient.predict`` (which also decodes the RLE masks), on the same
     cached image and the same point.
     """
+    from backend.hub import load_model
     from backend.inference.predictor import SamPredictor
-    from backend.registry import load_model
 
     predictor = SamPredictor(load_model(path, device=device))
     pixels = picture(0)
@@ -216,9 +216,9 @@ def report_shareable(path: str, device: str, repeats: int = 200) -> None:
     """Median in-process times (ms per prompt) of the shareable and the per-request work."""
     import torch
 
+    from backend.hub import load_model
     from backend.inference.mask_ops import MASK_THRESHOLD, stability_score
     from backend.inference.predictor import SamPredictor
-    from backend.registry import load_model
 
     predictor = SamPredictor(load_model(path, device=device))
     predictor.set_image(picture(0))
@@ -320,7 +320,7 @@ def main() -> None:
 
 
 def _device(name: str) -> str:
-    from backend.registry import pick_device
+    from backend.hub import pick_device
 
     return pick_device(name)
 

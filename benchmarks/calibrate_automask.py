@@ -20,8 +20,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from backend.formats.mask_codecs import from_coco_rle  # noqa: E402
+from backend.hub import load_model  # noqa: E402
 from backend.inference.automask import AutomaskGenerator  # noqa: E402
-from backend.registry import load_model  # noqa: E402
 from backend.train.demo import heldout_scenes  # noqa: E402
 
 

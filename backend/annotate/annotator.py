@@ -72,8 +72,8 @@ class Annotator:
     """
 
     def __init__(self, settings: AnnotateSettings) -> None:
+        from backend.hub import load_model, pick_device
         from backend.inference.automask import AutomaskGenerator
-        from backend.registry import load_model, pick_device
 
         self.settings = settings
         device = pick_device(settings.device)

@@ -1,9 +1,9 @@
-"""Training checkpoints on top of :mod:`backend.checkpoints` (atomic writes).
+"""Training checkpoints on top of :mod:`backend.hub.checkpoint_files` (atomic writes).
 
 Two kinds of file, both in our checkpoint format (model config + state dict
 + metadata):
 
-* the **model** (:func:`save_model`): what ``backend.registry.load_model``
+* the **model** (:func:`save_model`): what ``backend.hub.load_model``
   and the server load;
 * the **training state** (:func:`save_training_state`): the model plus, in
   the metadata, the optimiser and scheduler states, the step, the epoch, the
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 def save_model(path: str | Path, *, sam: Sam, meta: dict[str, Any]) -> None:
     """Writes the model alone (config + weights + ``meta``), atomically."""
-    from backend.checkpoints import save_checkpoint
+    from backend.hub import save_checkpoint
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(path, model_state=_cpu_state(sam), config=model_config(sam), meta=meta)
@@ -44,7 +44,7 @@ def save_training_state(
     epoch: int,
 ) -> None:
     """Writes everything needed to resume after ``step`` steps, atomically."""
-    from backend.checkpoints import save_checkpoint
+    from backend.hub import save_checkpoint
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     meta = {
@@ -76,7 +76,7 @@ def load_training_state(
         InvalidInput: When the file is not a training state of this model
             and these settings (say ``--restart`` to start over).
     """
-    from backend.checkpoints import load_checkpoint, load_state_strict
+    from backend.hub import load_checkpoint, load_state_strict
 
     config, state, meta = load_checkpoint(path)
     if meta.get("kind") != "training-state":

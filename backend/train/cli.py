@@ -3,7 +3,7 @@
 Examples::
 
     # the shipped demo model, from scratch on generated scenes (three stages, ~2.5 h on one CPU core)
-    sam-train --demo --out backend/weights/sam_demo.pt
+    sam-train --demo --out backend/hub/packaged_weights/sam_demo.pt
 
     # fine-tune ViT-B's prompt encoder and mask decoder on a COCO dataset
     sam-train --data annotations.json --images images/ --base vit_b --freeze-encoder --out my_sam.pt
@@ -99,7 +99,7 @@ def eval_main(argv: list[str] | None = None) -> int:
 
 
 _TRAIN_EXAMPLES = """examples:
-  sam-train --demo --out backend/weights/sam_demo.pt
+  sam-train --demo --out backend/hub/packaged_weights/sam_demo.pt
   sam-train --data annotations.json --images images/ --base vit_b --freeze-encoder --out my_sam.pt
 
 Ctrl-C (or SIGTERM) finishes the current step, saves the training state at that
@@ -329,7 +329,7 @@ def _load_base(base: str | None) -> Sam:
         raise InvalidInput(
             "say which model to start from with --base (e.g. vit_b, demo, or a checkpoint path)"
         )
-    from backend.registry import load_model
+    from backend.hub import load_model
 
     return load_model(base)
 
@@ -347,8 +347,8 @@ def _open_data(args: argparse.Namespace, *, first_seed: int) -> MaskDataset:
 def _eval(args: argparse.Namespace) -> int:
     import torch
 
+    from backend.hub import load_model
     from backend.inference.predictor import SamPredictor
-    from backend.registry import load_model
     from backend.train.demo import HELDOUT_FIRST_SEED
     from backend.train.evaluate import EvalSettings, evaluate
 

@@ -6,13 +6,13 @@ ViT of width 128 with 8x8 windows and two global blocks; a 128-wide mask
 decoder), trained from scratch on procedural scenes
 (:mod:`backend.train.scenes`). Reproduce it with one command::
 
-    sam-train --demo --out backend/weights/sam_demo.pt
+    sam-train --demo --out backend/hub/packaged_weights/sam_demo.pt
 
 (three stages, :data:`DEMO_STAGES`, about 2.5 hours on one CPU core) and
 measure it on scenes it never saw (seeds from
 :data:`HELDOUT_FIRST_SEED` on, same difficulty) with::
 
-    sam-eval --model backend/weights/sam_demo.pt --scenes 100 --clicks 5
+    sam-eval --model backend/hub/packaged_weights/sam_demo.pt --scenes 100 --clicks 5
 """
 
 from __future__ import annotations
@@ -188,7 +188,7 @@ def train_demo_model(
         InvalidInput: When ``run_dir`` holds a stage model trained with other
             settings (pass ``resume=False``).
     """
-    from backend.checkpoints import load_checkpoint
+    from backend.hub import load_checkpoint
 
     run_dir = Path(run_dir)
     sam = build_demo_model(DEMO_STAGES[0].seed).to(device)

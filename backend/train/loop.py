@@ -8,7 +8,7 @@ scheduler, step, epoch, torch RNG state) is written atomically every
 ``checkpoint_every`` steps, and when ``should_stop`` asks the run to stop (the
 CLI's Ctrl-C / SIGTERM): then at the step just finished, so the next run
 resumes exactly there. The model alone (our checkpoint format, loadable with
-``backend.registry.load_model(path)``) is written at the end.
+``backend.hub.load_model(path)``) is written at the end.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from backend.checkpoints import save_checkpoint
+from backend.hub import save_checkpoint
 from backend.model import build_sam
 from tests.support.reference import tiny_vit_config
 from tests.support.tiny_clip import tiny_clip_module

@@ -193,8 +193,8 @@ def test_help_shows_every_default_and_bad_values_name_the_flag(capsys):
     import inspect
 
     from backend.annotate.cli import build_parser
+    from backend.hub import META_AUTOMASK_DEFAULTS
     from backend.inference.automask import AutomaskGenerator
-    from backend.registry import META_AUTOMASK_DEFAULTS
     from tests.support.cli_help import assert_help_shows_defaults
 
     parser = build_parser()
@@ -237,12 +237,12 @@ def test_other_settings_cannot_reuse_the_work_dir(images_dir, model_path, tmp_pa
 
 
 def test_text_without_clip_weights_fails_before_any_work(images_dir, tmp_path, capsys, monkeypatch):
-    import backend.registry
+    import backend.hub
 
     def no_model(*args, **kwargs):
         raise AssertionError("the SAM model must not be loaded")
 
-    monkeypatch.setattr(backend.registry, "load_model", no_model)
+    monkeypatch.setattr(backend.hub, "load_model", no_model)
     status = main(
         [
             str(images_dir),
@@ -325,7 +325,7 @@ def test_sigint_in_a_real_process_prints_how_to_resume_and_no_traceback(model_pa
 
 def test_thresholds_not_given_are_the_models_as_the_help_says():
     from backend.annotate.cli import _settings, build_parser
-    from backend.registry import MODELS
+    from backend.hub import MODELS
 
     parser = build_parser()
     demo = _settings(parser.parse_args(["images", "--everything", "--model", "demo"]))

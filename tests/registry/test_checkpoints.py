@@ -7,9 +7,14 @@ import pytest
 import torch
 from torch import nn
 
-from backend import checkpoints
 from backend.api.errors import InvalidInput
-from backend.checkpoints import FORMAT, load_checkpoint, load_state_strict, save_checkpoint
+from backend.hub import (
+    CHECKPOINT_FORMAT,
+    checkpoint_files,
+    load_checkpoint,
+    load_state_strict,
+    save_checkpoint,
+)
 from tests.support.reference import tiny_vit_config
 
 CONFIG = tiny_vit_config()
@@ -30,7 +35,7 @@ def test_round_trip_keeps_config_weights_and_meta(tmp_path):
     assert loaded_meta["metrics"] == {"miou": 0.5} and loaded_meta["shape"] == (1, 2)
     assert torch.equal(loaded_meta["rng"], torch.arange(4))
     raw = torch.load(path, weights_only=True)
-    assert raw["format"] == FORMAT and set(raw) == {"format", "config", "model", "meta"}
+    assert raw["format"] == CHECKPOINT_FORMAT and set(raw) == {"format", "config", "model", "meta"}
 
 
 def test_a_failed_write_keeps_the_previous_file_and_leaves_no_temp_file(tmp_path, monkeypatch):
@@ -42,7 +47,7 @@ def test_a_failed_write_keeps_the_previous_file_and_leaves_no_temp_file(tmp_path
         f.write(b"half a checkpoint")
         raise OSError("disk full")
 
-    monkeypatch.setattr(checkpoints.torch, "save", broken_save)
+    monkeypatch.setattr(checkpoint_files.torch, "save", broken_save)
     with pytest.raises(OSError, match="disk full"):
         save_checkpoint(path, model_state=_state(), config=CONFIG, meta={"version": 2})
     assert path.read_bytes() == before

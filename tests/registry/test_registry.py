@@ -10,11 +10,8 @@ from urllib.parse import urlparse
 import pytest
 import torch
 
-from backend import registry
 from backend.api.errors import InvalidInput
-from backend.checkpoints import save_checkpoint
-from backend.model import VIT_B, VIT_H, VIT_L, VIT_T, build_sam
-from backend.registry import (
+from backend.hub import (
     MODELS,
     ModelRecord,
     get_record,
@@ -23,7 +20,9 @@ from backend.registry import (
     load_model,
     pick_device,
     register,
+    save_checkpoint,
 )
+from backend.model import VIT_B, VIT_H, VIT_L, VIT_T, build_sam
 from tests.support.reference import tiny_vit_config
 
 OFFICIAL = {"vit_h": VIT_H, "vit_l": VIT_L, "vit_b": VIT_B, "vit_t": VIT_T}
@@ -136,11 +135,11 @@ def test_the_packaged_demo_model_loads():
     path = get_record("demo").packaged_path
     if path is None or not path.is_file():
         pytest.skip(
-            "backend/weights/sam_demo.pt is missing: build it with `sam-train --demo --out backend/weights/sam_demo.pt`"
+            "backend/hub/packaged_weights/sam_demo.pt is missing: build it with `sam-train --demo --out backend/hub/packaged_weights/sam_demo.pt`"
         )
     sam = load_model("demo")
     assert not sam.training and sam.config.image_size > 0
-    assert registry.MODELS["demo"].config is None  # the configuration comes from the file
+    assert MODELS["demo"].config is None  # the configuration comes from the file
 
 
 @pytest.mark.slow

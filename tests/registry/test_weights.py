@@ -11,10 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from backend import registry
 from backend.api.errors import InvalidInput, WeightsUnavailable
-from backend.registry import MODELS, ModelRecord
-from backend.weights import default_cache_dir, resolve_weights
+from backend.hub import MODELS, ModelRecord, default_cache_dir, records, resolve_weights
 
 PAYLOAD = bytes(range(256)) * 12_000  # 3 MB: several download chunks
 
@@ -225,7 +223,7 @@ def test_unknown_names_and_missing_paths_are_invalid_input(tmp_path):
 
 
 def test_packaged_models_resolve_inside_the_package(monkeypatch, tmp_path):
-    monkeypatch.setattr(registry, "PACKAGED_WEIGHTS", tmp_path)
+    monkeypatch.setattr(records, "PACKAGED_WEIGHTS", tmp_path)
     with pytest.raises(WeightsUnavailable, match="Reinstall"):
         resolve_weights("demo")
     (tmp_path / "sam_demo.pt").write_bytes(b"demo")

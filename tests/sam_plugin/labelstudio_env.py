@@ -102,7 +102,9 @@ def model_name() -> str:
     """The model the e2e model server loads."""
     if os.environ.get("SAM_E2E_MODEL"):
         return os.environ["SAM_E2E_MODEL"]
-    return "demo" if (REPO / "backend" / "weights" / "sam_demo.pt").exists() else "tiny-random"
+    return (
+        "demo" if (REPO / "backend" / "hub" / "packaged_weights" / "sam_demo.pt").exists() else "tiny-random"
+    )
 
 
 class LabelStudio:

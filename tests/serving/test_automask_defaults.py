@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from backend.api.answers import empty_automask_note
-from backend.registry import META_AUTOMASK_DEFAULTS, MODELS, automask_defaults_for
+from backend.hub import META_AUTOMASK_DEFAULTS, MODELS, automask_defaults_for
 from backend.serving.special_prompts import check_automask_params
 
 

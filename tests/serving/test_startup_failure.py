@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.registry import MODELS
+from backend.hub import MODELS
 from tests.serving.server_process import ServerProcess, free_port
 
 pytestmark = pytest.mark.slow

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from backend.checkpoints import save_checkpoint
+from backend.hub import save_checkpoint
 from backend.model import SamConfig, ViTConfig, build_sam
 from backend.serving.config import ServerConfig
 

@@ -9,7 +9,7 @@ import torch
 
 import backend
 
-WEIGHTS = Path(backend.__file__).parent / "weights" / "sam_demo.pt"
+WEIGHTS = Path(backend.__file__).parent / "hub" / "packaged_weights" / "sam_demo.pt"
 
 
 def test_demo_weights_ship_with_the_package_and_are_small():
@@ -18,7 +18,7 @@ def test_demo_weights_ship_with_the_package_and_are_small():
 
 
 def test_demo_checkpoint_records_how_it_was_trained():
-    from backend.checkpoints import load_checkpoint
+    from backend.hub import load_checkpoint
     from backend.train.demo import DEMO_CONFIG, DEMO_STAGES
 
     config, _, meta = load_checkpoint(WEIGHTS)
@@ -38,8 +38,8 @@ HELDOUT_SCENES = 100
 
 @pytest.fixture(scope="module")
 def heldout_report():
+    from backend.hub import load_model
     from backend.inference.predictor import SamPredictor
-    from backend.registry import load_model
     from backend.train.demo import TRAIN_SCENE_COUNT, heldout_scenes
     from backend.train.evaluate import EvalSettings, evaluate
 

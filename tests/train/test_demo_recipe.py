@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from backend.checkpoints import load_checkpoint
+from backend.hub import load_checkpoint
 from backend.train import demo
 from backend.train.cli import train_main
 from backend.train.simulation import RoundsSettings

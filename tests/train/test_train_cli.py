@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from backend.checkpoints import load_checkpoint, save_checkpoint
+from backend.hub import load_checkpoint, save_checkpoint
 from backend.train.cli import _eval_parser, _train_parser, eval_main, train_main
 from tests.support.cli_help import assert_help_shows_defaults
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from backend.checkpoints import load_checkpoint
+from backend.hub import load_checkpoint
 from backend.train.datasets import GeneratedScenes
 from backend.train.loop import TrainSettings, learning_rate_factor, train
 from backend.train.simulation import RoundsSettings
@@ -124,7 +124,7 @@ def test_a_stop_request_saves_the_current_step_and_resuming_matches_a_straight_r
 
 
 def test_result_loads_through_the_registry(tiny_sam, tmp_path):
-    from backend.registry import load_model
+    from backend.hub import load_model
 
     train(
         tiny_sam,

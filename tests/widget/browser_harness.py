@@ -98,7 +98,7 @@ def model_server(work: Path, *, log_name: str = "server.log") -> Iterator[tuple[
     if DEMO_WEIGHTS.is_file():
         model = "demo"
     else:
-        from backend.checkpoints import save_checkpoint
+        from backend.hub import save_checkpoint
 
         sam = tiny_sam()
         model = str(work / "tiny.pt")

@@ -22,7 +22,7 @@ def test_example_notebook_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
     notebook = nbformat.read(EXAMPLE, as_version=4)
     if not DEMO_WEIGHTS.is_file():  # same notebook on a tiny random model
-        from backend.checkpoints import save_checkpoint
+        from backend.hub import save_checkpoint
 
         sam = tiny_sam()
         checkpoint = tmp_path / "tiny.pt"

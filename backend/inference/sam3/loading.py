@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from backend.api.errors import InvalidInput, ServiceUnavailable, WeightsUnavailable
+from backend.hub import parse_dtype, pick_device
 from backend.inference.sam3.record import CONCEPT_PROMPTS, INTERACTIVE_PROMPTS, SAM3
-from backend.registry import pick_device
 
 if TYPE_CHECKING:
     from transformers import Sam3Model, Sam3Processor, Sam3TrackerModel, Sam3TrackerProcessor
@@ -98,7 +98,7 @@ def load_sam3(
             (offline, gated licence not accepted, no token); the message says what to do.
     """
     transformers = _import_transformers()
-    torch_dtype = _parse_dtype(dtype)
+    torch_dtype = parse_dtype(dtype)
     target = pick_device(device)
     folder = _local_folder(source)
     name = str(folder) if folder is not None else str(source)
@@ -198,15 +198,6 @@ def _hub_help(repo: str, error: BaseException) -> str:
 def _first_line(error: BaseException) -> str:
     lines = str(error).strip().splitlines()
     return lines[0] if lines else type(error).__name__
-
-
-def _parse_dtype(dtype: torch.dtype | str) -> torch.dtype:
-    value = getattr(torch, dtype, None) if isinstance(dtype, str) else dtype
-    if not isinstance(value, torch.dtype) or not value.is_floating_point:
-        raise InvalidInput(
-            f"dtype must be a floating-point torch dtype such as 'float32' or 'bfloat16'; got {dtype!r}"
-        )
-    return value
 
 
 def _import_transformers() -> Any:

@@ -1,6 +1,6 @@
 """What the server says about SAM 3 before loading it (no torch, no transformers).
 
-A plain record for now; :mod:`backend.registry` will take it over when the
+A plain record for now; :mod:`backend.hub.records` will take it over when the
 engine interface serves several families. The prompt kinds are the facts
 ``GET /v1/models`` and the OpenAPI document state per model.
 """

@@ -1,9 +1,10 @@
-"""Model registry: names -> network configuration + weights record; ``load_model``.
+"""Model records: names -> network configuration + weights record (pure data and lookups).
 
 One entry per model, as in timm: ``MODELS[name]`` is a :class:`ModelRecord`
 (configuration, download URL, SHA-256, size, licence). Add one with
 :func:`register`; tests swap records with ``monkeypatch.setitem(MODELS, ...)``.
-Files are found or downloaded by :mod:`backend.weights`.
+Files are found or downloaded by :mod:`backend.hub.downloads`; networks are
+built by :mod:`backend.hub.loading`.
 """
 
 from __future__ import annotations
@@ -12,13 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from backend.api.errors import InvalidInput
-from backend.checkpoints import load_checkpoint, load_state_strict
-from backend.model import VIT_B, VIT_H, VIT_L, VIT_T, Sam, SamConfig, build_sam
+from backend.model.config import VIT_B, VIT_H, VIT_L, VIT_T, SamConfig
 
-PACKAGED_WEIGHTS = Path(__file__).resolve().parent / "weights"
+PACKAGED_WEIGHTS = Path(__file__).resolve().parent / "packaged_weights"
 _SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
 
 META_AUTOMASK_DEFAULTS: dict[str, float] = {"pred_iou_thresh": 0.88, "stability_score_thresh": 0.95}
@@ -33,14 +31,15 @@ class ModelRecord:
         name: Registry name (``"vit_b"``).
         config: Network configuration; ``None`` when the checkpoint (our
             format) carries it.
-        filename: File name in the cache folder (or in ``backend/weights``
-            for packaged models).
+        filename: File name in the cache folder (or in
+            ``backend/hub/packaged_weights`` for packaged models).
         url: Download URL; ``None`` for packaged models.
         sha256: Expected SHA-256 of the file (hex); ``None`` skips the check.
         size_bytes: Expected file size in bytes, if known.
         licence: SPDX licence of the weights.
         description: One line for people choosing a model.
-        packaged: The file ships inside this package (``backend/weights``).
+        packaged: The file ships inside this package
+            (``backend/hub/packaged_weights``).
         automask_defaults: Segment-everything thresholds used when a request
             leaves them out (``pred_iou_thresh``, ``stability_score_thresh``):
             Meta's for Meta's models, calibrated on held-out data for ours.
@@ -173,94 +172,3 @@ def automask_defaults_for(model: object) -> dict[str, float]:
 def list_models() -> list[dict[str, Any]]:
     """Summaries of all registered models, in registration order."""
     return [record.to_dict() for record in MODELS.values()]
-
-
-def pick_device(name: str = "auto") -> str:
-    """Resolve a device name; ``"auto"`` picks cuda, then mps, then cpu.
-
-    Raises:
-        InvalidInput: Malformed name, or an accelerator that is not available.
-    """
-    if name == "auto":
-        if torch.cuda.is_available():
-            return "cuda"
-        return "mps" if torch.backends.mps.is_available() else "cpu"
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise InvalidInput(f"invalid device {name!r}: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InvalidInput(f"device {name!r} asked for, but CUDA is not available here; use 'auto' or 'cpu'")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise InvalidInput(f"device {name!r} asked for, but MPS is not available here; use 'auto' or 'cpu'")
-    return name
-
-
-def infer_config(state_dict: dict[str, Any]) -> SamConfig:
-    """The official configuration whose layout a plain state dict has.
-
-    Raises:
-        InvalidInput: The weights match none of vit_b, vit_l, vit_h, vit_t.
-    """
-    if "image_encoder.patch_embed.seq.0.c.weight" in state_dict:
-        return VIT_T
-    proj = state_dict.get("image_encoder.patch_embed.proj.weight")
-    depth = len({k.split(".")[2] for k in state_dict if k.startswith("image_encoder.blocks.")})
-    for config in (VIT_B, VIT_L, VIT_H):
-        if proj is not None and proj.shape[0] == config.vit.embed_dim and depth == config.vit.depth:
-            return config
-    raise InvalidInput(
-        "cannot tell which network these weights belong to (not an official SAM / MobileSAM layout); "
-        "pass config=SamConfig(...) or save them with backend.checkpoints.save_checkpoint"
-    )
-
-
-def load_model(
-    name_or_path: str | Path,
-    *,
-    device: str = "cpu",
-    dtype: torch.dtype | str = torch.float32,
-    config: SamConfig | None = None,
-    download: bool = True,
-    progress: bool = True,
-) -> Sam:
-    """Build a registered (or local) model with its weights, ready for inference.
-
-    Args:
-        name_or_path: A registry name (``vit_h``, ``vit_l``, ``vit_b``,
-            ``vit_t``, ``demo``) or a checkpoint path (ours or an official file).
-        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or ``"auto"``.
-        dtype: Floating-point dtype of the parameters (``torch.float16`` or
-            ``"float16"``...).
-        config: Network configuration, overriding the checkpoint's and the
-            registry's (needed for plain state dicts of unofficial layouts).
-        download: Download missing official weights into the cache.
-        progress: Show a progress bar while downloading.
-
-    Returns:
-        The ``Sam`` module in ``eval()`` mode on ``device`` in ``dtype``.
-
-    Raises:
-        InvalidInput: Unknown name, missing path, unreadable or mismatching checkpoint, bad device or dtype.
-        WeightsUnavailable: Weights cannot be found nor downloaded (the message says where to put them).
-    """
-    from backend.weights import resolve_weights  # here, because backend.weights imports this module
-
-    torch_dtype = _parse_dtype(dtype)
-    target = pick_device(device)
-    path = resolve_weights(name_or_path, download=download, progress=progress)
-    file_config, state_dict, _ = load_checkpoint(path)
-    record = MODELS.get(str(name_or_path))
-    config = config or file_config or (record.config if record else None) or infer_config(state_dict)
-    sam = build_sam(config)
-    load_state_strict(sam, state_dict)
-    return sam.to(device=target, dtype=torch_dtype).eval()
-
-
-def _parse_dtype(dtype: Any) -> torch.dtype:
-    value = getattr(torch, dtype, None) if isinstance(dtype, str) else dtype
-    if not isinstance(value, torch.dtype) or not value.is_floating_point:
-        raise InvalidInput(
-            f"dtype must be a floating-point torch dtype such as 'float32', 'float16', 'bfloat16'; got {dtype!r}"
-        )
-    return value

@@ -5,8 +5,8 @@ Our format (training output, the demo model) is one ``torch.save`` of::
     {"format": "sam-server/1", "config": SamConfig.to_dict(), "model": state_dict, "meta": {...}}
 
 so a file says which network it holds. Official files (Meta's SAM,
-MobileSAM) are plain state dicts and carry no configuration: the registry
-supplies it. Everything is read with ``torch.load(weights_only=True)``, which
+MobileSAM) are plain state dicts and carry no configuration: the model
+record supplies it. Everything is read with ``torch.load(weights_only=True)``, which
 refuses pickled code; :func:`save_checkpoint` therefore checks that ``meta``
 holds only what such loading accepts (dicts, lists, tuples, numbers,
 strings, ``None``, tensors) before writing anything.
@@ -26,7 +26,7 @@ from backend.api.errors import InvalidInput
 from backend.atomic_files import atomic_open
 from backend.model.config import SamConfig
 
-FORMAT = "sam-server/1"
+CHECKPOINT_FORMAT = "sam-server/1"
 _SHOWN_KEYS = 10
 
 
@@ -59,7 +59,7 @@ def save_checkpoint(
         raise InvalidInput("model_state must be a state dict (str -> tensor), e.g. model.state_dict()")
     meta = dict(meta or {})
     _check_weights_only_loadable(meta)
-    payload = {"format": FORMAT, "config": config.to_dict(), "model": model_state, "meta": meta}
+    payload = {"format": CHECKPOINT_FORMAT, "config": config.to_dict(), "model": model_state, "meta": meta}
     with atomic_open(path, "wb") as stream:
         torch.save(payload, stream)
 
@@ -107,7 +107,7 @@ def load_checkpoint(path: str | Path) -> tuple[SamConfig | None, dict[str, torch
             return None, obj[key], {}
     raise InvalidInput(
         f"{path} is neither a sam-server checkpoint nor a state dict of tensors; "
-        "save one with backend.checkpoints.save_checkpoint or torch.save(model.state_dict(), path)"
+        "save one with backend.hub.save_checkpoint or torch.save(model.state_dict(), path)"
     )
 
 
@@ -152,10 +152,14 @@ def load_state_strict(model: torch.nn.Module, state_dict: dict[str, torch.Tensor
 def _unpack_ours(
     obj: dict[str, Any], path: Path
 ) -> tuple[SamConfig, dict[str, torch.Tensor], dict[str, Any]]:
-    if obj["format"] != FORMAT:
-        raise InvalidInput(f"{path} has checkpoint format {obj['format']!r}; this version reads {FORMAT!r}")
+    if obj["format"] != CHECKPOINT_FORMAT:
+        raise InvalidInput(
+            f"{path} has checkpoint format {obj['format']!r}; this version reads {CHECKPOINT_FORMAT!r}"
+        )
     if not _is_state_dict(obj.get("model")) or not isinstance(obj.get("config"), dict):
-        raise InvalidInput(f"{path} is a damaged {FORMAT} checkpoint: 'model' or 'config' is missing")
+        raise InvalidInput(
+            f"{path} is a damaged {CHECKPOINT_FORMAT} checkpoint: 'model' or 'config' is missing"
+        )
     try:
         config = SamConfig.from_dict(obj["config"])
     except (TypeError, ValueError) as exc:

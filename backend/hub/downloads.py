@@ -1,9 +1,9 @@
-"""Finding weights files: a local path, the cache, or a verified download.
+"""Finding weights files: a local path, the packaged folder, the cache, or a verified download.
 
 :func:`resolve_weights` looks, in order, for
 
 1. an existing file at ``name_or_path`` (a path always wins);
-2. a packaged model's file inside ``backend/weights`` (``demo``);
+2. a packaged model's file inside ``backend/hub/packaged_weights`` (``demo``);
 3. ``<cache>/<filename>``, the cache being ``$SAM_CACHE_DIR``, else
    ``$XDG_CACHE_HOME/sam-server``, else ``~/.cache/sam-server``;
 4. a download into the cache.
@@ -34,7 +34,7 @@ import requests
 from tqdm.auto import tqdm
 
 from backend.api.errors import InvalidInput, WeightsUnavailable
-from backend.registry import MODELS, ModelRecord, get_record
+from backend.hub.records import MODELS, ModelRecord, get_record
 
 CACHE_ENV = "SAM_CACHE_DIR"
 _CHUNK = 1 << 20
