@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from typing import TypeVar
+
+Number = TypeVar("Number", int, float)
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -83,3 +86,27 @@ def fraction(text: str) -> float:
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
     return value
+
+
+def checked_number(kind: type[Number], problem: Callable[[Number], str | None]) -> Callable[[str], Number]:
+    """An argparse ``type``: a number of ``kind`` (``int`` or ``float``) that ``problem`` accepts.
+
+    Args:
+        kind: ``int`` (a whole number) or ``float``.
+        problem: What is wrong with a value (e.g. ``must be in [0, 1], got 2``),
+            ``None`` when it is fine; argparse prints it after the flag's name.
+    """
+
+    def parse(text: str) -> Number:
+        try:
+            value = kind(text)
+        except ValueError:
+            what = "a whole number" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        reason = problem(value)
+        if reason is not None:
+            raise argparse.ArgumentTypeError(reason)
+        return value
+
+    parse.__name__ = "whole number" if kind is int else "number"
+    return parse

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,29 +25,15 @@ from backend.annotate.annotator import AnnotateSettings
 from backend.annotate.outputs import write_coco, write_sa1b
 from backend.annotate.work_dir import WorkDir, list_images
 from backend.api.errors import SamError
-from backend.cli_help import at_least, fraction, new_parser
+from backend.api.segment_everything import (
+    MODEL_DEFAULT_NAMES,
+    PARAM_NAMES,
+    SegmentEverythingParams,
+    param_range,
+)
+from backend.cli_help import at_least, checked_number, new_parser
 
 EXIT_INTERRUPTED = 130
-
-_MODEL_DEFAULT = "the model's (automask_defaults in the registry; Meta's {} for the official models)"
-_AUTOMASK_OPTIONS: dict[str, tuple[Callable[[str], Any], str, str]] = {
-    "points_per_side": (at_least(1), "point prompts per image side", "32"),
-    "points_per_batch": (at_least(1), "point prompts per decoder call", "64"),
-    "pred_iou_thresh": (
-        fraction,
-        "keep masks whose predicted IoU is at least this",
-        _MODEL_DEFAULT.format(0.88),
-    ),
-    "stability_score_thresh": (
-        fraction,
-        "keep masks whose stability score is at least this",
-        _MODEL_DEFAULT.format(0.95),
-    ),
-    "box_nms_thresh": (fraction, "box IoU above which the lower-scored of two masks is dropped", "0.7"),
-    "crop_n_layers": (at_least(0), "layers of image crops segmented again (0: the whole image only)", "0"),
-    "min_mask_region_area": (at_least(0), "remove holes and islands smaller than this many pixels", "0"),
-}
-"""Segment-everything flags: parameter -> (argparse type, help, default shown in the help)."""
 
 _EXAMPLES = """examples:
   sam-annotate photos/ --text cat --text dog --out pets.json
@@ -88,8 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--clip-model", default="ViT-B/32", help="CLIP model name or checkpoint path (text mode)"
     )
     parser.add_argument("--clip-root", help="folder of the CLIP weights (default: ~/.cache/clip)")
-    for name, (kind, text, default) in _AUTOMASK_OPTIONS.items():
-        parser.add_argument("--" + name.replace("_", "-"), type=kind, help=f"{text} (default: {default})")
+    _add_segment_everything_flags(parser)
     parser.add_argument("--ray", action="store_true", help="run on Ray (one model replica per GPU)")
     parser.add_argument(
         "--ray-address", help="Ray cluster address (default: a local cluster, or RAY_ADDRESS)"
@@ -99,6 +84,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
+
+
+def _add_segment_everything_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per segment-everything parameter, all from its one definition.
+
+    ``--points-per-side`` and so on: the field's description as help, its
+    default shown in the help, and a type that refuses values out of the
+    field's range with the HTTP API's message. The flags default to ``None``
+    so that only the values given override the model's (see :func:`_settings`).
+    """
+    for name in PARAM_NAMES:
+        field = SegmentEverythingParams.model_fields[name]
+        bounds = param_range(name)
+        text = _help_phrase(str(field.description))
+        if name not in MODEL_DEFAULT_NAMES:  # those say in the description: the model's
+            text += f" (default: {field.default})"
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            type=checked_number(bounds.kind, bounds.problem),
+            help=text.replace("%", "%%"),
+        )
+
+
+def _help_phrase(description: str) -> str:
+    """``Point prompts per decoder call.`` -> ``point prompts per decoder call``, like the other flags."""
+    text = description.rstrip(".")
+    return text[0].lower() + text[1:] if text[1:2].islower() else text
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -154,9 +166,9 @@ def _run(args: argparse.Namespace) -> int:
 
 def _settings(args: argparse.Namespace) -> AnnotateSettings:
     """The job's settings: the flags given, the model's segment-everything thresholds for the rest."""
-    from backend.registry import automask_defaults_for
+    from backend.hub import automask_defaults_for
 
-    given = {name: getattr(args, name) for name in _AUTOMASK_OPTIONS if getattr(args, name) is not None}
+    given = {name: getattr(args, name) for name in PARAM_NAMES if getattr(args, name) is not None}
     automask = {**automask_defaults_for(args.model), **given}
     return AnnotateSettings(
         model=args.model,

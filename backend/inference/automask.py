@@ -30,6 +30,7 @@ import torch
 from torchvision.ops import batched_nms
 
 from backend.api.errors import InvalidInput
+from backend.api.segment_everything import generator_defaults
 from backend.formats.images import check_rgb_pixels
 from backend.formats.mask_codecs import from_coco_rle, to_coco_rle
 from backend.inference.crops import CropBox, boxes_touching_crop_edge, crop_boxes
@@ -49,6 +50,9 @@ if TYPE_CHECKING:
 
 #: Default bound on logit pixels (float32) upscaled at once: 128 MiB.
 DEFAULT_UPSCALE_PIXEL_BUDGET = 2**25
+
+_DEFAULTS = generator_defaults()
+"""Each shared parameter's default, from its one definition (the filter thresholds: Meta's)."""
 
 Checkpoint = Callable[[], None]
 """Called between slices of the work (a crop's encoding, a point batch, an
@@ -113,6 +117,13 @@ class _Candidates:
 class AutomaskGenerator:
     """Generates all masks of an image with a SAM model.
 
+    The keyword parameters shared with the HTTP API and ``sam-annotate`` take
+    their defaults and meanings from
+    :class:`backend.api.segment_everything.SegmentEverythingParams` (the
+    filter thresholds default to Meta's). The generator itself accepts any
+    meaningful value: the API's upper bounds limit a request's work, not what
+    a library caller may ask for.
+
     Args:
         model: A :class:`backend.model.Sam` in eval mode.
         points_per_side: Grid points along each side of the image (total
@@ -143,52 +154,36 @@ class AutomaskGenerator:
         self,
         model: Sam,
         *,
-        points_per_side: int | None = 32,
-        points_per_batch: int = 64,
-        pred_iou_thresh: float = 0.88,
-        stability_score_thresh: float = 0.95,
-        stability_score_offset: float = 1.0,
-        box_nms_thresh: float = 0.7,
-        crop_n_layers: int = 0,
-        crop_nms_thresh: float = 0.7,
-        crop_overlap_ratio: float = 512 / 1500,
-        crop_n_points_downscale_factor: int = 1,
+        points_per_side: int | None = _DEFAULTS["points_per_side"],
+        points_per_batch: int = _DEFAULTS["points_per_batch"],
+        pred_iou_thresh: float = _DEFAULTS["pred_iou_thresh"],
+        stability_score_thresh: float = _DEFAULTS["stability_score_thresh"],
+        stability_score_offset: float = _DEFAULTS["stability_score_offset"],
+        box_nms_thresh: float = _DEFAULTS["box_nms_thresh"],
+        crop_n_layers: int = _DEFAULTS["crop_n_layers"],
+        crop_nms_thresh: float = _DEFAULTS["crop_nms_thresh"],
+        crop_overlap_ratio: float = _DEFAULTS["crop_overlap_ratio"],
+        crop_n_points_downscale_factor: int = _DEFAULTS["crop_n_points_downscale_factor"],
         point_grids: list[np.ndarray] | None = None,
-        min_mask_region_area: int = 0,
+        min_mask_region_area: int = _DEFAULTS["min_mask_region_area"],
         upscale_pixel_budget: int = DEFAULT_UPSCALE_PIXEL_BUDGET,
     ) -> None:
-        if (points_per_side is None) == (point_grids is None):
-            raise InvalidInput("give exactly one of points_per_side or point_grids")
-        if crop_n_layers < 0:
-            raise InvalidInput(f"crop_n_layers must be >= 0, got {crop_n_layers}")
-        if points_per_side is not None:
-            grids = layer_point_grids(points_per_side, crop_n_layers, crop_n_points_downscale_factor)
-        else:
-            grids = [_check_grid(g) for g in point_grids or []]
-            if len(grids) != crop_n_layers + 1:
-                raise InvalidInput(
-                    f"point_grids needs one grid per layer: {crop_n_layers + 1}, got {len(grids)}"
-                )
-        if points_per_batch < 1:
-            raise InvalidInput(f"points_per_batch must be >= 1, got {points_per_batch}")
-        for name, value in (
-            ("pred_iou_thresh", pred_iou_thresh),
-            ("stability_score_thresh", stability_score_thresh),
-            ("box_nms_thresh", box_nms_thresh),
-            ("crop_nms_thresh", crop_nms_thresh),
-        ):
-            if not 0.0 <= value <= 1.0:
-                raise InvalidInput(f"{name} must be in [0, 1], got {value}")
-        if not 0.0 <= crop_overlap_ratio < 1.0:
-            raise InvalidInput(f"crop_overlap_ratio must be in [0, 1), got {crop_overlap_ratio}")
-        if min_mask_region_area < 0:
-            raise InvalidInput(f"min_mask_region_area must be >= 0, got {min_mask_region_area}")
-        if min_mask_region_area > 0:
-            require_opencv()
-        if upscale_pixel_budget < 1:
-            raise InvalidInput(f"upscale_pixel_budget must be >= 1, got {upscale_pixel_budget}")
+        self.point_grids = _layer_grids(
+            points_per_side, point_grids, crop_n_layers, crop_n_points_downscale_factor
+        )
+        _check_settings(
+            points_per_batch=points_per_batch,
+            thresholds={
+                "pred_iou_thresh": pred_iou_thresh,
+                "stability_score_thresh": stability_score_thresh,
+                "box_nms_thresh": box_nms_thresh,
+                "crop_nms_thresh": crop_nms_thresh,
+            },
+            crop_overlap_ratio=crop_overlap_ratio,
+            min_mask_region_area=min_mask_region_area,
+            upscale_pixel_budget=upscale_pixel_budget,
+        )
         self.model = model
-        self.point_grids = grids
         self.points_per_batch = points_per_batch
         self.pred_iou_thresh = pred_iou_thresh
         self.stability_score_thresh = stability_score_thresh
@@ -366,6 +361,56 @@ def _check_grid(grid: np.ndarray) -> np.ndarray:
     if not np.isfinite(grid).all() or grid.min() < 0.0 or grid.max() > 1.0:
         raise InvalidInput("point grid coordinates are fractions of the image size: they must be in [0, 1]")
     return grid
+
+
+def _layer_grids(
+    points_per_side: int | None, point_grids: list[np.ndarray] | None, crop_n_layers: int, downscale: int
+) -> list[np.ndarray]:
+    """One ``Nx2`` point grid in ``[0, 1]`` per crop layer, from a side length or given explicitly.
+
+    Raises:
+        InvalidInput: Both or neither of ``points_per_side`` and ``point_grids``, a negative
+            ``crop_n_layers``, or grids that do not fit.
+    """
+    if (points_per_side is None) == (point_grids is None):
+        raise InvalidInput("give exactly one of points_per_side or point_grids")
+    if crop_n_layers < 0:
+        raise InvalidInput(f"crop_n_layers must be >= 0, got {crop_n_layers}")
+    if points_per_side is not None:
+        return layer_point_grids(points_per_side, crop_n_layers, downscale)
+    grids = [_check_grid(g) for g in point_grids or []]
+    if len(grids) != crop_n_layers + 1:
+        raise InvalidInput(f"point_grids needs one grid per layer: {crop_n_layers + 1}, got {len(grids)}")
+    return grids
+
+
+def _check_settings(
+    *,
+    points_per_batch: int,
+    thresholds: dict[str, float],
+    crop_overlap_ratio: float,
+    min_mask_region_area: int,
+    upscale_pixel_budget: int,
+) -> None:
+    """Refuse values the generator cannot work with (see :class:`AutomaskGenerator`).
+
+    Raises:
+        InvalidInput: The first value out of range, named; OpenCV missing
+            for ``min_mask_region_area``.
+    """
+    if points_per_batch < 1:
+        raise InvalidInput(f"points_per_batch must be >= 1, got {points_per_batch}")
+    for name, value in thresholds.items():
+        if not 0.0 <= value <= 1.0:
+            raise InvalidInput(f"{name} must be in [0, 1], got {value}")
+    if not 0.0 <= crop_overlap_ratio < 1.0:
+        raise InvalidInput(f"crop_overlap_ratio must be in [0, 1), got {crop_overlap_ratio}")
+    if min_mask_region_area < 0:
+        raise InvalidInput(f"min_mask_region_area must be >= 0, got {min_mask_region_area}")
+    if min_mask_region_area > 0:
+        require_opencv()
+    if upscale_pixel_budget < 1:
+        raise InvalidInput(f"upscale_pixel_budget must be >= 1, got {upscale_pixel_budget}")
 
 
 def _records(found: _Candidates) -> list[dict[str, Any]]:

@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from backend.api.segment_everything import SegmentEverythingParams
+
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 Point = tuple[Finite, Finite]
 Box = tuple[Finite, Finite, Finite, Finite]
@@ -24,40 +26,9 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
-class AutomaskParams(_Strict):
-    """Parameters of segment-everything (see ``AutomaskGenerator``)."""
-
-    points_per_side: int = Field(32, ge=1, le=128, description="Grid of point prompts per image side.")
-    points_per_batch: int = Field(64, ge=1, le=1024, description="Point prompts per decoder call.")
-    pred_iou_thresh: float | None = Field(
-        None,
-        ge=0.0,
-        le=1.0,
-        description="Drop masks with lower predicted IoU. Default: the model's automask_defaults "
-        "(GET /v1/models; Meta's 0.88 for Meta's models).",
-    )
-    stability_score_thresh: float | None = Field(
-        None,
-        ge=0.0,
-        le=1.0,
-        description="Drop less stable masks. Default: the model's automask_defaults "
-        "(GET /v1/models; Meta's 0.95 for Meta's models).",
-    )
-    stability_score_offset: float = Field(
-        1.0, gt=0.0, le=100.0, description="Logit offset of the stability score."
-    )
-    box_nms_thresh: float = Field(0.7, ge=0.0, le=1.0, description="Box IoU for non-maximum suppression.")
-    crop_n_layers: int = Field(0, ge=0, le=3, description="Layers of image crops (0: whole image only).")
-    crop_nms_thresh: float = Field(0.7, ge=0.0, le=1.0, description="Box IoU for NMS between crops.")
-    crop_overlap_ratio: float = Field(
-        512 / 1500, ge=0.0, lt=1.0, description="Overlap of neighbouring crops."
-    )
-    crop_n_points_downscale_factor: int = Field(
-        1, ge=1, le=16, description="Point grid reduction per crop layer."
-    )
-    min_mask_region_area: int = Field(
-        0, ge=0, description="Remove holes and islands below this area (pixels)."
-    )
+class AutomaskParams(SegmentEverythingParams):
+    """Parameters of segment-everything: :class:`backend.api.segment_everything.SegmentEverythingParams`,
+    their one definition (names, defaults, ranges, descriptions)."""
 
 
 class AutomaskRequest(AutomaskParams):

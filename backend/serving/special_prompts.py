@@ -23,10 +23,10 @@ from pydantic import ValidationError
 
 from backend.api.answers import ObjectMasks
 from backend.api.errors import InvalidInput, PayloadTooLarge
+from backend.api.segment_everything import SegmentEverythingParams
 from backend.inference.prompts import Prompt, check_prompt
 from backend.serving.config import ServerConfig
 from backend.serving.embedding_cache import ByteBoundedLRU, CacheStats
-from backend.serving.schemas import AutomaskParams
 
 TEXT_TOP_K = 3
 SLICE_POINTS = 64
@@ -51,21 +51,18 @@ def check_automask_params(params: dict[str, Any], model_defaults: dict[str, floa
     """Validate generator parameters; returns them with defaults filled in.
 
     Args:
-        params: Parameters a request gave (any subset of :class:`AutomaskParams`).
+        params: Parameters a request gave (any subset of :class:`SegmentEverythingParams`).
         model_defaults: The model's thresholds, for those the request leaves out.
 
     Raises:
         InvalidInput: Unknown names or values out of range.
     """
     try:
-        full = AutomaskParams(**params).model_dump()
+        given = SegmentEverythingParams(**params)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         raise InvalidInput(f"bad automask parameters: {problems}") from None
-    for name, value in model_defaults.items():
-        if full.get(name) is None:
-            full[name] = value
-    return full
+    return given.filled(model_defaults)
 
 
 def automask_points(params: dict[str, Any]) -> int:
