@@ -14,13 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from backend.api.errors import InvalidInput
+from backend.api.segment_everything import META_THRESHOLDS
 from backend.model.config import VIT_B, VIT_H, VIT_L, VIT_T, SamConfig
 
 PACKAGED_WEIGHTS = Path(__file__).resolve().parent / "packaged_weights"
 _SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
 
-META_AUTOMASK_DEFAULTS: dict[str, float] = {"pred_iou_thresh": 0.88, "stability_score_thresh": 0.95}
-"""Segment-everything filter thresholds of Meta's ``SamAutomaticMaskGenerator``, kept for Meta's models."""
+META_AUTOMASK_DEFAULTS: dict[str, float] = dict(META_THRESHOLDS)
+"""Segment-everything filter thresholds of Meta's ``SamAutomaticMaskGenerator``, kept for Meta's models
+(from the parameters' one definition, :mod:`backend.api.segment_everything`)."""
 
 
 @dataclass(frozen=True, kw_only=True)
