@@ -54,12 +54,14 @@ class TimedClient(SamClientBase):
         self.inner = inner
         self.last_predict_s = 0.0
 
-    def add_image(self, image: ImageSource, *, priority: Priority | str = Priority.INTERACTIVE) -> ImageInfo:
-        return self.inner.add_image(image, priority=priority)
+    def add_image(
+        self, image: ImageSource, *, model: str | None = None, priority: Priority | str = Priority.INTERACTIVE
+    ) -> ImageInfo:
+        return self.inner.add_image(image, model=model, priority=priority)
 
-    def predict(self, image_id: str, **kwargs: Any) -> list[ObjectMasks]:
+    def predict(self, image_id: str, prompt: Any = None, **kwargs: Any) -> list[ObjectMasks]:
         start = time.perf_counter()
-        answers = self.inner.predict(image_id, **kwargs)
+        answers = self.inner.predict(image_id, prompt, **kwargs)
         self.last_predict_s = time.perf_counter() - start
         return answers
 
@@ -81,7 +83,7 @@ def make_client(args: argparse.Namespace) -> SamClientBase:
         return SamClient(args.url, args.token)
     import torch
 
-    from backend.client.local_client import LocalSamClient
+    from backend.serving.local_client import LocalSamClient
 
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)

@@ -18,6 +18,7 @@ class EmbeddingJob:
     Args:
         client: The model server client.
         pixels: ``HxWx3`` uint8 RGB image.
+        model: The server's model to embed it with (None: the server's first).
         on_tick: Called every :data:`~widget.ticker.TICK_SECONDS` with the seconds elapsed, while it runs.
         on_done: Called once with ``(info, error, seconds)``: ``info`` on success,
             ``error`` (the exception ``add_image`` raised) on failure.
@@ -28,11 +29,13 @@ class EmbeddingJob:
         client: SamClientBase,
         pixels: np.ndarray,
         *,
+        model: str | None = None,
         on_tick: Callable[[float], None],
         on_done: Callable[[ImageInfo | None, BaseException | None, float], None],
     ) -> None:
         self.client = client
         self.pixels = pixels
+        self.model = model
         self.on_tick = on_tick
         self.on_done = on_done
         self.error: BaseException | None = None
@@ -54,7 +57,8 @@ class EmbeddingJob:
         info: ImageInfo | None = None
         ticker = Ticker(self.on_tick, interval=TICK_SECONDS).start()
         try:
-            info = self.client.add_image(self.pixels)
+            chosen = {} if self.model is None else {"model": self.model}
+            info = self.client.add_image(self.pixels, **chosen)
         except Exception as exc:  # handed to on_done and re-raised by wait()
             self.error = exc
         finally:

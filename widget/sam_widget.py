@@ -51,6 +51,8 @@ class SamWidget(widgets.VBox):
         client: Model server client; None starts an in-process
             ``LocalSamClient`` with the demo model (imports torch then).
         labels: Label names offered when accepting a mask.
+        model: Which of the server's models answers (``GET /v1/models``;
+            default: the server's first), e.g. ``"sam2.1_hiera_t"``.
         max_canvas_size: ``(width, height)`` the canvas may take; larger
             images are shown scaled down (prompts still map to original pixels).
         opacity: Initial overlay opacity, 0..1.
@@ -93,6 +95,7 @@ class SamWidget(widgets.VBox):
         client: SamClientBase | None = None,
         *,
         labels: Sequence[str] = ("object",),
+        model: str | None = None,
         max_canvas_size: tuple[int, int] = (960, 720),
         opacity: float = 0.5,
         palette: Sequence[Sequence[int] | str] | None = None,
@@ -104,6 +107,7 @@ class SamWidget(widgets.VBox):
         self.pixels = load_image(image)
         self.client = client if client is not None else _default_client()
         self.labels = list(labels)
+        self.model = model
         self.view = view = CanvasView(
             self.pixels, max_canvas_size=max_canvas_size, on_event=self.handle_event
         )
@@ -123,7 +127,11 @@ class SamWidget(widgets.VBox):
         self._wire()
         self._refresh(feedback.embedding_progress(0.0), image=True)
         self._embedding = EmbeddingJob(
-            self.client, self.pixels, on_tick=self._embedding_progress, on_done=self._embedding_done
+            self.client,
+            self.pixels,
+            model=model,
+            on_tick=self._embedding_progress,
+            on_done=self._embedding_done,
         ).start()
 
     @traitlets.validate("palette")
@@ -332,7 +340,8 @@ class SamWidget(widgets.VBox):
         assert self.image_id is not None
         with self._busy(state):
             start = time.perf_counter()
-            answers = self.client.predict(self.image_id, **state.predict_kwargs(refine_from=refine_from))
+            prompt = state.prompt(refine_from=refine_from)
+            answers = self.client.predict(self.image_id, model=self.model, **prompt.fields())
             latency_ms = (time.perf_counter() - start) * 1000.0
         if not answers:
             raise InvalidInput(feedback.no_mask_message(state), code="no_mask")
@@ -431,6 +440,6 @@ class SamWidget(widgets.VBox):
 
 def _default_client() -> SamClientBase:
     """The in-process client with the demo model (imports torch)."""
-    from backend.client.local_client import LocalSamClient
+    from backend.serving.local_client import LocalSamClient
 
     return LocalSamClient("demo")

@@ -16,6 +16,7 @@ import numpy as np
 
 from backend.api.answers import ObjectMasks
 from backend.api.errors import InvalidInput
+from backend.api.prompt import Prompt
 from backend.formats.scores import as_probability
 
 PREDICTED_IOU = "predicted_iou"
@@ -166,21 +167,20 @@ class ObjectState:
         """The selected candidate, or None before the first answer."""
         return self.candidates[self.selected] if self.candidates else None
 
-    def predict_kwargs(self, *, refine_from: str | None) -> dict[str, Any]:
-        """Keyword arguments for :meth:`SamClientBase.predict` (all but ``image_id``).
+    def prompt(self, *, refine_from: str | None) -> Prompt:
+        """The prompt to send for this object (three candidates).
 
         Args:
             refine_from: A ``logits_id`` to send as ``mask_input``, or None.
         """
-        kwargs: dict[str, Any] = {"multimask": True, "mask_input": refine_from}
-        if self.points:
-            kwargs["points"] = [[p.x, p.y] for p in self.points]
-            kwargs["labels"] = [1 if p.positive else 0 for p in self.points]
-        if self.box is not None:
-            kwargs["box"] = self.box.as_list()
-        if self.text:
-            kwargs["text"] = self.text
-        return kwargs
+        return Prompt(
+            points=[(p.x, p.y) for p in self.points] or None,
+            labels=[1 if p.positive else 0 for p in self.points] or None,
+            box=None if self.box is None else (self.box.x1, self.box.y1, self.box.x2, self.box.y2),
+            text=self.text or None,
+            mask_input=refine_from,
+            multimask=True,
+        )
 
     def with_answer(self, answer: ObjectMasks) -> ObjectState:
         """This state with the model's candidates filled in, the best one selected.

@@ -12,7 +12,6 @@ origin top-left; boxes ``[x1, y1, x2, y2]``; masks ``HxW`` bool.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ import numpy as np
 
 from backend.api.answers import ImageInfo, ObjectMasks
 from backend.api.priority import Priority
+from backend.api.prompt import Prompt
 
 ImageSource = str | Path | bytes | np.ndarray | Any  # Any: a PIL.Image.Image
 """A path, encoded image bytes, an ``HxWx3`` uint8 RGB array or a PIL image."""
@@ -29,13 +29,16 @@ class SamClientBase(ABC):
     """Talks to one model server (remote or in-process)."""
 
     @abstractmethod
-    def add_image(self, image: ImageSource, *, priority: Priority | str = Priority.INTERACTIVE) -> ImageInfo:
+    def add_image(
+        self, image: ImageSource, *, model: str | None = None, priority: Priority | str = Priority.INTERACTIVE
+    ) -> ImageInfo:
         """Register an image; its embedding is computed once and cached.
 
         Uploads only when the server does not already hold the image.
 
         Args:
             image: A path, encoded bytes, an ``HxWx3`` uint8 RGB array or a PIL image.
+            model: The served model whose embedding to compute (default: the server's first).
             priority: ``bulk`` for batch work (pre-annotation, precomputing a
                 project): the encoding waits behind everyone's interactive
                 requests and gets the server's bulk deadline.
@@ -43,33 +46,37 @@ class SamClientBase(ABC):
 
     @abstractmethod
     def predict(
-        self,
-        image_id: str,
-        *,
-        points: Sequence[Sequence[float]] | np.ndarray | None = None,
-        labels: Sequence[int] | np.ndarray | None = None,
-        box: Sequence[float] | None = None,
-        boxes: Sequence[Sequence[float]] | np.ndarray | None = None,
-        mask_input: str | None = None,
-        text: str | None = None,
-        multimask: bool = True,
+        self, image_id: str, prompt: Prompt | None = None, *, model: str | None = None, **fields: Any
     ) -> list[ObjectMasks]:
         """Masks for a prompt: one :class:`ObjectMasks` per object.
 
+        Give a :class:`~backend.api.prompt.Prompt`, or its fields as keywords::
+
+            client.predict(image_id, points=[[120, 80]], labels=[1])
+            client.predict(image_id, Prompt(box=(10, 10, 200, 150), multimask=False))
+
         Args:
             image_id: From :meth:`add_image`.
-            points: ``Nx2`` pixel ``(x, y)`` coordinates.
-            labels: ``N`` ints, 1 = foreground, 0 = background.
-            box: One ``[x1, y1, x2, y2]`` box in pixels.
-            boxes: ``Bx4`` boxes, one object each (points then apply to all).
-            mask_input: A ``logits_id`` from an earlier answer (refinement).
-            text: A text prompt (CLIP), alone or with box / points.
-            multimask: Three ranked candidates (True) or one mask (False).
+            prompt: The prompt (``points`` ``Nx2`` pixel ``(x, y)``, ``labels``
+                ``N`` with 1 foreground and 0 background, ``box``
+                ``[x1, y1, x2, y2]``, ``boxes`` ``Bx4`` one object each,
+                ``mask_input`` a ``logits_id`` to refine, ``text``, ``multimask``).
+            model: The served model that answers (default: the server's first).
+            **fields: The prompt's fields, instead of ``prompt``.
+
+        Raises:
+            InvalidInput: An unknown field name (before anything is sent).
         """
 
     @abstractmethod
-    def automask(self, image_id: str, **params: Any) -> list[dict[str, Any]]:
-        """Segment everything: SA-1B style records, ``segmentation`` as COCO RLE."""
+    def automask(self, image_id: str, *, model: str | None = None, **params: Any) -> list[dict[str, Any]]:
+        """Segment everything: SA-1B records, ``segmentation`` as COCO RLE.
+
+        Args:
+            image_id: From :meth:`add_image`.
+            model: The served model (default: the server's first).
+            **params: Generator parameters (``points_per_side``, ``pred_iou_thresh``...).
+        """
 
     @abstractmethod
     def models(self) -> list[dict[str, Any]]:

@@ -21,7 +21,6 @@ raises a local error instead: :class:`ImageFileNotFound` (also a
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ import requests
 from backend.api.answers import ImageInfo, ObjectMasks
 from backend.api.errors import InvalidInput, SamServerError
 from backend.api.priority import Priority, parse_priority
+from backend.api.prompt import Prompt, prompt_fields
 from backend.client.base import ImageSource, SamClientBase
 
 
@@ -61,10 +61,6 @@ def read_image_path(image: ImageSource) -> ImageSource:
     if not path.is_file():
         raise ImageFileNotFound(path)
     return path.read_bytes()
-
-
-def _as_list(value: Any) -> Any:
-    return value.tolist() if isinstance(value, np.ndarray) else value
 
 
 def _upload_payload(image: ImageSource) -> tuple[bytes, np.ndarray]:
@@ -150,7 +146,9 @@ class SamClient(SamClientBase):
             return SamServerError(response.status_code, "http_error", response.text[:500] or response.reason)
 
     # ------------------------------------------------------------------- API
-    def add_image(self, image: ImageSource, *, priority: Priority | str = Priority.INTERACTIVE) -> ImageInfo:
+    def add_image(
+        self, image: ImageSource, *, model: str | None = None, priority: Priority | str = Priority.INTERACTIVE
+    ) -> ImageInfo:
         """Register an image; uploads only when the server does not hold it yet.
 
         The pixels are decoded here to compute the ``image_id`` the server
@@ -159,6 +157,7 @@ class SamClient(SamClientBase):
 
         Args:
             image: A path, encoded bytes, an ``HxWx3`` uint8 RGB array or a PIL image.
+            model: The served model whose embedding to compute (``?model=``; default: the server's first).
             priority: ``bulk`` queues the encoding behind interactive work
                 (``POST /v1/images?priority=bulk``).
 
@@ -174,12 +173,14 @@ class SamClient(SamClientBase):
         lane = parse_priority(priority)
         payload, pixels = _upload_payload(image)
         image_id = compute_image_id(pixels)
-        response = self._request("GET", f"/v1/images/{image_id}", ok=(200, 404))
+        chosen = {} if model is None else {"model": model}
+        response = self._request("GET", f"/v1/images/{image_id}", ok=(200, 404), params=chosen)
         if response.status_code == 404:
-            query = "" if lane is Priority.INTERACTIVE else f"?priority={lane.value}"
+            query = chosen if lane is Priority.INTERACTIVE else {**chosen, "priority": lane.value}
             response = self._request(
                 "POST",
-                f"/v1/images{query}",
+                "/v1/images",
+                params=query,
                 data=payload,
                 headers={"Content-Type": "application/octet-stream"},
             )
@@ -187,31 +188,17 @@ class SamClient(SamClientBase):
         return ImageInfo(image_id=body["image_id"], width=int(body["width"]), height=int(body["height"]))
 
     def predict(
-        self,
-        image_id: str,
-        *,
-        points: Sequence[Sequence[float]] | np.ndarray | None = None,
-        labels: Sequence[int] | np.ndarray | None = None,
-        box: Sequence[float] | None = None,
-        boxes: Sequence[Sequence[float]] | np.ndarray | None = None,
-        mask_input: str | None = None,
-        text: str | None = None,
-        multimask: bool = True,
+        self, image_id: str, prompt: Prompt | None = None, *, model: str | None = None, **fields: Any
     ) -> list[ObjectMasks]:
-        """Ranked masks per object (see :meth:`SamClientBase.predict`)."""
+        """Ranked masks per object (see :meth:`SamClientBase.predict`); the server validates the prompt."""
         from backend.formats.mask_codecs import from_coco_rle
 
-        body: dict[str, Any] = {"image_id": image_id, "multimask": multimask, "format": "coco_rle"}
-        for name, value in (
-            ("points", points),
-            ("labels", labels),
-            ("box", box),
-            ("boxes", boxes),
-            ("mask_input", mask_input),
-            ("text", text),
-        ):
-            if value is not None:
-                body[name] = _as_list(value)
+        if prompt is not None and fields:
+            raise InvalidInput(f"give a Prompt or its fields as keywords, not both (got {sorted(fields)})")
+        body = prompt.fields() if prompt is not None else prompt_fields(fields)
+        body.update(image_id=image_id, format="coco_rle")
+        if model is not None:
+            body["model"] = model
         answer = self._request("POST", "/v1/predict", json=body).json()
         objects = []
         for obj in answer["objects"]:
@@ -227,9 +214,10 @@ class SamClient(SamClientBase):
             )
         return objects
 
-    def automask(self, image_id: str, **params: Any) -> list[dict[str, Any]]:
+    def automask(self, image_id: str, *, model: str | None = None, **params: Any) -> list[dict[str, Any]]:
         """Segment everything: SA-1B records, ``segmentation`` as COCO RLE."""
-        return self._request("POST", "/v1/automask", json={"image_id": image_id, **params}).json()["records"]
+        body = {"image_id": image_id, **params, **({} if model is None else {"model": model})}
+        return self._request("POST", "/v1/automask", json=body).json()["records"]
 
     def models(self) -> list[dict[str, Any]]:
         """The loaded model(s)."""

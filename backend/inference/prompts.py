@@ -16,7 +16,7 @@ from backend.api.errors import InvalidInput
 
 
 @dataclass(frozen=True)
-class Prompt:
+class CheckedPrompt:
     """A validated prompt for B objects on one image (original pixels).
 
     Attributes:
@@ -45,7 +45,7 @@ def check_prompt(
     box: Sequence[float] | np.ndarray | None,
     boxes: Sequence[Sequence[float]] | np.ndarray | None,
     has_mask_input: bool,
-) -> Prompt:
+) -> CheckedPrompt:
     """Validate a prompt on a ``width x height`` image.
 
     Raises:
@@ -64,7 +64,7 @@ def check_prompt(
         all_boxes = _boxes(boxes, width, height)
     if coords is None and all_boxes is None and not has_mask_input:
         raise InvalidInput("give a prompt: points with labels, a box, boxes, mask_input or text")
-    return Prompt(points=coords, labels=point_labels, boxes=all_boxes)
+    return CheckedPrompt(points=coords, labels=point_labels, boxes=all_boxes)
 
 
 def _points(

@@ -22,7 +22,6 @@ unless ``download=True``; a missing file raises
 from __future__ import annotations
 
 import os
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -31,6 +30,7 @@ import torch
 from PIL import Image
 
 from backend.api.errors import InvalidInput, ServiceUnavailable, WeightsUnavailable
+from backend.byte_lru import ByteBoundedLRU
 from backend.formats.images import check_rgb_pixels
 from backend.formats.mask_codecs import from_coco_rle
 
@@ -48,7 +48,8 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 #: Share of a candidate's mask that must lie inside a box prompt.
 BOX_INSIDE_FRACTION = 0.9
-_TEXT_CACHE_SIZE = 256
+_TEXT_CACHE_BYTES = 512 * 1024
+"""Budget of the text-embedding cache: 256 phrases of ViT-B/32 (512 float32 each)."""
 
 
 class TextPrompter:
@@ -104,7 +105,7 @@ class TextPrompter:
         self.batch_size = batch_size
         self._model = model.to(self.device).eval() if model is not None else None
         self._preprocess = preprocess
-        self._text_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._text_cache: ByteBoundedLRU[torch.Tensor] = ByteBoundedLRU(_TEXT_CACHE_BYTES)
 
     # ----------------------------------------------------------------- model
     def weights_path(self) -> str:
@@ -247,7 +248,6 @@ class TextPrompter:
         key = text.strip()
         cached = self._text_cache.get(key)
         if cached is not None:
-            self._text_cache.move_to_end(key)
             return cached
         clip = _import_clip()
         tokens = clip.tokenize([t.format(key) for t in self.templates], truncate=True).to(self.device)
@@ -255,9 +255,7 @@ class TextPrompter:
         features = features / features.norm(dim=-1, keepdim=True)
         mean = features.mean(dim=0)
         embedding = mean / mean.norm()
-        self._text_cache[key] = embedding
-        if len(self._text_cache) > _TEXT_CACHE_SIZE:
-            self._text_cache.popitem(last=False)
+        self._text_cache.put(key, embedding, embedding.numel() * embedding.element_size())
         return embedding
 
 

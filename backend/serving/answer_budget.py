@@ -14,17 +14,16 @@ fit. The Label Studio plugin's in-process client goes through
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
-
-import numpy as np
 
 from backend.api.answers import ImageInfo, ObjectMasks
 from backend.api.errors import PayloadTooLarge, SamError
 from backend.api.priority import Priority
+from backend.api.prompt import Prompt
 from backend.client.base import ImageSource, SamClientBase
-from backend.client.local_client import LocalSamClient
 from backend.memory_budget import MemoryBudget
+from backend.serving.local_client import LocalSamClient
 from backend.serving.service import SamService
 
 BYTES_PER_MASK_PIXEL = 2
@@ -33,13 +32,7 @@ BYTES_PER_MASK_PIXEL = 2
 
 @contextlib.contextmanager
 def reserve_answer(
-    budget: MemoryBudget,
-    service: SamService,
-    image_id: str,
-    *,
-    boxes: Any = None,
-    text: str | None = None,
-    multimask: bool = True,
+    budget: MemoryBudget, service: SamService, image_id: str, prompt: Prompt, *, model: str | None = None
 ) -> Iterator[None]:
     """Hold a prediction's answer bytes in ``budget`` while the ``with`` block builds and encodes it.
 
@@ -47,21 +40,20 @@ def reserve_answer(
         budget: The server's budget of mask answers.
         service: The service that will answer.
         image_id: The image the prediction is for (unknown: nothing is reserved, the prediction fails).
-        boxes: The request's ``boxes`` (one object each), if any.
-        text: The request's text prompt (one object, three candidates).
-        multimask: Three candidates per object (True) or one.
+        prompt: The prompt: one object per box (one with text), three candidates with multimask or text.
+        model: The model that answers (default: the service's).
 
     Raises:
         PayloadTooLarge: The answer alone needs more than the whole budget.
         ServiceUnavailable: No room in the budget within its wait.
     """
     try:
-        info = service.image_info(image_id)
-    except SamError:  # unknown image, model not ready: the prediction itself reports it
+        info = service.image_info(image_id, model=model)
+    except SamError:  # unknown image or model, model not ready: the prediction itself reports it
         yield
         return
-    objects = len(boxes) if boxes is not None and text is None else 1
-    candidates = 3 if multimask or text is not None else 1
+    objects = len(prompt.boxes) if prompt.boxes is not None and prompt.text is None else 1
+    candidates = 3 if prompt.multimask or prompt.text is not None else 1
     per_object = candidates * info.width * info.height * BYTES_PER_MASK_PIXEL
     if objects * per_object > budget.capacity:
         most = budget.capacity // per_object
@@ -88,39 +80,23 @@ class BudgetedClient(SamClientBase):
         self._inner = inner
         self._budget = budget
 
-    def add_image(self, image: ImageSource, *, priority: Priority | str = Priority.INTERACTIVE) -> ImageInfo:
+    def add_image(
+        self, image: ImageSource, *, model: str | None = None, priority: Priority | str = Priority.INTERACTIVE
+    ) -> ImageInfo:
         """See :meth:`SamClientBase.add_image` (decodes reserve the decode budget themselves)."""
-        return self._inner.add_image(image, priority=priority)
+        return self._inner.add_image(image, model=model, priority=priority)
 
     def predict(
-        self,
-        image_id: str,
-        *,
-        points: Sequence[Sequence[float]] | np.ndarray | None = None,
-        labels: Sequence[int] | np.ndarray | None = None,
-        box: Sequence[float] | None = None,
-        boxes: Sequence[Sequence[float]] | np.ndarray | None = None,
-        mask_input: str | None = None,
-        text: str | None = None,
-        multimask: bool = True,
+        self, image_id: str, prompt: Prompt | None = None, *, model: str | None = None, **fields: Any
     ) -> list[ObjectMasks]:
         """See :meth:`SamClientBase.predict`; waits while other answers hold the budget."""
-        service = self._inner.service
-        with reserve_answer(self._budget, service, image_id, boxes=boxes, text=text, multimask=multimask):
-            return self._inner.predict(
-                image_id,
-                points=points,
-                labels=labels,
-                box=box,
-                boxes=boxes,
-                mask_input=mask_input,
-                text=text,
-                multimask=multimask,
-            )
+        whole = Prompt.of(prompt, **fields)
+        with reserve_answer(self._budget, self._inner.service, image_id, whole, model=model):
+            return self._inner.predict(image_id, whole, model=model)
 
-    def automask(self, image_id: str, **params: Any) -> list[dict[str, Any]]:
+    def automask(self, image_id: str, *, model: str | None = None, **params: Any) -> list[dict[str, Any]]:
         """See :meth:`SamClientBase.automask`."""
-        return self._inner.automask(image_id, **params)
+        return self._inner.automask(image_id, model=model, **params)
 
     def models(self) -> list[dict[str, Any]]:
         """See :meth:`SamClientBase.models`."""

@@ -72,8 +72,8 @@ def create_app(config: ServerConfig | None = None, *, service: SamService | None
     app.register_blueprint(create_openapi_blueprint())
     app.register_blueprint(create_v1_blueprint(service, answers))
     if config.plugins:
-        from backend.client.local_client import LocalSamClient
         from backend.serving.answer_budget import BudgetedClient
+        from backend.serving.local_client import LocalSamClient
 
         mount_plugins(app, BudgetedClient(LocalSamClient.from_service(service), answers))
     return app

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from backend.api.errors import SamError
 from backend.cli_help import at_least, new_parser, non_negative_float
 from backend.serving.config import AUTO_MAX_BATCH_HELP, ServerConfig
+from backend.serving.model_loading import model_label
 
 if TYPE_CHECKING:
     from backend.serving.service import SamService
@@ -270,7 +271,7 @@ def bind_address(host: str, port: int) -> str:
 
 
 def find_weights(config: ServerConfig) -> None:
-    """Find the model's weights file before serving, downloading it into the cache if needed.
+    """Find each served model's weights file before serving, downloading it into the cache if needed.
 
     Raises:
         InvalidInput: An unknown model name, or no file at the given path.
@@ -278,11 +279,11 @@ def find_weights(config: ServerConfig) -> None:
             the message names the file, its URL, where to put it and
             ``SAM_CACHE_DIR``.
     """
-    if not isinstance(config.model, str):
-        return
-    from backend.weights import resolve_weights
+    from backend.hub import resolve_weights
 
-    resolve_weights(config.model)
+    for model in config.models:
+        if isinstance(model, str):
+            resolve_weights(model)
 
 
 def warn_about_clip(config: ServerConfig) -> None:
@@ -356,7 +357,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     warn_about_clip(config)
     log.info(
         "sam-server: model %s on %s, http://%s",
-        config.model_label,
+        ", ".join(model_label(model) for model in config.models),
         config.device,
         bind_address(config.host, config.port),
     )

@@ -25,7 +25,10 @@ class ServerConfig:
     Attributes:
         model: Registry name (``vit_h``, ``vit_l``, ``vit_b``, ``vit_t``,
             ``demo``) or a checkpoint path; or an already built ``Sam`` module
-            (tests, notebooks).
+            (tests, notebooks). The default model of requests that name none.
+        extra_models: More models served side by side (names, paths or
+            modules); requests choose one with ``model``. All share the
+            cache budgets and the model thread.
         device: ``auto`` (cuda, then mps, then cpu), or a torch device string.
         dtype: Model weights dtype: ``float32``, ``float16`` or ``bfloat16``.
         host: Interface to listen on.
@@ -77,6 +80,7 @@ class ServerConfig:
     """
 
     model: Any = "demo"
+    extra_models: tuple[Any, ...] = ()
     device: str = "auto"
     dtype: str = "float32"
     host: str = "127.0.0.1"
@@ -109,6 +113,6 @@ class ServerConfig:
     answer_budget_mb: int = 1024
 
     @property
-    def model_label(self) -> str:
-        """A printable model name (``custom`` for a module passed in directly)."""
-        return self.model if isinstance(self.model, str) else "custom"
+    def models(self) -> tuple[Any, ...]:
+        """Every model to serve, the default (:attr:`model`) first."""
+        return (self.model, *self.extra_models)

@@ -53,7 +53,7 @@ unbroken interactive load bulk work still advances one slice per pause."""
 _YIELD_POLL_S = 0.002
 
 
-class DecodeJob(Protocol):
+class Batchable(Protocol):
     """What the worker needs to know about a decode job to batch it."""
 
     @property
@@ -172,7 +172,7 @@ class GpuWorker:
         """
         return self._queue.put(WorkItem(priority, ticket, fn=fn), bounded=bounded)
 
-    def submit_decode(self, job: DecodeJob, *, ticket: Ticket | None = None) -> Future:
+    def submit_decode(self, job: Batchable, *, ticket: Ticket | None = None) -> Future:
         """Queue a decode job; it may share a decoder call with others.
 
         Raises:

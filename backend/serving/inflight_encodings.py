@@ -16,8 +16,8 @@ from concurrent.futures import Future
 from functools import partial
 
 from backend.api.priority import Priority
-from backend.serving.cache_entries import CachedEmbedding
-from backend.serving.embedding_cache import ByteBoundedLRU
+from backend.byte_lru import ByteBoundedLRU
+from backend.inference.engine import EncodedImage
 from backend.serving.gpu_worker import GpuWorker
 from backend.serving.scheduling import Ticket
 
@@ -30,13 +30,13 @@ class InflightEncodings:
         worker: The model thread.
     """
 
-    def __init__(self, cache: ByteBoundedLRU[CachedEmbedding], worker: GpuWorker) -> None:
+    def __init__(self, cache: ByteBoundedLRU[EncodedImage], worker: GpuWorker) -> None:
         self._cache = cache
         self._worker = worker
         self._inflight: dict[str, Future] = {}
         self._lock = threading.Lock()
 
-    def get(self, key: str, encode: Callable[[], CachedEmbedding], ticket: Ticket) -> CachedEmbedding:
+    def get(self, key: str, encode: Callable[[], EncodedImage], ticket: Ticket) -> EncodedImage:
         """The cached entry for ``key``, or the result of ``encode`` run once on the model thread.
 
         Args:
@@ -67,7 +67,7 @@ class InflightEncodings:
         """Cache a successful encoding, then forget the in-flight future."""
         try:
             if not future.cancelled() and future.exception() is None:
-                entry: CachedEmbedding = future.result()
+                entry: EncodedImage = future.result()
                 self._cache.put(key, entry, entry.nbytes)
         finally:
             with self._lock:

@@ -23,6 +23,7 @@ from PIL import UnidentifiedImageError
 from pydantic import BaseModel, ValidationError
 
 from backend.api.errors import InvalidImage, InvalidInput
+from backend.api.validation import validation_message
 from backend.formats.images import SUPPORTED_FORMATS
 
 UPLOAD_FIELD = "file"
@@ -55,15 +56,6 @@ def parse_json(data: bytes) -> Any:
         raise InvalidInput(
             "the JSON body is nested too deeply; send a flat request object", code="invalid_json"
         ) from None
-
-
-def validation_message(exc: ValidationError) -> str:
-    """One line listing every problem pydantic found, field by field."""
-    parts = []
-    for error in exc.errors():
-        location = ".".join(str(p) for p in error["loc"]) or "body"
-        parts.append(f"{location}: {error['msg']}")
-    return "; ".join(parts)
 
 
 def parse_request(data: bytes, model: type[ModelT]) -> ModelT:

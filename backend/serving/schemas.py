@@ -10,15 +10,18 @@ top-left; prompt boxes are ``[x1, y1, x2, y2]``; mask ``bbox`` fields are COCO
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from backend.api.prompt import Prompt
 from backend.api.segment_everything import SegmentEverythingParams
 
-Finite = Annotated[float, Field(allow_inf_nan=False)]
-Point = tuple[Finite, Finite]
-Box = tuple[Finite, Finite, Finite, Finite]
+MODEL_FIELD: Any = Field(
+    None,
+    max_length=256,
+    description="Which served model answers (GET /v1/models); default: the server's first.",
+)
 MaskFormat = Literal["coco_rle", "png", "polygon"]
 
 
@@ -35,31 +38,19 @@ class AutomaskRequest(AutomaskParams):
     """``POST /v1/automask``."""
 
     image_id: str = Field(min_length=1, max_length=128, description="From POST /v1/images.")
+    model: str | None = MODEL_FIELD
 
 
-class PredictRequest(_Strict):
-    """``POST /v1/predict``: a prompt on an uploaded image."""
+class PredictRequest(Prompt):
+    """``POST /v1/predict``: a prompt (see :class:`~backend.api.prompt.Prompt`) on an uploaded image."""
 
     image_id: str = Field(min_length=1, max_length=128, description="From POST /v1/images.")
-    points: list[Point] | None = Field(None, max_length=1000, description="Nx2 pixel (x, y) clicks.")
-    labels: list[int] | None = Field(
-        None, max_length=1000, description="N labels: 1 foreground, 0 background."
-    )
-    box: Box | None = Field(None, description="One [x1, y1, x2, y2] box in pixels (one object).")
-    boxes: list[Box] | None = Field(
-        None,
-        min_length=1,
-        max_length=256,
-        description="Bx4 boxes, one object each; points apply to every box.",
-    )
-    mask_input: str | None = Field(
-        None, max_length=64, description="logits_id of an earlier answer, to refine that object."
-    )
-    text: str | None = Field(
-        None, max_length=500, description="Text prompt (CLIP), alone or with points or one box."
-    )
-    multimask: bool = Field(True, description="Three ranked candidates (true) or one mask (false).")
+    model: str | None = MODEL_FIELD
     format: MaskFormat = Field("coco_rle", description="Encoding of each mask's segmentation.")
+
+    def prompt(self) -> Prompt:
+        """The prompt alone (without the image, model and output format)."""
+        return Prompt(**self.fields())
 
 
 class ImageInfoResponse(BaseModel):
@@ -123,10 +114,17 @@ class AutomaskResponse(BaseModel):
 
 
 class ModelInfo(BaseModel):
-    """A loaded model."""
+    """A served model."""
 
     name: str
     ready: bool
+    family: str | None = Field(None, description="sam (SAM 1, MobileSAM) or sam2.1.")
+    prompts: list[str] | None = Field(
+        None, description="Prompt kinds the model answers: points, box, boxes, mask, text."
+    )
+    automask_defaults: dict[str, float] = Field(
+        default_factory=dict, description="The model's segment-everything thresholds."
+    )
     image_size: int | None = None
     device: str | None = None
     dtype: str | None = None

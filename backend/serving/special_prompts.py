@@ -24,9 +24,9 @@ from pydantic import ValidationError
 from backend.api.answers import ObjectMasks
 from backend.api.errors import InvalidInput, PayloadTooLarge
 from backend.api.segment_everything import SegmentEverythingParams
-from backend.inference.prompts import Prompt, check_prompt
+from backend.byte_lru import ByteBoundedLRU, CacheStats
+from backend.inference.prompts import CheckedPrompt, check_prompt
 from backend.serving.config import ServerConfig
-from backend.serving.embedding_cache import ByteBoundedLRU, CacheStats
 
 TEXT_TOP_K = 3
 SLICE_POINTS = 64
@@ -106,7 +106,7 @@ def check_text_prompt(
     box: Any,
     boxes: Any,
     mask_input: str | None,
-) -> Prompt:
+) -> CheckedPrompt:
     """Validate a text prompt's companions: points or one box, within a ``width`` x ``height`` image.
 
     Raises:
@@ -134,11 +134,10 @@ def _records_nbytes(records: list[dict[str, Any]]) -> int:
 
 
 class AutomaskRunner:
-    """Caches segment-everything records and ranks them for text prompts.
+    """Caches segment-everything records (of every model, under one budget) and ranks them for text prompts.
 
     Args:
         store_bytes: Budget of the records cache, in bytes.
-        model_defaults: The model's segment-everything thresholds (registry ``automask_defaults``).
         text_prompter_factory: ``factory(device) -> ranker`` with the
             ``TextPrompter.rank`` signature; default builds a ``TextPrompter``.
         max_points: Most point prompts per request (:func:`check_automask_work`).
@@ -148,11 +147,9 @@ class AutomaskRunner:
         self,
         *,
         store_bytes: int,
-        model_defaults: dict[str, float],
         text_prompter_factory: Callable[[str], Any] | None = None,
         max_points: int = DEFAULT_MAX_AUTOMASK_POINTS,
     ) -> None:
-        self.model_defaults = dict(model_defaults)
         self.max_points = max_points
         self._records: ByteBoundedLRU[list[dict[str, Any]]] = ByteBoundedLRU(store_bytes)
         self._latest_params: dict[str, dict[str, Any]] = {}
@@ -164,14 +161,14 @@ class AutomaskRunner:
         """Counters of the records cache."""
         return self._records.stats()
 
-    def check(self, params: dict[str, Any]) -> dict[str, Any]:
-        """Validated parameters with defaults filled in, within the work limit.
+    def check(self, params: dict[str, Any], model_defaults: dict[str, float]) -> dict[str, Any]:
+        """Validated parameters with defaults filled in (the model's thresholds), within the work limit.
 
         Raises:
             InvalidInput: Unknown names or values out of range.
             PayloadTooLarge: More point prompts than ``max_points``.
         """
-        full = check_automask_params(params, self.model_defaults)
+        full = check_automask_params(params, model_defaults)
         check_automask_work(full, self.max_points)
         return full
 
@@ -181,39 +178,32 @@ class AutomaskRunner:
         key: str,
         pixels: np.ndarray,
         params: dict[str, Any],
-        run: Callable[[Callable[[Any, Any], Any]], Any],
-        checkpoint: Checkpoint,
+        model_defaults: dict[str, float],
+        run: Callable[[dict[str, Any]], list[dict[str, Any]]],
     ) -> list[dict[str, Any]]:
-        """Records for an image, computed once per parameter set.
+        """Records for an image, computed once per model and parameter set.
 
         Args:
             key: Model and image identity.
             pixels: ``HxWx3`` uint8 image.
             params: Generator parameters (validated here).
-            run: Runs ``fn(model, predictor)`` on the GPU worker, with the
-                predictor already holding this image's embedding.
-            checkpoint: Called on the worker between slices (see the module docstring).
+            model_defaults: The model's thresholds, for those ``params`` leave out.
+            run: Runs the generator with the given parameters on the GPU
+                worker (in slices: see the module docstring) and returns its records.
         """
-        full = self.check(params)
+        full = self.check(params, model_defaults)
         cache_key = (key, tuple(sorted(full.items())))
         with self._lock:
             self._latest_params[key] = full
         cached = self._records.get(cache_key)
         if cached is not None:
             return cached
-        from backend.inference.automask import AutomaskGenerator
-
         sliced = {
             **full,
             "points_per_batch": min(full["points_per_batch"], SLICE_POINTS),
             "upscale_pixel_budget": SLICE_UPSCALE_PIXELS,
         }
-
-        def generate(model: Any, predictor: Any) -> list[dict[str, Any]]:
-            generator = AutomaskGenerator(model, **sliced)
-            return generator.generate(pixels, predictor=predictor, checkpoint=checkpoint)
-
-        records = run(generate)
+        records = run(sliced)
         self._records.put(cache_key, records, _records_nbytes(records))
         return records
 
@@ -232,7 +222,7 @@ class AutomaskRunner:
         pixels: np.ndarray,
         records: list[dict[str, Any]],
         text: str,
-        prompt: Prompt,
+        prompt: CheckedPrompt,
         device: str,
         run: Callable[[Callable[[], Any]], Any],
         checkpoint: Checkpoint,

@@ -57,16 +57,16 @@ def test_add_image_uploads_only_when_the_server_lacks_it(server, client, tmp_pat
 
 
 def test_bulk_priority_uploads_with_the_bulk_query_and_bad_values_send_nothing(server, client, monkeypatch):
-    sent: list[tuple[str, str]] = []
+    sent: list[tuple[str, str, object]] = []
     request = client._session.request
 
     def recording(method: str, url: str, **kwargs: object) -> requests.Response:
-        sent.append((method, url))
+        sent.append((method, url, kwargs.get("params")))
         return request(method, url, **kwargs)
 
     monkeypatch.setattr(client._session, "request", recording)
     info = client.add_image(picture(seed=23), priority="bulk")
-    assert sent[-1] == ("POST", f"{server.url}/v1/images?priority=bulk")
+    assert sent[-1] == ("POST", f"{server.url}/v1/images", {"priority": "bulk"})
     assert client.add_image(picture(seed=23)) == info, "the same picture is held, whatever its lane"
     sent.clear()
     with pytest.raises(InvalidInput, match="priority must be"):
@@ -126,7 +126,7 @@ def test_connection_errors_are_retried_with_backoff_then_reported(monkeypatch):
 
 def test_http_client_imports_without_torch():
     code = (
-        "import sys, backend.client.http_client, backend.client.local_client; print('torch' in sys.modules)"
+        "import sys, backend.client.http_client, backend.serving.local_client; print('torch' in sys.modules)"
     )
     out = subprocess.run(
         [sys.executable, "-c", code],

@@ -67,7 +67,7 @@ def make_app(tiny_sam) -> Iterator[AppFactory]:
     services: list[SamService] = []
 
     def factory(*, plugin_settings: Any = None, mount_plugin: bool = True, **overrides: Any) -> Flask:
-        from backend.client.local_client import LocalSamClient
+        from backend.serving.local_client import LocalSamClient
         from sam_plugin.blueprint import create_blueprint
         from sam_plugin.settings import PluginSettings
 

@@ -61,7 +61,7 @@ def test_out_of_memory_in_the_decoder_answers_503_and_the_next_request_works(mak
     image_id = http.post("/v1/images", data=png_bytes(picture(seed=3))).get_json()["image_id"]
     body = {"image_id": image_id, "points": [[20, 15]], "labels": [1]}
     before = http.post("/v1/predict", json=body).get_json()
-    calls = _fail_once(service._predictor, "predict_torch", error, monkeypatch)
+    calls = _fail_once(service.engine().predictor, "predict_torch", error, monkeypatch)
     failed = http.post("/v1/predict", json=body)
     assert failed.status_code == 503, failed.get_data(as_text=True)
     assert failed.get_json()["error"] == "unavailable" and "memory" in failed.get_json()["detail"]
@@ -78,7 +78,7 @@ def test_out_of_memory_in_the_encoder_answers_503_and_a_retry_computes_the_embed
     http = app.test_client()
     service = app.extensions["sam_service"]
     calls = _fail_once(
-        service._predictor, "compute_embedding", torch.cuda.OutOfMemoryError(CUDA_OOM_MESSAGE), monkeypatch
+        service.engine().predictor, "compute_embedding", torch.cuda.OutOfMemoryError(CUDA_OOM_MESSAGE), monkeypatch
     )
     image = png_bytes(picture(seed=4))
     failed = http.post("/v1/images", data=image)
@@ -108,7 +108,7 @@ def served_app(make_app):
 def test_an_upload_that_times_out_on_the_client_and_is_retried_computes_once(served_app, monkeypatch):
     app, url = served_app
     service = app.extensions["sam_service"]
-    original = service._predictor.compute_embedding
+    original = service.engine().predictor.compute_embedding
     encodes: list[float] = []
 
     def slow_encoder(pixels: np.ndarray) -> torch.Tensor:
@@ -116,7 +116,7 @@ def test_an_upload_that_times_out_on_the_client_and_is_retried_computes_once(ser
         time.sleep(1.5)
         return original(pixels)
 
-    monkeypatch.setattr(service._predictor, "compute_embedding", slow_encoder)
+    monkeypatch.setattr(service.engine().predictor, "compute_embedding", slow_encoder)
     pixels = picture(seed=6)
     impatient = SamClient(url, timeout=0.3, retries=0)
     with pytest.raises(SamError) as info:
@@ -171,7 +171,7 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
 
 
 def test_a_full_disk_while_saving_a_training_checkpoint_keeps_the_previous_file(tmp_path, monkeypatch):
-    from backend.checkpoints import load_checkpoint
+    from backend.hub import load_checkpoint
     from backend.train.checkpointing import save_model
     from tests.serving.tiny_model import build_tiny_sam
 

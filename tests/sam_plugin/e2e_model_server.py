@@ -39,9 +39,9 @@ def tiny_random_model() -> Any:
 def main() -> None:
     from werkzeug.serving import make_server
 
-    from backend.client.local_client import LocalSamClient
     from backend.serving.app import create_app
     from backend.serving.config import ServerConfig
+    from backend.serving.local_client import LocalSamClient
     from sam_plugin.blueprint import create_blueprint
 
     parser = argparse.ArgumentParser()

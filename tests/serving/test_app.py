@@ -262,7 +262,7 @@ def test_unexpected_error_is_generic_500_without_traceback(app, client, image_id
     "message", ["CUDA out of memory. Tried to allocate 2.00 GiB", "MPS backend out of memory"]
 )
 def test_out_of_memory_is_503_then_next_request_works(app, client, image_id, monkeypatch, message):
-    predictor = app.extensions["sam_service"]._predictor
+    predictor = app.extensions["sam_service"].engine().predictor
     original = predictor.predict_torch
     calls = {"n": 0}
 

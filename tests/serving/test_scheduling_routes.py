@@ -39,7 +39,7 @@ def make_app(tiny_sam) -> Iterator[Callable[..., Flask]]:
 
 def _hold_worker(service: SamService) -> threading.Event:
     release, started = threading.Event(), threading.Event()
-    service._worker.submit(lambda: (started.set(), release.wait(30)))
+    service.worker.submit(lambda: (started.set(), release.wait(30)))
     assert started.wait(10)
     return release
 
@@ -128,14 +128,14 @@ def test_bulk_work_past_its_deadline_stops_at_the_next_slice_with_504(make_app, 
     service = app.extensions["sam_service"]
     image_id = client.post("/v1/images", data=png_bytes(picture())).json["image_id"]
     batches: list[float] = []
-    original = service._predictor.predict_candidates_above
+    original = service.engine().predictor.predict_candidates_above
 
     def slow_batch(*args: Any, **kwargs: Any) -> Any:
         batches.append(time.monotonic())
         time.sleep(0.05)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(service._predictor, "predict_candidates_above", slow_batch)
+    monkeypatch.setattr(service.engine().predictor, "predict_candidates_above", slow_batch)
     begin = time.monotonic()
     answer = client.post("/v1/automask", json={"image_id": image_id, **CHEAP, "points_per_side": 32})
     assert answer.status_code == 504 and answer.json["error"] == "deadline_exceeded"
@@ -173,10 +173,11 @@ def test_an_interactive_upload_overtakes_a_queued_bulk_encoding_of_the_same_pict
     service = app.extensions["sam_service"]
     data = png_bytes(picture(seed=4))
     order: list[str] = []
-    original = service._encode
-    monkeypatch.setattr(service, "_encode", lambda pixels: (order.append("encode"), original(pixels))[1])
+    engine = service.engine()
+    original = engine.encode
+    monkeypatch.setattr(engine, "encode", lambda pixels: (order.append("encode"), original(pixels))[1])
     release = _hold_worker(service)
-    service._worker.submit(lambda: order.append("other bulk"), priority=Priority.BULK)
+    service.worker.submit(lambda: order.append("other bulk"), priority=Priority.BULK)
     with ThreadPoolExecutor(2) as pool:
         bulk = pool.submit(app.test_client().post, "/v1/images?priority=bulk", data=data)
         _wait_until(lambda: service.bulk_jobs() == 2)
@@ -191,8 +192,10 @@ def test_an_upload_past_its_deadline_leaves_the_shared_encoding_running_and_cach
     app = make_app(timeout_s=0.3)
     client = app.test_client()
     service = app.extensions["sam_service"]
-    original = service._predictor.compute_embedding
-    monkeypatch.setattr(service._predictor, "compute_embedding", lambda p: (time.sleep(0.6), original(p))[1])
+    original = service.engine().predictor.compute_embedding
+    monkeypatch.setattr(
+        service.engine().predictor, "compute_embedding", lambda p: (time.sleep(0.6), original(p))[1]
+    )
     data = png_bytes(picture(seed=5))
     late = client.post("/v1/images", data=data)
     assert late.status_code == 504 and late.json["error"] == "deadline_exceeded"

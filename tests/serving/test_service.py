@@ -22,7 +22,7 @@ def _hold_worker(service: SamService) -> threading.Event:
         started.set()
         release.wait(30)
 
-    service._worker.submit(hold)
+    service.worker.submit(hold)
     assert started.wait(10)
     return release
 
@@ -139,7 +139,7 @@ def test_boxes_of_one_request_are_counted_against_max_batch(tiny_sam):
 
 
 def test_encoder_out_of_memory_is_unavailable_then_next_works(service, monkeypatch):
-    original = service._predictor.compute_embedding
+    original = service.engine().predictor.compute_embedding
     calls = {"n": 0}
 
     def oom_once(pixels):
@@ -148,7 +148,7 @@ def test_encoder_out_of_memory_is_unavailable_then_next_works(service, monkeypat
             raise RuntimeError("CUDA out of memory. Tried to allocate 1 GiB")
         return original(pixels)
 
-    monkeypatch.setattr(service._predictor, "compute_embedding", oom_once)
+    monkeypatch.setattr(service.engine().predictor, "compute_embedding", oom_once)
     with pytest.raises(ServiceUnavailable, match="GPU memory"):
         service.add_image(picture())
     assert service.add_image(picture()).width == 80
@@ -199,11 +199,11 @@ def test_evicted_embedding_is_recomputed_from_kept_pixels(tiny_sam):
 
 
 def test_upscaling_in_chunks_gives_the_same_masks(service, tiny_sam, monkeypatch):
+    from backend.inference import engine
     from backend.inference.predictor import SamPredictor
-    from backend.serving import batched_decoder
 
     for budget in ("UPSCALE_CHUNK_PIXELS", "CPU_UPSCALE_CHUNK_PIXELS"):
-        monkeypatch.setattr(batched_decoder, budget, 3 * 60 * 80)  # one object per chunk
+        monkeypatch.setattr(engine, budget, 3 * 60 * 80)  # one object per chunk
     boxes = [[1, 1, 30, 30], [10, 5, 70, 50], [0, 0, 80, 60]]
     image_id = service.add_image(picture()).image_id
     objects = service.predict(image_id, boxes=boxes)

@@ -1,7 +1,7 @@
 """Fixtures for the widget tests: a real in-process model server and a synthetic scene.
 
 The client is a :class:`LocalSamClient` over the demo model when
-``backend/weights/sam_demo.pt`` exists, else over a tiny randomly initialised
+``backend/hub/packaged_weights/sam_demo.pt`` exists, else over a tiny randomly initialised
 SAM (same code path, random answers).
 """
 
@@ -20,7 +20,7 @@ from backend.api.priority import Priority
 from backend.client.base import ImageSource, SamClientBase
 from backend.formats.coordinates import canvas_to_image
 
-DEMO_WEIGHTS = Path(__file__).resolve().parents[2] / "backend" / "weights" / "sam_demo.pt"
+DEMO_WEIGHTS = Path(__file__).resolve().parents[2] / "backend" / "hub" / "packaged_weights" / "sam_demo.pt"
 
 
 def tiny_sam() -> Any:
@@ -42,7 +42,7 @@ def tiny_sam() -> Any:
 @pytest.fixture(scope="session")
 def local_client() -> Iterator[SamClientBase]:
     """The in-process model server shared by all widget tests."""
-    from backend.client.local_client import LocalSamClient
+    from backend.serving.local_client import LocalSamClient
 
     model = "demo" if DEMO_WEIGHTS.is_file() else tiny_sam()
     client = LocalSamClient(model, device="cpu")
@@ -64,14 +64,19 @@ class RecordingClient(SamClientBase):
         self.hold = False
         self.release = threading.Event()
 
-    def add_image(self, image: ImageSource, *, priority: Priority | str = Priority.INTERACTIVE) -> ImageInfo:
+    def add_image(
+        self, image: ImageSource, *, model: str | None = None, priority: Priority | str = Priority.INTERACTIVE
+    ) -> ImageInfo:
         if self.hold:
             self.release.wait(60)
-        return self.inner.add_image(image, priority=priority)
+        return self.inner.add_image(image, model=model, priority=priority)
 
-    def predict(self, image_id: str, **kwargs: Any) -> list[ObjectMasks]:
-        self.predict_calls.append(dict(kwargs, image_id=image_id))
-        answers = self.inner.predict(image_id, **kwargs)
+    def predict(self, image_id: str, prompt: Any = None, **kwargs: Any) -> list[ObjectMasks]:
+        fields = {name: value for name, value in kwargs.items() if name != "model"}
+        sent = prompt.fields() if prompt is not None else fields
+        # mask_input None: the widget sent none (no refinement)
+        self.predict_calls.append({"mask_input": None, **sent, "image_id": image_id})
+        answers = self.inner.predict(image_id, prompt, **kwargs)
         self.answers.extend(answers[:1])
         return answers
 

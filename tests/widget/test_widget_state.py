@@ -35,10 +35,10 @@ def test_box_from_corners_orders_them() -> None:
     assert Box.from_corners(5, 1, 2, 7) == Box(2, 1, 5, 7)
 
 
-def test_predict_kwargs_carry_points_labels_box_text_and_refinement() -> None:
+def test_the_prompt_carries_points_labels_box_text_and_refinement() -> None:
     state = ObjectState(points=(Point(1, 2), Point(3, 4, False)), box=Box(0, 0, 5, 5), text="cat")
-    kwargs = state.predict_kwargs(refine_from="L0")
-    assert kwargs == {
+    prompt = state.prompt(refine_from="L0")
+    assert prompt.fields() == {
         "multimask": True,
         "mask_input": "L0",
         "points": [[1, 2], [3, 4]],
@@ -46,7 +46,7 @@ def test_predict_kwargs_carry_points_labels_box_text_and_refinement() -> None:
         "box": [0, 0, 5, 5],
         "text": "cat",
     }
-    assert "points" not in ObjectState(box=Box(0, 0, 1, 1)).predict_kwargs(refine_from=None)
+    assert "points" not in ObjectState(box=Box(0, 0, 1, 1)).prompt(refine_from=None).fields()
 
 
 def test_with_answer_keeps_ranked_candidates_and_selects_best() -> None:

@@ -9,7 +9,6 @@ caches the text encoder's output per phrase across images.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,10 +16,11 @@ import numpy as np
 import torch
 
 from backend.api.errors import InvalidInput
+from backend.byte_lru import ByteBoundedLRU
 from backend.formats.images import check_rgb_pixels
 from backend.inference.mask_ops import above_threshold, stability_score
 from backend.inference.predictor import PredictorOutput
-from backend.inference.prompts import Prompt, check_prompt
+from backend.inference.prompts import CheckedPrompt, check_prompt
 from backend.inference.sam3.concepts import (
     ConceptInstance,
     ExemplarBox,
@@ -39,19 +39,19 @@ class Sam3Predictor:
 
     Args:
         models: :func:`~backend.inference.sam3.loading.load_sam3`'s networks.
-        text_cache_size: Phrases whose text-encoder output is kept (LRU), so
-            the same concept on the next image skips the text encoder too.
+        text_cache_bytes: Budget of the text-encoder outputs kept per phrase
+            (LRU), so the same concept on the next image skips the text
+            encoder too; 0 keeps none.
     """
 
-    def __init__(self, models: Sam3Models, *, text_cache_size: int = 64) -> None:
-        if text_cache_size < 0:
-            raise InvalidInput(f"text_cache_size must be >= 0, got {text_cache_size}")
+    def __init__(self, models: Sam3Models, *, text_cache_bytes: int = 64 * 2**20) -> None:
+        if text_cache_bytes < 0:
+            raise InvalidInput(f"text_cache_bytes must be >= 0, got {text_cache_bytes}")
         self.models = models
-        self.text_cache_size = text_cache_size
+        self.text_cache: ByteBoundedLRU[Any] = ByteBoundedLRU(text_cache_bytes)
         self._features: Sam3ImageFeatures | None = None
         self._original_size: tuple[int, int] | None = None
         self._tracker_embeddings: list[torch.Tensor] | None = None
-        self._text_cache: OrderedDict[tuple[bytes, bytes], Any] = OrderedDict()
 
     # ------------------------------------------------------------------ image
     @property
@@ -187,17 +187,13 @@ class Sam3Predictor:
                 f"the concept is {input_ids.shape[-1]} tokens long; SAM 3's text encoder takes at most {limit}"
             )
         key = (input_ids.cpu().numpy().tobytes(), attention_mask.cpu().numpy().tobytes())
-        cached = self._text_cache.get(key)
+        cached = self.text_cache.get(key)
         if cached is not None:
-            self._text_cache.move_to_end(key)
             return cached
         features = self.models.detector.get_text_features(
             input_ids=input_ids, attention_mask=attention_mask, return_dict=True
         )
-        if self.text_cache_size > 0:
-            self._text_cache[key] = features
-            while len(self._text_cache) > self.text_cache_size:
-                self._text_cache.popitem(last=False)
+        self.text_cache.put(key, features, _nbytes(features))
         return features
 
     # ------------------------------------------------------------ interactive
@@ -269,7 +265,7 @@ class Sam3Predictor:
         )
 
     def _decode(
-        self, prompt: Prompt, masks: np.ndarray | None, index: int | None, multimask_output: bool
+        self, prompt: CheckedPrompt, masks: np.ndarray | None, index: int | None, multimask_output: bool
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One tracker call: ``BxKxLxL`` float32 low-res logits and ``BxK`` predicted IoU, model order.
 
@@ -330,3 +326,9 @@ class Sam3Predictor:
         if not np.isfinite(masks).all():
             raise InvalidInput("mask_input must be finite numbers (got NaN or infinity)")
         return masks
+
+
+def _nbytes(output: Any) -> int:
+    """Bytes of the tensors in a transformers model output (its tensor values, one level deep)."""
+    values = output.values() if hasattr(output, "values") else ()
+    return sum(v.numel() * v.element_size() for v in values if isinstance(v, torch.Tensor))

@@ -50,15 +50,18 @@ def create_v1_blueprint(service: SamService, answers: MemoryBudget) -> Blueprint
         interactive work; default ``interactive``.
         """
         priority = parse_priority(request.args.get("priority"))
+        model = request.args.get("model")
         with explain_image_errors(), _marked(priority is Priority.INTERACTIVE):
             upload = image_upload(request)
-            info = service.add_image(upload, priority=priority, abandoned=disconnect_probe(request.environ))
+            info = service.add_image(
+                upload, model=model, priority=priority, abandoned=disconnect_probe(request.environ)
+            )
         return jsonify(image_id=info.image_id, width=info.width, height=info.height)
 
     @bp.get("/images/<image_id>")
     def image_info(image_id: str) -> Response:
-        """200 with the image's size when the server holds its embedding, else 404."""
-        info = service.image_info(image_id)
+        """200 with the image's size when the server holds its embedding (or pixels), else 404."""
+        info = service.image_info(image_id, model=request.args.get("model"))
         return jsonify(image_id=info.image_id, width=info.width, height=info.height)
 
     @bp.post("/predict")
@@ -70,42 +73,34 @@ def create_v1_blueprint(service: SamService, answers: MemoryBudget) -> Blueprint
             return _predict(body, start)
 
     def _predict(body: PredictRequest, start: float) -> Response:
-        with reserve_answer(  # held until the answer is encoded
-            answers, service, body.image_id, boxes=body.boxes, text=body.text, multimask=body.multimask
-        ):
-            return _answer(body, start)
-
-    def _answer(body: PredictRequest, start: float) -> Response:
-        objects = service.predict(
-            body.image_id,
-            points=body.points,
-            labels=body.labels,
-            box=body.box,
-            boxes=body.boxes,
-            mask_input=body.mask_input,
-            text=body.text,
-            multimask=body.multimask,
-            abandoned=disconnect_probe(request.environ),
-        )
-        encoded = [object_to_json(obj, body.format) for obj in objects]
-        return jsonify(
-            objects=encoded, model=service.model_name, timing_ms=(time.perf_counter() - start) * 1000.0
-        )
+        prompt = body.prompt()
+        with reserve_answer(answers, service, body.image_id, prompt, model=body.model):  # until encoded
+            objects = service.predict(
+                body.image_id, prompt, model=body.model, abandoned=disconnect_probe(request.environ)
+            )
+            encoded = [object_to_json(obj, body.format) for obj in objects]
+            return jsonify(
+                objects=encoded,
+                model=body.model or service.model_name,
+                timing_ms=(time.perf_counter() - start) * 1000.0,
+            )
 
     @bp.post("/automask")
     def automask() -> Response:
         """Segment everything: SA-1B records (cached per image and parameters)."""
         start = time.perf_counter()
         body = parse_request(request.get_data(cache=False), AutomaskRequest)
-        params = body.model_dump(exclude={"image_id"})
-        records = service.automask(body.image_id, abandoned=disconnect_probe(request.environ), **params)
+        params = body.model_dump(exclude={"image_id", "model"})
+        records = service.automask(
+            body.image_id, model=body.model, abandoned=disconnect_probe(request.environ), **params
+        )
         answer: dict[str, Any] = {
             "records": to_jsonable(records),
-            "model": service.model_name,
+            "model": body.model or service.model_name,
             "timing_ms": (time.perf_counter() - start) * 1000.0,
         }
         if not records:
-            answer["note"] = empty_automask_note(service.automask_thresholds(params))
+            answer["note"] = empty_automask_note(service.automask_thresholds(params, model=body.model))
         return jsonify(answer)
 
     def _marked(interactive: bool) -> AbstractContextManager[None]:

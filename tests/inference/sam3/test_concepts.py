@@ -110,12 +110,18 @@ def test_second_concept_on_the_same_image_skips_the_image_encoder(sam3_models, i
             handle.remove()
 
 
-def test_text_cache_is_bounded(sam3_models, image):
-    predictor = Sam3Predictor(sam3_models, text_cache_size=2)
+def test_text_cache_is_bounded_in_bytes(sam3_models, image):
+    probe = Sam3Predictor(sam3_models)
+    probe.set_image(image)
+    probe.predict_concept("a")
+    one_phrase = probe.text_cache.stats().nbytes
+    assert one_phrase > 0
+    predictor = Sam3Predictor(sam3_models, text_cache_bytes=2 * one_phrase + one_phrase // 2)
     predictor.set_image(image)
     for phrase in ("a", "b", "c", "b"):
         predictor.predict_concept(phrase)
-    assert len(predictor._text_cache) == 2
+    stats = predictor.text_cache.stats()
+    assert (stats.entries, stats.evictions, stats.hits) == (2, 1, 1)
 
 
 def test_set_embedding_reuses_computed_features(sam3_models, image):

@@ -12,14 +12,13 @@ imported.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
-
-import numpy as np
 
 from backend.api.answers import ImageInfo, ObjectMasks
 from backend.api.errors import SamError, SamServerError
 from backend.api.priority import Priority, parse_priority
+from backend.api.prompt import Prompt
 from backend.client.base import ImageSource, SamClientBase
 from backend.client.http_client import read_image_path
 
@@ -95,11 +94,14 @@ class LocalSamClient(SamClientBase):
         if self._owns_service:
             self._service.close()
 
-    def add_image(self, image: ImageSource, *, priority: Priority | str = Priority.INTERACTIVE) -> ImageInfo:
+    def add_image(
+        self, image: ImageSource, *, model: str | None = None, priority: Priority | str = Priority.INTERACTIVE
+    ) -> ImageInfo:
         """Register an image; its embedding is computed once and cached.
 
         Args:
             image: A path, encoded bytes, an ``HxWx3`` uint8 RGB array or a PIL image.
+            model: The served model whose embedding to compute (default: the first).
             priority: ``bulk`` queues the encoding behind interactive work.
 
         Raises:
@@ -114,46 +116,26 @@ class LocalSamClient(SamClientBase):
 
         def add() -> ImageInfo:
             if isinstance(source, (bytes, bytearray, memoryview)):
-                return self._service.add_image(bytes(source), priority=lane)
+                return self._service.add_image(bytes(source), model=model, priority=lane)
             pixels = load_image(source, max_pixels=self._service.config.max_pixels)
-            return self._service.add_image(pixels, priority=lane)
+            return self._service.add_image(pixels, model=model, priority=lane)
 
         return _call(add)
 
     def predict(
-        self,
-        image_id: str,
-        *,
-        points: Sequence[Sequence[float]] | np.ndarray | None = None,
-        labels: Sequence[int] | np.ndarray | None = None,
-        box: Sequence[float] | None = None,
-        boxes: Sequence[Sequence[float]] | np.ndarray | None = None,
-        mask_input: str | None = None,
-        text: str | None = None,
-        multimask: bool = True,
+        self, image_id: str, prompt: Prompt | None = None, *, model: str | None = None, **fields: Any
     ) -> list[ObjectMasks]:
         """Ranked masks per object (see :meth:`SamClientBase.predict`)."""
-        return _call(
-            lambda: self._service.predict(
-                image_id,
-                points=points,
-                labels=labels,
-                box=box,
-                boxes=boxes,
-                mask_input=mask_input,
-                text=text,
-                multimask=multimask,
-            )
-        )
+        return _call(lambda: self._service.predict(image_id, Prompt.of(prompt, **fields), model=model))
 
-    def automask(self, image_id: str, **params: Any) -> list[dict[str, Any]]:
+    def automask(self, image_id: str, *, model: str | None = None, **params: Any) -> list[dict[str, Any]]:
         """Segment everything: SA-1B records, ``segmentation`` as COCO RLE."""
         from backend.serving.responses import to_jsonable
 
-        return _call(lambda: to_jsonable(self._service.automask(image_id, **params)))
+        return _call(lambda: to_jsonable(self._service.automask(image_id, model=model, **params)))
 
     def models(self) -> list[dict[str, Any]]:
-        """The loaded model."""
+        """The served models."""
         return self._service.models()
 
     def ready(self) -> bool:

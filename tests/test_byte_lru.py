@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from backend.serving.embedding_cache import ByteBoundedLRU
+from backend.byte_lru import ByteBoundedLRU
 
 
 def test_evicts_least_recently_used_to_stay_within_budget():

@@ -9,8 +9,8 @@ import pytest
 
 from backend.api.errors import InvalidInput, SamServerError
 from backend.client.http_client import ImageFileNotFound
-from backend.client.local_client import LocalSamClient
 from backend.inference.predictor import SamPredictor
+from backend.serving.local_client import LocalSamClient
 from tests.serving.tiny_model import build_tiny_sam, picture, png_bytes
 
 

@@ -1,10 +1,10 @@
-"""A thread-safe least-recently-used store bounded in bytes.
+"""The one least-recently-used store of the project: thread-safe, bounded in bytes, torch-free.
 
-The service keeps three of them: image embeddings (keyed by model name and
-``image_id``), low-resolution logits for refinement (keyed by ``logits_id``)
-and decoded pixels for segment-everything and text prompts (keyed by
-``image_id``). Each entry declares its own size; inserting past the budget
-evicts the least recently used entries first.
+Every cache uses it: the server's encoded images, pixels, refinement logits
+and segment-everything records (:mod:`backend.serving.stores`), text
+embeddings of the CLIP ranker and of SAM 3, and the Label Studio plugin's
+downloaded images and answers. Each entry declares its own size; inserting
+past the budget evicts the least recently used entries first.
 """
 
 from __future__ import annotations

@@ -1,0 +1,227 @@
+"""The interface every model family implements for the server: image -> cached features, prompt -> ranked masks.
+
+A :class:`ModelEngine` wraps one loaded network of one family (SAM 1 and
+MobileSAM in :mod:`backend.inference.sam_engine`, SAM 2.1 in
+:mod:`backend.inference.sam2_engine`). The service knows only this
+interface: it caches what :meth:`ModelEngine.encode` returns, hands
+:class:`DecodeRequest` groups to :meth:`ModelEngine.decode` on the model
+thread, and asks :meth:`ModelEngine.segment_everything` for SA-1B records.
+Per-family facts (accepted prompt kinds, segment-everything defaults) come
+from the model record, never from ``if family ==`` branches.
+
+Coordinates are pixels of the original image, ``(x, y)``; masks ``HxW`` bool.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from backend.api.errors import InvalidInput
+from backend.inference.mask_ops import above_threshold, stability_score
+from backend.inference.prompts import CheckedPrompt
+
+UPSCALE_CHUNK_PIXELS = 64 * 1024 * 1024
+"""Most full-size logit pixels (float32: 4 bytes each) upscaled at once on a GPU."""
+CPU_UPSCALE_CHUNK_PIXELS = 1024 * 1024
+"""The same on a CPU, where the passes over the logits run from cache when
+they stay near 4 MiB: for 16 requests on 640x480 images, one object's three
+candidates at a time costs 0.7x the time per object of all 16 at once."""
+
+Checkpoint = Callable[[], None]
+"""Called between slices of long work; a model server runs waiting requests there, and stops the work by raising."""
+
+
+@dataclass(frozen=True)
+class EncodedImage:
+    """What an engine caches per image: its features and the image size.
+
+    Attributes:
+        features: The family's features (SAM 1: a ``1xCxExE`` tensor; SAM 2.1:
+            the embedding plus high-resolution maps), on the model's device,
+            in the storage dtype.
+        original_size: ``(H, W)`` of the image in pixels.
+        nbytes: Bytes counted against the cache budget.
+    """
+
+    features: Any
+    original_size: tuple[int, int]
+    nbytes: int
+
+
+@dataclass
+class DecodeRequest:
+    """One predict request's work for an engine's decoder.
+
+    Attributes:
+        engine: The engine that decodes it (requests of different engines never share a call).
+        image: The cached image.
+        prompt: The checked prompt (B objects).
+        mask_input: ``1x1xLxL`` or ``Bx1xLxL`` float logits, or None.
+        multimask: Three candidates per object (True) or one.
+    """
+
+    engine: ModelEngine
+    image: EncodedImage
+    prompt: CheckedPrompt
+    mask_input: torch.Tensor | None
+    multimask: bool
+
+    @property
+    def batch_size(self) -> int:
+        """Objects in this request (B)."""
+        return self.prompt.batch_size
+
+    @property
+    def original_size(self) -> tuple[int, int]:
+        """``(H, W)`` of the image in pixels."""
+        return self.image.original_size
+
+    @property
+    def signature(self) -> Hashable:
+        """Requests that can share a decoder call: same engine, image size and prompt shape."""
+        points = None if self.prompt.points is None else len(self.prompt.points)
+        return (
+            self.engine.name,
+            self.original_size,
+            points,
+            self.prompt.boxes is not None,
+            self.mask_input is not None,
+            self.multimask,
+        )
+
+
+@dataclass
+class DecodeResult:
+    """Decoder answer for one request (B objects, K candidates each, best first).
+
+    Attributes:
+        masks: ``BxKxHxW`` bool at the original size.
+        scores: ``BxK`` float32 predicted IoU, descending.
+        stability_scores: ``BxK`` float32.
+        best_logits: ``Bx1xLxL`` float32 low-res logits of each best mask.
+    """
+
+    masks: np.ndarray
+    scores: np.ndarray
+    stability_scores: np.ndarray
+    best_logits: torch.Tensor
+
+
+@dataclass(frozen=True)
+class EngineFacts:
+    """What differs between families, read from the model record.
+
+    Attributes:
+        family: ``sam`` (SAM 1, MobileSAM) or ``sam2.1``.
+        prompt_kinds: Prompt kinds the model answers (``points``, ``box``,
+            ``boxes``, ``mask``, ``text``).
+        automask_defaults: The model's segment-everything thresholds
+            (``pred_iou_thresh``, ``stability_score_thresh``).
+    """
+
+    family: str
+    prompt_kinds: tuple[str, ...] = ("points", "box", "boxes", "mask", "text")
+    automask_defaults: dict[str, float] = field(default_factory=dict)
+
+
+class ModelEngine(ABC):
+    """One loaded model of one family, as the server uses it.
+
+    All methods that touch the network run on the model thread, one at a time.
+
+    Args:
+        name: The model's name in the API (``vit_b``, ``sam2.1_hiera_t``, a path).
+        facts: The family's facts from the model record.
+        storage_dtype: Dtype of cached features.
+    """
+
+    def __init__(self, *, name: str, facts: EngineFacts, storage_dtype: torch.dtype) -> None:
+        self.name = name
+        self.facts = facts
+        self.storage_dtype = storage_dtype
+
+    @property
+    @abstractmethod
+    def device(self) -> torch.device:
+        """Where the network runs."""
+
+    @property
+    @abstractmethod
+    def dtype(self) -> torch.dtype:
+        """The network's compute dtype."""
+
+    @property
+    @abstractmethod
+    def image_size(self) -> int:
+        """Side of the square model input, in pixels."""
+
+    @abstractmethod
+    def encode(self, pixels: np.ndarray) -> EncodedImage:
+        """``HxWx3`` uint8 RGB -> the features to cache (storage dtype, on the device)."""
+
+    @abstractmethod
+    def decode(self, requests: list[DecodeRequest]) -> list[DecodeResult]:
+        """Requests of one :attr:`DecodeRequest.signature` -> one result each, candidates ranked."""
+
+    def max_requests_per_call(self) -> int:
+        """Most prompts one :meth:`decode` call should take (1: no micro-batching)."""
+        return 1
+
+    def segment_everything(
+        self, image: EncodedImage, pixels: np.ndarray, params: dict[str, Any], checkpoint: Checkpoint
+    ) -> list[dict[str, Any]]:
+        """SA-1B records for the whole image (``segmentation`` COCO RLE).
+
+        Args:
+            image: The cached image.
+            pixels: Its ``HxWx3`` uint8 pixels.
+            params: Validated generator parameters.
+            checkpoint: Called between slices of the work.
+
+        Raises:
+            InvalidInput: The family has no segment-everything.
+        """
+        raise InvalidInput(f"the model {self.name!r} ({self.facts.family}) cannot segment everything")
+
+    def info(self) -> dict[str, Any]:
+        """What ``GET /v1/models`` says about the loaded model (besides name and readiness)."""
+        return {
+            "family": self.facts.family,
+            "prompts": list(self.facts.prompt_kinds),
+            "image_size": self.image_size,
+            "device": str(self.device),
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "cache_dtype": str(self.storage_dtype).removeprefix("torch."),
+        }
+
+
+def upscale_in_chunks(
+    upscale: Callable[[torch.Tensor], torch.Tensor], low_res: torch.Tensor, size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """``BxKxLxL`` logits -> ``BxKxHxW`` bool masks and ``BxK`` stability, a few objects at a time.
+
+    Full-size float logits of many objects on a large image would need
+    gigabytes at once; chunks keep the peak near :data:`UPSCALE_CHUNK_PIXELS`
+    (:data:`CPU_UPSCALE_CHUNK_PIXELS` on a CPU).
+
+    Args:
+        upscale: ``bxKxLxL`` -> ``bxKxHxW`` logits at the original size.
+        low_res: The low-res logits.
+        size: ``(H, W)`` of the original image.
+    """
+    per_object = low_res.shape[1] * size[0] * size[1]
+    budget = CPU_UPSCALE_CHUNK_PIXELS if low_res.device.type == "cpu" else UPSCALE_CHUNK_PIXELS
+    step = max(1, budget // per_object)
+    masks, stability = [], []
+    for start in range(0, low_res.shape[0], step):
+        logits = upscale(low_res[start : start + step]).float()
+        masks.append(above_threshold(logits).cpu().numpy())
+        stability.append(stability_score(logits).cpu().numpy())
+        del logits
+    return np.concatenate(masks), np.concatenate(stability)
