@@ -23,6 +23,7 @@ from backend.inference.mask_ops import above_threshold, stability_score
 from backend.inference.prompts import check_prompt
 from backend.model.config import SamConfig
 from backend.model.mask_decoder import DecodedCandidates
+from backend.model.pixels import normalize_and_pad
 
 if TYPE_CHECKING:
     from backend.model import Sam
@@ -106,10 +107,14 @@ class SamPredictor:
         check_rgb_pixels(image)
         new_h, new_w = resized_shape(image.shape[0], image.shape[1], self.image_size)
         resized = resize_rgb(image, (new_w, new_h))  # Pillow's bilinear, without a full-size copy
-        x = torch.from_numpy(resized).to(self.device).permute(2, 0, 1)[None].float()
-        x = (x - self.model.pixel_mean) / self.model.pixel_std
-        x = torch.nn.functional.pad(x, (0, self.image_size - new_w, 0, self.image_size - new_h))
-        return x.to(self.dtype)
+        x = torch.from_numpy(resized).to(self.device).permute(2, 0, 1)[None]
+        return normalize_and_pad(
+            x,
+            pixel_mean=self.config.pixel_mean,
+            pixel_std=self.config.pixel_std,
+            size=self.image_size,
+            dtype=self.dtype,
+        )
 
     @torch.inference_mode()
     def compute_embedding(self, image: np.ndarray) -> torch.Tensor:

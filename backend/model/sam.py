@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from .config import SamConfig
 from .image_encoder import ImageEncoderViT
 from .mask_decoder import DecodedCandidates, DecoderImageCache, MaskDecoder
+from .pixels import normalize_and_pad
 from .prompt_encoder import PromptEncoder
 from .tiny_vit import TinyViT
 from .transformer import TwoWayTransformer
@@ -64,15 +65,11 @@ class Sam(nn.Module):
 
     def preprocess(self, x: Tensor) -> Tensor:
         """Normalise a (B)x3xHxW RGB image on the 0..255 scale and zero-pad it to
-        ``image_size`` x ``image_size`` (bottom/right). Returns the weights' dtype."""
-        # Normalise in (at least) float32 whatever the weights' dtype.
-        compute = torch.promote_types(self.pixel_mean.dtype, torch.float32)
-        mean = torch.tensor(self._pixel_mean, device=x.device, dtype=compute).view(-1, 1, 1)
-        std = torch.tensor(self._pixel_std, device=x.device, dtype=compute).view(-1, 1, 1)
-        x = (x.to(compute) - mean) / std
-        h, w = x.shape[-2:]
-        x = F.pad(x, (0, self.image_size - w, 0, self.image_size - h))
-        return x.to(self.dtype)
+        ``image_size`` x ``image_size`` (bottom/right). Returns the weights' dtype
+        (see :func:`~backend.model.pixels.normalize_and_pad`)."""
+        return normalize_and_pad(
+            x, pixel_mean=self._pixel_mean, pixel_std=self._pixel_std, size=self.image_size, dtype=self.dtype
+        )
 
     def postprocess_masks(
         self, masks: Tensor, input_size: tuple[int, int], original_size: tuple[int, int]

@@ -18,13 +18,13 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from backend.api.errors import InvalidInput
+from backend.model.pixels import normalize_and_pad
 from backend.train.checkpointing import load_training_state, model_config, save_model, save_training_state
 from backend.train.datasets import MaskDataset, resize_for_model
 from backend.train.embedding_cache import EmbeddingCache
@@ -284,16 +284,23 @@ def _make_batch(
         ``(images Bx3xSxS float32 normalised, targets NxSxS bool, owners N int64)``
         where ``owners[i]`` is the batch image of object ``i``.
     """
-    size = model_config(sam).image_size
+    config = model_config(sam)
+    size = config.image_size
     device = next(sam.parameters()).device
-    mean, std = cast(torch.Tensor, sam.pixel_mean), cast(torch.Tensor, sam.pixel_std)
     images, targets, owners = [], [], []
     for slot, index in enumerate(indices):
         item = resize_for_model(data[index], size)
         h, w = item.image.shape[:2]
-        pixels = torch.from_numpy(np.array(item.image, copy=True)).permute(2, 0, 1).float().to(device)
-        pixels = (pixels - mean) / std
-        images.append(F.pad(pixels, (0, size - w, 0, size - h)))
+        pixels = torch.from_numpy(np.array(item.image, copy=True)).permute(2, 0, 1).to(device)
+        images.append(
+            normalize_and_pad(
+                pixels,
+                pixel_mean=config.pixel_mean,
+                pixel_std=config.pixel_std,
+                size=size,
+                dtype=torch.float32,
+            )
+        )
         non_empty = [m for m in item.masks if m.any()]
         if not non_empty:
             continue
