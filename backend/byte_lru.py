@@ -103,6 +103,15 @@ class ByteBoundedLRU(Generic[V]):
             self._nbytes += nbytes
             return True
 
+    def pop(self, key: Hashable) -> V | None:
+        """Remove ``key`` and return its value, or None (counters untouched)."""
+        with self._lock:
+            item = self._items.pop(key, None)
+            if item is None:
+                return None
+            self._nbytes -= item[1]
+            return item[0]
+
     def clear(self) -> None:
         """Drop every entry (counters are kept)."""
         with self._lock:

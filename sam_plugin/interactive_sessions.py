@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from backend.byte_lru import ByteBoundedLRU
 from sam_plugin.controls.prompt import InteractivePrompt
 
 SessionKey = tuple[str, str, str]
@@ -122,59 +122,43 @@ class SessionStore:
         clock: Callable[[], float] | None = None,
     ) -> None:
         self._ttl_s = ttl_s
-        self._max_bytes = max_bytes
         self._clock: Callable[[], float] = clock or time.monotonic
-        self._sessions: OrderedDict[SessionKey, ObjectSession] = OrderedDict()
-        self._bytes = 0
+        self._sessions: ByteBoundedLRU[ObjectSession] = ByteBoundedLRU(max_bytes)
         self._lock = threading.Lock()
 
     def find(self, key: SessionKey) -> ObjectSession | None:
         """The live session of ``key``; a named annotator adopts the task's unnamed session."""
         with self._lock:
-            self._expire()
-            session = self._sessions.get(key)
+            session = self._live(key)
             unnamed = (key[0], key[1], "")
-            if session is None and key[2] and unnamed in self._sessions:
-                session = self._pop(unnamed)
-                self._insert(key, session)
+            if session is None and key[2]:
+                session = self._live(unnamed)
+                if session is not None:
+                    self._sessions.pop(unnamed)
+                    self._sessions.put(key, session, session.nbytes)
             if session is not None:
                 session.touched = self._clock()
-                self._sessions.move_to_end(key)
             return session
 
     def put(self, key: SessionKey, session: ObjectSession) -> None:
         """Remember ``session`` as the object ``key`` is refining (replaces the previous one)."""
         session.touched = self._clock()
         with self._lock:
-            if key in self._sessions:
-                self._pop(key)
-            if session.nbytes > self._max_bytes:
-                return
-            self._insert(key, session)
-            while self._bytes > self._max_bytes:
-                self._pop(next(iter(self._sessions)))
+            if not self._sessions.put(key, session, session.nbytes):
+                self._sessions.pop(key)  # larger than the whole budget: not kept, nor the one it replaces
 
     def forget(self, key: SessionKey) -> None:
         """Drop ``key``'s session (its last request answered several objects at once)."""
         with self._lock:
-            if key in self._sessions:
-                self._pop(key)
+            self._sessions.pop(key)
 
     def __len__(self) -> int:
-        with self._lock:
-            return len(self._sessions)
+        return len(self._sessions)
 
-    def _insert(self, key: SessionKey, session: ObjectSession) -> None:
-        self._sessions[key] = session
-        self._bytes += session.nbytes
-
-    def _pop(self, key: SessionKey) -> ObjectSession:
-        session = self._sessions.pop(key)
-        self._bytes -= session.nbytes
+    def _live(self, key: SessionKey) -> ObjectSession | None:
+        """``key``'s session unless it has been idle longer than the TTL (then it is dropped)."""
+        session = self._sessions.get(key)
+        if session is not None and self._clock() - session.touched > self._ttl_s:
+            self._sessions.pop(key)
+            return None
         return session
-
-    def _expire(self) -> None:
-        now = self._clock()
-        stale = [key for key, s in self._sessions.items() if now - s.touched > self._ttl_s]
-        for key in stale:
-            self._pop(key)

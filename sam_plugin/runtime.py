@@ -12,51 +12,31 @@ import hashlib
 import json
 import threading
 import time
-from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import requests
 
 from backend.api.answers import ImageInfo
 from backend.api.errors import SamError, ServiceUnavailable
 from backend.api.priority import Priority
+from backend.byte_lru import ByteBoundedLRU
 from backend.client.base import SamClientBase
 from sam_plugin.image_fetcher import TaskImageFetcher
 from sam_plugin.interactive_sessions import SessionStore
 from sam_plugin.settings import PluginSettings
 
-K = TypeVar("K")
-V = TypeVar("V")
-
 _MODEL_VERSION_TTL_S = 30.0
-_MAX_CACHED_IMAGE_BYTES = 16 * 1024 * 1024  # 16 images at most: the cache stays below 256 MiB
-
-
-class BoundedLru(Generic[K, V]):
-    """A thread-safe LRU mapping holding at most ``capacity`` items."""
-
-    def __init__(self, capacity: int) -> None:
-        self._capacity = capacity
-        self._items: OrderedDict[K, V] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: K) -> V | None:
-        """The value for ``key`` (marked recently used), or ``None``."""
-        with self._lock:
-            if key not in self._items:
-                return None
-            self._items.move_to_end(key)
-            return self._items[key]
-
-    def put(self, key: K, value: V) -> None:
-        """Store ``value``, evicting the least recently used item when full."""
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self._capacity:
-                self._items.popitem(last=False)
+_MAX_CACHED_IMAGE_BYTES = 16 * 1024 * 1024
+"""Largest downloaded task image kept (larger ones are downloaded again when asked for)."""
+_IMAGE_CACHE_BYTES = 256 * 1024 * 1024
+"""Budget of the downloaded task images kept."""
+_INFO_BYTES = 256
+"""Bytes counted per remembered image answer (an id and a size)."""
+_INFO_CACHE_BYTES = 1024 * _INFO_BYTES
+_PROMPT_CACHE_BYTES = 16 * 1024 * 1024
+"""Budget of the prompts remembered for returned masks (read back by ``fit()``)."""
 
 
 def rle_fingerprint(rle: list[int]) -> str:
@@ -86,9 +66,9 @@ class PluginRuntime:
             max_bytes=settings.max_image_bytes,
         )
         self.project_tokens: dict[str, str] = {}
-        self.images: BoundedLru[str, bytes] = BoundedLru(16)
-        self.infos: BoundedLru[str, ImageInfo] = BoundedLru(1024)
-        self.prompts: BoundedLru[str, dict[str, Any]] = BoundedLru(10_000)
+        self.images: ByteBoundedLRU[bytes] = ByteBoundedLRU(_IMAGE_CACHE_BYTES)
+        self.infos: ByteBoundedLRU[ImageInfo] = ByteBoundedLRU(_INFO_CACHE_BYTES)
+        self.prompts: ByteBoundedLRU[dict[str, Any]] = ByteBoundedLRU(_PROMPT_CACHE_BYTES)
         self.sessions = SessionStore()
         self._version: tuple[float, str] | None = None
         self._version_lock = threading.Lock()
@@ -133,7 +113,7 @@ class PluginRuntime:
             token = self.project_tokens.get(project_id or "")
             data = self.fetcher.fetch(reference, task_id=task_id, fallback_token=token)
             if len(data) <= _MAX_CACHED_IMAGE_BYTES:
-                self.images.put(key, data)
+                self.images.put(key, data, len(data))
         return data
 
     def add_image(
@@ -158,12 +138,13 @@ class PluginRuntime:
             if mapped is exc:
                 raise
             raise mapped from exc
-        self.infos.put(key, info)
+        self.infos.put(key, info, _INFO_BYTES)
         return info
 
     def remember_prompt(self, task_id: Any, rle: list[int], record: dict[str, Any]) -> None:
         """Remember which prompt produced a returned mask (read back by ``fit()``)."""
-        self.prompts.put(f"{task_id}|{rle_fingerprint(rle)}", record)
+        key = f"{task_id}|{rle_fingerprint(rle)}"
+        self.prompts.put(key, record, len(json.dumps(record, default=str)) + len(key))
 
     def recall_prompt(self, task_id: Any, rle: list[int]) -> dict[str, Any] | None:
         """The prompt that produced this exact mask, if this process returned it."""

@@ -44,3 +44,11 @@ def test_hits_and_misses_are_counted_and_peek_is_not():
 def test_zero_budget_stores_nothing():
     cache: ByteBoundedLRU[int] = ByteBoundedLRU(0)
     assert cache.put("a", 1, 1) is False and len(cache) == 0
+
+
+def test_pop_removes_an_entry_and_frees_its_bytes():
+    cache: ByteBoundedLRU[str] = ByteBoundedLRU(100)
+    cache.put("a", "A", 60)
+    assert cache.pop("a") == "A" and cache.pop("a") is None
+    assert cache.stats().nbytes == 0
+    assert cache.put("b", "B", 90)  # the popped entry's bytes are free again

@@ -6,17 +6,8 @@ import pytest
 import requests
 
 from backend.api.errors import InvalidInput, ServiceUnavailable
-from sam_plugin.runtime import BoundedLru, PluginRuntime, as_model_server_error
+from sam_plugin.runtime import PluginRuntime, as_model_server_error
 from tests.sam_plugin.fakes import ScriptedSamClient
-
-
-def test_lru_evicts_the_least_recently_used() -> None:
-    lru: BoundedLru[str, int] = BoundedLru(2)
-    lru.put("a", 1)
-    lru.put("b", 2)
-    assert lru.get("a") == 1
-    lru.put("c", 3)
-    assert (lru.get("a"), lru.get("b"), lru.get("c")) == (1, None, 3)
 
 
 def test_model_version_is_cached_and_a_down_server_is_503(
