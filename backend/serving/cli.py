@@ -64,171 +64,217 @@ def positive_seconds(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface (defaults come from ``SAM_*`` variables)."""
-    p = new_parser(
+    parser = new_parser(
         "sam-server",
         "Segment Anything model server: HTTP API under /v1, health checks, metrics, Label Studio under /ls.",
         epilog="Every option also reads the environment variable in brackets; the option wins.",
     )
-    p.add_argument(
-        "--model",
-        default=_env("SAM_MODEL", _DEFAULTS.model),
-        help="vit_h, vit_l, vit_b, vit_t, demo, or a checkpoint path [SAM_MODEL]",
-    )
-    p.add_argument(
-        "--device",
-        default=_env("SAM_DEVICE", _DEFAULTS.device),
-        help="auto (cuda, then mps, then cpu), cuda, cuda:1, mps, cpu [SAM_DEVICE]",
-    )
-    p.add_argument(
+    _add_model_options(parser)
+    _add_listening_options(parser)
+    _add_memory_options(parser)
+    _add_scheduling_options(parser)
+    _add_connection_options(parser)
+    _add_text_and_logging_options(parser)
+    return parser
+
+
+def _option(parser: argparse.ArgumentParser, flag: str, default: Any, help: str, **kwargs: Any) -> None:
+    """``flag`` with its ``SAM_*`` variable (``--max-batch``: ``SAM_MAX_BATCH``) as default, named in its help."""
+    variable = "SAM_" + flag.removeprefix("--").upper().replace("-", "_")
+    parser.add_argument(flag, default=_env(variable, default), help=f"{help} [{variable}]", **kwargs)
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    """Which model, where, in which dtype."""
+    _option(parser, "--model", _DEFAULTS.model, "vit_h, vit_l, vit_b, vit_t, demo, or a checkpoint path")
+    _option(parser, "--device", _DEFAULTS.device, "auto (cuda, then mps, then cpu), cuda, cuda:1, mps, cpu")
+    _option(
+        parser,
         "--dtype",
-        default=_env("SAM_DTYPE", _DEFAULTS.dtype),
+        _DEFAULTS.dtype,
+        "model weights dtype",
         choices=("float32", "float16", "bfloat16"),
-        help="model weights dtype [SAM_DTYPE]",
     )
-    p.add_argument(
-        "--host", default=_env("SAM_HOST", _DEFAULTS.host), help="interface to listen on [SAM_HOST]"
-    )
-    p.add_argument(
-        "--port", type=at_least(1), default=_env("SAM_PORT", _DEFAULTS.port), help="TCP port [SAM_PORT]"
-    )
-    p.add_argument(
+
+
+def _add_listening_options(parser: argparse.ArgumentParser) -> None:
+    """Where the server listens and who may call it."""
+    _option(parser, "--host", _DEFAULTS.host, "interface to listen on")
+    _option(parser, "--port", _DEFAULTS.port, "TCP port", type=at_least(1))
+    parser.add_argument(  # not _option: the variable is read later, so a token never shows as a default
         "--token",
         help="require 'Authorization: Bearer TOKEN' on every route but /health; "
         "prefer the variable, flags show in `ps` (default: none) [SAM_TOKEN]",
     )
-    p.add_argument(
-        "--cache-mb",
-        type=at_least(0),
-        default=_env("SAM_CACHE_MB", _DEFAULTS.cache_mb),
-        help="embedding cache budget in MiB [SAM_CACHE_MB]",
-    )
-    p.add_argument(
+
+
+def _add_memory_options(parser: argparse.ArgumentParser) -> None:
+    """How much memory caches, images, bodies, decodes and answers may take."""
+    _option(parser, "--cache-mb", _DEFAULTS.cache_mb, "embedding cache budget in MiB", type=at_least(0))
+    _option(
+        parser,
         "--max-pixels",
+        _DEFAULTS.max_pixels,
+        "largest accepted image, width x height in pixels",
         type=at_least(1),
-        default=_env("SAM_MAX_PIXELS", _DEFAULTS.max_pixels),
-        help="largest accepted image, width x height in pixels [SAM_MAX_PIXELS]",
     )
-    p.add_argument(
+    _option(
+        parser,
         "--max-body-mb",
+        _DEFAULTS.max_body_mb,
+        "largest request body in MiB; larger ones get 413",
         type=at_least(1),
-        default=_env("SAM_MAX_BODY_MB", _DEFAULTS.max_body_mb),
-        help="largest request body in MiB; larger ones get 413 [SAM_MAX_BODY_MB]",
     )
-    p.add_argument(
+
+
+def _add_scheduling_options(parser: argparse.ArgumentParser) -> None:
+    """Micro-batching, handler threads, deadlines and queue bounds of the model work."""
+    _option(
+        parser,
         "--max-batch",
+        _DEFAULTS.max_batch,
+        f"prompts per batched decoder call; 1 turns micro-batching off; 0 = auto: {AUTO_MAX_BATCH_HELP}; "
+        "GET /v1/models shows the value in use",
         type=at_least(0),
-        default=_env("SAM_MAX_BATCH", _DEFAULTS.max_batch),
-        help=f"prompts per batched decoder call; 1 turns micro-batching off; 0 = auto: {AUTO_MAX_BATCH_HELP}; "
-        "GET /v1/models shows the value in use [SAM_MAX_BATCH]",
     )
-    p.add_argument(
+    _option(
+        parser,
         "--batch-wait-ms",
+        _DEFAULTS.batch_wait_ms,
+        "longest wait for more decode requests while others are in flight",
         type=non_negative_float,
-        default=_env("SAM_BATCH_WAIT_MS", _DEFAULTS.batch_wait_ms),
-        help="longest wait for more decode requests while others are in flight [SAM_BATCH_WAIT_MS]",
     )
-    p.add_argument(
+    _option(
+        parser,
         "--threads",
+        _DEFAULTS.threads,
+        "HTTP handler threads; slow or idle connections never hold one",
         type=at_least(1),
-        default=_env("SAM_THREADS", _DEFAULTS.threads),
-        help="HTTP handler threads; slow or idle connections never hold one [SAM_THREADS]",
     )
-    p.add_argument(
+    _option(
+        parser,
         "--interactive-timeout",
+        _DEFAULTS.timeout_s,
+        "deadline of interactive work (predict, uploads) in seconds from the request's arrival; later: 504",
         type=positive_seconds,
-        default=_env("SAM_INTERACTIVE_TIMEOUT", _DEFAULTS.timeout_s),
-        help="deadline of interactive work (predict, uploads) in seconds from the request's arrival; "
-        "later: 504 [SAM_INTERACTIVE_TIMEOUT]",
     )
-    p.add_argument(
+    _option(
+        parser,
         "--bulk-timeout",
+        _DEFAULTS.bulk_timeout_s,
+        "deadline of bulk work (segment-everything, text prompts, priority=bulk uploads) in seconds; "
+        "a running job stops at its next slice",
         type=positive_seconds,
-        default=_env("SAM_BULK_TIMEOUT", _DEFAULTS.bulk_timeout_s),
-        help="deadline of bulk work (segment-everything, text prompts, priority=bulk uploads) in seconds; "
-        "a running job stops at its next slice [SAM_BULK_TIMEOUT]",
     )
-    p.add_argument(
+    _add_queue_options(parser)
+
+
+def _add_queue_options(parser: argparse.ArgumentParser) -> None:
+    """How much model work may wait, and how big one segment-everything request may be."""
+    _option(
+        parser,
         "--max-queue",
+        _DEFAULTS.max_queue,
+        "most interactive jobs waiting for the model thread; more: 503 queue_full",
         type=at_least(1),
-        default=_env("SAM_MAX_QUEUE", _DEFAULTS.max_queue),
-        help="most interactive jobs waiting for the model thread; more: 503 queue_full [SAM_MAX_QUEUE]",
     )
-    p.add_argument(
+    _option(
+        parser,
         "--max-bulk-jobs",
+        _DEFAULTS.max_bulk_jobs,
+        "most bulk jobs waiting or running; more: 503 queue_full",
         type=at_least(1),
-        default=_env("SAM_MAX_BULK_JOBS", _DEFAULTS.max_bulk_jobs),
-        help="most bulk jobs waiting or running; more: 503 queue_full [SAM_MAX_BULK_JOBS]",
     )
-    p.add_argument(
+    _option(
+        parser,
         "--max-automask-points",
+        _DEFAULTS.max_automask_points,
+        "most point prompts of one segment-everything request, summed over its crops; more: 413",
         type=at_least(1),
-        default=_env("SAM_MAX_AUTOMASK_POINTS", _DEFAULTS.max_automask_points),
-        help="most point prompts of one segment-everything request, summed over its crops; "
-        "more: 413 [SAM_MAX_AUTOMASK_POINTS]",
     )
-    p.add_argument(
+
+
+def _add_connection_options(parser: argparse.ArgumentParser) -> None:
+    """Deadlines and bounds of HTTP connections, and of decoding and answering across them."""
+    _option(
+        parser,
         "--header-timeout",
+        _DEFAULTS.header_timeout_s,
+        "seconds for a request's line and headers to arrive, from its first byte; "
+        "later: 408 and the connection is closed",
         type=positive_seconds,
-        default=_env("SAM_HEADER_TIMEOUT", _DEFAULTS.header_timeout_s),
-        help="seconds for a request's line and headers to arrive, from its first byte; "
-        "later: 408 and the connection is closed [SAM_HEADER_TIMEOUT]",
     )
-    p.add_argument(
+    _option(
+        parser,
         "--body-timeout",
+        _DEFAULTS.body_timeout_s,
+        "seconds for a request's body to arrive after its headers; later: 408",
         type=positive_seconds,
-        default=_env("SAM_BODY_TIMEOUT", _DEFAULTS.body_timeout_s),
-        help="seconds for a request's body to arrive after its headers; later: 408 [SAM_BODY_TIMEOUT]",
     )
-    p.add_argument(
+    _option(
+        parser,
         "--idle-timeout",
+        _DEFAULTS.idle_timeout_s,
+        "seconds a kept-alive connection may wait for its next request",
         type=positive_seconds,
-        default=_env("SAM_IDLE_TIMEOUT", _DEFAULTS.idle_timeout_s),
-        help="seconds a kept-alive connection may wait for its next request [SAM_IDLE_TIMEOUT]",
     )
-    p.add_argument(
+    _option(
+        parser,
         "--max-connections",
+        _DEFAULTS.max_connections,
+        "most open HTTP connections; more wait in the listen backlog",
         type=at_least(1),
-        default=_env("SAM_MAX_CONNECTIONS", _DEFAULTS.max_connections),
-        help="most open HTTP connections; more wait in the listen backlog [SAM_MAX_CONNECTIONS]",
     )
-    p.add_argument(
+    _add_server_wide_budgets(parser)
+
+
+def _add_server_wide_budgets(parser: argparse.ArgumentParser) -> None:
+    """Memory for image decoding and mask answers in flight, shared by all requests."""
+    _option(
+        parser,
         "--decode-budget-mb",
+        _DEFAULTS.decode_budget_mb,
+        "MiB of image decoding in flight at once, server-wide (about 4 bytes per pixel each); "
+        "further uploads wait",
         type=at_least(1),
-        default=_env("SAM_DECODE_BUDGET_MB", _DEFAULTS.decode_budget_mb),
-        help="MiB of image decoding in flight at once, server-wide (about 4 bytes per pixel each); "
-        "further uploads wait [SAM_DECODE_BUDGET_MB]",
     )
-    p.add_argument(
+    _option(
+        parser,
         "--answer-budget-mb",
+        _DEFAULTS.answer_budget_mb,
+        "MiB of mask answers being built at once, server-wide (1 byte per mask pixel); further requests wait",
         type=at_least(1),
-        default=_env("SAM_ANSWER_BUDGET_MB", _DEFAULTS.answer_budget_mb),
-        help="MiB of mask answers being built at once, server-wide (1 byte per mask pixel); "
-        "further requests wait [SAM_ANSWER_BUDGET_MB]",
     )
-    p.add_argument(
+
+
+def _add_text_and_logging_options(parser: argparse.ArgumentParser) -> None:
+    """CLIP for text prompts, the log level and plugins."""
+    _option(
+        parser,
         "--clip-model",
-        default=_env("SAM_CLIP_MODEL", _DEFAULTS.clip_model),
-        help="CLIP model of text prompts: a name or a checkpoint path [SAM_CLIP_MODEL]",
+        _DEFAULTS.clip_model,
+        "CLIP model of text prompts: a name or a checkpoint path",
     )
-    p.add_argument(
+    _option(
+        parser,
         "--clip-root",
-        default=_env("SAM_CLIP_ROOT", _DEFAULTS.clip_root),
-        help="folder of the CLIP weights files (default: ~/.cache/clip) [SAM_CLIP_ROOT]",
+        _DEFAULTS.clip_root,
+        "folder of the CLIP weights files (default: ~/.cache/clip)",
     )
-    p.add_argument(
+    _option(
+        parser,
         "--log-level",
+        _DEFAULTS.log_level,
+        "DEBUG also prints tracebacks",
         type=str.upper,
-        default=_env("SAM_LOG_LEVEL", _DEFAULTS.log_level),
         choices=("DEBUG", "INFO", "WARNING", "ERROR"),
-        help="DEBUG also prints tracebacks [SAM_LOG_LEVEL]",
     )
-    p.add_argument(
+    parser.add_argument(
         "--no-plugins",
         action="store_true",
         default=_env("SAM_NO_PLUGINS", "") not in ("", "0"),
         help="do not mount blueprints from the sam_server.blueprints entry points [SAM_NO_PLUGINS=1]",
     )
-    return p
 
 
 def config_from_args(argv: Sequence[str] | None = None) -> ServerConfig:
