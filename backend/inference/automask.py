@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -44,9 +44,36 @@ from backend.inference.mask_ops import (
 from backend.inference.mask_regions import remove_small_regions, require_opencv
 from backend.inference.point_grids import layer_point_grids
 from backend.inference.predictor import SamPredictor
+from backend.model.mask_decoder import DecodedCandidates
 
-if TYPE_CHECKING:
-    from backend.model import Sam
+
+class CandidatePredictor(Protocol):
+    """What the generator needs of a predictor (:class:`SamPredictor`, ``Sam2Predictor``)."""
+
+    image_size: int
+
+    @property
+    def device(self) -> torch.device:
+        """Where the network runs."""
+
+    @property
+    def original_size(self) -> tuple[int, int]:
+        """``(H, W)`` of the current image."""
+
+    def set_image(self, image: np.ndarray) -> None:
+        """Encode ``HxWx3`` uint8 RGB and make it the current image."""
+
+    def reset_image(self) -> None:
+        """Forget the current image."""
+
+    def predict_candidates_above(
+        self, point_coords: torch.Tensor, point_labels: torch.Tensor, min_iou: float | None
+    ) -> DecodedCandidates:
+        """Multimask candidates of ``BxNx2`` point prompts with predicted IoU above ``min_iou``."""
+
+    def upscale_logits(self, low_res: torch.Tensor) -> torch.Tensor:
+        """``BxKxLxL`` low-res logits -> ``BxKxHxW`` at the current image's size."""
+
 
 #: Default bound on logit pixels (float32) upscaled at once: 128 MiB.
 DEFAULT_UPSCALE_PIXEL_BUDGET = 2**25
@@ -125,7 +152,8 @@ class AutomaskGenerator:
     a library caller may ask for.
 
     Args:
-        model: A :class:`backend.model.Sam` in eval mode.
+        model: A SAM network in eval mode (:class:`backend.model.Sam`, or a
+            SAM 2.1 ``Sam2`` with ``predictor_factory=Sam2Predictor``).
         points_per_side: Grid points along each side of the image (total
             ``points_per_side**2``); ``None`` when ``point_grids`` is given.
         points_per_batch: Point prompts decoded together.
@@ -148,11 +176,15 @@ class AutomaskGenerator:
             than this many pixels, then rerun NMS (needs OpenCV).
         upscale_pixel_budget: Most logit pixels upscaled to full resolution
             at once (at least one mask is always allowed); bounds peak memory.
+        predictor_factory: Builds the predictor that encodes crops, from the
+            model: :class:`SamPredictor` (SAM 1, MobileSAM) or
+            :class:`~backend.inference.sam2_predictor.Sam2Predictor` (SAM 2.1,
+            then the same records as Meta's ``SAM2AutomaticMaskGenerator``).
     """
 
     def __init__(
         self,
-        model: Sam,
+        model: Any,
         *,
         points_per_side: int | None = _DEFAULTS["points_per_side"],
         points_per_batch: int = _DEFAULTS["points_per_batch"],
@@ -167,6 +199,7 @@ class AutomaskGenerator:
         point_grids: list[np.ndarray] | None = None,
         min_mask_region_area: int = _DEFAULTS["min_mask_region_area"],
         upscale_pixel_budget: int = DEFAULT_UPSCALE_PIXEL_BUDGET,
+        predictor_factory: Callable[[Any], CandidatePredictor] = SamPredictor,
     ) -> None:
         self.point_grids = _layer_grids(
             points_per_side, point_grids, crop_n_layers, crop_n_points_downscale_factor
@@ -184,6 +217,7 @@ class AutomaskGenerator:
             upscale_pixel_budget=upscale_pixel_budget,
         )
         self.model = model
+        self.predictor_factory = predictor_factory
         self.points_per_batch = points_per_batch
         self.pred_iou_thresh = pred_iou_thresh
         self.stability_score_thresh = stability_score_thresh
@@ -200,7 +234,7 @@ class AutomaskGenerator:
         self,
         image: np.ndarray,
         *,
-        predictor: SamPredictor | None = None,
+        predictor: CandidatePredictor | None = None,
         checkpoint: Checkpoint = _no_checkpoint,
     ) -> list[dict[str, Any]]:
         """All masks of an image, as SA-1B records.
@@ -225,7 +259,7 @@ class AutomaskGenerator:
                 f"not this {width}x{height} one; pass the predictor of the same image or none"
             )
         crops = crop_boxes(height, width, self.crop_n_layers, self.crop_overlap_ratio)
-        own = SamPredictor(self.model)
+        own = self.predictor_factory(self.model)
         found = _Candidates()
         for crop in crops:
             checkpoint()
@@ -248,7 +282,7 @@ class AutomaskGenerator:
         return _records(found)
 
     def _process_crop(
-        self, predictor: SamPredictor, crop: CropBox, height: int, width: int, checkpoint: Checkpoint
+        self, predictor: CandidatePredictor, crop: CropBox, height: int, width: int, checkpoint: Checkpoint
     ) -> _Candidates:
         """Decode the crop's point grid; filter, NMS, and move to the original frame."""
         crop_h, crop_w = predictor.original_size
@@ -271,7 +305,7 @@ class AutomaskGenerator:
 
     def _process_batch(
         self,
-        predictor: SamPredictor,
+        predictor: CandidatePredictor,
         points: np.ndarray,
         crop: CropBox,
         height: int,

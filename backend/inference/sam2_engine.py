@@ -10,10 +10,13 @@ call across images cost more than it saves.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
 from backend.inference.engine import (
+    Checkpoint,
     DecodeRequest,
     DecodeResult,
     EncodedImage,
@@ -65,9 +68,7 @@ class Sam2Engine(ModelEngine):
         return [self._decode_one(request) for request in requests]
 
     def _decode_one(self, request: DecodeRequest) -> DecodeResult:
-        if self._current is not request.image:
-            self.predictor.set_embedding(request.image.features, original_size=request.original_size)
-            self._current = request.image
+        self._point_at(request.image)
         prompt, device, batch = request.prompt, self.device, request.batch_size
         points = labels = boxes = masks = None
         if prompt.points is not None and prompt.labels is not None:
@@ -90,3 +91,19 @@ class Sam2Engine(ModelEngine):
             )
             best = low_res[:, :1].clamp(-LOW_RES_LOGIT_LIMIT, LOW_RES_LOGIT_LIMIT)
             return DecodeResult(all_masks, scores.cpu().numpy(), stability, best)
+
+    def segment_everything(
+        self, image: EncodedImage, pixels: np.ndarray, params: dict[str, Any], checkpoint: Checkpoint
+    ) -> list[dict[str, Any]]:
+        """SA-1B records as Meta's ``SAM2AutomaticMaskGenerator`` makes them, from the cached features."""
+        from backend.inference.automask import AutomaskGenerator
+
+        self._point_at(image)
+        generator = AutomaskGenerator(self.model, predictor_factory=Sam2Predictor, **params)
+        return generator.generate(pixels, predictor=self.predictor, checkpoint=checkpoint)
+
+    def _point_at(self, image: EncodedImage) -> None:
+        """Make ``image`` the predictor's current image (its decoder work is kept while it stays)."""
+        if self._current is not image:
+            self.predictor.set_embedding(image.features, original_size=image.original_size)
+            self._current = image

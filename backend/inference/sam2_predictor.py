@@ -30,6 +30,7 @@ from backend.formats.images import check_rgb_pixels
 from backend.inference.mask_ops import above_threshold, stability_score
 from backend.inference.predictor import PredictorOutput
 from backend.inference.prompts import check_prompt
+from backend.model.mask_decoder import DecodedCandidates
 from backend.model.sam2 import Sam2, Sam2DecoderCache, Sam2DecoderOutput, Sam2ImageFeatures
 
 ArrayLike = np.ndarray | Sequence
@@ -276,6 +277,38 @@ class Sam2Predictor:
         if mask_input is not None:
             mask_input = mask_input.to(dtype)
         return self.model.decode(self._decoder_cache(), points, mask_input, multimask_output)
+
+    @torch.inference_mode()
+    def predict_candidates_above(
+        self, point_coords: torch.Tensor, point_labels: torch.Tensor, min_iou: float | None
+    ) -> DecodedCandidates:
+        """Multimask candidates of many point prompts, keeping those with predicted IoU above ``min_iou``.
+
+        Segment-everything's first filter (``SAM2AutomaticMaskGenerator``
+        keeps ``iou > pred_iou_thresh`` the same way). The logits stay
+        unclamped, as the reference upscales them.
+
+        Args:
+            point_coords: ``BxNx2`` float, original pixels of the current image.
+            point_labels: ``BxN`` int.
+            min_iou: Keep candidates whose predicted IoU is strictly above
+                this; ``None`` keeps all.
+
+        Returns:
+            The kept candidates (low-res logits ``KxLxL``, IoU, prompt index,
+            unsorted candidate index), prompt-major.
+        """
+        out = self.decode_torch(point_coords, point_labels, multimask_output=True)
+        per_prompt = out.iou_pred.shape[1]
+        iou = out.iou_pred.float().flatten()
+        keep = torch.ones_like(iou, dtype=torch.bool) if min_iou is None else iou > min_iou
+        index = torch.nonzero(keep).flatten()
+        return DecodedCandidates(
+            low_res=out.masks.flatten(0, 1)[index],
+            iou=iou[index],
+            prompt=torch.div(index, per_prompt, rounding_mode="floor"),
+            candidate=index % per_prompt,
+        )
 
     def _decoder_cache(self) -> Sam2DecoderCache:
         """Prompt-independent decoder work for the current image, computed once per image."""
