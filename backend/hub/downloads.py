@@ -16,7 +16,10 @@ so ``<cache>/<filename>`` only ever holds a complete, verified file; a
 mismatch deletes the ``.part``. A ``<filename>.lock`` file (POSIX ``flock``)
 keeps several processes, such as gunicorn workers, from downloading the same
 file at once; its holder deletes it when done, whether the download worked or
-not, so no lock file outlives a download. A failed download's message is one
+not, so no lock file outlives a download. A record without a published SHA-256
+(SAM 2.1's files) is pinned on first download: the digest is written to
+``<filename>.sha256`` beside the file, and a later download of the same name
+must match it. A failed download's message is one
 sentence (why, the URL, where to put the file, ``$SAM_CACHE_DIR``); the
 network library's own chain of errors stays on the exception's ``__cause__``.
 """
@@ -34,6 +37,7 @@ import requests
 from tqdm.auto import tqdm
 
 from backend.api.errors import InvalidInput, WeightsUnavailable
+from backend.atomic_files import atomic_write_bytes
 from backend.hub.records import MODELS, ModelRecord, get_record
 
 CACHE_ENV = "SAM_CACHE_DIR"
@@ -122,13 +126,16 @@ def download_weights(record: ModelRecord, target: Path, *, progress: bool = True
             digest = _fetch(
                 record.url, part, size=record.size_bytes, progress=progress, label=record.filename
             )
-            if record.sha256 is not None and digest != record.sha256:
+            expected = record.sha256 or pinned_sha256(target)
+            if expected is not None and digest != expected:
                 part.unlink(missing_ok=True)
                 raise WeightsUnavailable(
                     f"the file downloaded for model {record.name!r} from {record.url} has SHA-256 {digest}, "
-                    f"expected {record.sha256}; it was deleted. Try again; if this persists the file at that "
+                    f"expected {expected}; it was deleted. Try again; if this persists the file at that "
                     "URL has changed: download it yourself, check it, and pass its path instead of the name"
                 )
+            if record.sha256 is None:
+                atomic_write_bytes(_pin_path(target), f"{digest}\n".encode())
             os.replace(part, target)
     except (requests.RequestException, OSError) as exc:
         kept = part.stat().st_size if part.is_file() else 0
@@ -137,6 +144,16 @@ def download_weights(record: ModelRecord, target: Path, *, progress: bool = True
             + (f" {kept} bytes are kept in {part}; the next attempt resumes from there." if kept else "")
         ) from exc
     return target
+
+
+def pinned_sha256(target: Path) -> str | None:
+    """The SHA-256 pinned when ``target`` was first downloaded (records without a published one), or None."""
+    pin = _pin_path(target)
+    return pin.read_text().strip() if pin.is_file() else None
+
+
+def _pin_path(target: Path) -> Path:
+    return target.with_name(target.name + ".sha256")
 
 
 def _fetch(url: str, part: Path, *, size: int | None, progress: bool, label: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,9 @@ from backend.hub.checkpoint_files import load_checkpoint, load_state_strict
 from backend.hub.devices import pick_device
 from backend.hub.downloads import resolve_weights
 from backend.hub.dtypes import parse_dtype
-from backend.hub.records import MODELS
+from backend.hub.records import MODELS, SAM, SAM2_1
 from backend.model import VIT_B, VIT_H, VIT_L, VIT_T, Sam, SamConfig, build_sam
+from backend.model.sam2 import Sam2, Sam2Config, build_sam2, load_sam2_state_dict, sam2_config_from_state_dict
 
 
 def infer_config(state_dict: dict[str, Any]) -> SamConfig:
@@ -40,15 +42,16 @@ def load_model(
     *,
     device: str = "cpu",
     dtype: torch.dtype | str = torch.float32,
-    config: SamConfig | None = None,
+    config: SamConfig | Sam2Config | None = None,
     download: bool = True,
     progress: bool = True,
-) -> Sam:
+) -> Sam | Sam2:
     """Build a registered (or local) model with its weights, ready for inference.
 
     Args:
         name_or_path: A registry name (``vit_h``, ``vit_l``, ``vit_b``,
-            ``vit_t``, ``demo``) or a checkpoint path (ours or an official file).
+            ``vit_t``, ``demo``, ``sam2.1_hiera_t``...) or a checkpoint path
+            (ours, or an official SAM, MobileSAM or SAM 2.1 file).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or ``"auto"``.
         dtype: Floating-point dtype of the parameters (``torch.float16`` or
             ``"float16"``...).
@@ -58,7 +61,8 @@ def load_model(
         progress: Show a progress bar while downloading.
 
     Returns:
-        The ``Sam`` module in ``eval()`` mode on ``device`` in ``dtype``.
+        The network (``Sam``, or ``Sam2`` for the SAM 2.1 family) in ``eval()``
+        mode on ``device`` in ``dtype``.
 
     Raises:
         InvalidInput: Unknown name, missing path, unreadable or mismatching checkpoint, bad device or dtype.
@@ -69,7 +73,44 @@ def load_model(
     path = resolve_weights(name_or_path, download=download, progress=progress)
     file_config, state_dict, _ = load_checkpoint(path)
     record = MODELS.get(str(name_or_path))
-    config = config or file_config or (record.config if record else None) or infer_config(state_dict)
-    sam = build_sam(config)
+    config = config or file_config or (record.config if record else None)
+    family = record.family if record else family_of_weights(state_dict, config)
+    network = _BUILDERS[family](config, state_dict)
+    return network.to(device=target, dtype=torch_dtype).eval()
+
+
+def family_of_weights(state_dict: dict[str, Any], config: SamConfig | Sam2Config | None) -> str:
+    """The family a checkpoint belongs to: from its configuration, else from its keys."""
+    if isinstance(config, Sam2Config) or (config is None and _SAM2_KEY in state_dict):
+        return SAM2_1
+    return SAM
+
+
+_SAM2_KEY = "image_encoder.trunk.patch_embed.proj.weight"
+"""A key only SAM 2 image encoders have (the Hiera trunk's patch embedding)."""
+
+
+def _build_sam(config: SamConfig | Sam2Config | None, state_dict: dict[str, Any]) -> Sam:
+    if isinstance(config, Sam2Config):
+        raise InvalidInput("a SAM 2.1 configuration cannot build a SAM network")
+    sam = build_sam(config or infer_config(state_dict))
     load_state_strict(sam, state_dict)
-    return sam.to(device=target, dtype=torch_dtype).eval()
+    return sam
+
+
+def _build_sam2(config: SamConfig | Sam2Config | None, state_dict: dict[str, Any]) -> Sam2:
+    if isinstance(config, SamConfig):
+        raise InvalidInput("a SAM configuration cannot build a SAM 2.1 network")
+    try:
+        network = build_sam2(config or sam2_config_from_state_dict(state_dict))
+        load_sam2_state_dict(network, state_dict)
+    except ValueError as exc:  # the layout is no official one, or keys are missing / mis-shaped
+        raise InvalidInput(str(exc)) from None
+    return network
+
+
+_BUILDERS: dict[str, Callable[[SamConfig | Sam2Config | None, dict[str, Any]], Sam | Sam2]] = {
+    SAM: _build_sam,
+    SAM2_1: _build_sam2,
+}
+"""Family -> builds the network from its configuration (or the weights' layout) and loads the weights."""

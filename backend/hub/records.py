@@ -16,9 +16,26 @@ from typing import Any
 from backend.api.errors import InvalidInput
 from backend.api.segment_everything import META_THRESHOLDS
 from backend.model.config import VIT_B, VIT_H, VIT_L, VIT_T, SamConfig
+from backend.model.sam2.config import (
+    SAM2_1_HIERA_B_PLUS,
+    SAM2_1_HIERA_L,
+    SAM2_1_HIERA_S,
+    SAM2_1_HIERA_T,
+    Sam2Config,
+)
 
 PACKAGED_WEIGHTS = Path(__file__).resolve().parent / "packaged_weights"
 _SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
+_SAM2_1_URL = "https://dl.fbaipublicfiles.com/segment_anything_2/092824/"
+
+SAM = "sam"
+"""Family of SAM 1 and MobileSAM (the ``Sam`` network)."""
+SAM2_1 = "sam2.1"
+"""Family of SAM 2.1 (the ``Sam2`` network, image mode)."""
+ALL_PROMPT_KINDS = ("points", "box", "boxes", "mask", "text")
+"""Prompt kinds of the point-and-box families; ``text`` ranks segment-everything candidates with CLIP."""
+SAM2_1_AUTOMASK_DEFAULTS: dict[str, float] = {"pred_iou_thresh": 0.8, "stability_score_thresh": 0.95}
+"""The filter thresholds of Meta's ``SAM2AutomaticMaskGenerator``."""
 
 META_AUTOMASK_DEFAULTS: dict[str, float] = dict(META_THRESHOLDS)
 """Segment-everything filter thresholds of Meta's ``SamAutomaticMaskGenerator``, kept for Meta's models
@@ -31,12 +48,14 @@ class ModelRecord:
 
     Attributes:
         name: Registry name (``"vit_b"``).
+        family: Which network and engine: :data:`SAM` or :data:`SAM2_1`.
         config: Network configuration; ``None`` when the checkpoint (our
             format) carries it.
         filename: File name in the cache folder (or in
             ``backend/hub/packaged_weights`` for packaged models).
         url: Download URL; ``None`` for packaged models.
-        sha256: Expected SHA-256 of the file (hex); ``None`` skips the check.
+        sha256: Expected SHA-256 of the file (hex); ``None``: the digest is
+            pinned on first download and later downloads must match it.
         size_bytes: Expected file size in bytes, if known.
         licence: SPDX licence of the weights.
         description: One line for people choosing a model.
@@ -45,10 +64,12 @@ class ModelRecord:
         automask_defaults: Segment-everything thresholds used when a request
             leaves them out (``pred_iou_thresh``, ``stability_score_thresh``):
             Meta's for Meta's models, calibrated on held-out data for ours.
+        prompt_kinds: Prompt kinds the model answers.
     """
 
     name: str
-    config: SamConfig | None
+    family: str = SAM
+    config: SamConfig | Sam2Config | None
     filename: str
     url: str | None = None
     sha256: str | None = None
@@ -57,6 +78,7 @@ class ModelRecord:
     description: str = ""
     packaged: bool = False
     automask_defaults: dict[str, float] = field(default_factory=lambda: dict(META_AUTOMASK_DEFAULTS))
+    prompt_kinds: tuple[str, ...] = ALL_PROMPT_KINDS
 
     @property
     def packaged_path(self) -> Path | None:
@@ -67,9 +89,10 @@ class ModelRecord:
         """JSON-ready summary (for ``GET /v1/models``)."""
         return {
             "name": self.name,
+            "family": self.family,
             "description": self.description,
             "licence": self.licence,
-            "encoder": self.config.encoder if self.config else None,
+            "encoder": getattr(self.config, "encoder", "hiera") if self.config else None,
             "image_size": self.config.image_size if self.config else None,
             "filename": self.filename,
             "url": self.url,
@@ -77,11 +100,13 @@ class ModelRecord:
             "size_bytes": self.size_bytes,
             "packaged": self.packaged,
             "automask_defaults": dict(self.automask_defaults),
+            "prompts": list(self.prompt_kinds),
         }
 
 
-# SHA-256 and sizes of the official files, as published by projects that pin them
+# SHA-256 and sizes of the official SAM files, as published by projects that pin them
 # (micro-sam's model registry, several download scripts) and agreeing across sources.
+# Meta publishes neither for the SAM 2.1 files: their digest is pinned on first download.
 MODELS: dict[str, ModelRecord] = {
     r.name: r
     for r in (
@@ -134,6 +159,44 @@ MODELS: dict[str, ModelRecord] = {
             description="Small model trained on synthetic shapes; ships with the package (tests, offline demos)",
             # calibrated on its held-out scenes: benchmarks/calibrate_automask.py (docs/automask.md)
             automask_defaults={"pred_iou_thresh": 0.7, "stability_score_thresh": 0.75},
+        ),
+        *(
+            ModelRecord(
+                name=name,
+                family=SAM2_1,
+                config=config,
+                filename=filename,
+                url=_SAM2_1_URL + filename,
+                licence="Apache-2.0",
+                description=description,
+                automask_defaults=dict(SAM2_1_AUTOMASK_DEFAULTS),
+            )
+            for name, config, filename, description in (
+                (
+                    "sam2.1_hiera_t",
+                    SAM2_1_HIERA_T,
+                    "sam2.1_hiera_tiny.pt",
+                    "SAM 2.1 Hiera-T (Meta): 39M parameters",
+                ),
+                (
+                    "sam2.1_hiera_s",
+                    SAM2_1_HIERA_S,
+                    "sam2.1_hiera_small.pt",
+                    "SAM 2.1 Hiera-S (Meta): 46M parameters",
+                ),
+                (
+                    "sam2.1_hiera_b+",
+                    SAM2_1_HIERA_B_PLUS,
+                    "sam2.1_hiera_base_plus.pt",
+                    "SAM 2.1 Hiera-B+ (Meta): 81M parameters",
+                ),
+                (
+                    "sam2.1_hiera_l",
+                    SAM2_1_HIERA_L,
+                    "sam2.1_hiera_large.pt",
+                    "SAM 2.1 Hiera-L (Meta): 224M parameters",
+                ),
+            )
         ),
     )
 }

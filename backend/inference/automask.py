@@ -34,6 +34,7 @@ from backend.api.segment_everything import generator_defaults
 from backend.formats.images import check_rgb_pixels
 from backend.formats.mask_codecs import from_coco_rle, to_coco_rle
 from backend.inference.crops import CropBox, boxes_touching_crop_edge, crop_boxes
+from backend.inference.families import predictor_for
 from backend.inference.mask_ops import (
     MASK_THRESHOLD,
     above_threshold,
@@ -43,7 +44,6 @@ from backend.inference.mask_ops import (
 )
 from backend.inference.mask_regions import remove_small_regions, require_opencv
 from backend.inference.point_grids import layer_point_grids
-from backend.inference.predictor import SamPredictor
 from backend.model.mask_decoder import DecodedCandidates
 
 
@@ -152,8 +152,8 @@ class AutomaskGenerator:
     a library caller may ask for.
 
     Args:
-        model: A SAM network in eval mode (:class:`backend.model.Sam`, or a
-            SAM 2.1 ``Sam2`` with ``predictor_factory=Sam2Predictor``).
+        model: A network of any family in eval mode (:class:`backend.model.Sam`,
+            SAM 2.1's ``Sam2``).
         points_per_side: Grid points along each side of the image (total
             ``points_per_side**2``); ``None`` when ``point_grids`` is given.
         points_per_batch: Point prompts decoded together.
@@ -177,9 +177,8 @@ class AutomaskGenerator:
         upscale_pixel_budget: Most logit pixels upscaled to full resolution
             at once (at least one mask is always allowed); bounds peak memory.
         predictor_factory: Builds the predictor that encodes crops, from the
-            model: :class:`SamPredictor` (SAM 1, MobileSAM) or
-            :class:`~backend.inference.sam2_predictor.Sam2Predictor` (SAM 2.1,
-            then the same records as Meta's ``SAM2AutomaticMaskGenerator``).
+            model; default: its family's (:func:`~backend.inference.families.predictor_for`).
+            With SAM 2.1 the records are those of Meta's ``SAM2AutomaticMaskGenerator``.
     """
 
     def __init__(
@@ -199,7 +198,7 @@ class AutomaskGenerator:
         point_grids: list[np.ndarray] | None = None,
         min_mask_region_area: int = _DEFAULTS["min_mask_region_area"],
         upscale_pixel_budget: int = DEFAULT_UPSCALE_PIXEL_BUDGET,
-        predictor_factory: Callable[[Any], CandidatePredictor] = SamPredictor,
+        predictor_factory: Callable[[Any], CandidatePredictor] = predictor_for,
     ) -> None:
         self.point_grids = _layer_grids(
             points_per_side, point_grids, crop_n_layers, crop_n_points_downscale_factor

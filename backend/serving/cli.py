@@ -86,7 +86,16 @@ def _option(parser: argparse.ArgumentParser, flag: str, default: Any, help: str,
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     """Which model, where, in which dtype."""
-    _option(parser, "--model", _DEFAULTS.model, "vit_h, vit_l, vit_b, vit_t, demo, or a checkpoint path")
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=None,
+        metavar="NAME_OR_PATH",
+        help="a model to serve: vit_h, vit_l, vit_b, vit_t, demo, sam2.1_hiera_t, sam2.1_hiera_s, "
+        "sam2.1_hiera_b+, sam2.1_hiera_l, or a checkpoint path; repeat it to serve several side by side "
+        f"(requests choose with 'model'; the first answers those that name none) (default: {_DEFAULTS.model}) "
+        "[SAM_MODEL, comma-separated]",
+    )
     _option(parser, "--device", _DEFAULTS.device, "auto (cuda, then mps, then cpu), cuda, cuda:1, mps, cpu")
     _option(
         parser,
@@ -280,8 +289,12 @@ def _add_text_and_logging_options(parser: argparse.ArgumentParser) -> None:
 def config_from_args(argv: Sequence[str] | None = None) -> ServerConfig:
     """Parse flags and ``SAM_*`` variables into a :class:`ServerConfig`."""
     args = build_parser().parse_args(argv)
+    models = args.model or [
+        name.strip() for name in _env("SAM_MODEL", _DEFAULTS.model).split(",") if name.strip()
+    ]
     return ServerConfig(
-        model=args.model,
+        model=models[0],
+        extra_models=tuple(models[1:]),
         device=args.device,
         dtype=args.dtype,
         host=args.host,

@@ -26,8 +26,8 @@ class ServerConfig:
         model: Registry name (``vit_h``, ``vit_l``, ``vit_b``, ``vit_t``,
             ``demo``) or a checkpoint path; or an already built ``Sam`` module
             (tests, notebooks). The default model of requests that name none.
-        extra_models: More models served side by side (names, paths or
-            modules); requests choose one with ``model``. All share the
+        extra_models: More models served side by side (names, paths, or
+            ``(name, network)`` pairs); requests choose one with ``model``. All share the
             cache budgets and the model thread.
         device: ``auto`` (cuda, then mps, then cpu), or a torch device string.
         dtype: Model weights dtype: ``float32``, ``float16`` or ``bfloat16``.

@@ -1,25 +1,32 @@
 """Loading a served model on the model thread: the network of its family behind its engine.
 
 A name or a checkpoint path goes through :func:`backend.hub.load_model`
-(SAM 1 and MobileSAM names, any of our or Meta's checkpoint files); an
-already built network (tests, notebooks) is used as it is, on its device
-and dtype. The network's class picks the engine; the family's facts come
-from the model record.
+(registered names, any of our or Meta's checkpoint files); an already built
+network (tests, notebooks) is used as it is, on its device and dtype. The
+network's family (:mod:`backend.inference.families`) picks the engine; the
+accepted prompts and segment-everything defaults come from the model record
+(the family's reference defaults for paths and modules).
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import torch
 
-from backend.hub import automask_defaults_for, parse_dtype
+from backend.hub import MODELS, parse_dtype
+from backend.hub.records import ALL_PROMPT_KINDS
 from backend.inference.engine import EngineFacts, ModelEngine
+from backend.inference.families import family_of
 from backend.serving.config import ServerConfig
 
 
 def model_label(spec: Any) -> str:
-    """A printable model name: the registry name or path string as given, ``custom`` for anything else."""
+    """A model's name in the API: the registry name or path string as given, the name of a
+    ``(name, network)`` pair, ``custom`` for a bare network."""
+    if isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], str):
+        return spec[0]
     return spec if isinstance(spec, str) else "custom"
 
 
@@ -27,55 +34,35 @@ def load_engine(spec: Any, config: ServerConfig) -> ModelEngine:
     """Load ``spec`` (a name, a checkpoint path, or a network used as it is) behind its family's engine.
 
     Args:
-        spec: What to load.
+        spec: What to load; a ``(name, network)`` pair serves a built network under a name.
         config: Device, dtype and cache dtype.
 
     Raises:
         Whatever loading raises (missing or corrupt weights, unknown names,
         out of memory); the service reports it.
     """
-    dtype = parse_dtype(config.dtype)
-    model: Any
+    name = model_label(spec)
+    network: Any
+    if isinstance(spec, tuple):
+        spec = spec[1]
     if isinstance(spec, torch.nn.Module):
-        model = spec.eval()
+        network = spec.eval()
     else:
         from backend.hub import load_model, pick_device
 
-        model = load_model(spec, device=pick_device(config.device), dtype=dtype).eval()
-    return engine_for(
-        model, name=model_label(spec), automask_defaults=automask_defaults_for(spec), config=config
+        network = load_model(spec, device=pick_device(config.device), dtype=parse_dtype(config.dtype)).eval()
+    family = family_of(network)
+    record = MODELS.get(spec) if isinstance(spec, str) else None
+    facts = EngineFacts(
+        family=family.name,
+        prompt_kinds=record.prompt_kinds if record else ALL_PROMPT_KINDS,
+        automask_defaults=dict(record.automask_defaults if record else family.automask_defaults),
     )
-
-
-def engine_for(
-    model: torch.nn.Module, *, name: str, automask_defaults: dict[str, float], config: ServerConfig
-) -> ModelEngine:
-    """The engine of a loaded network's family.
-
-    Raises:
-        InvalidInput: A network of no served family.
-    """
-    from backend.api.errors import InvalidInput
-    from backend.model import Sam
-    from backend.model.sam2 import Sam2
-
-    parameter = next(model.parameters())
+    module_name, class_name = family.engine.split(":")
+    engine_class = getattr(importlib.import_module(module_name), class_name)
+    parameter = next(network.parameters())
     storage = _storage_dtype(config.cache_dtype, parameter.device, parameter.dtype)
-    if isinstance(model, Sam):
-        from backend.inference.sam_engine import SamEngine
-
-        facts = EngineFacts(family="sam", automask_defaults=automask_defaults)
-        return SamEngine(model, name=name, facts=facts, storage_dtype=storage)
-    if isinstance(model, Sam2):
-        from backend.inference.sam2_engine import Sam2Engine
-
-        facts = EngineFacts(
-            family="sam2.1",
-            prompt_kinds=("points", "box", "boxes", "mask"),
-            automask_defaults=automask_defaults,
-        )
-        return Sam2Engine(model, name=name, facts=facts, storage_dtype=storage)
-    raise InvalidInput(f"cannot serve a {type(model).__name__}: give a SAM, MobileSAM or SAM 2.1 network")
+    return engine_class(network, name=name, facts=facts, storage_dtype=storage)
 
 
 def _storage_dtype(cache_dtype: str, device: torch.device, model_dtype: torch.dtype) -> torch.dtype:

@@ -13,6 +13,7 @@ import pytest
 
 from backend.api.errors import InvalidInput, WeightsUnavailable
 from backend.hub import MODELS, ModelRecord, default_cache_dir, records, resolve_weights
+from backend.hub.downloads import pinned_sha256
 
 PAYLOAD = bytes(range(256)) * 12_000  # 3 MB: several download chunks
 
@@ -234,3 +235,14 @@ def test_an_unusable_cache_folder_is_reported_with_the_way_out(fake, tmp_path):
     (tmp_path / "a-file").write_bytes(b"")
     with pytest.raises(WeightsUnavailable, match="SAM_CACHE_DIR"):
         resolve_weights("fake", cache_dir=tmp_path / "a-file" / "cache", progress=False)
+
+
+def test_a_record_without_a_published_sha_is_pinned_on_first_download(monkeypatch, server, tmp_path):
+    monkeypatch.setitem(MODELS, "fake", _record(server.url, sha256=None))
+    path = resolve_weights("fake", cache_dir=tmp_path, progress=False)
+    assert pinned_sha256(path) == hashlib.sha256(PAYLOAD).hexdigest()
+    path.unlink()
+    (tmp_path / "fake.pt.sha256").write_text("1" * 64)  # the file at the URL no longer matches its pin
+    with pytest.raises(WeightsUnavailable, match="expected 1111"):
+        resolve_weights("fake", cache_dir=tmp_path, progress=False)
+    assert not path.exists()

@@ -183,3 +183,11 @@ def test_start_up_warns_when_the_given_clip_weights_are_missing(tmp_path, caplog
     warn_about_clip(config_from_args(["--clip-root", str(tmp_path)]))
     [record] = [r for r in caplog.records if r.name == "backend.serving.cli"]
     assert record.levelname == "WARNING" and str(tmp_path / "ViT-B-32.pt") in record.getMessage()
+
+
+def test_model_repeated_or_comma_separated_serves_several_the_first_by_default(monkeypatch):
+    config = config_from_args(["--model", "vit_b", "--model", "sam2.1_hiera_t"])
+    assert (config.model, config.extra_models) == ("vit_b", ("sam2.1_hiera_t",))
+    monkeypatch.setenv("SAM_MODEL", "demo, sam2.1_hiera_s")
+    assert config_from_args([]).models == ("demo", "sam2.1_hiera_s")
+    assert config_from_args(["--model", "vit_t"]).models == ("vit_t",), "the flag wins over the variable"

@@ -1,0 +1,143 @@
+"""One server, two model families: requests choose with ``model``; caches and the model thread are shared.
+
+The server holds the tiny SAM (the default, named ``custom``) and a SAM 2.1
+hiera_t at a 256-pixel input with random weights (named ``sam2-t``). Answers
+from the server must equal the family's own predictor on the same image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from flask import Flask
+
+from backend.inference.automask import AutomaskGenerator
+from backend.inference.predictor import SamPredictor
+from backend.inference.sam2_predictor import Sam2Predictor
+from backend.model.sam2 import build_sam2, sam2_config
+from backend.serving.app import create_app
+from tests.serving.tiny_model import make_config, picture, png_bytes
+
+SAM2 = "sam2-t"
+
+
+@pytest.fixture(scope="module")
+def tiny_sam2():
+    import torch
+
+    torch.manual_seed(0)
+    return build_sam2(sam2_config("sam2.1_hiera_t", image_size=256)).eval()
+
+
+@pytest.fixture(scope="module")
+def two_models(tiny_sam, tiny_sam2) -> Iterator[Flask]:
+    app = create_app(make_config(tiny_sam, extra_models=((SAM2, tiny_sam2),), cache_mb=64))
+    assert app.extensions["sam_service"].wait_ready(60)
+    yield app
+    app.extensions["sam_service"].close()
+
+
+def _upload(app: Flask, **query: str) -> str:
+    response = app.test_client().post("/v1/images", data=png_bytes(picture()), query_string=query)
+    assert response.status_code == 200, response.json
+    return response.json["image_id"]
+
+
+def _masks(answer: dict) -> np.ndarray:
+    from backend.formats.mask_codecs import from_coco_rle
+
+    return np.stack([from_coco_rle(m["segmentation"]) for m in answer["objects"][0]["masks"]])
+
+
+def test_models_lists_both_families_with_their_prompts_and_defaults(two_models):
+    models = {m["name"]: m for m in two_models.test_client().get("/v1/models").json["models"]}
+    assert set(models) == {"custom", SAM2}
+    assert models["custom"]["family"] == "sam" and models[SAM2]["family"] == "sam2.1"
+    assert all(m["ready"] and "points" in m["prompts"] for m in models.values())
+    assert models[SAM2]["automask_defaults"] == {"pred_iou_thresh": 0.8, "stability_score_thresh": 0.95}
+
+
+def test_each_model_answers_as_its_own_predictor_on_one_uploaded_image(two_models, tiny_sam, tiny_sam2):
+    client = two_models.test_client()
+    image_id = _upload(two_models)  # encoded by the default model only
+    prompt = {"image_id": image_id, "points": [[30, 22]], "labels": [1]}
+    by_sam = client.post("/v1/predict", json=prompt)
+    by_sam2 = client.post("/v1/predict", json={**prompt, "model": SAM2})  # encoded now from the held pixels
+    assert by_sam.status_code == by_sam2.status_code == 200, by_sam2.json
+    assert (by_sam.json["model"], by_sam2.json["model"]) == ("custom", SAM2)
+    for network, factory, answer in ((tiny_sam, SamPredictor, by_sam), (tiny_sam2, Sam2Predictor, by_sam2)):
+        predictor = factory(network)
+        predictor.set_image(picture())
+        expected = predictor.predict(point_coords=[[30, 22]], point_labels=[1])
+        np.testing.assert_array_equal(_masks(answer.json), expected.masks[0])
+    assert not np.array_equal(_masks(by_sam.json), _masks(by_sam2.json)), "two networks, two answers"
+
+
+def test_one_cache_budget_holds_an_entry_per_model_and_image(two_models):
+    service = two_models.extensions["sam_service"]
+    image_id = _upload(two_models, model=SAM2)
+    before = service.encoder_calls
+    for model in ("custom", SAM2, SAM2):
+        info = service.image_info(image_id, model=model)
+        assert (info.width, info.height) == (80, 60)
+    assert service.encoder_calls - before <= 1, "each model encodes a picture once"
+    assert service.cache_stats()["embeddings"].capacity_bytes == 64 * 2**20
+
+
+def test_an_unknown_model_is_404_naming_the_served_ones(two_models):
+    client = two_models.test_client()
+    image_id = _upload(two_models)
+    answer = client.post(
+        "/v1/predict", json={"image_id": image_id, "points": [[3, 3]], "labels": [1], "model": "vit_h"}
+    )
+    assert answer.status_code == 404
+    assert (
+        "'vit_h'" in answer.json["detail"]
+        and SAM2 in answer.json["detail"]
+        and "custom" in answer.json["detail"]
+    )
+    upload = client.post("/v1/images", data=png_bytes(picture()), query_string={"model": "nope"})
+    assert upload.status_code == 404 and "GET /v1/models" in upload.json["detail"]
+
+
+def test_a_mask_from_one_model_cannot_refine_with_the_other(two_models):
+    client = two_models.test_client()
+    image_id = _upload(two_models)
+    first = client.post("/v1/predict", json={"image_id": image_id, "points": [[30, 22]], "labels": [1]})
+    logits_id = first.json["objects"][0]["logits_id"]
+    refine = {
+        "image_id": image_id,
+        "points": [[30, 22]],
+        "labels": [1],
+        "mask_input": logits_id,
+        "model": SAM2,
+    }
+    answer = client.post("/v1/predict", json=refine)
+    assert answer.status_code == 400 and "'custom'" in answer.json["detail"]
+
+
+def test_segment_everything_uses_the_chosen_models_generator_and_defaults(two_models, tiny_sam2):
+    client = two_models.test_client()
+    image_id = _upload(two_models)
+    params = {"points_per_side": 4, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0}
+    answer = client.post("/v1/automask", json={"image_id": image_id, "model": SAM2, **params})
+    assert answer.status_code == 200 and answer.json["model"] == SAM2
+    expected = AutomaskGenerator(tiny_sam2, **params).generate(picture())
+    assert len(answer.json["records"]) == len(expected) > 0
+    got = sorted(round(r["predicted_iou"], 4) for r in answer.json["records"])
+    assert got == sorted(round(r["predicted_iou"], 4) for r in expected)
+
+
+def test_the_in_process_client_chooses_the_model_for_uploads_and_predictions(two_models, tiny_sam2):
+    from backend.serving.local_client import LocalSamClient
+
+    client = LocalSamClient.from_service(two_models.extensions["sam_service"])
+    info = client.add_image(picture(), model=SAM2)
+    [obj] = client.predict(info.image_id, points=[[30, 22]], labels=[1], model=SAM2)
+    predictor = Sam2Predictor(tiny_sam2)
+    predictor.set_image(picture())
+    np.testing.assert_array_equal(
+        obj.masks, predictor.predict(point_coords=[[30, 22]], point_labels=[1]).masks[0]
+    )
