@@ -112,6 +112,15 @@ _EVAL_EXAMPLES = """examples:
 
 def _train_parser() -> argparse.ArgumentParser:
     parser = new_parser("sam-train", "Train or fine-tune a SAM model.", epilog=_TRAIN_EXAMPLES)
+    _add_train_inputs(parser)
+    _add_optimiser_options(parser)
+    _add_prompting_and_run_options(parser)
+    _add_runtime_options(parser)
+    return parser
+
+
+def _add_train_inputs(parser: argparse.ArgumentParser) -> None:
+    """What to train on, from which model, and where the model, state and embeddings go."""
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(
         "--demo",
@@ -134,6 +143,10 @@ def _train_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--cache-dir", help="embedding cache for --freeze-encoder (default: runs/<out name>/embeddings)"
     )
+
+
+def _add_optimiser_options(parser: argparse.ArgumentParser) -> None:
+    """Batches, learning rate and its schedule."""
     parser.add_argument("--steps", type=int, default=1000, help="optimiser steps")
     parser.add_argument("--batch", type=int, default=4, help="images per micro-batch")
     parser.add_argument("--masks-per-image", type=int, default=4, help="objects sampled per image")
@@ -154,6 +167,10 @@ def _train_parser() -> argparse.ArgumentParser:
         default=0.1,
         help="learning-rate multiplier at each decay step",
     )
+
+
+def _add_prompting_and_run_options(parser: argparse.ArgumentParser) -> None:
+    """Prompt simulation, mixed precision, seed and how often the state is saved."""
     parser.add_argument("--rounds", type=int, default=11, help="prompting rounds per object (paper: 11)")
     parser.add_argument(
         "--rounds-without-point",
@@ -169,8 +186,6 @@ def _train_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--checkpoint-every", type=int, default=100, help="steps between saves of the training state"
     )
-    _add_runtime_options(parser)
-    return parser
 
 
 def _eval_parser() -> argparse.ArgumentParser:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
@@ -188,24 +188,15 @@ def train_demo_model(
         InvalidInput: When ``run_dir`` holds a stage model trained with other
             settings (pass ``resume=False``).
     """
-    from backend.hub import load_checkpoint
-
     run_dir = Path(run_dir)
     sam = build_demo_model(DEMO_STAGES[0].seed).to(device)
     data = training_scenes()
-    stages = [settings.to_dict() for settings in DEMO_STAGES]
     result = None
     for number, settings in enumerate(DEMO_STAGES, start=1):
         last = number == len(DEMO_STAGES)
         stage_out = Path(out) if last else run_dir / f"stage{number}.pt"
         if resume and not last and stage_out.exists():
-            _, state, stage_meta = load_checkpoint(stage_out)
-            if stage_meta.get("train_settings") != settings.to_dict():
-                raise InvalidInput(
-                    f"{stage_out} was trained with other settings than stage {number} of the demo "
-                    "recipe; pass --restart to train every stage again"
-                )
-            sam.load_state_dict(state)
+            _load_finished_stage(sam, stage_out, number)
             continue
         result = train(
             sam,
@@ -216,15 +207,37 @@ def train_demo_model(
             resume=resume,
             progress=progress,
             progress_label=f"stage {number}/{len(DEMO_STAGES)}",
-            meta={
-                "base": "scratch" if number == 1 else f"demo stage {number - 1}",
-                "data": "demo-scenes",
-                "stage": number,
-                "stages": stages,
-            },
+            meta=_stage_meta(number),
             should_stop=should_stop,
         )
         if result.stopped:
             return result
     assert result is not None  # the last stage always trains (or resumes)
     return result
+
+
+def _load_finished_stage(sam: Sam, path: Path, number: int) -> None:
+    """Load stage ``number``'s model from ``path`` into ``sam``, instead of training that stage again.
+
+    Raises:
+        InvalidInput: The file was trained with other settings than that stage's.
+    """
+    from backend.hub import load_checkpoint
+
+    _, state, meta = load_checkpoint(path)
+    if meta.get("train_settings") != DEMO_STAGES[number - 1].to_dict():
+        raise InvalidInput(
+            f"{path} was trained with other settings than stage {number} of the demo "
+            "recipe; pass --restart to train every stage again"
+        )
+    sam.load_state_dict(state)
+
+
+def _stage_meta(number: int) -> dict[str, Any]:
+    """What stage ``number``'s checkpoint records about the recipe: its base, data and every stage's settings."""
+    return {
+        "base": "scratch" if number == 1 else f"demo stage {number - 1}",
+        "data": "demo-scenes",
+        "stage": number,
+        "stages": [settings.to_dict() for settings in DEMO_STAGES],
+    }

@@ -28,7 +28,7 @@ from backend.model.pixels import normalize_and_pad
 from backend.train.checkpointing import load_training_state, model_config, save_model, save_training_state
 from backend.train.datasets import MaskDataset, resize_for_model
 from backend.train.embedding_cache import EmbeddingCache
-from backend.train.simulation import RoundsSettings, field_name, interactive_rounds
+from backend.train.simulation import RoundsResult, RoundsSettings, field_name, interactive_rounds
 
 if TYPE_CHECKING:
     from backend.model import Sam
@@ -168,94 +168,141 @@ def train(
     settings.check()
     if settings.freeze_encoder and embedding_cache is None:
         raise InvalidInput("freeze_encoder needs an embedding cache directory")
-    started = time.monotonic()
-    device = next(sam.parameters()).device
-    sam.train()
-    if settings.freeze_encoder:
-        sam.image_encoder.requires_grad_(False)
-        sam.image_encoder.eval()
-    params = [p for p in sam.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: learning_rate_factor(s, settings))
-    step = 0
-    if resume and Path(state_path).exists():
-        step = load_training_state(
-            state_path, sam=sam, optimizer=optimizer, scheduler=scheduler, settings=settings
-        )
-    resumed_from = step
-    autocast, scaler = _mixed_precision(settings.amp, device)
-    order = _SampleOrder(len(data), settings.seed)
-    losses: list[float] = []
-    first_ious: list[float] = []
-    bar = _progress_bar(progress, settings.steps, step, progress_label)
-
-    def save_state() -> None:
-        epoch = (step * settings.accumulate * settings.images_per_batch) // len(data)
-        save_training_state(
-            state_path,
-            sam=sam,
-            optimizer=optimizer,
-            scheduler=scheduler,
-            settings=settings,
-            step=step,
-            epoch=epoch,
-        )
-
-    while step < settings.steps:
+    run = _Run(sam, data, settings, state_path=Path(state_path), embedding_cache=embedding_cache)
+    if resume and run.state_path.exists():
+        run.resume()
+    bar = _progress_bar(progress, settings.steps, run.step, progress_label)
+    while run.step < settings.steps:
         if should_stop is not None and should_stop():
-            save_state()
+            run.save_state()
             bar.close()
-            return TrainResult(
-                step=step,
-                resumed_from=resumed_from,
-                losses=losses,
-                first_ious=first_ious,
-                seconds=time.monotonic() - started,
-                stopped=True,
-            )
-        generator = torch.Generator().manual_seed(settings.seed * 1_000_003 + step)
+            return run.result(stopped=True)
+        run.one_step()
+        bar.update(1)
+        bar.set_postfix(loss=f"{_mean_tail(run.losses):.3f}", mIoU=f"{_mean_tail(run.first_ious):.3f}")
+        if run.step % settings.checkpoint_every == 0 or run.step == settings.steps:
+            run.save_state()
+    bar.close()
+    result = run.result()
+    save_model(out, sam=sam, meta=_final_meta(result, settings, meta))
+    return result
+
+
+class _Run:
+    """One call of :func:`train`: the optimiser, schedule and mixed precision, the step reached, the losses.
+
+    Building it puts ``sam`` in training mode (the image encoder frozen and
+    in eval mode with ``settings.freeze_encoder``).
+    """
+
+    def __init__(
+        self,
+        sam: Sam,
+        data: MaskDataset,
+        settings: TrainSettings,
+        *,
+        state_path: Path,
+        embedding_cache: EmbeddingCache | None,
+    ) -> None:
+        self.started = time.monotonic()
+        self.sam, self.data, self.settings = sam, data, settings
+        self.state_path = state_path
+        self.embedding_cache = embedding_cache
+        sam.train()
+        if settings.freeze_encoder:
+            sam.image_encoder.requires_grad_(False)
+            sam.image_encoder.eval()
+        self.params = [p for p in sam.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(self.params, lr=settings.lr, weight_decay=settings.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: learning_rate_factor(s, settings)
+        )
+        self.autocast, self.scaler = _mixed_precision(settings.amp, next(sam.parameters()).device)
+        self.order = _SampleOrder(len(data), settings.seed)
+        self.step = self.resumed_from = 0
+        self.losses: list[float] = []
+        self.first_ious: list[float] = []
+
+    def resume(self) -> None:
+        """Continue from the training state at ``state_path``."""
+        self.step = self.resumed_from = load_training_state(
+            self.state_path,
+            sam=self.sam,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            settings=self.settings,
+        )
+
+    def one_step(self) -> None:
+        """One optimiser step over ``settings.accumulate`` micro-batches, all seeded with ``(seed, step)``."""
+        settings = self.settings
+        generator = torch.Generator().manual_seed(settings.seed * 1_000_003 + self.step)
         loss_sum = iou_sum = 0.0
         for micro in range(settings.accumulate):
-            first = (step * settings.accumulate + micro) * settings.images_per_batch
-            indices = [order(first + j) for j in range(settings.images_per_batch)]
-            images, targets, owners = _make_batch(data, indices, sam, settings.masks_per_image, generator)
-            with autocast():
-                if settings.freeze_encoder:
-                    embeddings = embedding_cache.embeddings(sam, images, [data[i].key for i in indices])  # type: ignore[union-attr]
-                else:
-                    embeddings = sam.image_encoder(images)
-                result = interactive_rounds(sam, embeddings[owners], targets, settings.rounds, generator)
-            scaler.scale(result.loss / settings.accumulate).backward()
+            result = self._micro_batch(micro, generator)
+            self.scaler.scale(result.loss / settings.accumulate).backward()
             loss_sum += float(result.loss.detach()) / settings.accumulate
             iou_sum += float(result.first_iou.detach()) / settings.accumulate
         if settings.grad_clip > 0:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(params, settings.grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
-        scheduler.step()
-        step += 1
-        losses.append(loss_sum)
-        first_ious.append(iou_sum)
-        bar.update(1)
-        bar.set_postfix(loss=f"{_mean_tail(losses):.3f}", mIoU=f"{_mean_tail(first_ious):.3f}")
-        if step % settings.checkpoint_every == 0 or step == settings.steps:
-            save_state()
-    bar.close()
-    seconds = time.monotonic() - started
-    run_meta = {
-        "step": step,
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.params, settings.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        self.step += 1
+        self.losses.append(loss_sum)
+        self.first_ious.append(iou_sum)
+
+    def _micro_batch(self, micro: int, generator: torch.Generator) -> RoundsResult:
+        """Loss of micro-batch ``micro`` of the current step (the rounds' result, not yet backpropagated)."""
+        settings, data = self.settings, self.data
+        first = (self.step * settings.accumulate + micro) * settings.images_per_batch
+        indices = [self.order(first + j) for j in range(settings.images_per_batch)]
+        images, targets, owners = _make_batch(data, indices, self.sam, settings.masks_per_image, generator)
+        with self.autocast():
+            if self.embedding_cache is not None and settings.freeze_encoder:
+                embeddings = self.embedding_cache.embeddings(self.sam, images, [data[i].key for i in indices])
+            else:
+                embeddings = self.sam.image_encoder(images)
+            return interactive_rounds(self.sam, embeddings[owners], targets, settings.rounds, generator)
+
+    def save_state(self) -> None:
+        """Write the training state at the current step (atomically)."""
+        settings = self.settings
+        epoch = (self.step * settings.accumulate * settings.images_per_batch) // len(self.data)
+        save_training_state(
+            self.state_path,
+            sam=self.sam,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            settings=settings,
+            step=self.step,
+            epoch=epoch,
+        )
+
+    def result(self, *, stopped: bool = False) -> TrainResult:
+        """The summary of this call so far."""
+        return TrainResult(
+            step=self.step,
+            resumed_from=self.resumed_from,
+            losses=self.losses,
+            first_ious=self.first_ious,
+            seconds=time.monotonic() - self.started,
+            stopped=stopped,
+        )
+
+
+def _final_meta(result: TrainResult, settings: TrainSettings, meta: dict[str, Any] | None) -> dict[str, Any]:
+    """Metadata of the finished model's checkpoint: the run's settings and final numbers, plus ``meta``."""
+    return {
+        "step": result.step,
         "train_settings": settings.to_dict(),
-        "train_seconds_this_call": round(seconds, 1),
-        "final_loss": round(_mean_tail(losses), 4) if losses else None,
-        "final_first_click_iou": round(_mean_tail(first_ious), 4) if first_ious else None,
+        "train_seconds_this_call": round(result.seconds, 1),
+        "final_loss": round(_mean_tail(result.losses), 4) if result.losses else None,
+        "final_first_click_iou": round(_mean_tail(result.first_ious), 4) if result.first_ious else None,
         **(meta or {}),
     }
-    save_model(out, sam=sam, meta=run_meta)
-    return TrainResult(
-        step=step, resumed_from=resumed_from, losses=losses, first_ious=first_ious, seconds=seconds
-    )
 
 
 class _SampleOrder:
