@@ -15,6 +15,7 @@ pixel centres, so holes stay holes.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -45,39 +46,66 @@ def to_polygons(mask: Any, *, tolerance: float = 0.0, holes: bool = True) -> lis
         Polygons in original-image pixels, outer boundaries clockwise on screen.
     """
     m = as_mask(mask)
-    h, w = m.shape
+    x0, y0, dirs = _boundary_edges(m)
+    if x0.size == 0:
+        return []
+    polygons: list[list[float]] = []
+    for ring in _rings(x0, y0, dirs, width=m.shape[1]):
+        if not holes and _signed_area(ring) < 0:
+            continue
+        if tolerance > 0:
+            ring = _simplify_ring(ring, tolerance)
+        if len(ring) >= 6:
+            polygons.append(ring)
+    return polygons
+
+
+_STEP = ((1, 0), (0, 1), (-1, 0), (0, -1))
+"""``(dx, dy)`` of one edge in each direction code."""
+
+
+def _boundary_edges(m: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every unit edge between a foreground and a background pixel, foreground on its right.
+
+    Returns:
+        ``(x, y, direction)`` of each edge's start corner and its direction
+        code, grouped by direction.
+    """
     p = np.pad(m, 1)
     core = p[1:-1, 1:-1]
     # (row, col) of pixels with background above / right / below / left; each edge keeps foreground on its right.
     sides = (core & ~p[:-2, 1:-1], core & ~p[1:-1, 2:], core & ~p[2:, 1:-1], core & ~p[1:-1, :-2])
     start_offsets = ((0, 0), (1, 0), (1, 1), (0, 1))  # (dx, dy) of the edge's start corner
-    step = ((1, 0), (0, 1), (-1, 0), (0, -1))
     xs, ys, dirs = [], [], []
     for d, side in enumerate(sides):
         r, c = np.nonzero(side)
         xs.append(c + start_offsets[d][0])
         ys.append(r + start_offsets[d][1])
         dirs.append(np.full(r.size, d))
-    x0, y0, dirs_all = np.concatenate(xs), np.concatenate(ys), np.concatenate(dirs)
-    if x0.size == 0:
-        return []
-    dx, dy = np.array(step).T
-    stride = w + 1
+    return np.concatenate(xs), np.concatenate(ys), np.concatenate(dirs)
+
+
+def _rings(x0: np.ndarray, y0: np.ndarray, dirs: np.ndarray, *, width: int) -> Iterator[list[float]]:
+    """The closed outlines the edges form, each as the flat list of its corners.
+
+    Each edge links to the edge leaving its end corner; at a saddle corner
+    (two leaving edges) the outline turns left, which keeps diagonal
+    neighbours in one outline.
+    """
+    dx, dy = np.array(_STEP).T
+    stride = width + 1
     start = y0 * stride + x0
-    end = (y0 + dy[dirs_all]) * stride + x0 + dx[dirs_all]
-    # Link each edge to the edge leaving its end corner; at a saddle corner (two leaving edges) turn left,
-    # which keeps diagonal neighbours in one outline.
+    end = (y0 + dy[dirs]) * stride + x0 + dx[dirs]
     order = np.argsort(start, kind="stable")
     lo = np.searchsorted(start[order], end, "left")
     first = order[lo]
     second = order[np.minimum(lo + 1, order.size - 1)]
     saddle = np.searchsorted(start[order], end, "right") - lo == 2
-    take_second = saddle & (dirs_all[second] == (dirs_all + 3) % 4)
+    take_second = saddle & (dirs[second] == (dirs + 3) % 4)
     nxt = np.where(take_second, second, first).tolist()
-    corner = (dirs_all[np.asarray(nxt)] != dirs_all).tolist()  # the end of edge e is a corner
-    ex, ey = (x0 + dx[dirs_all]).tolist(), (y0 + dy[dirs_all]).tolist()
+    corner = (dirs[np.asarray(nxt)] != dirs).tolist()  # the end of edge e is a corner
+    ex, ey = (x0 + dx[dirs]).tolist(), (y0 + dy[dirs]).tolist()
     seen = bytearray(len(nxt))
-    polygons: list[list[float]] = []
     for e0 in range(len(nxt)):
         if seen[e0]:
             continue
@@ -88,13 +116,7 @@ def to_polygons(mask: Any, *, tolerance: float = 0.0, holes: bool = True) -> lis
             if corner[e]:
                 ring += (float(ex[e]), float(ey[e]))
             e = nxt[e]
-        if not holes and _signed_area(ring) < 0:
-            continue
-        if tolerance > 0:
-            ring = _simplify_ring(ring, tolerance)
-        if len(ring) >= 6:
-            polygons.append(ring)
-    return polygons
+        yield ring
 
 
 def from_polygons(polygons: Any, height: int, width: int) -> np.ndarray:
