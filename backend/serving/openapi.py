@@ -77,6 +77,31 @@ def _operation(
 def build_openapi() -> dict[str, Any]:
     """The complete document (a fresh dict each call)."""
     _, definitions = models_json_schema([(m, "validation") for m in _MODELS], ref_template=REF)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "sam-server",
+            "version": __version__,
+            "description": "Segment Anything model server. Coordinates are pixels of the original image, (x, y), origin top-left; prompt boxes are [x1, y1, x2, y2].",
+        },
+        "servers": [{"url": "http://127.0.0.1:9090"}],
+        "security": [{"bearer": []}],
+        "paths": {**_image_paths(), **_prompt_paths(), **_ops_paths()},
+        "components": {
+            "schemas": definitions["$defs"],
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "Only when the server was started with a token (SAM_TOKEN).",
+                }
+            },
+        },
+    }
+
+
+def _image_paths() -> dict[str, Any]:
+    """Uploading an image (raw bytes, any lane) and asking whether the server holds it."""
     image_bytes = {
         t: {"schema": {"type": "string", "format": "binary"}}
         for t in (
@@ -97,7 +122,7 @@ def build_openapi() -> dict[str, Any]:
         "the encoding waits for interactive work).",
         "schema": {"type": "string", "enum": ["interactive", "bulk"], "default": "interactive"},
     }
-    paths = {
+    return {
         "/v1/images": {
             "post": {
                 **_operation(
@@ -119,6 +144,12 @@ def build_openapi() -> dict[str, Any]:
                 "parameters": [image_id],
             }
         },
+    }
+
+
+def _prompt_paths() -> dict[str, Any]:
+    """Prompts on an uploaded image, and segment-everything."""
+    return {
         "/v1/predict": {
             "post": _operation(
                 "Prompt -> three ranked masks per object.",
@@ -135,6 +166,12 @@ def build_openapi() -> dict[str, Any]:
                 errors=(400, 401, 404, 413, 503, 504),
             )
         },
+    }
+
+
+def _ops_paths() -> dict[str, Any]:
+    """The loaded models, health, readiness, metrics and this document."""
+    return {
         "/v1/models": {"get": _operation("The loaded model.", schemas.ModelsResponse, errors=(401,))},
         "/health": {"get": _operation("The process is up.", schemas.HealthResponse, errors=(), secure=False)},
         "/ready": {
@@ -169,27 +206,6 @@ def build_openapi() -> dict[str, Any]:
                     **_errors(401),
                 },
             }
-        },
-    }
-    return {
-        "openapi": "3.1.0",
-        "info": {
-            "title": "sam-server",
-            "version": __version__,
-            "description": "Segment Anything model server. Coordinates are pixels of the original image, (x, y), origin top-left; prompt boxes are [x1, y1, x2, y2].",
-        },
-        "servers": [{"url": "http://127.0.0.1:9090"}],
-        "security": [{"bearer": []}],
-        "paths": paths,
-        "components": {
-            "schemas": definitions["$defs"],
-            "securitySchemes": {
-                "bearer": {
-                    "type": "http",
-                    "scheme": "bearer",
-                    "description": "Only when the server was started with a token (SAM_TOKEN).",
-                }
-            },
         },
     }
 
