@@ -152,16 +152,21 @@ def _run(args: argparse.Namespace) -> int:
     _write_output(args.format, out, work, done, settings)
     print(f"sam-annotate: {len(done)} of {len(names)} images annotated -> {out}", file=sys.stderr)
     if done and args.everything and not any(work.load(name)["annotations"] for name in done):
-        print(
-            f"sam-annotate: no mask passed the filters (--pred-iou-thresh {settings.automask['pred_iou_thresh']}, "
-            f"--stability-score-thresh {settings.automask['stability_score_thresh']}): lower them, "
-            "e.g. --pred-iou-thresh 0.6 --stability-score-thresh 0.85",
-            file=sys.stderr,
-        )
+        _say_no_mask_passed(settings)
     if failed:
         return 1
     work.remove()
     return 0
+
+
+def _say_no_mask_passed(settings: AnnotateSettings) -> None:
+    """Segment-everything kept nothing: name the thresholds used and how to lower them."""
+    print(
+        f"sam-annotate: no mask passed the filters (--pred-iou-thresh {settings.automask['pred_iou_thresh']}, "
+        f"--stability-score-thresh {settings.automask['stability_score_thresh']}): lower them, "
+        "e.g. --pred-iou-thresh 0.6 --stability-score-thresh 0.85",
+        file=sys.stderr,
+    )
 
 
 def _settings(args: argparse.Namespace) -> AnnotateSettings:
