@@ -22,6 +22,7 @@ too (one line of ASCII), e.g. ``503 the model server cannot be reached ...``.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -204,6 +205,10 @@ def _add_protocol_routes(bp: Blueprint, runtime: PluginRuntime) -> None:
         token = body.get("access_token")
         if project_id and isinstance(token, str) and token:
             runtime.project_tokens[project_id] = token
+        extra = _extra_params(body.get("extra_params"))
+        model_name = extra.get("model")
+        if project_id and isinstance(model_name, str) and model_name.strip():
+            runtime.project_models[project_id] = model_name.strip()
         model = MODEL_CLASS(project_id, body.get("schema"), runtime=runtime)
         version = model.setup(timeout_s=settings.setup_timeout_s)
         return jsonify({"model_version": version})
@@ -228,6 +233,18 @@ def _add_protocol_routes(bp: Blueprint, runtime: PluginRuntime) -> None:
         model = MODEL_CLASS(_project_id(project), project.get("label_config"), runtime=runtime)
         result = model.fit(event, body)
         return jsonify({"status": "ok", "result": result}), 201
+
+
+def _extra_params(value: Any) -> dict[str, Any]:
+    """The "Extra params" of Label Studio's model settings: a JSON object, sent as one or as its text."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise InvalidInput(
+                'the model\'s "Extra params" in Label Studio must be a JSON object, e.g. {"model": "sam2.1_hiera_t"}'
+            ) from None
+    return value if isinstance(value, dict) else {}
 
 
 def _predict_params(body: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any]]:

@@ -79,6 +79,9 @@ class SamLabelStudioModel:
         self.project_id = project_id
         self.label_config = label_config
         self.runtime = runtime
+        self.model = runtime.model_for(project_id)
+        """The model server's model serving this project (None: the server's default)."""
+        self.client = runtime.client_for(project_id)
         self._parsed: SamLabelConfig | None = None
 
     @property
@@ -91,7 +94,7 @@ class SamLabelStudioModel:
     @property
     def model_version(self) -> str:
         """``sam-<model name>`` as reported by the model server."""
-        return self.runtime.model_version()
+        return self.runtime.model_version(self.model)
 
     # ------------------------------------------------------------------ setup
     def setup(self, *, timeout_s: float | None = None) -> str:
@@ -107,7 +110,7 @@ class SamLabelStudioModel:
         config = self.config
         if self.runtime.settings.preannotate == "off":
             require_prompt_controls(config)
-        return self.runtime.model_version(timeout_s=timeout_s)
+        return self.runtime.model_version(self.model, timeout_s=timeout_s)
 
     # ---------------------------------------------------------------- predict
     def predict(
@@ -161,11 +164,11 @@ class SamLabelStudioModel:
             )
         data = self.runtime.image_bytes(reference, task_id=task.get("id"), project_id=self.project_id)
         try:
-            return action(self.runtime.add_image(data, priority=priority))
+            return action(self.runtime.add_image(data, model=self.model, priority=priority))
         except SamError as exc:
-            if exc.status != 404:
+            if exc.status != 404 or "unknown model" in exc.detail:
                 raise
-            return action(self.runtime.add_image(data, refresh=True, priority=priority))
+            return action(self.runtime.add_image(data, model=self.model, refresh=True, priority=priority))
 
     def _predict_interactive(self, task: dict[str, Any], results: list[dict[str, Any]]) -> dict[str, Any]:
         config = self.config
@@ -187,7 +190,7 @@ class SamLabelStudioModel:
                 # the model server lost its state (a restart): the object's clicks stay, its logits do not
                 session.logits_id = None
             attempts.append(1)
-            return answer_interactive(self.runtime.client, info.image_id, prompt, session)
+            return answer_interactive(self.client, info.image_id, prompt, session)
 
         answer = self._on_task_image(task, run)
         if answer.session is not None:
@@ -217,8 +220,8 @@ class SamLabelStudioModel:
 
         def run(info: ImageInfo) -> list[dict[str, Any]]:
             if settings.preannotate == "automask":
-                return automask_regions(self.runtime.client, info.image_id, self.config, settings)
-            return text_regions(self.runtime.client, info.image_id, task, self.config, settings)
+                return automask_regions(self.client, info.image_id, self.config, settings)
+            return text_regions(self.client, info.image_id, task, self.config, settings)
 
         return prediction(self._on_task_image(task, run, priority=Priority.BULK), self.model_version)
 

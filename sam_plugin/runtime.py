@@ -19,10 +19,11 @@ from typing import Any
 import requests
 
 from backend.api.answers import ImageInfo
-from backend.api.errors import SamError, ServiceUnavailable
+from backend.api.errors import InvalidInput, SamError, ServiceUnavailable
 from backend.api.priority import Priority
 from backend.byte_lru import ByteBoundedLRU
 from backend.client.base import SamClientBase
+from backend.client.bound import ModelBoundClient
 from sam_plugin.image_fetcher import TaskImageFetcher
 from sam_plugin.interactive_sessions import SessionStore
 from sam_plugin.settings import PluginSettings
@@ -66,27 +67,43 @@ class PluginRuntime:
             max_bytes=settings.max_image_bytes,
         )
         self.project_tokens: dict[str, str] = {}
+        self.project_models: dict[str, str] = {}
+        """Models named in projects' "Extra params" (``{"model": ...}``), as ``/setup`` sent them."""
         self.images: ByteBoundedLRU[bytes] = ByteBoundedLRU(_IMAGE_CACHE_BYTES)
         self.infos: ByteBoundedLRU[ImageInfo] = ByteBoundedLRU(_INFO_CACHE_BYTES)
         self.prompts: ByteBoundedLRU[dict[str, Any]] = ByteBoundedLRU(_PROMPT_CACHE_BYTES)
         self.sessions = SessionStore()
-        self._version: tuple[float, str] | None = None
+        self._versions: dict[str | None, tuple[float, str]] = {}
         self._version_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sam-plugin-setup")
 
-    def model_version(self, *, timeout_s: float | None = None) -> str:
-        """``sam-<model name>`` of the model server, cached for a few seconds.
+    def model_for(self, project_id: str | None) -> str | None:
+        """The model that serves a project: its "Extra params", else ``SAM_PLUGIN_PROJECT_MODELS``,
+        else ``SAM_PLUGIN_MODEL``, else None (the model server's default)."""
+        key = project_id or ""
+        settings = self.settings
+        return self.project_models.get(key) or settings.project_models.get(key) or settings.model
+
+    def client_for(self, project_id: str | None) -> SamClientBase:
+        """The model server client, bound to the project's model."""
+        return ModelBoundClient(self.client, self.model_for(project_id))
+
+    def model_version(self, model: str | None = None, *, timeout_s: float | None = None) -> str:
+        """``sam-<model name>`` of the model that serves requests naming ``model``, cached for a few seconds.
 
         Args:
+            model: A served model's name; None: the model server's default.
             timeout_s: Give up after this long (``/setup`` must answer within
                 Label Studio's 3 s); ``None`` waits for the client's own timeout.
 
         Raises:
             ServiceUnavailable: The model server is down or too slow.
+            InvalidInput: The model server does not serve ``model``.
         """
         with self._version_lock:
-            if self._version is not None and time.monotonic() - self._version[0] < _MODEL_VERSION_TTL_S:
-                return self._version[1]
+            cached = self._versions.get(model)
+            if cached is not None and time.monotonic() - cached[0] < _MODEL_VERSION_TTL_S:
+                return cached[1]
         future = self._pool.submit(self.client.models)
         try:
             models = future.result(timeout=timeout_s)
@@ -99,10 +116,16 @@ class PluginRuntime:
             if mapped is exc:
                 raise
             raise mapped from exc
-        name = str(models[0].get("name", "unknown")) if models else "unknown"
-        version = f"sam-{name}"
+        names = [str(m.get("name", "unknown")) for m in models]
+        if model is not None and model not in names:
+            raise InvalidInput(
+                f"the model server does not serve {model!r} (it serves {', '.join(names) or 'nothing'}); "
+                "fix the project's model (Extra params, SAM_PLUGIN_PROJECT_MODELS or SAM_PLUGIN_MODEL) "
+                "or start sam-server with --model " + model
+            )
+        version = f"sam-{model or (names[0] if names else 'unknown')}"
         with self._version_lock:
-            self._version = (time.monotonic(), version)
+            self._versions[model] = (time.monotonic(), version)
         return version
 
     def image_bytes(self, reference: str, *, task_id: int | None, project_id: str | None) -> bytes:
@@ -117,22 +140,28 @@ class PluginRuntime:
         return data
 
     def add_image(
-        self, data: bytes, *, refresh: bool = False, priority: Priority = Priority.INTERACTIVE
+        self,
+        data: bytes,
+        *,
+        model: str | None = None,
+        refresh: bool = False,
+        priority: Priority = Priority.INTERACTIVE,
     ) -> ImageInfo:
         """Register image bytes with the model server; the answer is remembered.
 
         Args:
             data: Encoded image bytes.
+            model: The served model that encodes it (None: the server's default).
             refresh: Ask the server again (after it answered 404 for the id:
                 it restarted and lost its cache), uploading when needed.
             priority: The encoding's lane on the server (``BULK`` for batch work).
         """
-        key = hashlib.sha256(data).hexdigest()
+        key = f"{model or ''}|{hashlib.sha256(data).hexdigest()}"
         info = None if refresh else self.infos.get(key)
         if info is not None:
             return info
         try:
-            info = self.client.add_image(data, priority=priority)
+            info = self.client.add_image(data, model=model, priority=priority)
         except Exception as exc:
             mapped = as_model_server_error(exc)
             if mapped is exc:

@@ -69,6 +69,12 @@ class PluginSettings:
         fetch_timeout_s: Deadline of one task image download, redirects and
             body included (``SAM_FETCH_TIMEOUT``, seconds).
         max_image_bytes: Largest task image downloaded.
+        model: The model server's model for every project (``SAM_PLUGIN_MODEL``;
+            None: the server's default), e.g. ``sam2.1_hiera_t``.
+        project_models: Models of particular projects
+            (``SAM_PLUGIN_PROJECT_MODELS="3=sam2.1_hiera_t,7=vit_h"``); the
+            ``model`` of a project's "Extra params" in Label Studio's model
+            settings wins over both.
     """
 
     label_studio_url: str | None = None
@@ -87,6 +93,8 @@ class PluginSettings:
     setup_timeout_s: float = 2.0
     fetch_timeout_s: float = 30.0
     max_image_bytes: int = 100 * 1024 * 1024
+    model: str | None = None
+    project_models: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.preannotate not in _MODES:
@@ -148,4 +156,23 @@ class PluginSettings:
             automask_min_score=min_score,
             automask_params=automask_params,
             fetch_timeout_s=fetch_timeout,
+            model=env.get("SAM_PLUGIN_MODEL") or None,
+            project_models=_project_models(env.get("SAM_PLUGIN_PROJECT_MODELS")),
         )
+
+
+def _project_models(value: str | None) -> dict[str, str]:
+    """``"3=sam2.1_hiera_t, 7=vit_h"`` -> ``{"3": "sam2.1_hiera_t", "7": "vit_h"}``.
+
+    Raises:
+        InvalidInput: An item that is not ``project=model``.
+    """
+    pairs = {}
+    for item in _split_list(value):
+        project, sep, model = item.partition("=")
+        if not sep or not project.strip() or not model.strip():
+            raise InvalidInput(
+                f"SAM_PLUGIN_PROJECT_MODELS takes project=model pairs, e.g. '3=sam2.1_hiera_t,7=vit_h'; got {item!r}"
+            )
+        pairs[project.strip()] = model.strip()
+    return pairs

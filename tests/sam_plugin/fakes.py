@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from backend.api.answers import ImageInfo, ObjectMasks
-from backend.api.errors import ServiceUnavailable
+from backend.api.errors import NotFound, ServiceUnavailable
 from backend.api.priority import Priority, parse_priority
 from backend.client.base import SamClientBase
 from backend.formats.images import compute_image_id, decode_image
@@ -42,6 +42,9 @@ class ScriptedSamClient(SamClientBase):
         self.calls: list[dict[str, Any]] = []
         self.added: list[str] = []
         self.priorities: list[Priority] = []
+        self.served = ["scripted"]
+        self.automask_models: list[str | None] = []
+        """Names of the served models, the default first."""
         self.down = False
         self.forget_images = False
         self.score_offset = 0.0  # added to every predicted IoU (0.2 gives scores above 1, as SAM can)
@@ -49,9 +52,11 @@ class ScriptedSamClient(SamClientBase):
             False  # like a weak model: the top candidate ignores negative clicks
         )
 
-    def _check(self) -> None:
+    def _check(self, model: str | None = None) -> None:
         if self.down:
             raise ServiceUnavailable("cannot reach the model server at http://model.test: connection refused")
+        if model is not None and model not in self.served:
+            raise NotFound(f"unknown model {model!r}; this server serves {self.served}")
 
     def _maybe_forget(self, image_id: str) -> None:
         """Answer 404 once, like a restarted server that lost its image cache."""
@@ -61,8 +66,10 @@ class ScriptedSamClient(SamClientBase):
             self.forget_images = False
             raise SamServerError(404, "not_found", f"unknown image_id {image_id}")
 
-    def add_image(self, image: Any, *, priority: Priority | str = Priority.INTERACTIVE) -> ImageInfo:
-        self._check()
+    def add_image(
+        self, image: Any, *, model: str | None = None, priority: Priority | str = Priority.INTERACTIVE
+    ) -> ImageInfo:
+        self._check(model)
         pixels = decode_image(image)
         image_id = compute_image_id(pixels)
         self.sizes[image_id] = pixels.shape[:2]
@@ -97,10 +104,12 @@ class ScriptedSamClient(SamClientBase):
         mask_input: str | None = None,
         text: str | None = None,
         multimask: bool = True,
+        model: str | None = None,
     ) -> list[ObjectMasks]:
-        self._check()
+        self._check(model)
         self.calls.append(
             {
+                "model": model,
                 "image_id": image_id,
                 "points": points,
                 "labels": labels,
@@ -133,10 +142,11 @@ class ScriptedSamClient(SamClientBase):
             )
         return out
 
-    def automask(self, image_id: str, **params: Any) -> list[dict[str, Any]]:
+    def automask(self, image_id: str, *, model: str | None = None, **params: Any) -> list[dict[str, Any]]:
         from backend.formats.mask_codecs import to_coco_rle
 
-        self._check()
+        self._check(model)
+        self.automask_models.append(model)
         self._maybe_forget(image_id)
         h, w = self.sizes[image_id]
         left = np.zeros((h, w), dtype=bool)
@@ -148,7 +158,7 @@ class ScriptedSamClient(SamClientBase):
 
     def models(self) -> list[dict[str, Any]]:
         self._check()
-        return [{"name": "scripted", "ready": True}]
+        return [{"name": name, "ready": True} for name in self.served]
 
     def ready(self) -> bool:
         return not self.down

@@ -16,7 +16,7 @@ def test_model_version_is_cached_and_a_down_server_is_503(
     assert runtime.model_version() == "sam-scripted"
     sam_client.down = True
     assert runtime.model_version() == "sam-scripted"  # cached for a few seconds
-    runtime._version = None
+    runtime._versions.clear()
     with pytest.raises(ServiceUnavailable):
         runtime.model_version(timeout_s=1.0)
 
