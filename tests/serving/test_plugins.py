@@ -11,7 +11,10 @@ from backend.serving import plugins
 from backend.serving.answer_budget import BudgetedClient
 from backend.serving.app import create_app
 from backend.serving.config import ServerConfig
-from tests.serving.tiny_model import make_config, picture
+from tests.serving.tiny_model import make_config, picture, png_bytes
+
+BOX = [0, 0, 40, 30]
+"""The plugin's prompt: the picture's bright rectangle and the noise around it."""
 
 
 def good_factory(client: Any) -> Blueprint:
@@ -24,8 +27,13 @@ def good_factory(client: Any) -> Blueprint:
     @bp.post("/segment")
     def segment():
         info = client.add_image(picture())
-        [obj] = client.predict(info.image_id, box=[0, 0, 40, 30])
-        return jsonify(area=int(obj.best.sum()), client=type(client).__name__)
+        [obj] = client.predict(info.image_id, box=BOX)
+        return jsonify(
+            area=int(obj.best.sum()),
+            shape=list(obj.best.shape),
+            score=float(obj.scores[0]),
+            client=type(client).__name__,
+        )
 
     return bp
 
@@ -67,7 +75,15 @@ def test_plugin_blueprints_are_mounted_with_a_local_client_and_broken_ones_skipp
         assert client.get("/ls/health", headers=token).json["model_class"] == "fake"
         assert client.post("/ls/segment").status_code == 401
         answer = client.post("/ls/segment", headers=token).json
-        assert answer["client"] == BudgetedClient.__name__ and answer["area"] >= 0
+        assert answer["client"] == BudgetedClient.__name__
+        # the plugin's client reaches the served model: the very mask /v1/predict gives for the prompt
+        image_id = client.post("/v1/images", data=png_bytes(picture()), headers=token).json["image_id"]
+        [direct] = client.post("/v1/predict", json={"image_id": image_id, "box": BOX}, headers=token).json[
+            "objects"
+        ]
+        best = direct["masks"][0]
+        assert answer["shape"] == list(picture().shape[:2])
+        assert best["area"] > 0 and (answer["area"], answer["score"]) == (best["area"], best["score"])
         assert "broken" in caplog.text and "failed to load" in caplog.text
         assert client.get("/health").status_code == 200
     finally:
