@@ -345,8 +345,16 @@ def _load_base(base: str | None) -> Sam:
             "say which model to start from with --base (e.g. vit_b, demo, or a checkpoint path)"
         )
     from backend.hub import load_model
+    from backend.model import Sam
 
-    return load_model(base)
+    network = load_model(base)
+    if not isinstance(network, Sam):
+        raise InvalidInput(
+            f"sam-train fine-tunes SAM and MobileSAM networks (vit_h, vit_l, vit_b, vit_t, demo or their "
+            f"checkpoints); {base!r} is a {type(network).__name__}. Evaluate it with sam-eval or serve it with "
+            "sam-server"
+        )
+    return network
 
 
 def _open_data(args: argparse.Namespace, *, first_seed: int) -> MaskDataset:
@@ -363,7 +371,7 @@ def _eval(args: argparse.Namespace) -> int:
     import torch
 
     from backend.hub import load_model
-    from backend.inference.predictor import SamPredictor
+    from backend.inference.families import predictor_for
     from backend.train.demo import HELDOUT_FIRST_SEED
     from backend.train.evaluate import EvalSettings, evaluate
 
@@ -381,7 +389,7 @@ def _eval(args: argparse.Namespace) -> int:
     sam = load_model(args.model, device=device)
     sam.eval()
     with torch.inference_mode():
-        report = evaluate(SamPredictor(sam), data, settings, progress=not args.no_progress and not args.json)
+        report = evaluate(predictor_for(sam), data, settings, progress=not args.no_progress and not args.json)
     if args.json:
         print(json.dumps({"model": args.model, **report.to_dict()}, indent=2))
     else:
