@@ -122,6 +122,14 @@ def _image_paths() -> dict[str, Any]:
         "the encoding waits for interactive work).",
         "schema": {"type": "string", "enum": ["interactive", "bulk"], "default": "interactive"},
     }
+    model = {
+        "name": "model",
+        "in": "query",
+        "required": False,
+        "description": "Which served model encodes it (GET /v1/models); default: the server's first. "
+        "Unknown names: 404 listing the served ones.",
+        "schema": {"type": "string"},
+    }
     return {
         "/v1/images": {
             "post": {
@@ -131,7 +139,7 @@ def _image_paths() -> dict[str, Any]:
                     body=image_bytes,
                     errors=(400, 401, 413, 503, 504),
                 ),
-                "parameters": [priority],
+                "parameters": [priority, model],
             }
         },
         "/v1/images/{image_id}": {
@@ -141,7 +149,7 @@ def _image_paths() -> dict[str, Any]:
                     schemas.ImageInfoResponse,
                     errors=(401, 404, 503),
                 ),
-                "parameters": [image_id],
+                "parameters": [image_id, model],
             }
         },
     }
