@@ -141,3 +141,29 @@ def test_the_in_process_client_chooses_the_model_for_uploads_and_predictions(two
     np.testing.assert_array_equal(
         obj.masks, predictor.predict(point_coords=[[30, 22]], point_labels=[1]).masks[0]
     )
+
+
+def test_a_mixed_concurrent_load_gets_each_models_own_answers(two_models, tiny_sam, tiny_sam2):
+    """Requests for both models at once, on two pictures: micro-batching and decoder caches never mix them."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    service = two_models.extensions["sam_service"]
+    pictures = [picture(seed=s) for s in (7, 8)]
+    ids = [service.add_image(p).image_id for p in pictures]
+    expected = {}
+    for name, network, factory in (("custom", tiny_sam, SamPredictor), (SAM2, tiny_sam2, Sam2Predictor)):
+        predictor = factory(network)
+        for i, pixels in enumerate(pictures):
+            predictor.set_image(pixels)
+            expected[name, i] = predictor.predict(point_coords=[[20 + 5 * i, 15]], point_labels=[1]).masks[0]
+    jobs = [(name, i) for _ in range(6) for name in ("custom", SAM2) for i in range(2)]
+
+    def ask(job: tuple[str, int]) -> np.ndarray:
+        name, i = job
+        [obj] = service.predict(ids[i], points=[[20 + 5 * i, 15]], labels=[1], model=name)
+        return obj.masks
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(ask, jobs))
+    for job, masks in zip(jobs, answers, strict=True):
+        np.testing.assert_array_equal(masks, expected[job], err_msg=str(job))
