@@ -78,7 +78,10 @@ def test_out_of_memory_in_the_encoder_answers_503_and_a_retry_computes_the_embed
     http = app.test_client()
     service = app.extensions["sam_service"]
     calls = _fail_once(
-        service.engine().predictor, "compute_embedding", torch.cuda.OutOfMemoryError(CUDA_OOM_MESSAGE), monkeypatch
+        service.engine().predictor,
+        "compute_embedding",
+        torch.cuda.OutOfMemoryError(CUDA_OOM_MESSAGE),
+        monkeypatch,
     )
     image = png_bytes(picture(seed=4))
     failed = http.post("/v1/images", data=image)
