@@ -39,6 +39,8 @@ class ObjectMasks:
         logits_id: Id of the low-res logits of the *best* mask, to pass back
             as ``mask_input`` to refine this object on the next click.
         labels: Optional per-candidate text (text prompts: the matched text).
+        box: ``4`` float32 XYXY pixel box of the object as the model detected
+            it (SAM 3 concept instances), else None.
     """
 
     masks: np.ndarray
@@ -46,6 +48,7 @@ class ObjectMasks:
     stability_scores: np.ndarray
     logits_id: str | None = None
     labels: list[str] = field(default_factory=list)
+    box: np.ndarray | None = None
 
     @property
     def best(self) -> np.ndarray:

@@ -26,8 +26,17 @@ Point = tuple[Finite, Finite]
 Box = tuple[Finite, Finite, Finite, Finite]
 
 
+class Exemplar(BaseModel):
+    """A box around an example of a concept (``positive``) or a counter-example (SAM 3)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+
+    box: Box = Field(description="[x1, y1, x2, y2] in pixels.")
+    positive: bool = Field(True, description="An example (true: more like this) or a counter-example (false).")
+
+
 class Prompt(BaseModel):
-    """Points, boxes, an earlier mask and text, alone or combined; immutable."""
+    """Points, boxes, an earlier mask, text and exemplars, alone or combined; immutable."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
@@ -46,7 +55,20 @@ class Prompt(BaseModel):
         None, max_length=64, description="logits_id of an earlier answer, to refine that object."
     )
     text: str | None = Field(
-        None, max_length=500, description="Text prompt (CLIP), alone or with points or one box."
+        None,
+        max_length=500,
+        description="Text prompt. SAM 3: a concept, every instance comes back (one object each). "
+        "Other models: CLIP ranks segment-everything candidates (one object), alone or with points or one box.",
+    )
+    exemplars: list[Exemplar] | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        description="SAM 3: boxes around examples (positive) and counter-examples of the concept; "
+        "with or instead of text.",
+    )
+    threshold: float | None = Field(
+        None, ge=0.0, le=1.0, description="SAM 3 concepts: keep instances scoring above this (default 0.5)."
     )
     multimask: bool = Field(True, description="Three ranked candidates (true) or one mask (false).")
 

@@ -210,6 +210,7 @@ class SamClient(SamClientBase):
                     stability_scores=np.asarray([m["stability_score"] for m in candidates], dtype=np.float32),
                     logits_id=obj.get("logits_id"),
                     labels=list(obj.get("labels", [])),
+                    box=None if obj.get("box") is None else np.asarray(obj["box"], dtype=np.float32),
                 )
             )
         return objects

@@ -83,6 +83,12 @@ def resolve_weights(
     if name not in MODELS and (path.suffix in (".pt", ".pth") or os.sep in name or "/" in name):
         raise InvalidInput(f"no weights file at {path}; valid model names: {', '.join(MODELS)}")
     record = get_record(name)
+    if record.hub_repo is not None:
+        raise InvalidInput(
+            f"model {name!r} is read from the Hugging Face Hub repository {record.hub_repo!r}, not from one "
+            f"weights file: serve it with sam-server --model {name}, or load it with "
+            "backend.inference.families.load_network"
+        )
     if record.packaged_path is not None:
         if not record.packaged_path.is_file():
             raise WeightsUnavailable(

@@ -15,6 +15,7 @@ from typing import Any
 
 from backend.api.errors import InvalidInput
 from backend.api.segment_everything import META_THRESHOLDS
+from backend.inference.sam3.record import SAM3 as _SAM3_RECORD
 from backend.model.config import VIT_B, VIT_H, VIT_L, VIT_T, SamConfig
 from backend.model.sam2.config import (
     SAM2_1_HIERA_B_PLUS,
@@ -32,8 +33,12 @@ SAM = "sam"
 """Family of SAM 1 and MobileSAM (the ``Sam`` network)."""
 SAM2_1 = "sam2.1"
 """Family of SAM 2.1 (the ``Sam2`` network, image mode)."""
+SAM3 = "sam3"
+"""Family of SAM 3 (transformers' ``Sam3Model`` and ``Sam3TrackerModel``)."""
 ALL_PROMPT_KINDS = ("points", "box", "boxes", "mask", "text")
 """Prompt kinds of the point-and-box families; ``text`` ranks segment-everything candidates with CLIP."""
+SAM3_PROMPT_KINDS = ("points", "box", "boxes", "mask", "text", "exemplars")
+"""SAM 3's prompt kinds: text and exemplars find every instance, the others one object's ranked masks."""
 SAM2_1_AUTOMASK_DEFAULTS: dict[str, float] = {"pred_iou_thresh": 0.8, "stability_score_thresh": 0.95}
 """The filter thresholds of Meta's ``SAM2AutomaticMaskGenerator``."""
 
@@ -61,6 +66,8 @@ class ModelRecord:
         description: One line for people choosing a model.
         packaged: The file ships inside this package
             (``backend/hub/packaged_weights``).
+        hub_repo: A Hugging Face Hub repository the weights are read from
+            (through its cache and ``HF_TOKEN``) instead of a file here.
         automask_defaults: Segment-everything thresholds used when a request
             leaves them out (``pred_iou_thresh``, ``stability_score_thresh``):
             Meta's for Meta's models, calibrated on held-out data for ours.
@@ -77,6 +84,7 @@ class ModelRecord:
     licence: str = ""
     description: str = ""
     packaged: bool = False
+    hub_repo: str | None = None
     automask_defaults: dict[str, float] = field(default_factory=lambda: dict(META_AUTOMASK_DEFAULTS))
     prompt_kinds: tuple[str, ...] = ALL_PROMPT_KINDS
 
@@ -99,6 +107,7 @@ class ModelRecord:
             "sha256": self.sha256,
             "size_bytes": self.size_bytes,
             "packaged": self.packaged,
+            "hub_repo": self.hub_repo,
             "automask_defaults": dict(self.automask_defaults),
             "prompts": list(self.prompt_kinds),
         }
@@ -197,6 +206,17 @@ MODELS: dict[str, ModelRecord] = {
                     "SAM 2.1 Hiera-L (Meta): 224M parameters",
                 ),
             )
+        ),
+        ModelRecord(
+            name=_SAM3_RECORD.name,
+            family=SAM3,
+            config=None,
+            filename="",
+            hub_repo=_SAM3_RECORD.hub_repo,
+            licence=_SAM3_RECORD.licence,
+            description=_SAM3_RECORD.description,
+            automask_defaults={},
+            prompt_kinds=SAM3_PROMPT_KINDS,
         ),
     )
 }

@@ -114,6 +114,21 @@ class DecodeResult:
 
 
 @dataclass(frozen=True)
+class Instance:
+    """One instance of a concept (SAM 3).
+
+    Attributes:
+        mask: ``HxW`` bool at the original image size.
+        box: ``4`` float32 XYXY in original pixels, as detected.
+        score: In ``[0, 1]``.
+    """
+
+    mask: np.ndarray
+    box: np.ndarray
+    score: float
+
+
+@dataclass(frozen=True)
 class EngineFacts:
     """What differs between families, read from the model record.
 
@@ -134,12 +149,18 @@ class ModelEngine(ABC):
     """One loaded model of one family, as the server uses it.
 
     All methods that touch the network run on the model thread, one at a time.
+    A family that finds every instance of a concept (SAM 3) sets
+    :attr:`answers_concepts` and implements :meth:`concepts`; the others answer
+    text by ranking segment-everything candidates with CLIP.
 
     Args:
         name: The model's name in the API (``vit_b``, ``sam2.1_hiera_t``, a path).
         facts: The family's facts from the model record.
         storage_dtype: Dtype of cached features.
     """
+
+    answers_concepts: bool = False
+    """Text and exemplars find every instance (:meth:`concepts`), instead of CLIP ranking one object."""
 
     def __init__(self, *, name: str, facts: EngineFacts, storage_dtype: torch.dtype) -> None:
         self.name = name
@@ -188,6 +209,27 @@ class ModelEngine(ABC):
             InvalidInput: The family has no segment-everything.
         """
         raise InvalidInput(f"the model {self.name!r} ({self.facts.family}) cannot segment everything")
+
+    def concepts(
+        self,
+        image: EncodedImage,
+        *,
+        text: str | None,
+        exemplars: list[tuple[list[float], bool]] | None,
+        threshold: float,
+    ) -> list[Instance]:
+        """Every instance of a concept (a phrase, example boxes, or both), best score first.
+
+        Args:
+            image: The cached image.
+            text: A noun phrase, or None.
+            exemplars: ``([x1, y1, x2, y2], positive)`` boxes in original pixels, or None.
+            threshold: Keep instances scoring above this, in ``[0, 1]``.
+
+        Raises:
+            InvalidInput: The family has no concept prompts.
+        """
+        raise InvalidInput(f"the model {self.name!r} ({self.facts.family}) has no concept prompts")
 
     def info(self) -> dict[str, Any]:
         """What ``GET /v1/models`` says about the loaded model (besides name and readiness)."""

@@ -9,16 +9,29 @@ family adds one :class:`Family` to :data:`FAMILIES` (see docs/architecture.md,
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from backend.api.errors import InvalidInput
-from backend.hub.records import META_AUTOMASK_DEFAULTS, SAM, SAM2_1, SAM2_1_AUTOMASK_DEFAULTS
+from backend.hub import MODELS, load_model
+from backend.hub.records import (
+    ALL_PROMPT_KINDS,
+    META_AUTOMASK_DEFAULTS,
+    SAM,
+    SAM2_1,
+    SAM2_1_AUTOMASK_DEFAULTS,
+    SAM3,
+    SAM3_PROMPT_KINDS,
+)
 from backend.inference.predictor import SamPredictor
 from backend.inference.sam2_predictor import Sam2Predictor
+from backend.inference.sam3.loading import Sam3Models, load_sam3
+from backend.inference.sam3.predictor import Sam3Predictor
 from backend.model import Sam
 from backend.model.sam2 import Sam2
 
@@ -38,10 +51,14 @@ class Family:
     """
 
     name: str
-    network: type[torch.nn.Module]
+    network: type
     predictor: Callable[[Any], Any]
     engine: str
     automask_defaults: dict[str, float]
+    prompt_kinds: tuple[str, ...] = ALL_PROMPT_KINDS
+    """Prompt kinds of the family's networks given as paths or modules (a record says its own)."""
+    load: Callable[[str, str, torch.dtype], Any] | None = None
+    """Loads a name's source or a path (device, dtype); None: :func:`backend.hub.load_model`."""
 
 
 FAMILIES: dict[str, Family] = {
@@ -57,8 +74,36 @@ FAMILIES: dict[str, Family] = {
             "backend.inference.sam2_engine:Sam2Engine",
             dict(SAM2_1_AUTOMASK_DEFAULTS),
         ),
+        Family(
+            SAM3,
+            Sam3Models,
+            Sam3Predictor,
+            "backend.inference.sam3_engine:Sam3Engine",
+            {},
+            prompt_kinds=SAM3_PROMPT_KINDS,
+            load=lambda source, device, dtype: load_sam3(source, device=device, dtype=dtype),
+        ),
     )
 }
+
+
+def load_network(spec: str | os.PathLike[str], *, device: str, dtype: torch.dtype) -> Any:
+    """A registry name or a path -> the loaded network of its family.
+
+    A name loads its record's source (a weights file, or SAM 3's Hub
+    repository); a folder is a SAM 3 checkpoint in ``save_pretrained`` layout;
+    a file is recognised by its weights (:func:`backend.hub.load_model`).
+    """
+    record = MODELS.get(str(spec))
+    if record is not None:
+        family = FAMILIES[record.family]
+        source = record.hub_repo or str(spec)
+    else:
+        family = FAMILIES[SAM3] if Path(spec).expanduser().is_dir() else FAMILIES[SAM]
+        source = str(spec)
+    if family.load is not None:
+        return family.load(source, device, dtype)
+    return load_model(source, device=device, dtype=dtype)
 
 
 def family_of(network: torch.nn.Module) -> Family:

@@ -28,6 +28,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from backend.api.errors import SamError
@@ -338,11 +339,12 @@ def find_weights(config: ServerConfig) -> None:
             the message names the file, its URL, where to put it and
             ``SAM_CACHE_DIR``.
     """
-    from backend.hub import resolve_weights
+    from backend.hub import MODELS, resolve_weights
 
     for model in config.models:
-        if isinstance(model, str):
-            resolve_weights(model)
+        hub_repo = MODELS[model].hub_repo if isinstance(model, str) and model in MODELS else None
+        if isinstance(model, str) and hub_repo is None and not Path(model).expanduser().is_dir():
+            resolve_weights(model)  # Hub models (SAM 3) and folders are checked when they load
 
 
 def warn_about_clip(config: ServerConfig) -> None:

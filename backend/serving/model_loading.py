@@ -11,14 +11,14 @@ accepted prompts and segment-everything defaults come from the model record
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
 
 import torch
 
-from backend.hub import MODELS, parse_dtype
-from backend.hub.records import ALL_PROMPT_KINDS
+from backend.hub import MODELS, parse_dtype, pick_device
 from backend.inference.engine import EngineFacts, ModelEngine
-from backend.inference.families import family_of
+from backend.inference.families import family_of, load_network
 from backend.serving.config import ServerConfig
 
 
@@ -42,27 +42,35 @@ def load_engine(spec: Any, config: ServerConfig) -> ModelEngine:
         out of memory); the service reports it.
     """
     name = model_label(spec)
-    network: Any
     if isinstance(spec, tuple):
         spec = spec[1]
-    if isinstance(spec, torch.nn.Module):
-        network = spec.eval()
+    network: Any
+    if isinstance(spec, (str, os.PathLike)):
+        network = load_network(spec, device=pick_device(config.device), dtype=parse_dtype(config.dtype))
     else:
-        from backend.hub import load_model, pick_device
-
-        network = load_model(spec, device=pick_device(config.device), dtype=parse_dtype(config.dtype)).eval()
+        network = spec
+    if isinstance(network, torch.nn.Module):
+        network = network.eval()
     family = family_of(network)
     record = MODELS.get(spec) if isinstance(spec, str) else None
     facts = EngineFacts(
         family=family.name,
-        prompt_kinds=record.prompt_kinds if record else ALL_PROMPT_KINDS,
+        prompt_kinds=record.prompt_kinds if record else family.prompt_kinds,
         automask_defaults=dict(record.automask_defaults if record else family.automask_defaults),
     )
     module_name, class_name = family.engine.split(":")
     engine_class = getattr(importlib.import_module(module_name), class_name)
-    parameter = next(network.parameters())
-    storage = _storage_dtype(config.cache_dtype, parameter.device, parameter.dtype)
+    device, dtype = _placement(network)
+    storage = _storage_dtype(config.cache_dtype, device, dtype)
     return engine_class(network, name=name, facts=facts, storage_dtype=storage)
+
+
+def _placement(network: Any) -> tuple[torch.device, torch.dtype]:
+    """Where a loaded network runs and in which dtype (a module's first parameter, else its own attributes)."""
+    if isinstance(network, torch.nn.Module):
+        parameter = next(network.parameters())
+        return parameter.device, parameter.dtype
+    return network.device, network.dtype
 
 
 def _storage_dtype(cache_dtype: str, device: torch.device, model_dtype: torch.dtype) -> torch.dtype:

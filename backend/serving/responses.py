@@ -46,7 +46,10 @@ def object_to_json(obj: ObjectMasks, fmt: str) -> dict[str, Any]:
         }
         for k in range(len(obj.masks))
     ]
-    return {"masks": masks, "logits_id": obj.logits_id, "labels": list(obj.labels)}
+    answer: dict[str, Any] = {"masks": masks, "logits_id": obj.logits_id, "labels": list(obj.labels)}
+    if obj.box is not None:
+        answer["box"] = [float(v) for v in obj.box]
+    return answer
 
 
 def to_jsonable(value: Any) -> Any:

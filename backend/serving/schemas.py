@@ -81,6 +81,9 @@ class ObjectResponse(BaseModel):
     labels: list[str] = Field(
         default_factory=list, description="Text prompts: the matched text per candidate."
     )
+    box: tuple[float, float, float, float] | None = Field(
+        None, description="SAM 3 concept instances: the detected [x1, y1, x2, y2] box in pixels."
+    )
 
 
 class PredictResponse(BaseModel):

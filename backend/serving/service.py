@@ -37,7 +37,7 @@ from backend.api.errors import InvalidInput, NotFound, PayloadTooLarge
 from backend.api.priority import Priority
 from backend.api.prompt import Prompt
 from backend.byte_lru import CacheStats
-from backend.inference.engine import DecodeRequest, DecodeResult, EncodedImage, ModelEngine
+from backend.inference.engine import DecodeRequest, DecodeResult, EncodedImage, Instance, ModelEngine
 from backend.inference.prompts import check_prompt
 from backend.serving.config import ServerConfig
 from backend.serving.gpu_worker import GpuWorker
@@ -299,7 +299,9 @@ class SamService:
             abandoned: Returns True once the caller's client has gone.
             **fields: The prompt's fields, instead of ``prompt``.
 
-        A text prompt is bulk work (segment-everything candidates ranked by CLIP).
+        A text prompt is bulk work: on SAM 3 every instance of the concept
+        (with ``exemplars`` too), one object each, best score first; on the
+        other families segment-everything candidates ranked by CLIP, one object.
 
         Raises:
             NotFound: Unknown ``image_id``, ``mask_input`` or model.
@@ -310,6 +312,8 @@ class SamService:
         prompt = Prompt.of(prompt, **fields)
         engine = self.engine(model)
         _check_prompt_kinds(engine, prompt)
+        if engine.answers_concepts and (prompt.text is not None or prompt.exemplars is not None):
+            return self._predict_concepts(engine, image_id, prompt, self.ticket(Priority.BULK, abandoned))
         if prompt.text is not None:
             return self._predict_text(
                 engine, image_id, prompt, prompt.text, self.ticket(Priority.BULK, abandoned)
@@ -346,6 +350,26 @@ class SamService:
             )
             for i in range(len(result.masks))
         ]
+
+    def _predict_concepts(
+        self, engine: ModelEngine, image_id: str, prompt: Prompt, ticket: Ticket
+    ) -> list[ObjectMasks]:
+        """Every instance of a concept (SAM 3): one object each, best score first."""
+        for name in ("points", "box", "boxes", "mask_input"):
+            if getattr(prompt, name) is not None:
+                raise InvalidInput(
+                    f"a concept prompt (text, exemplars) finds every instance: send {name} in another request "
+                    "(it gives ranked masks for one object)"
+                )
+        encoded = self._encoded(engine, image_id, ticket)
+        exemplars = None
+        if prompt.exemplars is not None:
+            exemplars = [(list(e.box), e.positive) for e in prompt.exemplars]
+        threshold = DEFAULT_CONCEPT_THRESHOLD if prompt.threshold is None else prompt.threshold
+        work = partial(engine.concepts, encoded, text=prompt.text, exemplars=exemplars, threshold=threshold)
+        instances = self._thread.run(work, ticket)
+        label = prompt.text or "exemplar"
+        return [_instance_object(instance, label) for instance in instances]
 
     # ----------------------------------------------- automask and text
     def automask(
@@ -422,11 +446,31 @@ class SamService:
         )
 
 
+DEFAULT_CONCEPT_THRESHOLD = 0.5
+"""Score above which a concept instance is kept when a request gives no ``threshold`` (transformers' default)."""
+
+
+def _instance_object(instance: Instance, label: str) -> ObjectMasks:
+    """One concept instance as an object with one mask (its stability score repeats its score:
+    the detector hands back no logits to compute one from)."""
+    score = np.asarray([instance.score], dtype=np.float32)
+    return ObjectMasks(
+        masks=instance.mask[None], scores=score, stability_scores=score, labels=[label], box=instance.box
+    )
+
+
 def _image_info(image_id: str, encoded: EncodedImage) -> ImageInfo:
     return ImageInfo(image_id=image_id, width=encoded.original_size[1], height=encoded.original_size[0])
 
 
-_PROMPT_KINDS = {"points": "points", "box": "box", "boxes": "boxes", "mask_input": "mask", "text": "text"}
+_PROMPT_KINDS = {
+    "points": "points",
+    "box": "box",
+    "boxes": "boxes",
+    "mask_input": "mask",
+    "text": "text",
+    "exemplars": "exemplars",
+}
 """Prompt field -> the prompt kind a model record lists."""
 
 
@@ -438,6 +482,12 @@ def _check_prompt_kinds(engine: ModelEngine, prompt: Prompt) -> None:
         raise InvalidInput(
             f"the model {engine.name!r} ({engine.facts.family}) does not answer {', '.join(missing)} prompts; "
             f"it answers {', '.join(engine.facts.prompt_kinds)}"
+        )
+    concept = prompt.text is not None or prompt.exemplars is not None
+    if prompt.threshold is not None and not (engine.answers_concepts and concept):
+        raise InvalidInput(
+            "threshold applies to concept prompts (text or exemplars) on a SAM 3 model; "
+            f"the model {engine.name!r} ({engine.facts.family}) ranks candidates instead: omit threshold"
         )
 
 

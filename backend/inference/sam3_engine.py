@@ -1,0 +1,109 @@
+"""SAM 3 behind the engine interface: concepts find every instance, clicks give ranked masks.
+
+The cached features are the ViT backbone's output
+(:class:`~backend.inference.sam3.features.Sam3ImageFeatures`), so a second
+concept, or a click after a concept, on the same image skips the image
+encoder. Concepts run transformers' ``Sam3Model`` and its own
+post-processing; clicks and boxes run ``Sam3TrackerModel`` (weights with the
+tracker head only). Requests are decoded one at a time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from backend.inference.engine import (
+    DecodeRequest,
+    DecodeResult,
+    EncodedImage,
+    EngineFacts,
+    Instance,
+    ModelEngine,
+)
+from backend.inference.sam3.loading import Sam3Models
+from backend.inference.sam3.predictor import Sam3Predictor
+
+
+class Sam3Engine(ModelEngine):
+    """SAM 3's networks served through :class:`Sam3Predictor`.
+
+    Args:
+        models: :func:`~backend.inference.sam3.loading.load_sam3`'s networks.
+        name: The model's name in the API.
+        facts: The family's facts from the model record.
+        storage_dtype: Dtype of cached features.
+    """
+
+    answers_concepts = True
+
+    def __init__(
+        self, models: Sam3Models, *, name: str, facts: EngineFacts, storage_dtype: torch.dtype
+    ) -> None:
+        if models.tracker is None:  # concepts only: say so in /v1/models and refuse clicks with the reason
+            facts = EngineFacts(
+                family=facts.family,
+                prompt_kinds=tuple(k for k in facts.prompt_kinds if k in ("text", "exemplars")),
+                automask_defaults=facts.automask_defaults,
+            )
+        super().__init__(name=name, facts=facts, storage_dtype=storage_dtype)
+        self.models = models
+        self.predictor = Sam3Predictor(models)
+        self._current: EncodedImage | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return self.predictor.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.predictor.dtype
+
+    @property
+    def image_size(self) -> int:
+        return int(self.models.processor.image_processor.size["height"])
+
+    def encode(self, pixels: np.ndarray) -> EncodedImage:
+        """``HxWx3`` uint8 -> the ViT backbone's features, in the storage dtype."""
+        features = self.predictor.compute_embedding(pixels).to(self.device, self.storage_dtype)
+        return EncodedImage(
+            features=features, original_size=(pixels.shape[0], pixels.shape[1]), nbytes=features.nbytes
+        )
+
+    def decode(self, requests: list[DecodeRequest]) -> list[DecodeResult]:
+        """Clicks and boxes: three ranked masks per object (the tracker head)."""
+        return [self._decode_one(request) for request in requests]
+
+    def _decode_one(self, request: DecodeRequest) -> DecodeResult:
+        self._point_at(request.image)
+        prompt = request.prompt
+        mask_input = None if request.mask_input is None else request.mask_input.cpu().numpy()
+        out = self.predictor.predict(
+            point_coords=prompt.points,
+            point_labels=prompt.labels,
+            box=prompt.boxes,
+            mask_input=mask_input,
+            multimask_output=request.multimask,
+        )
+        stability = out.stability_scores if out.stability_scores is not None else np.zeros_like(out.scores)
+        best = torch.from_numpy(np.ascontiguousarray(out.low_res_logits[:, :1]))
+        return DecodeResult(out.masks, out.scores, stability, best)
+
+    def concepts(
+        self,
+        image: EncodedImage,
+        *,
+        text: str | None,
+        exemplars: list[tuple[list[float], bool]] | None,
+        threshold: float,
+    ) -> list[Instance]:
+        """Every instance, from transformers' own post-processing, best score first."""
+        self._point_at(image)
+        found = self.predictor.predict_concept(text, exemplars, threshold=threshold)
+        return [Instance(mask=i.mask, box=i.box, score=i.score) for i in found]
+
+    def _point_at(self, image: EncodedImage) -> None:
+        """Make ``image`` the predictor's current image."""
+        if self._current is not image:
+            self.predictor.set_embedding(image.features, original_size=image.original_size)
+            self._current = image
