@@ -100,13 +100,14 @@ class SamClient(SamClientBase):
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
-        self._session = requests.Session()
+        self.session = requests.Session()
+        """The pooled HTTP session (add proxies, adapters or headers here)."""
         if token:
-            self._session.headers["Authorization"] = f"Bearer {token}"
+            self.session.headers["Authorization"] = f"Bearer {token}"
 
     def close(self) -> None:
         """Close the pooled connections."""
-        self._session.close()
+        self.session.close()
 
     def __enter__(self) -> SamClient:
         return self
@@ -121,7 +122,7 @@ class SamClient(SamClientBase):
         """One API call with retries on connection errors; raises :class:`SamServerError`."""
         for attempt in range(self.retries + 1):
             try:
-                response = self._session.request(method, self.url + path, timeout=self.timeout, **kwargs)
+                response = self.session.request(method, self.url + path, timeout=self.timeout, **kwargs)
                 break
             except requests.ConnectionError as exc:
                 if attempt == self.retries:

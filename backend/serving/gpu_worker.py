@@ -146,6 +146,11 @@ class GpuWorker:
         """Work items waiting (not counting the one running)."""
         return len(self._queue)
 
+    @property
+    def queue_bounds(self) -> tuple[int, int]:
+        """``(most interactive items waiting, most bulk jobs waiting or running)``."""
+        return self._queue.max_interactive, self._queue.max_bulk
+
     def bulk_jobs(self) -> int:
         """Bulk calls waiting or running."""
         return self._queue.bulk_jobs()

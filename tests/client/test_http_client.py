@@ -58,13 +58,13 @@ def test_add_image_uploads_only_when_the_server_lacks_it(server, client, tmp_pat
 
 def test_bulk_priority_uploads_with_the_bulk_query_and_bad_values_send_nothing(server, client, monkeypatch):
     sent: list[tuple[str, str, object]] = []
-    request = client._session.request
+    request = client.session.request
 
     def recording(method: str, url: str, **kwargs: object) -> requests.Response:
         sent.append((method, url, kwargs.get("params")))
         return request(method, url, **kwargs)
 
-    monkeypatch.setattr(client._session, "request", recording)
+    monkeypatch.setattr(client.session, "request", recording)
     info = client.add_image(picture(seed=23), priority="bulk")
     assert sent[-1] == ("POST", f"{server.url}/v1/images", {"priority": "bulk"})
     assert client.add_image(picture(seed=23)) == info, "the same picture is held, whatever its lane"

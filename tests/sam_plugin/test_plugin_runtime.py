@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import requests
 
@@ -11,12 +13,13 @@ from tests.sam_plugin.fakes import ScriptedSamClient
 
 
 def test_model_version_is_cached_and_a_down_server_is_503(
-    runtime: PluginRuntime, sam_client: ScriptedSamClient
+    runtime: PluginRuntime, sam_client: ScriptedSamClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert runtime.model_version() == "sam-scripted"
     sam_client.down = True
     assert runtime.model_version() == "sam-scripted"  # cached for a few seconds
-    runtime._versions.clear()
+    later = time.monotonic() + 60.0  # past the cache's lifetime
+    monkeypatch.setattr("sam_plugin.runtime.time.monotonic", lambda: later)
     with pytest.raises(ServiceUnavailable):
         runtime.model_version(timeout_s=1.0)
 

@@ -44,7 +44,7 @@ def test_zero_is_refused_naming_the_flag(capsys, flag):
 def test_the_service_applies_the_limits(tiny_sam):
     config = make_config(tiny_sam, max_queue=3, max_bulk_jobs=2, max_automask_points=100, bulk_timeout_s=9.0)
     service = SamService(config)
-    assert service.worker._queue.max_interactive == 3 and service.worker._queue.max_bulk == 2
+    assert service.worker.queue_bounds == (3, 2)
     assert service.automask_limit == 100
     assert service.ticket(Priority.BULK).timeout_s == 9.0
     assert service.ticket(Priority.INTERACTIVE).timeout_s == 60.0
