@@ -33,6 +33,7 @@ class SegmentedObject:
         label: The object's label (from its box or first positive click).
         prompt: JSON-able record of the prompt that produced it.
         logits_id: Model-server id of the mask's low-res logits (``mask_input`` to refine it).
+        concept: The concept text of a SAM 3 instance (shown as the region's ``meta.text``), else None.
     """
 
     mask: np.ndarray
@@ -40,6 +41,7 @@ class SegmentedObject:
     label: str | None
     prompt: dict[str, Any]
     logits_id: str | None = None
+    concept: str | None = None
 
 
 def collect_prompt(

@@ -20,16 +20,18 @@ from typing import Any, TypeVar
 import numpy as np
 
 from backend.api.answers import ImageInfo
-from backend.api.errors import InvalidInput, SamError
+from backend.api.errors import InvalidInput, SamError, ServiceUnavailable
 from backend.api.priority import Priority
 from backend.formats.images import compute_image_id, decode_image
 from sam_plugin.brush_limits import check_brush_sizes
-from sam_plugin.controls.prompt import first_label
+from sam_plugin.concepts import segment_concept
+from sam_plugin.controls.prompt import InteractivePrompt, first_label
 from sam_plugin.controls.registry import BRUSH_LABELS, is_prompt_result
 from sam_plugin.dataset_writer import AcceptedMask, DatasetWriter, annotation_key
 from sam_plugin.interactive import collect_prompt
+from sam_plugin.interactive_sessions import SessionKey
 from sam_plugin.label_config import SamLabelConfig, parse_label_config, require_prompt_controls
-from sam_plugin.preannotate import automask_regions, text_regions
+from sam_plugin.preannotate import automask_regions, concept_regions, text_regions
 from sam_plugin.refinement import InteractiveAnswer, answer_interactive
 from sam_plugin.regions import mask_regions, prediction
 from sam_plugin.runtime import PluginRuntime, as_model_server_error
@@ -110,6 +112,11 @@ class SamLabelStudioModel:
         config = self.config
         if self.runtime.settings.preannotate == "off":
             require_prompt_controls(config)
+        if self.runtime.settings.preannotate == "concepts" and not config.output.labels:
+            raise InvalidInput(
+                f'SAM_PREANNOTATE=concepts uses the labels of <{config.output.tag} name="{config.output.name}"> '
+                'as concepts, and it has none: add <Label value="..."/> tags to it'
+            )
         return self.runtime.model_version(self.model, timeout_s=timeout_s)
 
     # ---------------------------------------------------------------- predict
@@ -174,6 +181,7 @@ class SamLabelStudioModel:
         config = self.config
         require_prompt_controls(config)
         key = (str(self.project_id or ""), str(task.get("id")), annotator(task))
+        concepts = self.runtime.answers_concepts(self.model) is True
 
         attempts: list[int] = []
 
@@ -185,6 +193,8 @@ class SamLabelStudioModel:
                 height=info.height,
                 negative_labels=self.runtime.settings.negative_labels,
             )
+            if concepts and (prompt.text or prompt.boxes):
+                return self._concept_answer(info, prompt, key)
             session = self.runtime.sessions.find(key)
             if attempts and session is not None:
                 # the model server lost its state (a restart): the object's clicks stay, its logits do not
@@ -199,9 +209,13 @@ class SamLabelStudioModel:
             self.runtime.sessions.forget(key)
         # the refined object's region keeps its id, so Label Studio replaces it (one region per mask only)
         keep_id = answer.session is not None and config.output_converter.one_region_per_mask
-        extra = {"id": answer.session.region_id} if keep_id and answer.session is not None else None
         regions = []
         for obj in answer.objects:
+            extra: dict[str, Any] = {}
+            if keep_id and answer.session is not None:
+                extra["id"] = answer.session.region_id
+            if obj.concept:
+                extra["meta"] = {"text": [obj.concept]}
             object_regions = mask_regions(config, obj.mask, score=obj.score, label=obj.label, extra=extra)
             for region in object_regions:
                 if BRUSH_LABELS.matches_result(region):
@@ -213,17 +227,63 @@ class SamLabelStudioModel:
             )
         return prediction(regions, self.model_version)
 
+    def _concept_answer(
+        self, info: ImageInfo, prompt: InteractivePrompt, key: SessionKey
+    ) -> InteractiveAnswer:
+        """Every instance of the concept of a text and/or smart boxes (SAM 3), with the text typed last on the task."""
+        texts = self.runtime.concept_texts
+        if prompt.text:
+            texts.put(key, prompt.text)
+        text = prompt.text or texts.find(key)
+        objects = segment_concept(
+            self.client,
+            info.image_id,
+            prompt,
+            self.config,
+            text=text,
+            threshold=self.runtime.settings.concept_threshold,
+        )
+        return InteractiveAnswer(objects=objects, session=None)
+
     def _preannotate(self, task: dict[str, Any]) -> dict[str, Any]:
         settings = self.runtime.settings
         if settings.preannotate == "off":
             return prediction([], self.model_version)
 
+        if settings.preannotate == "concepts":
+            self._require_concepts()
+
         def run(info: ImageInfo) -> list[dict[str, Any]]:
             if settings.preannotate == "automask":
                 return automask_regions(self.client, info.image_id, self.config, settings)
+            if settings.preannotate == "concepts":
+                return concept_regions(self.client, info.image_id, self.config, settings)
             return text_regions(self.client, info.image_id, task, self.config, settings)
 
         return prediction(self._on_task_image(task, run, priority=Priority.BULK), self.model_version)
+
+    def _require_concepts(self) -> None:
+        """Refuse ``concepts`` mode on a model that does not answer concept prompts.
+
+        Raises:
+            InvalidInput: The project's model is not a SAM 3 model.
+            ServiceUnavailable: The model server is still loading the model.
+        """
+        answers = self.runtime.answers_concepts(self.model)
+        if answers:
+            return
+        entry = self.runtime.model_entry(self.model)
+        name = entry.get("name", self.model or "the default")
+        if answers is None:
+            raise ServiceUnavailable(
+                f"the model server is still loading {name!r}; retry Retrieve Predictions in a moment"
+            )
+        family = f" (family {entry['family']})" if entry.get("family") else ""
+        raise InvalidInput(
+            f"SAM_PREANNOTATE=concepts needs a SAM 3 model, and this project's model {name!r}{family} does not "
+            'answer concept prompts: pick a SAM 3 model for the project (Extra params {"model": "sam3"}, '
+            "SAM_PLUGIN_PROJECT_MODELS or SAM_PLUGIN_MODEL) or set SAM_PREANNOTATE to automask or text"
+        )
 
     # -------------------------------------------------------------------- fit
     def fit(self, event: str, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:

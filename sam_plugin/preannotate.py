@@ -1,12 +1,15 @@
 """Batch pre-annotation (a predict request without context).
 
-Two modes, chosen with ``SAM_PREANNOTATE``:
+Three modes, chosen with ``SAM_PREANNOTATE``:
 
 * ``automask``: segment everything; every region gets the same label
   (``SAM_AUTOMASK_LABEL`` or the first output label).
 * ``text``: one CLIP text prompt per label of the output control, or per
   value of the task field ``SAM_TEXT_FIELD`` (a list or a comma-separated
   string) for teams importing text-prompted masks.
+* ``concepts`` (SAM 3): every label of the output control is a concept
+  (its text, or its ``SAM_CONCEPTS`` prompt and threshold); every instance
+  found becomes a region with that label.
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ import logging
 from typing import Any
 
 from backend.api.answers import empty_automask_note
+from backend.api.errors import InvalidInput
 from backend.client.base import SamClientBase
 from backend.formats.mask_codecs import from_coco_rle
+from sam_plugin.concepts import instances
 from sam_plugin.label_config import SamLabelConfig
 from sam_plugin.regions import mask_regions
 from sam_plugin.settings import PluginSettings
@@ -78,4 +83,46 @@ def text_regions(
             regions += mask_regions(
                 config, obj.best, score=float(obj.scores[0]), label=text, extra={"meta": {"text": [text]}}
             )
+    return regions
+
+
+def concept_regions(
+    client: SamClientBase, image_id: str, config: SamLabelConfig, settings: PluginSettings
+) -> list[dict[str, Any]]:
+    """Every instance of every output label, one region (or one polygon per contour) each, best score first.
+
+    Each label is asked as a concept (:meth:`PluginSettings.concept_for`: its
+    ``SAM_CONCEPTS`` prompt and threshold, else its own text and
+    ``SAM_CONCEPT_THRESHOLD``); the regions carry the label, the instance's
+    score and the prompt in ``meta.text``.
+
+    Raises:
+        InvalidInput: The output control has no labels to use as concepts.
+    """
+    if not config.output.labels:
+        raise InvalidInput(
+            f'SAM_PREANNOTATE=concepts uses the labels of <{config.output.tag} name="{config.output.name}"> '
+            'as concepts, and it has none: add <Label value="..."/> tags to it'
+        )
+    unknown = sorted(set(settings.concepts) - set(config.output.labels))
+    if unknown:
+        logger.warning(
+            "SAM_CONCEPTS names %s, which <%s name=%r> does not have (its labels: %s)",
+            unknown,
+            config.output.tag,
+            config.output.name,
+            ", ".join(config.output.labels),
+        )
+    found = []
+    for label in config.output.labels:
+        text, threshold = settings.concept_for(label)
+        objects = client.predict(image_id, text=text, threshold=threshold)
+        record = {"points": [], "point_labels": [], "boxes": [], "text": text, "exemplars": []}
+        found += instances(objects, label=label, prompt=record, concept=text)
+    found.sort(key=lambda obj: obj.score, reverse=True)  # stable: a label's instances keep their order
+    regions: list[dict[str, Any]] = []
+    for obj in found:
+        regions += mask_regions(
+            config, obj.mask, score=obj.score, label=obj.label, extra={"meta": {"text": [obj.concept]}}
+        )
     return regions

@@ -24,6 +24,7 @@ from backend.api.priority import Priority
 from backend.byte_lru import ByteBoundedLRU
 from backend.client.base import SamClientBase
 from backend.client.bound import ModelBoundClient
+from sam_plugin.concepts import ConceptTextStore
 from sam_plugin.image_fetcher import TaskImageFetcher
 from sam_plugin.interactive_sessions import SessionStore
 from sam_plugin.settings import PluginSettings
@@ -73,7 +74,9 @@ class PluginRuntime:
         self.infos: ByteBoundedLRU[ImageInfo] = ByteBoundedLRU(_INFO_CACHE_BYTES)
         self.prompts: ByteBoundedLRU[dict[str, Any]] = ByteBoundedLRU(_PROMPT_CACHE_BYTES)
         self.sessions = SessionStore()
-        self._versions: dict[str | None, tuple[float, str]] = {}
+        self._entries: dict[str | None, tuple[float, dict[str, Any]]] = {}
+        self.concept_texts = ConceptTextStore()
+        """The concept each annotator last typed on a task (a smart box on SAM 3 goes with it)."""
         self._version_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sam-plugin-setup")
 
@@ -100,9 +103,50 @@ class PluginRuntime:
             ServiceUnavailable: The model server is down or too slow.
             InvalidInput: The model server does not serve ``model``.
         """
+        return f"sam-{self.model_entry(model, timeout_s=timeout_s).get('name', 'unknown')}"
+
+    def answers_concepts(self, model: str | None = None, *, timeout_s: float | None = None) -> bool | None:
+        """Whether the model answers concept prompts (SAM 3: text and exemplar boxes find every instance).
+
+        Read from ``GET /v1/models`` (a model answers concepts when its
+        ``prompts`` list ``exemplars``), cached like :meth:`model_version`.
+
+        Returns:
+            True or False; None while the model server is still loading the
+            model (its prompt kinds are not known yet).
+
+        Raises:
+            ServiceUnavailable: The model server is down or too slow.
+            InvalidInput: The model server does not serve ``model``.
+        """
+        entry = self.model_entry(model, timeout_s=timeout_s, loaded=True)
+        prompts = entry.get("prompts")
+        if isinstance(prompts, list):
+            return "exemplars" in prompts
+        return None if entry.get("ready") is False else False
+
+    def model_entry(
+        self, model: str | None = None, *, timeout_s: float | None = None, loaded: bool = False
+    ) -> dict[str, Any]:
+        """The model server's ``/v1/models`` entry of ``model`` (None: its default), cached for a few seconds.
+
+        Args:
+            model: A served model's name; None: the model server's default (its first).
+            timeout_s: See :meth:`model_version`.
+            loaded: Ask again, past the cache, while the cached entry is of a model
+                still loading (``ready`` false: it lacks the model's facts, family and prompts).
+
+        Raises:
+            ServiceUnavailable: The model server is down or too slow.
+            InvalidInput: The model server does not serve ``model``.
+        """
         with self._version_lock:
-            cached = self._versions.get(model)
-            if cached is not None and time.monotonic() - cached[0] < _MODEL_VERSION_TTL_S:
+            cached = self._entries.get(model)
+            if (
+                cached is not None
+                and time.monotonic() - cached[0] < _MODEL_VERSION_TTL_S
+                and not (loaded and cached[1].get("ready") is False)
+            ):
                 return cached[1]
         future = self._pool.submit(self.client.models)
         try:
@@ -123,10 +167,12 @@ class PluginRuntime:
                 "fix the project's model (Extra params, SAM_PLUGIN_PROJECT_MODELS or SAM_PLUGIN_MODEL) "
                 "or start sam-server with --model " + model
             )
-        version = f"sam-{model or (names[0] if names else 'unknown')}"
+        entry: dict[str, Any] = {"name": "unknown"}
+        if models:
+            entry = dict(models[names.index(model)] if model is not None else models[0])
         with self._version_lock:
-            self._versions[model] = (time.monotonic(), version)
-        return version
+            self._entries[model] = (time.monotonic(), entry)
+        return entry
 
     def image_bytes(self, reference: str, *, task_id: int | None, project_id: str | None) -> bytes:
         """The encoded task image, downloaded once per recent reference."""

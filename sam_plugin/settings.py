@@ -16,9 +16,9 @@ from typing import Any, Literal
 
 from backend.api.errors import InvalidInput
 
-PreannotateMode = Literal["automask", "text", "off"]
+PreannotateMode = Literal["automask", "text", "concepts", "off"]
 OutputKind = Literal["auto", "brush", "polygon"]
-_MODES: tuple[str, ...] = ("automask", "text", "off")
+_MODES: tuple[str, ...] = ("automask", "text", "concepts", "off")
 _OUTPUTS: tuple[str, ...] = ("auto", "brush", "polygon")
 
 
@@ -49,7 +49,8 @@ class PluginSettings:
             (``SAM_DATASET_DIR``); ``None`` turns storing off.
         preannotate: Batch pre-annotation (``SAM_PREANNOTATE``): ``automask``
             (segment everything), ``text`` (one CLIP text prompt per label name
-            or per value of ``text_field``) or ``off``.
+            or per value of ``text_field``), ``concepts`` (SAM 3: every instance
+            of each output label, see ``concepts``) or ``off``.
         text_field: Task data field holding the text prompts for ``text``
             mode (``SAM_TEXT_FIELD``): a string (comma separated) or a list.
         negative_labels: Keypoint label values or aliases that mark a
@@ -71,6 +72,13 @@ class PluginSettings:
         max_image_bytes: Largest task image downloaded.
         model: The model server's model for every project (``SAM_PLUGIN_MODEL``;
             None: the server's default), e.g. ``sam2.1_hiera_t``.
+        concepts: Per-label concept settings of ``concepts`` mode
+            (``SAM_CONCEPTS``, a JSON object such as
+            ``{"Car": {"prompt": "a car", "threshold": 0.4}}``); labels not
+            listed are their own prompt, with ``concept_threshold``.
+        concept_threshold: Default score an instance must exceed to be kept,
+            for concept prompts (``SAM_CONCEPT_THRESHOLD``, 0..1; None: the
+            model server's default, 0.5).
         project_models: Models of particular projects
             (``SAM_PLUGIN_PROJECT_MODELS="3=sam2.1_hiera_t,7=vit_h"``); the
             ``model`` of a project's "Extra params" in Label Studio's model
@@ -95,6 +103,8 @@ class PluginSettings:
     max_image_bytes: int = 100 * 1024 * 1024
     model: str | None = None
     project_models: dict[str, str] = field(default_factory=dict)
+    concepts: dict[str, ConceptSetting] = field(default_factory=dict)
+    concept_threshold: float | None = None
 
     def __post_init__(self) -> None:
         if self.preannotate not in _MODES:
@@ -103,6 +113,10 @@ class PluginSettings:
             )
         if self.output not in _OUTPUTS:
             raise InvalidInput(f"SAM_OUTPUT must be one of {', '.join(_OUTPUTS)}, got {self.output!r}")
+        if self.concept_threshold is not None and not 0.0 <= self.concept_threshold <= 1.0:
+            raise InvalidInput(
+                f"SAM_CONCEPT_THRESHOLD must be a number from 0 to 1, got {self.concept_threshold!r}"
+            )
         if self.label_studio_url and not self.label_studio_url.startswith(("http://", "https://")):
             raise InvalidInput(
                 f"LABEL_STUDIO_URL must start with http:// or https://, got {self.label_studio_url!r}"
@@ -158,7 +172,93 @@ class PluginSettings:
             fetch_timeout_s=fetch_timeout,
             model=env.get("SAM_PLUGIN_MODEL") or None,
             project_models=_project_models(env.get("SAM_PLUGIN_PROJECT_MODELS")),
+            concepts=parse_concepts(env.get("SAM_CONCEPTS")),
+            concept_threshold=_optional_threshold(env.get("SAM_CONCEPT_THRESHOLD"), "SAM_CONCEPT_THRESHOLD"),
         )
+
+    def concept_for(self, label: str) -> tuple[str, float | None]:
+        """``(prompt, threshold)`` of an output label in ``concepts`` mode.
+
+        The label's entry in ``concepts`` when it has one, else the label
+        text; the threshold falls back to ``concept_threshold``.
+        """
+        setting = self.concepts.get(label, ConceptSetting())
+        threshold = setting.threshold if setting.threshold is not None else self.concept_threshold
+        return setting.prompt or label, threshold
+
+
+@dataclass(frozen=True)
+class ConceptSetting:
+    """How ``concepts`` mode prompts SAM 3 for one output label.
+
+    Attributes:
+        prompt: The text sent for the label (None: the label itself).
+        threshold: Keep instances scoring above this (None: the default threshold).
+    """
+
+    prompt: str | None = None
+    threshold: float | None = None
+
+
+_CONCEPT_EXAMPLE = '{"Car": {"prompt": "a car", "threshold": 0.4}, "Person": {"threshold": 0.6}}'
+
+
+def parse_concepts(value: str | None) -> dict[str, ConceptSetting]:
+    """``SAM_CONCEPTS`` (JSON) -> label -> :class:`ConceptSetting`.
+
+    Each label maps to an object with an optional ``prompt`` (non-blank text)
+    and ``threshold`` (0..1), or to a string, short for ``{"prompt": ...}``.
+
+    Raises:
+        InvalidInput: Not JSON, not an object, or an entry with other keys or
+            values out of range; the message names the label and shows an example.
+    """
+    if not value or not value.strip():
+        return {}
+    try:
+        raw = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"SAM_CONCEPTS must be a JSON object such as {_CONCEPT_EXAMPLE}: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise InvalidInput(f"SAM_CONCEPTS must be a JSON object such as {_CONCEPT_EXAMPLE}")
+    return {str(label): _concept_setting(str(label), entry) for label, entry in raw.items()}
+
+
+def _concept_setting(label: str, entry: Any) -> ConceptSetting:
+    """One ``SAM_CONCEPTS`` entry, checked."""
+    where = f"SAM_CONCEPTS[{label!r}]"
+    if isinstance(entry, str):
+        entry = {"prompt": entry}
+    if not isinstance(entry, dict):
+        raise InvalidInput(
+            f'{where} must be an object with "prompt" and/or "threshold", e.g. {{"prompt": "a car", "threshold": 0.4}}'
+        )
+    unknown = sorted(set(entry) - {"prompt", "threshold"})
+    if unknown:
+        raise InvalidInput(f'{where} has unknown keys {unknown}; the keys are "prompt" and "threshold"')
+    prompt = entry.get("prompt")
+    if prompt is not None and (not isinstance(prompt, str) or not prompt.strip()):
+        raise InvalidInput(f"{where}.prompt must be non-blank text, got {prompt!r}")
+    threshold = entry.get("threshold")
+    if threshold is not None:
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
+            raise InvalidInput(f"{where}.threshold must be a number from 0 to 1, got {threshold!r}")
+        threshold = float(threshold)
+    return ConceptSetting(prompt=prompt.strip() if prompt else None, threshold=threshold)
+
+
+def _optional_threshold(value: str | None, name: str) -> float | None:
+    """A 0..1 number from the environment, or None when unset.
+
+    Raises:
+        InvalidInput: Not a number (the range is checked by :class:`PluginSettings`).
+    """
+    if value is None or not value.strip():
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise InvalidInput(f"{name} must be a number from 0 to 1, got {value!r}") from None
 
 
 def _project_models(value: str | None) -> dict[str, str]:

@@ -40,10 +40,13 @@ class PromptBox:
     Attributes:
         box: ``[x1, y1, x2, y2]`` in original-image pixels.
         label: The box's RectangleLabels value, if any.
+        positive: False for a box with a background label: on a SAM 3 model it
+            is a counter-example of the concept (other models ignore it).
     """
 
     box: list[float]
     label: str | None = None
+    positive: bool = True
 
 
 @dataclass(frozen=True)

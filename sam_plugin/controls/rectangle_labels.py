@@ -8,11 +8,17 @@ from typing import Any
 from backend.api.errors import InvalidInput
 from backend.formats.coordinates import ls_rect_to_box
 from sam_plugin.controls.base import ControlConverter, ControlInfo
+from sam_plugin.controls.keypoint_labels import is_negative
 from sam_plugin.controls.prompt import PromptBox, check_not_rotated, first_label, read_value
 
 
 class RectangleLabelsConverter(ControlConverter):
-    """``<RectangleLabels>``: each rectangle is one box prompt, one object per box. Carries no mask."""
+    """``<RectangleLabels>``: each rectangle is one box prompt, one object per box. Carries no mask.
+
+    On a SAM 3 model the plugin sends rectangles as exemplars of a concept
+    instead (every instance like the box): a rectangle with a background label
+    is a counter-example.
+    """
 
     tag = "RectangleLabels"
     result_type = "rectanglelabels"
@@ -34,8 +40,10 @@ class RectangleLabelsConverter(ControlConverter):
             result: ``{"type": "rectanglelabels", "value": {"x", "y", "width", "height" (all %), "rotation": 0, ...}}``.
             width: Image width in pixels.
             height: Image height in pixels.
-            control: Unused (boxes have no background labels).
-            negative_labels: Unused.
+            control: The control the result came from (label aliases), or ``None``.
+            negative_labels: Label values or aliases of counter-example boxes
+                (``positive=False``, read by SAM 3 models only), as for keypoints
+                (:func:`~sam_plugin.controls.keypoint_labels.is_negative`).
 
         Raises:
             InvalidInput: Missing fields, an empty box or a rotated box / image.
@@ -47,4 +55,5 @@ class RectangleLabelsConverter(ControlConverter):
                 f"rectangle {result.get('id', '?')} has no area; draw a box with a width and a height"
             )
         box = ls_rect_to_box(value["x"], value["y"], value["width"], value["height"], width, height)
-        return PromptBox(box=box, label=first_label(result))
+        positive = not is_negative(result, control, negative_labels)
+        return PromptBox(box=box, label=first_label(result), positive=positive)

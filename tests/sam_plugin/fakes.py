@@ -9,12 +9,14 @@ import numpy as np
 from PIL import Image
 
 from backend.api.answers import ImageInfo, ObjectMasks
-from backend.api.errors import NotFound, ServiceUnavailable
+from backend.api.errors import InvalidInput, NotFound, ServiceUnavailable
 from backend.api.priority import Priority, parse_priority
 from backend.client.base import SamClientBase
 from backend.formats.images import compute_image_id, decode_image
 
 LS_URL = "http://ls.test:8080"
+CONCEPT_SCORES = (0.9, 0.7, 0.45, 0.2)
+"""Scores of a concept's four instances on a concept model (the image's vertical quarters, left to right)."""
 
 
 def png_bytes(width: int, height: int, seed: int = 0) -> bytes:
@@ -35,6 +37,14 @@ class ScriptedSamClient(SamClientBase):
     * a text prompt fills the top-left quadrant.
     Candidates: the rule's mask three times with scores 0.9, 0.8, 0.7 (plus ``score_offset``).
     ``down = True`` makes every call fail like an unreachable server.
+
+    Served models named in ``concept_models`` answer concept prompts like SAM 3
+    (``/v1/models`` lists ``exemplars``): a text and/or exemplar boxes give
+    every instance, one object each, best first, scoring above ``threshold``
+    (default 0.5): the image's four vertical quarters (:data:`CONCEPT_SCORES`),
+    each positive exemplar box itself (score 0.95), less the quarters holding
+    a negative box's centre. Other models refuse exemplars and threshold with
+    a 400, as the server does.
     """
 
     def __init__(self) -> None:
@@ -45,6 +55,9 @@ class ScriptedSamClient(SamClientBase):
         self.served = ["scripted"]
         self.automask_models: list[str | None] = []
         """Names of the served models, the default first."""
+        self.concept_models: set[str] = set()
+        self.models_calls = 0
+        """Served models that answer concept prompts (SAM 3)."""
         self.down = False
         self.forget_images = False
         self.score_offset = 0.0  # added to every predicted IoU (0.2 gives scores above 1, as SAM can)
@@ -103,6 +116,8 @@ class ScriptedSamClient(SamClientBase):
         boxes: Any = None,
         mask_input: str | None = None,
         text: str | None = None,
+        exemplars: list[dict[str, Any]] | None = None,
+        threshold: float | None = None,
         multimask: bool = True,
         model: str | None = None,
     ) -> list[ObjectMasks]:
@@ -116,12 +131,23 @@ class ScriptedSamClient(SamClientBase):
                 "box": box,
                 "boxes": boxes,
                 "text": text,
+                "exemplars": exemplars,
+                "threshold": threshold,
                 "mask_input": mask_input,
                 "multimask": multimask,
             }
         )
         self._maybe_forget(image_id)
         h, w = self.sizes[image_id]
+        concepts = self.answers_concepts(model)
+        if not concepts and (exemplars is not None or threshold is not None):
+            raise InvalidInput(f"the model {model or self.served[0]!r} does not answer exemplars prompts")
+        if concepts and (text is not None or exemplars is not None):
+            if points is not None or box is not None or boxes is not None:
+                raise InvalidInput(
+                    "a concept prompt (text, exemplars) finds every instance: send points in another request"
+                )
+            return self._concept(h, w, text, exemplars or [], 0.5 if threshold is None else threshold)
         k = 3 if multimask else 1
         scores = np.array([0.9, 0.8, 0.7][:k], dtype=np.float32) + np.float32(self.score_offset)
         out = []
@@ -142,6 +168,43 @@ class ScriptedSamClient(SamClientBase):
             )
         return out
 
+    def answers_concepts(self, model: str | None) -> bool:
+        """Whether ``model`` (None: the default) is one of :attr:`concept_models`."""
+        return (model or self.served[0]) in self.concept_models
+
+    def _concept(
+        self, h: int, w: int, text: str | None, exemplars: list[dict[str, Any]], threshold: float
+    ) -> list[ObjectMasks]:
+        """Every instance of a concept (see the class): one object each, best score first."""
+        if not text and not any(e.get("positive", True) for e in exemplars):
+            raise InvalidInput("give text, or at least one positive exemplar box, for a concept prompt")
+        yy, xx = np.mgrid[0:h, 0:w]
+        found: list[tuple[float, np.ndarray]] = []
+        for exemplar in exemplars:
+            if exemplar.get("positive", True):
+                x1, y1, x2, y2 = exemplar["box"]
+                found.append((0.95, (xx >= x1) & (xx < x2) & (yy >= y1) & (yy < y2)))
+        negatives = [e["box"] for e in exemplars if not e.get("positive", True)]
+        for index, score in enumerate(CONCEPT_SCORES):
+            quarter = (xx >= index * w // 4) & (xx < (index + 1) * w // 4)
+            if any(quarter[int((y1 + y2) / 2), int((x1 + x2) / 2)] for x1, y1, x2, y2 in negatives):
+                continue
+            found.append((score, quarter))
+        label = text or "exemplar"
+        out = []
+        for score, mask in sorted(found, key=lambda item: -item[0]):
+            if score <= threshold:
+                continue
+            rows, cols = np.nonzero(mask)
+            box = np.array([cols.min(), rows.min(), cols.max() + 1, rows.max() + 1], dtype=np.float32)
+            scores = np.array([score], dtype=np.float32)
+            out.append(
+                ObjectMasks(
+                    masks=mask[None], scores=scores, stability_scores=scores.copy(), labels=[label], box=box
+                )
+            )
+        return out
+
     def automask(self, image_id: str, *, model: str | None = None, **params: Any) -> list[dict[str, Any]]:
         from backend.formats.mask_codecs import to_coco_rle
 
@@ -158,7 +221,21 @@ class ScriptedSamClient(SamClientBase):
 
     def models(self) -> list[dict[str, Any]]:
         self._check()
-        return [{"name": name, "ready": True} for name in self.served]
+        self.models_calls += 1
+        answer = []
+        for name in self.served:
+            prompts = ["points", "box", "boxes", "mask", "text"]
+            concepts = name in self.concept_models
+            family = "sam3" if concepts else "sam"
+            answer.append(
+                {
+                    "name": name,
+                    "ready": True,
+                    "family": family,
+                    "prompts": [*prompts, "exemplars"] if concepts else prompts,
+                }
+            )
+        return answer
 
     def ready(self) -> bool:
         return not self.down
