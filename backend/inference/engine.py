@@ -243,6 +243,52 @@ class ModelEngine(ABC):
         }
 
 
+class PredictorEngine(ModelEngine):
+    """An engine over a family's predictor (``device``, ``dtype``, ``image_size``,
+    ``compute_embedding``, ``set_embedding``): the shared parts of the families.
+
+    The cached features are what ``compute_embedding`` returns, moved to the
+    storage dtype (an object with ``to(device, dtype)`` and ``nbytes``; SAM 1
+    overrides :meth:`encode` for its plain tensor).
+
+    Args:
+        predictor: The family's predictor over the loaded network.
+        name: The model's name in the API.
+        facts: The family's facts from the model record.
+        storage_dtype: Dtype of cached features.
+    """
+
+    def __init__(self, predictor: Any, *, name: str, facts: EngineFacts, storage_dtype: torch.dtype) -> None:
+        super().__init__(name=name, facts=facts, storage_dtype=storage_dtype)
+        self.predictor = predictor
+        self._current: EncodedImage | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return self.predictor.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.predictor.dtype
+
+    @property
+    def image_size(self) -> int:
+        return int(self.predictor.image_size)
+
+    def encode(self, pixels: np.ndarray) -> EncodedImage:
+        """``HxWx3`` uint8 -> the predictor's features, in the storage dtype."""
+        features = self.predictor.compute_embedding(pixels).to(self.device, self.storage_dtype)
+        return EncodedImage(
+            features=features, original_size=(pixels.shape[0], pixels.shape[1]), nbytes=features.nbytes
+        )
+
+    def point_at(self, image: EncodedImage) -> None:
+        """Make ``image`` the predictor's current image (its per-image decoder work is kept while it stays)."""
+        if self._current is not image:
+            self.predictor.set_embedding(image.features, original_size=image.original_size)
+            self._current = image
+
+
 def upscale_in_chunks(
     upscale: Callable[[torch.Tensor], torch.Tensor], low_res: torch.Tensor, size: tuple[int, int]
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -21,14 +21,14 @@ from backend.inference.engine import (
     DecodeResult,
     EncodedImage,
     EngineFacts,
-    ModelEngine,
+    PredictorEngine,
     upscale_in_chunks,
 )
 from backend.inference.sam2_predictor import LOW_RES_LOGIT_LIMIT, Sam2Predictor
 from backend.model.sam2 import Sam2
 
 
-class Sam2Engine(ModelEngine):
+class Sam2Engine(PredictorEngine):
     """A ``Sam2`` network served through :class:`Sam2Predictor`.
 
     Args:
@@ -39,36 +39,15 @@ class Sam2Engine(ModelEngine):
     """
 
     def __init__(self, model: Sam2, *, name: str, facts: EngineFacts, storage_dtype: torch.dtype) -> None:
-        super().__init__(name=name, facts=facts, storage_dtype=storage_dtype)
+        super().__init__(Sam2Predictor(model), name=name, facts=facts, storage_dtype=storage_dtype)
         self.model = model
-        self.predictor = Sam2Predictor(model)
-        self._current: EncodedImage | None = None
-
-    @property
-    def device(self) -> torch.device:
-        return self.predictor.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.predictor.dtype
-
-    @property
-    def image_size(self) -> int:
-        return int(self.predictor.image_size)
-
-    def encode(self, pixels: np.ndarray) -> EncodedImage:
-        """``HxWx3`` uint8 -> the embedding and high-resolution maps, in the storage dtype."""
-        features = self.predictor.compute_embedding(pixels).to(self.device, self.storage_dtype)
-        return EncodedImage(
-            features=features, original_size=(pixels.shape[0], pixels.shape[1]), nbytes=features.nbytes
-        )
 
     def decode(self, requests: list[DecodeRequest]) -> list[DecodeResult]:
         """Each request on its own image (see the module docstring)."""
         return [self._decode_one(request) for request in requests]
 
     def _decode_one(self, request: DecodeRequest) -> DecodeResult:
-        self._point_at(request.image)
+        self.point_at(request.image)
         prompt, device, batch = request.prompt, self.device, request.batch_size
         points = labels = boxes = masks = None
         if prompt.points is not None and prompt.labels is not None:
@@ -98,12 +77,6 @@ class Sam2Engine(ModelEngine):
         """SA-1B records as Meta's ``SAM2AutomaticMaskGenerator`` makes them, from the cached features."""
         from backend.inference.automask import AutomaskGenerator
 
-        self._point_at(image)
+        self.point_at(image)
         generator = AutomaskGenerator(self.model, predictor_factory=Sam2Predictor, **params)
         return generator.generate(pixels, predictor=self.predictor, checkpoint=checkpoint)
-
-    def _point_at(self, image: EncodedImage) -> None:
-        """Make ``image`` the predictor's current image (its decoder work is kept while it stays)."""
-        if self._current is not image:
-            self.predictor.set_embedding(image.features, original_size=image.original_size)
-            self._current = image

@@ -19,13 +19,13 @@ from backend.inference.engine import (
     EncodedImage,
     EngineFacts,
     Instance,
-    ModelEngine,
+    PredictorEngine,
 )
 from backend.inference.sam3.loading import Sam3Models
 from backend.inference.sam3.predictor import Sam3Predictor
 
 
-class Sam3Engine(ModelEngine):
+class Sam3Engine(PredictorEngine):
     """SAM 3's networks served through :class:`Sam3Predictor`.
 
     Args:
@@ -46,36 +46,19 @@ class Sam3Engine(ModelEngine):
                 prompt_kinds=tuple(k for k in facts.prompt_kinds if k in ("text", "exemplars")),
                 automask_defaults=facts.automask_defaults,
             )
-        super().__init__(name=name, facts=facts, storage_dtype=storage_dtype)
+        super().__init__(Sam3Predictor(models), name=name, facts=facts, storage_dtype=storage_dtype)
         self.models = models
-        self.predictor = Sam3Predictor(models)
-        self._current: EncodedImage | None = None
-
-    @property
-    def device(self) -> torch.device:
-        return self.predictor.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.predictor.dtype
 
     @property
     def image_size(self) -> int:
         return int(self.models.processor.image_processor.size["height"])
-
-    def encode(self, pixels: np.ndarray) -> EncodedImage:
-        """``HxWx3`` uint8 -> the ViT backbone's features, in the storage dtype."""
-        features = self.predictor.compute_embedding(pixels).to(self.device, self.storage_dtype)
-        return EncodedImage(
-            features=features, original_size=(pixels.shape[0], pixels.shape[1]), nbytes=features.nbytes
-        )
 
     def decode(self, requests: list[DecodeRequest]) -> list[DecodeResult]:
         """Clicks and boxes: three ranked masks per object (the tracker head)."""
         return [self._decode_one(request) for request in requests]
 
     def _decode_one(self, request: DecodeRequest) -> DecodeResult:
-        self._point_at(request.image)
+        self.point_at(request.image)
         prompt = request.prompt
         mask_input = None if request.mask_input is None else request.mask_input.cpu().numpy()
         out = self.predictor.predict(
@@ -98,12 +81,6 @@ class Sam3Engine(ModelEngine):
         threshold: float,
     ) -> list[Instance]:
         """Every instance, from transformers' own post-processing, best score first."""
-        self._point_at(image)
+        self.point_at(image)
         found = self.predictor.predict_concept(text, exemplars, threshold=threshold)
         return [Instance(mask=i.mask, box=i.box, score=i.score) for i in found]
-
-    def _point_at(self, image: EncodedImage) -> None:
-        """Make ``image`` the predictor's current image."""
-        if self._current is not image:
-            self.predictor.set_embedding(image.features, original_size=image.original_size)
-            self._current = image

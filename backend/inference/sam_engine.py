@@ -20,14 +20,14 @@ from backend.inference.engine import (
     DecodeResult,
     EncodedImage,
     EngineFacts,
-    ModelEngine,
+    PredictorEngine,
     upscale_in_chunks,
 )
 from backend.inference.predictor import SamPredictor
 from backend.model import Sam
 
 
-class SamEngine(ModelEngine):
+class SamEngine(PredictorEngine):
     """A ``Sam`` network (ViT-B/L/H or TinyViT) served through :class:`SamPredictor`.
 
     Args:
@@ -38,21 +38,8 @@ class SamEngine(ModelEngine):
     """
 
     def __init__(self, model: Sam, *, name: str, facts: EngineFacts, storage_dtype: torch.dtype) -> None:
-        super().__init__(name=name, facts=facts, storage_dtype=storage_dtype)
+        super().__init__(SamPredictor(model), name=name, facts=facts, storage_dtype=storage_dtype)
         self.model = model
-        self.predictor = SamPredictor(model)
-
-    @property
-    def device(self) -> torch.device:
-        return self.predictor.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.predictor.dtype
-
-    @property
-    def image_size(self) -> int:
-        return int(self.predictor.image_size)
 
     def max_requests_per_call(self) -> int:
         """All on an accelerator; on a CPU as many as keep the decoder's working set in cache."""
@@ -117,7 +104,7 @@ class SamEngine(ModelEngine):
         """SA-1B records from a point grid decoded on the cached embedding."""
         from backend.inference.automask import AutomaskGenerator
 
-        self.predictor.set_embedding(image.features, original_size=image.original_size)
+        self.point_at(image)
         generator = AutomaskGenerator(self.model, **params)
         return generator.generate(pixels, predictor=self.predictor, checkpoint=checkpoint)
 

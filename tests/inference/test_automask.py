@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from pycocotools import mask as coco_mask
 
 from backend.api.errors import InvalidInput
 from backend.inference.automask import AutomaskGenerator
 from backend.model import build_sam
 from tests.support.reference import build_reference_sam, tiny_vit_config
+from tests.support.sa1b_records import assert_same_records
 
 
 class PooledEncoder(torch.nn.Module):
@@ -71,35 +71,6 @@ def _scene(height: int = 150, width: int = 200) -> np.ndarray:
     return image
 
 
-def _decode(record: dict) -> np.ndarray:
-    rle = dict(record["segmentation"])
-    rle["counts"] = rle["counts"].encode("ascii") if isinstance(rle["counts"], str) else rle["counts"]
-    return coco_mask.decode(rle).astype(bool)
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    return (a & b).sum() / max((a | b).sum(), 1)
-
-
-def _assert_same_records(ours: list[dict], reference: list[dict]) -> None:
-    """One-to-one match with mask IoU >= 0.99 and equal scores, points and crop boxes."""
-    assert len(ours) == len(reference)
-    ours_masks = [_decode(r) for r in ours]
-    unmatched = set(range(len(ours)))
-    for ref in reference:
-        ref_mask = _decode(ref)
-        match = next((i for i in unmatched if _iou(ours_masks[i], ref_mask) >= 0.99), None)
-        assert match is not None, f"no mask of ours matches reference mask at {ref['bbox']}"
-        unmatched.discard(match)
-        mine = ours[match]
-        assert mine["predicted_iou"] == pytest.approx(ref["predicted_iou"], abs=1e-4)
-        assert mine["stability_score"] == pytest.approx(ref["stability_score"], abs=1e-2)
-        assert mine["point_coords"][0] == pytest.approx(ref["point_coords"][0])
-        assert mine["crop_box"] == [int(v) for v in ref["crop_box"]]
-        assert mine["area"] == pytest.approx(ref["area"], rel=0.01)
-        assert np.abs(np.array(mine["bbox"]) - np.array(ref["bbox"])).max() <= 1
-
-
 # Lowered thresholds: random weights predict low IoU.
 THRESHOLDS = dict(points_per_side=8, pred_iou_thresh=0.0, stability_score_thresh=0.3)
 
@@ -118,7 +89,7 @@ def test_same_masks_as_reference(models, crop_n_layers):
     got, expected = _both(models, _scene(), **THRESHOLDS, crop_n_layers=crop_n_layers)
     if crop_n_layers:
         assert sum(r["crop_box"][2] < 200 for r in expected) >= 2, "crops should contribute masks"
-    _assert_same_records(got, expected)
+    assert_same_records(got, expected)
 
 
 @pytest.mark.slow
@@ -126,7 +97,7 @@ def test_same_candidates_as_reference_without_nms(models):
     """With NMS disabled every candidate passing the filters is compared, not only the survivors."""
     got, expected = _both(models, _scene(), **THRESHOLDS, box_nms_thresh=1.0)
     assert len(expected) >= 20, "the test set-up should produce many candidates"
-    _assert_same_records(got, expected)
+    assert_same_records(got, expected)
 
 
 @pytest.mark.slow
@@ -141,7 +112,7 @@ def test_same_candidates_with_both_vit_encoders():
         box_nms_thresh=1.0,
     )
     assert len(expected) >= 5, "the test set-up should produce several candidates"
-    _assert_same_records(got, expected)
+    assert_same_records(got, expected)
 
 
 @pytest.mark.slow
@@ -151,7 +122,7 @@ def test_small_region_removal_matches_reference(models):
     assert [r["area"] for r in expected] != [r["area"] for r in unprocessed], (
         "the set-up should have small regions"
     )
-    _assert_same_records(got, expected)
+    assert_same_records(got, expected)
 
 
 class _UpscaleSpy:

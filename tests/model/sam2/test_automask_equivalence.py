@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from pycocotools import mask as coco_mask
 
 from backend.inference.automask import AutomaskGenerator
 from backend.inference.sam2_predictor import Sam2Predictor
 from tests.model.sam2.reference import reference_predictor
+from tests.support.sa1b_records import assert_same_records
 
 pytestmark = pytest.mark.slow
 
@@ -28,16 +28,6 @@ def _scene() -> np.ndarray:
     image[130:170, 20:280] = (10, 200, 90)
     image[20:90, 190:270] = (128, 128, 250)
     return image
-
-
-def _decode(record: dict) -> np.ndarray:
-    segmentation = record["segmentation"]
-    if isinstance(segmentation, dict):
-        rle = dict(segmentation)
-        if isinstance(rle["counts"], str):
-            rle["counts"] = rle["counts"].encode()
-        return coco_mask.decode(rle).astype(bool)
-    return np.asarray(segmentation, dtype=bool)
 
 
 def _reference_generator(reference, **kwargs):
@@ -56,46 +46,20 @@ def _both(tiny_pair, **kwargs) -> tuple[list[dict], list[dict]]:
     return got, expected
 
 
-def _assert_same_records(ours: list[dict], reference: list[dict]) -> None:
-    """One-to-one match with mask IoU >= 0.99 and equal scores, points and crop boxes."""
-    assert len(ours) == len(reference)
-    ours_masks = [_decode(r) for r in ours]
-    unmatched = set(range(len(ours)))
-    for ref in reference:
-        ref_mask = _decode(ref)
-        match = next(
-            (
-                i
-                for i in unmatched
-                if (ours_masks[i] & ref_mask).sum() >= 0.99 * max((ours_masks[i] | ref_mask).sum(), 1)
-            ),
-            None,
-        )
-        assert match is not None, f"no mask of ours matches the reference mask at {ref['bbox']}"
-        unmatched.discard(match)
-        mine = ours[match]
-        assert mine["predicted_iou"] == pytest.approx(ref["predicted_iou"], abs=1e-4)
-        assert mine["stability_score"] == pytest.approx(ref["stability_score"], abs=1e-2)
-        assert mine["point_coords"][0] == pytest.approx(ref["point_coords"][0])
-        assert mine["crop_box"] == [int(v) for v in ref["crop_box"]]
-        assert mine["area"] == pytest.approx(ref["area"], rel=0.01)
-        assert np.abs(np.array(mine["bbox"]) - np.array(ref["bbox"])).max() <= 1
-
-
 LOW_THRESHOLDS = dict(points_per_side=6, pred_iou_thresh=0.0, stability_score_thresh=0.0)
 
 
 def test_every_candidate_equals_the_references_without_nms(tiny_pair):
     got, expected = _both(tiny_pair, **LOW_THRESHOLDS, box_nms_thresh=1.0)
     assert len(expected) >= 20, "the set-up should give many candidates to compare"
-    _assert_same_records(got, expected)
+    assert_same_records(got, expected)
 
 
 @pytest.mark.parametrize("crop_n_layers", [0, 1])
 def test_the_same_records_as_the_reference_with_nms_and_crops(tiny_pair, crop_n_layers):
     got, expected = _both(tiny_pair, **LOW_THRESHOLDS, crop_n_layers=crop_n_layers)
     assert expected, "the set-up should keep some masks"
-    _assert_same_records(got, expected)
+    assert_same_records(got, expected)
 
 
 def test_the_iou_filter_keeps_what_the_references_keeps(tiny_pair):
@@ -103,4 +67,4 @@ def test_the_iou_filter_keeps_what_the_references_keeps(tiny_pair):
     median = float(np.median([r["predicted_iou"] for r in everything]))
     got, expected = _both(tiny_pair, **{**LOW_THRESHOLDS, "pred_iou_thresh": median}, box_nms_thresh=1.0)
     assert 0 < len(expected) < len(everything)
-    _assert_same_records(got, expected)
+    assert_same_records(got, expected)
