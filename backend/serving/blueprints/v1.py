@@ -42,16 +42,35 @@ def create_v1_blueprint(service: SamService, answers: MemoryBudget) -> Blueprint
         body = jsonify(error=exc.code, detail=exc.detail)
         return body, exc.status, {"Retry-After": str(exc.retry_after_s)}
 
+    @bp.get("/models")
+    def models() -> Response:
+        """What is served."""
+        return jsonify(models=service.models())
+
+    _add_image_routes(bp, service)
+    _add_predict_route(bp, service, answers)
+    _add_automask_route(bp, service)
+    return bp
+
+
+def _marked(service: SamService, interactive: bool) -> AbstractContextManager[None]:
+    """While an interactive request is answered, bulk work pauses at its checkpoints."""
+    return service.interactive_request() if interactive else nullcontext()
+
+
+def _add_image_routes(bp: Blueprint, service: SamService) -> None:
+    """``POST /images`` (upload) and ``GET /images/<id>`` (is it held?)."""
+
     @bp.post("/images")
     def add_image() -> Response:
         """Image file (raw body, or a multipart ``file`` field) -> ``{"image_id", "width", "height"}``.
 
         ``?priority=bulk`` (batch pre-annotation) queues the encoding behind
-        interactive work; default ``interactive``.
+        interactive work; default ``interactive``. ``?model=`` picks the model.
         """
         priority = parse_priority(request.args.get("priority"))
         model = request.args.get("model")
-        with explain_image_errors(), _marked(priority is Priority.INTERACTIVE):
+        with explain_image_errors(), _marked(service, priority is Priority.INTERACTIVE):
             upload = image_upload(request)
             info = service.add_image(
                 upload, model=model, priority=priority, abandoned=disconnect_probe(request.environ)
@@ -64,17 +83,20 @@ def create_v1_blueprint(service: SamService, answers: MemoryBudget) -> Blueprint
         info = service.image_info(image_id, model=request.args.get("model"))
         return jsonify(image_id=info.image_id, width=info.width, height=info.height)
 
+
+def _add_predict_route(bp: Blueprint, service: SamService, answers: MemoryBudget) -> None:
+    """``POST /predict``: a prompt -> ranked masks per object (or every instance of a concept)."""
+
     @bp.post("/predict")
     def predict() -> Response:
-        """A prompt -> ranked masks for each object."""
         start = time.perf_counter()
         body = parse_request(request.get_data(cache=False), PredictRequest)
-        with _marked(body.text is None):
-            return _predict(body, start)
-
-    def _predict(body: PredictRequest, start: float) -> Response:
         prompt = body.prompt()
-        with reserve_answer(answers, service, body.image_id, prompt, model=body.model):  # until encoded
+        interactive = prompt.text is None and prompt.exemplars is None  # text and concepts are bulk work
+        with (
+            _marked(service, interactive),
+            reserve_answer(answers, service, body.image_id, prompt, model=body.model),  # until encoded
+        ):
             objects = service.predict(
                 body.image_id, prompt, model=body.model, abandoned=disconnect_probe(request.environ)
             )
@@ -85,9 +107,13 @@ def create_v1_blueprint(service: SamService, answers: MemoryBudget) -> Blueprint
                 timing_ms=(time.perf_counter() - start) * 1000.0,
             )
 
+
+def _add_automask_route(bp: Blueprint, service: SamService) -> None:
+    """``POST /automask``: segment everything."""
+
     @bp.post("/automask")
     def automask() -> Response:
-        """Segment everything: SA-1B records (cached per image and parameters)."""
+        """SA-1B records (cached per model, image and parameters); a ``note`` when none passed the filters."""
         start = time.perf_counter()
         body = parse_request(request.get_data(cache=False), AutomaskRequest)
         params = body.model_dump(exclude={"image_id", "model"})
@@ -102,14 +128,3 @@ def create_v1_blueprint(service: SamService, answers: MemoryBudget) -> Blueprint
         if not records:
             answer["note"] = empty_automask_note(service.automask_thresholds(params, model=body.model))
         return jsonify(answer)
-
-    def _marked(interactive: bool) -> AbstractContextManager[None]:
-        """While an interactive request is answered, bulk work pauses at its checkpoints."""
-        return service.interactive_request() if interactive else nullcontext()
-
-    @bp.get("/models")
-    def models() -> Response:
-        """What is loaded."""
-        return jsonify(models=service.models())
-
-    return bp
