@@ -3,7 +3,8 @@
 Layers of the :class:`ipycanvas.MultiCanvas`: 0 the image (scaled to fit),
 1 the masks (accepted ones in their label colours, the shown candidate on
 top, filled and outlined in a colour that contrasts with the pixels under
-it), 2 the prompts (clicks, box, rubber band). Browser events arrive through
+it, or every instance of a concept in its own colour), 2 the prompts (clicks,
+box, rubber band) and the instances' numbered tags. Browser events arrive through
 ipyevents (it knows the mouse button and the modifier keys, and prevents the
 browser's context menu on the canvas). ipycanvas and ipyevents are imported
 when a view is built.
@@ -22,7 +23,9 @@ from widget.drawing import (
     CanvasGrid,
     Color,
     canvas_size_for,
+    draw_instance_tags,
     draw_prompts,
+    instance_tags,
     mask_layers,
     overlay_png,
     scaled_image,
@@ -118,9 +121,19 @@ class CanvasView:
         from ipycanvas import hold_canvas
 
         layers, color = mask_layers(
-            self.grid, self.shown_pixels, masks=masks, labels=labels, chosen=state.chosen, palette=palette
+            self.grid,
+            self.shown_pixels,
+            masks=masks,
+            labels=labels,
+            chosen=state.chosen,
+            palette=palette,
+            instances=state.instances,
+            picked=state.picked,
         )
         self.overlay.value = overlay_png(self.grid, layers=layers, opacity=opacity)
+        tags = instance_tags(
+            state.instances, picked=state.picked, scale=self.scale, canvas_size=self.canvas_size
+        )
         with hold_canvas():
             if image:
                 self.canvas[IMAGE_LAYER].put_image_data(self.shown_pixels, 0, 0)
@@ -128,6 +141,8 @@ class CanvasView:
             mask_layer.clear()
             mask_layer.draw_image(self.overlay, 0, 0)
             self.draw_prompts(state.points, state.box)
+            if tags:
+                draw_instance_tags(self.canvas[PROMPT_LAYER], tags)
         return color
 
     def draw_prompts(self, points: Sequence[Point], box: Box | None) -> None:

@@ -4,7 +4,9 @@ Every mask is filled (at the overlay opacity) and outlined (opaque). The
 shown candidate takes the colour of a small palette that lies farthest from
 the mean colour of the pixels under it (:func:`contrast_color`), so it stays
 visible on a blue car as on a yellow one; accepted masks keep their label
-colours.
+colours. The instances of a concept (SAM 3) each take their own colour of
+:data:`INSTANCE_PALETTE`, with a numbered tag and score at their top-left
+corner; picked ones are filled more strongly and outlined thicker.
 
 The overlay is built at canvas resolution: canvas pixel ``(i, j)`` shows the
 mask value at the original-image pixel that holds the canvas pixel's centre,
@@ -17,7 +19,7 @@ JPEG-compresses them.
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -26,6 +28,7 @@ from PIL import Image
 
 from backend.api.errors import InvalidInput
 from backend.formats.coordinates import canvas_to_image, image_to_canvas
+from widget.export import mask_bbox_xywh
 from widget.state import AcceptedMask, Box, Candidate, Point
 
 if TYPE_CHECKING:
@@ -49,6 +52,24 @@ POSITIVE_COLOR = "#2ecc40"
 NEGATIVE_COLOR = "#ff4136"
 BOX_COLOR = "#ffdc00"
 POINT_RADIUS = 5.0
+INSTANCE_PALETTE: tuple[Color, ...] = (
+    (230, 25, 75),
+    (60, 180, 75),
+    (255, 225, 25),
+    (0, 130, 200),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 240, 240),
+    (240, 50, 230),
+    (210, 245, 60),
+    (250, 190, 212),
+)
+"""Colours of concept instances, in order (they cycle): ten that tell apart at a glance."""
+INSTANCE_OUTLINE = 1
+PICKED_OUTLINE = 3
+UNPICKED_FILL = 0.5
+"""Fraction of the overlay opacity an instance not picked is filled with."""
+TAG_FONT_PX = 12
 LABEL_PALETTE: tuple[Color, ...] = (
     (255, 99, 71),
     (60, 179, 113),
@@ -64,6 +85,16 @@ LABEL_PALETTE: tuple[Color, ...] = (
 def label_color(index: int) -> Color:
     """The overlay colour of the ``index``-th label (cycles through :data:`LABEL_PALETTE`)."""
     return LABEL_PALETTE[index % len(LABEL_PALETTE)]
+
+
+def instance_color(index: int) -> Color:
+    """The colour of the ``index``-th concept instance (cycles through :data:`INSTANCE_PALETTE`)."""
+    return INSTANCE_PALETTE[index % len(INSTANCE_PALETTE)]
+
+
+def hex_color(color: Color) -> str:
+    """``"#rrggbb"`` of an ``(r, g, b)`` colour."""
+    return "#{:02x}{:02x}{:02x}".format(*color)
 
 
 def parse_color(value: Sequence[int] | str) -> Color:
@@ -133,11 +164,13 @@ class MaskLayer:
         mask: ``HxW`` bool at the original image size.
         color: Fill and outline colour.
         outline: Width of the opaque outline in canvas pixels (0: none).
+        fill: Fraction of the overlay opacity the inside is filled with.
     """
 
     mask: np.ndarray
     color: Color
     outline: int = 0
+    fill: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -201,8 +234,10 @@ def mask_layers(
     labels: Sequence[str],
     chosen: Candidate | None,
     palette: Sequence[Color],
+    instances: Sequence[Candidate] = (),
+    picked: Collection[int] = (),
 ) -> tuple[list[MaskLayer], Color | None]:
-    """What the mask layer shows: accepted masks in label colours, the chosen candidate on top.
+    """What the mask layer shows: accepted masks in label colours, then the instances or the chosen candidate.
 
     Args:
         grid: Canvas <-> image sampling grid.
@@ -211,6 +246,9 @@ def mask_layers(
         labels: The widget's label names, in colour order.
         chosen: The candidate shown, or None.
         palette: Colours the candidate may take (see :func:`contrast_color`).
+        instances: Concept instances, each in :func:`instance_color` of its index;
+            those not picked lighter and thinly outlined, the picked ones on top.
+        picked: Indices of the picked instances.
 
     Returns:
         ``(layers, candidate colour or None)``.
@@ -219,6 +257,17 @@ def mask_layers(
     layers = [
         MaskLayer(m.mask, label_color(label_index.get(m.label, len(labels))), ACCEPTED_OUTLINE) for m in masks
     ]
+    order = sorted(range(len(instances)), key=lambda i: (i in picked, -i))  # picked on top, best on top
+    for i in order:
+        chosen_one = i in picked
+        layers.append(
+            MaskLayer(
+                instances[i].mask,
+                instance_color(i),
+                PICKED_OUTLINE if chosen_one else INSTANCE_OUTLINE,
+                1.0 if chosen_one else UNPICKED_FILL,
+            )
+        )
     if chosen is None:
         return layers, None
     color = contrast_color(shown_pixels, grid.sample(chosen.mask), palette)
@@ -236,20 +285,20 @@ def overlay_png(grid: CanvasGrid, *, layers: Sequence[MaskLayer], opacity: float
     Args:
         grid: Canvas <-> image sampling grid.
         layers: Masks drawn in order (later on top).
-        opacity: Alpha of filled mask pixels, 0..1; outlines are opaque, other
-            pixels fully transparent.
+        opacity: Alpha of filled mask pixels, 0..1 (times each layer's ``fill``);
+            outlines are opaque, other pixels fully transparent.
 
     Returns:
-        PNG bytes that decode to ``hxwx4`` RGBA: ``(*colour, round(255 * opacity))``
+        PNG bytes that decode to ``hxwx4`` RGBA: ``(*colour, round(255 * opacity * fill))``
         inside a mask, ``(*colour, 255)`` on its outline, ``(0, 0, 0, 0)`` elsewhere.
     """
     width, height = grid.canvas_size
     indices = np.zeros((height, width), dtype=np.uint8)
-    alpha = int(round(255 * min(max(opacity, 0.0), 1.0)))
+    opacity = min(max(opacity, 0.0), 1.0)
     entries: list[tuple[Color, int]] = [((0, 0, 0), 0)]  # (colour, alpha) of each palette index
     for layer in layers:
         shown = grid.sample(layer.mask)
-        _paint(indices, entries, shown, (layer.color, alpha))
+        _paint(indices, entries, shown, (layer.color, int(round(255 * opacity * layer.fill))))
         if layer.outline > 0:
             _paint(indices, entries, outline(shown, layer.outline), (layer.color, 255))
     palette = [color for color, _ in entries]
@@ -298,3 +347,69 @@ def draw_prompts(canvas: Canvas, *, points: Sequence[Point], box: Box | None, sc
         canvas.fill_style = POSITIVE_COLOR if point.positive else NEGATIVE_COLOR
         canvas.fill_circle(x, y, POINT_RADIUS)
         canvas.stroke_circle(x, y, POINT_RADIUS)
+
+
+@dataclass(frozen=True)
+class InstanceTag:
+    """The numbered tag of a concept instance on the prompt layer.
+
+    Attributes:
+        text: ``"3 · 0.82"``: the instance's number (its key) and score.
+        x: Left edge in canvas pixels.
+        y: Top edge in canvas pixels.
+        color: The instance's colour (the tag's background).
+        picked: The instance is picked (the tag is framed).
+    """
+
+    text: str
+    x: float
+    y: float
+    color: Color
+    picked: bool
+
+
+def instance_tags(
+    instances: Sequence[Candidate], *, picked: Collection[int], scale: float, canvas_size: tuple[int, int]
+) -> list[InstanceTag]:
+    """One tag per instance at its box's top-left corner (its mask's when it has no box), inside the canvas."""
+    width, height = canvas_size
+    tags = []
+    for i, instance in enumerate(instances):
+        if instance.box is not None:
+            left, top = instance.box[0], instance.box[1]
+        else:
+            left, top = mask_bbox_xywh(instance.mask)[:2]
+        x, y = image_to_canvas(left, top, scale)
+        text = f"{i + 1} · {instance.score:.2f}"
+        tag_w, tag_h = tag_size(text)
+        x = min(max(float(x), 0.0), max(0.0, width - tag_w))
+        y = min(max(float(y), 0.0), max(0.0, height - tag_h))
+        tags.append(InstanceTag(text, x, y, instance_color(i), i in picked))
+    return tags
+
+
+def tag_size(text: str) -> tuple[float, float]:
+    """``(width, height)`` in canvas pixels a tag with ``text`` takes (bold :data:`TAG_FONT_PX` px sans-serif)."""
+    return 0.62 * TAG_FONT_PX * len(text) + 8.0, TAG_FONT_PX + 6.0
+
+
+def text_color_on(color: Color) -> str:
+    """Black or white, whichever reads better on ``color``."""
+    r, g, b = color
+    return "#000000" if 0.299 * r + 0.587 * g + 0.114 * b > 140 else "#ffffff"
+
+
+def draw_instance_tags(canvas: Canvas, tags: Sequence[InstanceTag]) -> None:
+    """Draw ``tags`` on the prompt layer (not cleared: call after :func:`draw_prompts`)."""
+    canvas.font = f"bold {TAG_FONT_PX}px sans-serif"
+    canvas.text_baseline = "top"
+    for tag in tags:
+        tag_w, tag_h = tag_size(tag.text)
+        canvas.fill_style = hex_color(tag.color)
+        canvas.fill_rect(tag.x, tag.y, tag_w, tag_h)
+        if tag.picked:
+            canvas.line_width = 2
+            canvas.stroke_style = text_color_on(tag.color)
+            canvas.stroke_rect(tag.x + 1, tag.y + 1, tag_w - 2, tag_h - 2)
+        canvas.fill_style = text_color_on(tag.color)
+        canvas.fill_text(tag.text, tag.x + 4, tag.y + 3)

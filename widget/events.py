@@ -10,7 +10,8 @@ from the element's top-left corner, rounded) and ``boundingRectWidth`` /
 Translation rules, as users of SAM tools expect: a left click is a positive
 point; a right click or a Shift+click is a negative point; a left drag longer
 than ``drag_threshold`` canvas pixels is a box; Ctrl/Cmd+Z undoes, 1/2/3 pick a
-candidate, Enter accepts, Escape clears.
+candidate (1-9 pick or unpick the instances of a concept), Enter accepts,
+Shift+Enter accepts every instance, Escape clears.
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ GESTURES: tuple[tuple[str, str], ...] = (
     ("right click or Shift+click", "background point"),
     ("drag", "box"),
     ("1 / 2 / 3", "show candidate 1, 2 or 3"),
+    ("1 … 9 (instances of a word)", "pick or unpick instance 1 … 9"),
     ("Ctrl+Z (Cmd+Z)", "undo"),
     ("Esc", "clear the current object"),
-    ("Enter", "accept the shown mask"),
+    ("Enter", "accept the shown mask (or the picked instances)"),
+    ("Shift+Enter", "accept every instance shown"),
 )
 """Every gesture :class:`EventTranslator` understands, as ``(gesture, effect)`` for the legend.
 
@@ -62,7 +65,10 @@ class DragPreview:
 
 @dataclass(frozen=True)
 class KeyCommand:
-    """A keyboard command: ``"undo"``, ``"select"`` (with ``index``), ``"accept"`` or ``"clear"``."""
+    """A keyboard command: ``"undo"``, ``"select"`` (with ``index``), ``"accept"``, ``"accept_all"`` or ``"clear"``.
+
+    ``"select"`` shows candidate ``index`` or, on the instances of a concept, picks or unpicks it.
+    """
 
     name: str
     index: int = 0
@@ -173,10 +179,10 @@ class EventTranslator:
         key = str(event.get("key", ""))
         if key.lower() == "z" and (event.get("ctrlKey") or event.get("metaKey")):
             return KeyCommand("undo")
-        if key in ("1", "2", "3"):
+        if len(key) == 1 and "1" <= key <= "9":
             return KeyCommand("select", int(key) - 1)
         if key == "Enter":
-            return KeyCommand("accept")
+            return KeyCommand("accept_all" if event.get("shiftKey") else "accept")
         if key == "Escape":
             return KeyCommand("clear")
         return None

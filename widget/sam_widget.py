@@ -11,6 +11,13 @@ one place, :meth:`SamWidget._refresh`, so nothing stale stays on screen.
 While a request runs the status line says so (with the seconds elapsed) and
 the controls are disabled.
 
+On a model that answers concepts (SAM 3: ``"exemplars"`` among its prompts in
+``client.models()``) a typed word finds every instance above a threshold;
+each is drawn in its own colour with a numbered tag, listed as a toggle
+button, and kept as its own mask ("accept" keeps the picked ones, "accept
+all" every one shown). Clicks and boxes, and everything on other models,
+give three ranked candidates for one object.
+
 The model is reached only through :class:`backend.client.base.SamClientBase`:
 a remote ``SamClient`` or the in-process ``LocalSamClient`` behave alike.
 """
@@ -34,11 +41,20 @@ from backend.client.base import ImageSource, SamClientBase
 from backend.formats.images import load_image
 from widget import export, feedback
 from widget.canvas_view import CanvasView
-from widget.drawing import CONTRAST_PALETTE, Color, parse_color
+from widget.drawing import CONTRAST_PALETTE, Color, instance_color, parse_color
 from widget.embedding import EmbeddingJob
 from widget.events import BoxAction, DragPreview, KeyCommand, PointAction
 from widget.feedback import Status
-from widget.state import AcceptedMask, Box, Candidate, ObjectEditor, ObjectState, Point, check_inside
+from widget.state import (
+    DEFAULT_THRESHOLD,
+    AcceptedMask,
+    Box,
+    Candidate,
+    ObjectEditor,
+    ObjectState,
+    Point,
+    check_inside,
+)
 from widget.ticker import Ticker
 from widget.toolbar import Toolbar
 
@@ -59,10 +75,15 @@ class SamWidget(widgets.VBox):
         palette: Colours the shown candidate may take, ``(r, g, b)`` or
             ``"#rrggbb"``; the one farthest from the mean colour under the
             mask is used. One colour fixes it. Default :data:`~widget.drawing.CONTRAST_PALETTE`.
+        threshold: Concept threshold in [0, 1] (models that answer concepts):
+            a word finds the instances scoring above it.
 
     Attributes:
-        candidates: The current answer's ranked masks (best first), observable.
+        candidates: The current answer's ranked masks (best first), observable;
+            for a concept, every instance found (best first).
         selected: Index of the candidate shown and accepted, observable.
+        picked: Indices of the concept instances picked to keep, observable and settable.
+        threshold: The concept threshold (the toolbar's slider), settable.
         masks: Accepted masks (:class:`~widget.state.AcceptedMask`: ``mask``
             HxW bool, ``label``, ``score`` in [0, 1], ``raw_scores``), observable.
         opacity: Overlay opacity.
@@ -80,6 +101,8 @@ class SamWidget(widgets.VBox):
 
     candidates = traitlets.List(trait=traitlets.Instance(Candidate))
     selected = traitlets.Int(0)
+    picked = traitlets.List(trait=traitlets.Int())
+    threshold = traitlets.Float(DEFAULT_THRESHOLD)
     masks = traitlets.List(trait=traitlets.Instance(AcceptedMask))
     opacity = traitlets.Float(0.5)
     palette: traitlets.List[Color] = traitlets.List(minlen=1)
@@ -99,11 +122,13 @@ class SamWidget(widgets.VBox):
         max_canvas_size: tuple[int, int] = (960, 720),
         opacity: float = 0.5,
         palette: Sequence[Sequence[int] | str] | None = None,
+        threshold: float = DEFAULT_THRESHOLD,
     ) -> None:
         if not labels:
             raise InvalidInput("labels must name at least one label, e.g. labels=['object']")
         if min(max_canvas_size) < 1:
             raise InvalidInput(f"max_canvas_size must be positive (width, height), got {max_canvas_size}")
+        _check_threshold(threshold)
         self.pixels = load_image(image)
         self.client = client if client is not None else _default_client()
         self.labels = list(labels)
@@ -114,14 +139,16 @@ class SamWidget(widgets.VBox):
         self.canvas, self.overlay = view.canvas, view.overlay
         self.image_size, self.scale, self.canvas_size = view.image_size, view.scale, view.canvas_size
         self.editor = ObjectEditor()
-        self.toolbar = Toolbar(self.labels, opacity=opacity, width=self.view.css_width)
+        self.toolbar = Toolbar(self.labels, opacity=opacity, width=self.view.css_width, threshold=threshold)
         self._lock = threading.RLock()
         self._syncing = False
         self._candidate_color: Color | None = None
+        self._concepts: bool | None = None
         super().__init__(
             [self.canvas, self.toolbar.box],
             opacity=opacity,
             palette=list(palette or CONTRAST_PALETTE),
+            threshold=threshold,
             layout=widgets.Layout(width=view.css_width, max_width="100%"),
         )
         self._wire()
@@ -138,6 +165,10 @@ class SamWidget(widgets.VBox):
     def _parse_palette(self, proposal: dict[str, Any]) -> list[Color]:
         return [parse_color(color) for color in proposal["value"]]
 
+    @traitlets.validate("threshold")
+    def _valid_threshold(self, proposal: dict[str, Any]) -> float:
+        return _check_threshold(proposal["value"])
+
     # ------------------------------------------------------------ public API
     @property
     def current(self) -> ObjectState:
@@ -149,6 +180,32 @@ class SamWidget(widgets.VBox):
         """The colour the shown candidate is drawn in, None when no candidate is shown."""
         return self._candidate_color
 
+    @property
+    def instance_colors(self) -> list[Color]:
+        """The colour each concept instance is drawn in (its button's stripe too), best first."""
+        return [instance_color(i) for i in range(len(self.current.instances))]
+
+    @property
+    def answers_concepts(self) -> bool:
+        """True when the widget's model finds every instance of a word (SAM 3).
+
+        Asked once from ``client.models()`` (``"exemplars"`` among the
+        model's prompts), once the model has loaded; False while that cannot be told.
+        """
+        if self._concepts is None:
+            try:
+                listed = self.client.models()
+            except Exception:  # a server that cannot say: today's behaviour, ask again later
+                return False
+            entry = next(
+                (m for m in listed if self.model is None or m.get("name") == self.model),
+                None,
+            )
+            if entry is None or "prompts" not in entry:  # not loaded yet: its prompts are not known
+                return False
+            self._concepts = "exemplars" in entry["prompts"]
+        return self._concepts
+
     def wait_ready(self, timeout: float | None = None) -> None:
         """Block until the embedding is computed; re-raise its error if it failed."""
         self._embedding.wait(timeout)
@@ -156,7 +213,7 @@ class SamWidget(widgets.VBox):
     def add_point(self, x: float, y: float, *, positive: bool = True) -> None:
         """Add a click at original-image pixel ``(x, y)``; refines the current answer."""
         check_inside(x, y, self.image_size)
-        state = self.current
+        state = self._prompts_for_clicks()
         new = ObjectState(
             points=(*state.points, Point(float(x), float(y), positive)), box=state.box, text=state.text
         )
@@ -167,27 +224,47 @@ class SamWidget(widgets.VBox):
         box = box if isinstance(box, Box) else Box.from_corners(*[float(v) for v in box])
         check_inside(box.x1, box.y1, self.image_size)
         check_inside(box.x2, box.y2, self.image_size)
-        state = self.current
+        state = self._prompts_for_clicks()
         self._ask(ObjectState(points=state.points, box=box, text=state.text), refine_from=None)
 
     def set_text(self, text: str) -> None:
         """Ask for the object described by ``text`` (with the current box and clicks, if any).
 
-        The same text on the same prompts as the answer shown asks nothing again.
+        On a model that answers concepts (SAM 3) this finds every instance
+        scoring above :attr:`threshold` instead (the current box, if any, is
+        sent as an example; clicks are not). The same text on the same
+        prompts (and threshold) as the answer shown asks nothing again.
         """
         text = text.strip()
         if not text:
             raise InvalidInput("the text prompt is empty: type a short description such as 'a dog'")
         state = self.current
-        if state.text == text and state.candidates:
+        new = self._text_state(text, state)
+        if state.text == text and state.candidates and state.threshold == new.threshold:
             return
-        self._ask(ObjectState(points=state.points, box=state.box, text=text), refine_from=None)
+        self._ask(new, refine_from=None)
 
     def select(self, index: int) -> None:
-        """Show candidate ``index`` (0-based); no server round trip."""
+        """Show candidate ``index`` (0-based); no server round trip.
+
+        Raises:
+            InvalidInput: No such candidate, or the answer is a concept's instances (see :meth:`toggle`).
+        """
         with self._lock:
             self.editor.select(index)
             self._refresh(feedback.selected(self.current))
+
+    def toggle(self, index: int) -> None:
+        """Pick concept instance ``index`` (0-based) to keep, or unpick it; no server round trip."""
+        with self._lock:
+            self.editor.toggle(index)
+            self._refresh(feedback.picked(self.current))
+
+    def pick(self, indices: Sequence[int]) -> None:
+        """Pick exactly the concept instances at ``indices`` (0-based); no server round trip."""
+        with self._lock:
+            self.editor.pick(indices)
+            self._refresh(feedback.picked(self.current))
 
     def undo(self) -> None:
         """Go back to the previous prompt and its answer; no server round trip."""
@@ -205,8 +282,14 @@ class SamWidget(widgets.VBox):
             self._refresh(feedback.cleared())
 
     def accept(self, label: str | None = None) -> AcceptedMask:
-        """Keep the shown candidate with ``label`` (default: the toolbar's) and start the next object."""
+        """Keep the shown candidate with ``label`` (default: the toolbar's) and start the next object.
+
+        On a concept's instances it keeps every picked instance, each as its
+        own mask (see :meth:`accept_picked`), and returns the last one kept.
+        """
         with self._lock:
+            if self.current.is_concept:
+                return self.accept_picked(label)[-1]
             chosen = self.current.chosen
             if chosen is None:
                 raise InvalidInput("there is no mask to accept yet: click on the object first")
@@ -216,6 +299,36 @@ class SamWidget(widgets.VBox):
             self._set_masks([*self.masks, record])
             self._refresh(feedback.accepted(record, len(self.masks)))
             return record
+
+    def accept_picked(self, label: str | None = None) -> list[AcceptedMask]:
+        """Keep each picked concept instance as its own mask with ``label`` (default: the toolbar's).
+
+        The instances not picked stay shown, to pick or accept next; when none
+        is left the next object starts.
+
+        Returns:
+            The masks kept, best score first.
+        """
+        with self._lock:
+            state = self.current
+            if not state.instances:
+                raise InvalidInput("there are no instances to accept: type a word and press find first")
+            if not state.picked:
+                raise InvalidInput(
+                    "no instance is picked: press the buttons of the ones to keep (or keys 1-9), "
+                    "or press accept all"
+                )
+            return self._keep_instances(sorted(state.picked), label)
+
+    def accept_all(self, label: str | None = None) -> list[AcceptedMask]:
+        """Keep every concept instance shown, each as its own mask (the shown candidate on other answers)."""
+        with self._lock:
+            state = self.current
+            if not state.is_concept:
+                return [self.accept(label)]
+            if not state.instances:
+                raise InvalidInput("there are no instances to accept: type a word and press find first")
+            return self._keep_instances(range(len(state.instances)), label)
 
     def load_masks(
         self,
@@ -272,14 +385,19 @@ class SamWidget(widgets.VBox):
         tb = self.toolbar
         self.view.on_client_ready(lambda: self.re_draw(image=True))
         tb.accept.on_click(lambda _: self._guarded(self.accept))
+        tb.accept_all.on_click(lambda _: self._guarded(self.accept_all))
+        tb.on_instance(self._on_instance_button)
         tb.undo.on_click(lambda _: self._guarded(self.undo))
         tb.clear.on_click(lambda _: self._guarded(self.clear))
         tb.find.on_click(lambda _: self._guarded(self.set_text, tb.text.value))
         tb.text.observe(self._on_text, "value")
         tb.candidates.observe(self._on_candidate_button, "value")
         traitlets.link((tb.opacity, "value"), (self, "opacity"))
+        traitlets.link((tb.threshold, "value"), (self, "threshold"))
         self.observe(self._on_display_change, ["opacity", "masks", "palette"])
         self.observe(self._on_selected, "selected")
+        self.observe(self._on_picked, "picked")
+        self.observe(self._on_threshold, "threshold")
 
     def _act(self, event: dict[str, Any]) -> None:
         """Turn one browser event into a prompt, a rubber band or a command."""
@@ -304,9 +422,14 @@ class SamWidget(widgets.VBox):
 
     def _key(self, command: KeyCommand) -> None:
         if command.name == "select":
-            self.select(command.index)
+            if self.current.is_concept:
+                self.toggle(command.index)
+            elif command.index < 3:  # keys 4-9 pick instances only
+                self.select(command.index)
         elif command.name == "accept":
             self.accept()
+        elif command.name == "accept_all":
+            self.accept_all()
         else:
             (self.undo if command.name == "undo" else self.clear)()
 
@@ -327,25 +450,71 @@ class SamWidget(widgets.VBox):
                 )
                 return
             try:
-                answer, latency_ms = self._predict(state, refine_from=refine_from)
+                answers, latency_ms = self._predict(state, refine_from=refine_from)
+                if not state.is_concept and state.text and answers and answers[0].box is not None:
+                    # a concept's instances although the model's prompts were not known: show them all
+                    state = ObjectState.concept(state.text, threshold=DEFAULT_THRESHOLD, box=state.box)
+                if not state.is_concept and not answers:
+                    raise InvalidInput(feedback.no_mask_message(state), code="no_mask")
             except Exception as exc:
                 self._refresh(feedback.failed(exc))
                 raise
             self.latency_ms = latency_ms
-            self.editor.push(state.with_answer(answer))
-            self._refresh(feedback.answered(self.current, latency_ms))
+            if state.is_concept:
+                self.editor.push(state.with_instances(answers))
+                self._label_like(state.text)
+                self._refresh(feedback.instances_found(self.current, latency_ms))
+            else:
+                self.editor.push(state.with_answer(answers[0]))
+                self._refresh(feedback.answered(self.current, latency_ms))
 
-    def _predict(self, state: ObjectState, *, refine_from: str | None) -> tuple[ObjectMasks, float]:
-        """The best object of the model's answer and the request's wall time in ms (busy meanwhile)."""
+    def _predict(self, state: ObjectState, *, refine_from: str | None) -> tuple[list[ObjectMasks], float]:
+        """The model's answer (one object, or every instance of a concept) and its wall time in ms.
+
+        Busy meanwhile.
+        """
         assert self.image_id is not None
         with self._busy(state):
             start = time.perf_counter()
             prompt = state.prompt(refine_from=refine_from)
             answers = self.client.predict(self.image_id, model=self.model, **prompt.fields())
             latency_ms = (time.perf_counter() - start) * 1000.0
-        if not answers:
-            raise InvalidInput(feedback.no_mask_message(state), code="no_mask")
-        return answers[0], latency_ms
+        return list(answers), latency_ms
+
+    def _text_state(self, text: str, state: ObjectState) -> ObjectState:
+        """The prompts a typed ``text`` asks with: a concept (and the box as example) on SAM 3,
+        else the text with the current box and clicks."""
+        if self.image_id is not None and self.answers_concepts:
+            return ObjectState.concept(text, threshold=self.threshold, box=state.box)
+        return ObjectState(points=state.points, box=state.box, text=text)
+
+    def _prompts_for_clicks(self) -> ObjectState:
+        """The prompts a click or box adds to: none after a concept (clicks start a new object)."""
+        state = self.current
+        return ObjectState() if state.is_concept else state
+
+    def _label_like(self, text: str | None) -> None:
+        """Choose the label that matches the typed word (case aside), when there is one."""
+        wanted = (text or "").strip().casefold()
+        for label in self.labels:
+            if label.casefold() == wanted:
+                self.toolbar.label.value = label
+                return
+
+    def _keep_instances(self, indices: Sequence[int] | range, label: str | None) -> list[AcceptedMask]:
+        """Keep the instances at ``indices`` as masks; the others stay shown (or the next object starts)."""
+        state = self.current
+        name = label or self.toolbar.label.value
+        records = [AcceptedMask.from_candidate(state.instances[i], name) for i in indices]
+        left = state.without(indices)
+        if left.candidates:
+            self.editor.restart(left)
+        else:
+            self.editor.reset()
+            self.toolbar.text.value = ""
+        self._set_masks([*self.masks, *records])
+        self._refresh(feedback.kept_instances(records, len(self.masks), len(left.candidates)))
+        return records
 
     @contextmanager
     def _busy(self, state: ObjectState) -> Iterator[None]:
@@ -381,8 +550,15 @@ class SamWidget(widgets.VBox):
             with self.hold_trait_notifications():
                 self.candidates = list(state.candidates)
                 self.selected = state.selected
+                self.picked = sorted(state.picked)
             kept = len(self.masks)
-            controls = feedback.controls_for(state, can_undo=self.editor.can_undo, busy=self.busy, kept=kept)
+            controls = feedback.controls_for(
+                state,
+                can_undo=self.editor.can_undo,
+                busy=self.busy,
+                kept=kept,
+                concepts=bool(self._concepts),
+            )
             self.toolbar.show_controls(controls)
         finally:
             self._syncing = False
@@ -417,6 +593,19 @@ class SamWidget(widgets.VBox):
         if not self._syncing:
             self.select(int(change["new"]))
 
+    def _on_picked(self, change: dict[str, Any]) -> None:
+        if not self._syncing:
+            self.pick([int(i) for i in change["new"]])
+
+    def _on_threshold(self, change: dict[str, Any]) -> None:
+        state = self.current
+        if state.text and (state.is_concept or self._concepts) and not self.busy:
+            self._show(feedback.threshold_changed(float(change["new"])))
+
+    def _on_instance_button(self, index: int, pressed: bool) -> None:
+        if not self._syncing and (index in self.current.picked) != pressed:
+            self._guarded(self.toggle, index)
+
     def _on_display_change(self, _: dict[str, Any]) -> None:
         if not self._syncing:
             self._refresh()
@@ -431,11 +620,23 @@ class SamWidget(widgets.VBox):
             return
         with self._lock:
             self.image_id = info.image_id
+            if self.answers_concepts:  # the model is loaded now: show the threshold
+                self._refresh()
             self._show(feedback.embedding_ready(seconds))
             pending = self.current
             if pending.has_prompt and not pending.candidates:  # clicks made while it was computed
                 self.editor.undo()
+                if pending.text and not pending.points and not pending.is_concept:
+                    pending = self._text_state(pending.text, pending)
                 self._guarded(lambda: self._ask(pending, refine_from=None))
+
+
+def _check_threshold(value: float) -> float:
+    """``value`` as a float when it lies in [0, 1], else :class:`InvalidInput` saying so."""
+    number = float(value)
+    if not 0.0 <= number <= 1.0:
+        raise InvalidInput(f"threshold must lie in [0, 1] (instances scoring above it are kept), got {value}")
+    return number
 
 
 def _default_client() -> SamClientBase:

@@ -9,12 +9,15 @@ them. The status line is HTML that wraps, so a long error is read in full.
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import ipywidgets as widgets
 
+from widget.drawing import hex_color, instance_color
 from widget.events import GESTURES
 from widget.feedback import Controls, Status, kept_text
+from widget.state import DEFAULT_THRESHOLD
 
 STATUS_COLORS = {"info": "inherit", "busy": "#1f6fb2", "error": "#c62828"}
 
@@ -54,21 +57,43 @@ def _row(children: Sequence[widgets.Widget]) -> widgets.HBox:
     return widgets.HBox(list(children), layout=widgets.Layout(flex_flow="row wrap", align_items="center"))
 
 
+TEXT_PLACEHOLDER = "describe the object, press Enter"
+CONCEPT_PLACEHOLDER = "name the objects (every instance), press Enter"
+
+
 class Toolbar:
-    """Label picker, accept / undo / clear, kept count, candidates, opacity, text prompt, legend, status.
+    """Label picker, accept / accept all / undo / clear, kept count, candidates or instances,
+    opacity, text prompt and threshold, legend, status.
 
     Args:
         labels: Label names offered in the dropdown (at least one).
         opacity: Initial overlay opacity, 0..1.
         width: CSS width of the toolbar (the canvas width), so the status wraps under the image.
+        threshold: Initial concept threshold, 0..1 (its slider shows on models that answer concepts).
+
+    Attributes:
+        instance_buttons: One toggle per concept instance, best first (pressed: picked).
     """
 
-    def __init__(self, labels: Sequence[str], *, opacity: float, width: str = "100%") -> None:
+    def __init__(
+        self,
+        labels: Sequence[str],
+        *,
+        opacity: float,
+        width: str = "100%",
+        threshold: float = DEFAULT_THRESHOLD,
+    ) -> None:
         described = {"description_width": "initial"}
         self.label = widgets.Dropdown(
             options=list(labels), value=labels[0], description="label", layout=_fit(), style=described
         )
-        self.accept = _button("accept", "check", "Keep the shown mask (Enter)", button_style="success")
+        self.accept = _button(
+            "accept", "check", "Keep the shown mask, or the picked instances (Enter)", button_style="success"
+        )
+        self.accept_all = _button(
+            "accept all", "check-square", "Keep every instance shown, each as its own mask (Shift+Enter)"
+        )
+        self.accept_all.layout.display = "none"
         self.undo = _button("undo", "undo", "Undo the last prompt (Ctrl+Z)")
         self.clear = _button("clear", "times", "Forget this object's prompts (Esc)")
         self.find = _button("find", "search", "Find the object the text describes")
@@ -76,8 +101,15 @@ class Toolbar:
         self.candidates = widgets.ToggleButtons(
             options=[], description="masks", tooltips=[], style={"button_width": "auto", **described}
         )
+        self.instance_buttons: list[widgets.ToggleButton] = []
+        self.instances = widgets.HBox(
+            [], layout=widgets.Layout(flex_flow="row wrap", align_items="center", display="none")
+        )
+        self.instances.add_class("sam-instances")
+        self._on_instance: Callable[[int, bool], None] | None = None
+        self._showing = False
         self.text = widgets.Text(
-            placeholder="describe the object, press Enter",
+            placeholder=TEXT_PLACEHOLDER,
             description="text",
             continuous_update=False,
             layout=widgets.Layout(width="300px"),
@@ -91,6 +123,17 @@ class Toolbar:
             description="opacity",
             readout_format=".2f",
             layout=widgets.Layout(width="260px", flex="0 0 auto"),
+            style=described,
+        )
+        self.threshold = widgets.FloatSlider(
+            value=threshold,
+            min=0.0,
+            max=1.0,
+            step=0.05,
+            description="threshold",
+            readout_format=".2f",
+            tooltip="Instances scoring above this come back (press find again after changing it)",
+            layout=widgets.Layout(width="260px", flex="0 0 auto", display="none"),
             style=described,
         )
         self.help = widgets.ToggleButton(
@@ -109,12 +152,14 @@ class Toolbar:
         self.box = self._arrange(width)
 
     def _arrange(self, width: str) -> widgets.VBox:
-        """The rows: buttons and kept count; candidates; text prompt; status; opacity and legend toggle; legend."""
+        """The rows: buttons and kept count; candidates; instances; text prompt and threshold; status;
+        opacity and legend toggle; legend."""
         return widgets.VBox(
             [
-                _row([self.label, self.accept, self.undo, self.clear, self.kept]),
+                _row([self.label, self.accept, self.accept_all, self.undo, self.clear, self.kept]),
                 _row([self.candidates]),
-                _row([self.text, self.find]),
+                self.instances,
+                _row([self.text, self.find, self.threshold]),
                 widgets.HBox([self.progress, self.status], layout=widgets.Layout(align_items="center")),
                 _row([self.opacity, self.help]),
                 self.legend,
@@ -138,6 +183,50 @@ class Toolbar:
         self.text.disabled = not controls.prompts
         self.find.disabled = not controls.prompts
         self.kept.value = kept_text(controls.kept)
+        self.threshold.layout.display = None if controls.concepts else "none"
+        self.threshold.disabled = not controls.prompts
+        self.text.placeholder = CONCEPT_PLACEHOLDER if controls.concepts else TEXT_PLACEHOLDER
+        self.accept_all.layout.display = None if controls.instances else "none"
+        self.accept_all.disabled = not controls.accept_all
+        self._show_instances(controls)
+
+    def on_instance(self, callback: Callable[[int, bool], None]) -> None:
+        """Call ``callback(index, pressed)`` when a person presses or releases an instance button."""
+        self._on_instance = callback
+
+    def _show_instances(self, controls: Controls) -> None:
+        """One toggle per instance (``"1: 0.91"``, a stripe in its overlay colour), the picked ones pressed."""
+        texts = list(controls.instances)
+        self._showing = True
+        try:
+            if [b.description for b in self.instance_buttons] != texts:
+                self.instance_buttons = [self._instance_button(i, text) for i, text in enumerate(texts)]
+                title = widgets.HTML("instances", layout=widgets.Layout(margin="0 8px 0 0"))
+                self.instances.children = [title, *self.instance_buttons] if texts else []
+            for i, button in enumerate(self.instance_buttons):
+                button.tooltip = controls.instance_tooltips[i]
+                button.value = i in controls.picked
+                button.disabled = not controls.prompts
+        finally:
+            self._showing = False
+        self.instances.layout.display = None if texts else "none"
+
+    def _instance_button(self, index: int, text: str) -> widgets.ToggleButton:
+        button = widgets.ToggleButton(
+            value=False,
+            description=text,
+            layout=widgets.Layout(
+                width="auto", flex="0 0 auto", border_left=f"6px solid {hex_color(instance_color(index))}"
+            ),
+        )
+        button.add_class("sam-instance")
+
+        def pressed(change: dict[str, Any]) -> None:
+            if not self._showing and self._on_instance is not None:
+                self._on_instance(index, bool(change["new"]))
+
+        button.observe(pressed, "value")
+        return button
 
     def show_status(self, status: Status) -> None:
         """Set the status line; a ``progress`` shows the moving bar, None hides it."""

@@ -92,7 +92,11 @@ def test_points_are_clamped_to_the_image() -> None:
         ({"key": "Enter"}, KeyCommand("accept")),
         ({"key": "Escape"}, KeyCommand("clear")),
         ({"key": "z"}, None),
-        ({"key": "4"}, None),
+        ({"key": "4"}, KeyCommand("select", 3)),  # instances 1-9 of a concept
+        ({"key": "9"}, KeyCommand("select", 8)),
+        ({"key": "0"}, None),
+        ({"key": "F1"}, None),
+        ({"key": "Enter", "shiftKey": True}, KeyCommand("accept_all")),
     ],
 )
 def test_keys(event: dict[str, Any], command: KeyCommand | None) -> None:
