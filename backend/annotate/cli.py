@@ -4,7 +4,13 @@ Examples::
 
     sam-annotate photos/ --text cat --text dog --out pets.json
     sam-annotate photos/ --everything --format sa1b --out masks/
+    sam-annotate photos/ --model sam3 --concept cat --concept "red car" --out pets.json
     sam-annotate photos/ --text cat --ray --ray-address auto
+
+One mode per job: ``--everything``, ``--text`` (CLIP ranks segment-everything
+masks; SAM 1 and SAM 2.1) or ``--concept`` (every instance SAM 3 finds; SAM 3
+only). Giving two of them is refused: they ask different models different
+questions, so a job answers one.
 
 Each finished image is stored at once in a work folder (default
 ``<out>.work``); running the same command again skips finished images, also
@@ -21,24 +27,28 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from backend.annotate.annotator import AnnotateSettings
+from backend.annotate.annotator import DEFAULT_CONCEPT_THRESHOLD, AnnotateSettings, check_model_fits
 from backend.annotate.outputs import write_coco, write_sa1b
 from backend.annotate.work_dir import WorkDir, list_images
-from backend.api.errors import SamError
+from backend.api.errors import InvalidInput, SamError
 from backend.api.segment_everything import (
     MODEL_DEFAULT_NAMES,
     PARAM_NAMES,
     SegmentEverythingParams,
     param_range,
 )
-from backend.cli_help import at_least, checked_number, new_parser
+from backend.cli_help import at_least, checked_number, fraction, new_parser
 
 EXIT_INTERRUPTED = 130
 
 _EXAMPLES = """examples:
   sam-annotate photos/ --text cat --text dog --out pets.json
   sam-annotate photos/ --everything --format sa1b --out masks/
+  sam-annotate photos/ --model sam3 --concept cat --concept "red car" --out pets.json
   sam-annotate photos/ --text cat --ray --ray-address auto
+
+One mode per job: --everything, --text (CLIP ranks segment-everything masks;
+SAM 1 and SAM 2.1 models) or --concept (every instance SAM 3 finds; SAM 3 only).
 
 Finished images are kept in the work folder: after Ctrl-C or a crash, run the
 same command again to resume. The folder is deleted once the output is written."""
@@ -48,14 +58,21 @@ def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     parser = new_parser(
         "sam-annotate",
-        "Masks for a folder of images (text prompts or segment-everything), as COCO JSON or SA-1B JSON "
-        "per image.",
+        "Masks for a folder of images (segment-everything, text prompts, or SAM 3 concepts), as COCO JSON "
+        "or SA-1B JSON per image.",
         epilog=_EXAMPLES,
     )
     parser.add_argument("images_dir", type=Path, help="folder of images (searched recursively)")
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--text", action="append", help="text prompt; repeat for several categories")
     mode.add_argument("--everything", action="store_true", help="keep every segment-everything mask")
+    mode.add_argument(
+        "--concept",
+        action="append",
+        metavar="PHRASE",
+        help="SAM 3 concept prompt (needs --model sam3 or a SAM 3 folder): every instance of the phrase, "
+        "one category per concept; repeat for several (not with --text or --everything: one mode per job)",
+    )
     parser.add_argument(
         "--format", choices=("coco", "sa1b"), default="coco", help="COCO JSON file or SA-1B JSON per image"
     )
@@ -66,7 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--work-dir", type=Path, help="where finished images are kept for resuming (default: <out>.work)"
     )
     parser.add_argument(
-        "--model", default="demo", help="model name (demo, vit_b, vit_l, vit_h, vit_t) or checkpoint path"
+        "--model",
+        default="demo",
+        help="model name (demo, vit_b, vit_l, vit_h, vit_t, sam2.1_hiera_t/s/b+/l, sam3), checkpoint file, "
+        "or SAM 3 folder",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument("--top-k", type=at_least(1), default=1, help="masks kept per text prompt and image")
@@ -74,6 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--clip-model", default="ViT-B/32", help="CLIP model name or checkpoint path (text mode)"
     )
     parser.add_argument("--clip-root", help="folder of the CLIP weights (default: ~/.cache/clip)")
+    parser.add_argument(
+        "--concept-threshold",
+        type=fraction,
+        default=DEFAULT_CONCEPT_THRESHOLD,
+        help="SAM 3 keeps the instances scoring above this, in [0, 1] (concept mode)",
+    )
     _add_segment_everything_flags(parser)
     parser.add_argument("--ray", action="store_true", help="run on Ray (one model replica per GPU)")
     parser.add_argument(
@@ -142,6 +168,7 @@ def _work_path(args: argparse.Namespace) -> Path:
 def _run(args: argparse.Namespace) -> int:
     """Annotate the pending images, write the output, then delete the work folder (all done)."""
     settings = _settings(args)
+    check_model_fits(settings)
     if settings.texts:
         _check_clip(settings)
     out = _out_path(args)
@@ -151,16 +178,23 @@ def _run(args: argparse.Namespace) -> int:
     done = [name for name in names if work.is_done(name)]
     _write_output(args.format, out, work, done, settings)
     print(f"sam-annotate: {len(done)} of {len(names)} images annotated -> {out}", file=sys.stderr)
-    if done and args.everything and not any(work.load(name)["annotations"] for name in done):
-        _say_no_mask_passed(settings)
+    if done and (args.everything or settings.concepts) and not any(work.load(n)["annotations"] for n in done):
+        _say_nothing_passed(settings)
     if failed:
         return 1
     work.remove()
     return 0
 
 
-def _say_no_mask_passed(settings: AnnotateSettings) -> None:
-    """Segment-everything kept nothing: name the thresholds used and how to lower them."""
+def _say_nothing_passed(settings: AnnotateSettings) -> None:
+    """Segment-everything or SAM 3 kept nothing: name the thresholds used and how to lower them."""
+    if settings.concepts:
+        print(
+            f"sam-annotate: no instance scored above --concept-threshold {settings.concept_threshold}: "
+            "lower it to keep less certain ones, e.g. --concept-threshold 0.3",
+            file=sys.stderr,
+        )
+        return
     print(
         f"sam-annotate: no mask passed the filters (--pred-iou-thresh {settings.automask['pred_iou_thresh']}, "
         f"--stability-score-thresh {settings.automask['stability_score_thresh']}): lower them, "
@@ -174,6 +208,12 @@ def _settings(args: argparse.Namespace) -> AnnotateSettings:
     from backend.hub import automask_defaults_for
 
     given = {name: getattr(args, name) for name in PARAM_NAMES if getattr(args, name) is not None}
+    if args.concept and given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise InvalidInput(
+            f"{flags}: segment-everything settings (--everything, --text); --concept uses SAM 3's detector, "
+            "whose one setting is --concept-threshold"
+        )
     automask = {**automask_defaults_for(args.model), **given}
     return AnnotateSettings(
         model=args.model,
@@ -183,6 +223,8 @@ def _settings(args: argparse.Namespace) -> AnnotateSettings:
         clip_model=args.clip_model,
         clip_root=args.clip_root,
         automask=automask,
+        concepts=tuple(c.strip() for c in args.concept or ()),
+        concept_threshold=args.concept_threshold,
     )
 
 

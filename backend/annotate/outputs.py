@@ -3,9 +3,11 @@
 COCO: ``images`` (ids 1.. in file order), ``categories`` (ids 1.. in prompt
 order), ``annotations`` with COCO RLE ``segmentation``, ``area``, ``bbox``
 (``[x, y, width, height]`` as pycocotools computes it), ``iscrowd`` 0 and a
-``score`` (CLIP similarity in text mode, predicted IoU otherwise, clipped to
-[0, 1] by :func:`~backend.formats.scores.as_probability`); the raw values stay
-under ``predicted_iou`` and ``text_score``.
+``score`` (CLIP similarity in text mode, SAM 3's instance score in concept
+mode, predicted IoU otherwise, clipped to [0, 1] by
+:func:`~backend.formats.scores.as_probability`); the raw values stay under
+``predicted_iou``, ``text_score`` and ``concept_score``. Concept annotations
+also keep SAM 3's detected box as ``instance_box`` (``[x1, y1, x2, y2]``).
 
 SA-1B: ``<out>/<image path without suffix>.json`` holding ``image`` and
 ``annotations`` (the segment-everything records plus ``id`` and ``category``).
@@ -42,9 +44,9 @@ def coco_document(results: Iterable[dict[str, Any]], categories: list[str]) -> d
                     "area": int(record["area"]),
                     "bbox": [float(v) for v in bbox],
                     "iscrowd": 0,
-                    "score": as_probability(float(record.get("text_score", record["predicted_iou"]))),
-                    "predicted_iou": float(record["predicted_iou"]),
-                    **({"text_score": float(record["text_score"])} if "text_score" in record else {}),
+                    "score": as_probability(_raw_score(record)),
+                    **{name: float(record[name]) for name in _RAW_SCORES if name in record},
+                    **({"instance_box": record["instance_box"]} if "instance_box" in record else {}),
                 }
             )
     return {
@@ -55,6 +57,18 @@ def coco_document(results: Iterable[dict[str, Any]], categories: list[str]) -> d
             {"id": i, "name": name, "supercategory": "object"} for name, i in category_ids.items()
         ],
     }
+
+
+_RAW_SCORES = ("predicted_iou", "text_score", "concept_score")
+"""Scores kept as they are in COCO annotations, next to ``score``."""
+
+
+def _raw_score(record: dict[str, Any]) -> float:
+    """The score that ranks a record: CLIP's in text mode, SAM 3's for concepts, else the predicted IoU."""
+    for name in ("text_score", "concept_score", "predicted_iou"):
+        if name in record:
+            return float(record[name])
+    raise KeyError(f"a record without a score: {sorted(record)}")
 
 
 def write_coco(path: str | Path, results: Iterable[dict[str, Any]], categories: list[str]) -> None:
