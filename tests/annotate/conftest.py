@@ -57,3 +57,14 @@ def images_dir(tmp_path):
         Image.fromarray(pixels).save(folder / name)
     (folder / "notes.txt").write_text("not an image")
     return folder
+
+
+@pytest.fixture(scope="session")
+def sam3_folder(tmp_path_factory):
+    """A tiny random SAM 3 in ``facebook/sam3``'s folder layout (``--model <folder>``)."""
+    pytest.importorskip("transformers", minversion="5")
+    from tests.inference.sam3.tiny_sam3 import save_tiny_sam3
+
+    folder = tmp_path_factory.mktemp("sam3") / "tiny-sam3"
+    save_tiny_sam3(folder)
+    return folder
