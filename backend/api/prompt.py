@@ -32,7 +32,9 @@ class Exemplar(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
     box: Box = Field(description="[x1, y1, x2, y2] in pixels.")
-    positive: bool = Field(True, description="An example (true: more like this) or a counter-example (false).")
+    positive: bool = Field(
+        True, description="An example (true: more like this) or a counter-example (false)."
+    )
 
 
 class Prompt(BaseModel):
