@@ -143,13 +143,17 @@ def _from_pretrained(model_class: Any, name: str, dtype: torch.dtype) -> Any:
     """``model_class.from_pretrained`` that fails on missing or mis-shaped weights."""
     from transformers.utils import logging as hf_logging
 
-    verbosity = hf_logging.get_verbosity()
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     # The tracker warns that it is built from a sam3_video checkpoint: that is the documented way.
+    # Reading weights already on disk needs no progress bar (downloads keep the Hub's own).
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     try:
         model, info = model_class.from_pretrained(name, dtype=dtype, output_loading_info=True)
     finally:
         hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
     missing = sorted(info.get("missing_keys") or ())
     mismatched = sorted(str(item) for item in info.get("mismatched_keys") or ())
     if missing or mismatched:
