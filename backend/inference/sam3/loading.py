@@ -110,10 +110,12 @@ def load_sam3(
                 f"{_VIDEO_MODEL_TYPE!r} or {_DETECTOR_MODEL_TYPE!r})"
             )
         processor = transformers.Sam3Processor.from_pretrained(name)
-        detector = _from_pretrained(transformers.Sam3Model, name, torch_dtype)
+        detector = _from_pretrained(transformers.Sam3Model, name, torch_dtype, local=folder is not None)
         tracker = None
         if interactive and model_type == _VIDEO_MODEL_TYPE:
-            tracker = _from_pretrained(transformers.Sam3TrackerModel, name, torch_dtype)
+            tracker = _from_pretrained(
+                transformers.Sam3TrackerModel, name, torch_dtype, local=folder is not None
+            )
     except ValueError as error:  # a config.json transformers cannot read as a model
         raise InvalidInput(f"{name!r} is not a SAM 3 model ({_first_line(error)})") from error
     except OSError as error:
@@ -139,20 +141,24 @@ def load_sam3(
     )
 
 
-def _from_pretrained(model_class: Any, name: str, dtype: torch.dtype) -> Any:
-    """``model_class.from_pretrained`` that fails on missing or mis-shaped weights."""
+def _from_pretrained(model_class: Any, name: str, dtype: torch.dtype, *, local: bool) -> Any:
+    """``model_class.from_pretrained`` that fails on missing or mis-shaped weights.
+
+    ``local``: the weights are a folder on disk, read without progress bars
+    (a Hub download keeps its bars).
+    """
     from transformers.utils import logging as hf_logging
 
     verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     # The tracker warns that it is built from a sam3_video checkpoint: that is the documented way.
-    # Reading weights already on disk needs no progress bar (downloads keep the Hub's own).
     hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+    if local:
+        hf_logging.disable_progress_bar()
     try:
         model, info = model_class.from_pretrained(name, dtype=dtype, output_loading_info=True)
     finally:
         hf_logging.set_verbosity(verbosity)
-        if bars:
+        if local and bars:
             hf_logging.enable_progress_bar()
     missing = sorted(info.get("missing_keys") or ())
     mismatched = sorted(str(item) for item in info.get("mismatched_keys") or ())
