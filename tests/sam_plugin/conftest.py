@@ -16,7 +16,12 @@ from sam_plugin.label_config import EXAMPLE_CONFIG
 from sam_plugin.runtime import PluginRuntime
 from sam_plugin.settings import PluginSettings
 from tests.sam_plugin.fakes import LS_URL, FakeSession, ScriptedSamClient, public_resolver
-from tests.sam_plugin.labelstudio_env import LabelStudio, start_label_studio, start_model_server
+from tests.sam_plugin.labelstudio_env import (
+    LabelStudio,
+    start_concepts_server,
+    start_label_studio,
+    start_model_server,
+)
 
 
 @pytest.fixture
@@ -95,3 +100,9 @@ def label_studio(e2e_workdir: Path) -> Iterator[LabelStudio]:
 @pytest.fixture(scope="session")
 def model_server(e2e_workdir: Path, label_studio: LabelStudio) -> Iterator[str]:
     yield from start_model_server(e2e_workdir, label_studio)
+
+
+@pytest.fixture(scope="session")
+def concepts_server(e2e_workdir: Path, label_studio: LabelStudio) -> Iterator[str]:
+    """A second model server, with ``SAM_PREANNOTATE=concepts`` and a tiny SAM 3 besides the e2e model."""
+    yield from start_concepts_server(e2e_workdir, label_studio)

@@ -1,11 +1,13 @@
 """Model server with the Label Studio plugin mounted, for the end-to-end test.
 
-Run as ``python tests/sam_plugin/e2e_model_server.py --port P [--model demo]``.
+Run as ``python tests/sam_plugin/e2e_model_server.py --port P [--model demo] [--model NAME=FOLDER]``.
 It serves the real ``sam-server`` app (``backend.serving.app.create_app``) on
 CPU; the plugin is mounted under ``/ls`` by the ``sam_server.blueprints``
 entry point, or here when the package is not installed (a source checkout
 has no entry-point metadata). ``--model tiny-random`` builds a small
 randomly initialised SAM (seed 0) so the test runs where no weights exist.
+``--model`` may be repeated (the first is the default); ``NAME=PATH`` serves
+a checkpoint file or folder (e.g. a tiny SAM 3) under ``NAME``.
 """
 
 from __future__ import annotations
@@ -36,6 +38,14 @@ def tiny_random_model() -> Any:
     return build_sam(config).eval()
 
 
+def model_spec(given: str) -> Any:
+    """``tiny-random`` -> a built network; ``NAME=PATH`` -> ``(NAME, PATH)``; else the name or path itself."""
+    if given == "tiny-random":
+        return tiny_random_model()
+    name, sep, path = given.partition("=")
+    return (name, path) if sep else given
+
+
 def main() -> None:
     from werkzeug.serving import make_server
 
@@ -46,11 +56,14 @@ def main() -> None:
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--model", default="demo")
+    parser.add_argument("--model", action="append", help="repeat for several models; NAME=PATH names a path")
     args = parser.parse_args()
     logging.basicConfig(level="INFO")
-    model: Any = tiny_random_model() if args.model == "tiny-random" else args.model
-    app = create_app(ServerConfig(model=model, device="cpu", host="127.0.0.1", port=args.port))
+    first, *extra = [model_spec(given) for given in args.model or ["demo"]]
+    config = ServerConfig(
+        model=first, extra_models=tuple(extra), device="cpu", host="127.0.0.1", port=args.port
+    )
+    app = create_app(config)
     if "labelstudio" not in app.blueprints:
         client = LocalSamClient.from_service(app.extensions["sam_service"])
         app.register_blueprint(create_blueprint(client))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import os
 import signal
 import socket
@@ -122,7 +123,14 @@ class LabelStudio:
         return response.json()
 
     def new_project(
-        self, title: str, label_config: str, image_png: bytes, ml_url: str, *, prelabel: bool = True
+        self,
+        title: str,
+        label_config: str,
+        image_png: bytes,
+        ml_url: str,
+        *,
+        prelabel: bool = True,
+        extra_params: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """A project with one task (``image_png``) and the model server connected as an interactive ML backend.
 
@@ -134,6 +142,7 @@ class LabelStudio:
             prelabel: Label Studio's "Use predictions to prelabel tasks" (``show_collab_predictions``).
                 Off for interactive labeling: a task then opens without waiting for
                 segment-everything, and a click lands on the image, not on a predicted region.
+            extra_params: The model's "Extra params" (e.g. ``{"model": ...}``), sent with ``/setup``.
 
         Returns:
             ``{"id", "task", "ml", "model_version"}``.
@@ -160,6 +169,7 @@ class LabelStudio:
                 "auth_method": "BASIC_AUTH",
                 "basic_auth_user": ML_USER,
                 "basic_auth_pass": ML_PASSWORD,
+                **({"extra_params": extra_params} if extra_params is not None else {}),
             },
         )
         assert backend["state"] == "CO", backend  # connected: /health and /setup answered
@@ -220,11 +230,26 @@ def start_label_studio(workdir: Path) -> Iterator[LabelStudio]:
         stop_process(process)
 
 
-def start_model_server(workdir: Path, label_studio: LabelStudio) -> Iterator[str]:
-    """Run the model server (plugin under ``/ls``) with default settings; yields its URL."""
+def start_model_server(
+    workdir: Path,
+    label_studio: LabelStudio,
+    *,
+    models: list[str] | None = None,
+    env: dict[str, str] | None = None,
+    log_name: str = "model-server.log",
+) -> Iterator[str]:
+    """Run the model server (plugin under ``/ls``); yields its URL once every model is loaded.
+
+    Args:
+        workdir: The session's folder (logs, the dataset folder).
+        label_studio: The Label Studio the plugin fetches task images from.
+        models: ``--model`` values (the first is the default); default: :func:`model_name`.
+        env: Plugin settings on top of the defaults (e.g. ``SAM_PREANNOTATE``).
+        log_name: The server's log file in ``workdir``.
+    """
     port = free_port()
-    log = workdir / "model-server.log"
-    env = {
+    log = workdir / log_name
+    environment = {
         **os.environ,
         "PYTHONPATH": str(REPO),
         "LABEL_STUDIO_URL": label_studio.url,
@@ -233,25 +258,67 @@ def start_model_server(workdir: Path, label_studio: LabelStudio) -> Iterator[str
         # with a Label Studio key the plugin requires the basic auth Label Studio is given
         "BASIC_AUTH_USER": ML_USER,
         "BASIC_AUTH_PASS": ML_PASSWORD,
+        **(env or {}),
     }
-    command = [
-        sys.executable,
-        str(Path(__file__).with_name("e2e_model_server.py")),
-        "--port",
-        str(port),
-        "--model",
-        model_name(),
-    ]
+    command = [sys.executable, str(Path(__file__).with_name("e2e_model_server.py")), "--port", str(port)]
+    for model in models or [model_name()]:
+        command += ["--model", model]
     with log.open("w") as out:
         process = subprocess.Popen(
-            command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            command, env=environment, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
     try:
         wait_http(f"http://127.0.0.1:{port}/health", process, log, timeout_s=300)
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 300
-        while not SamClient(url).ready() and time.monotonic() < deadline:
+        while not all_ready(url) and time.monotonic() < deadline:
             time.sleep(1)
         yield url
     finally:
         stop_process(process)
+
+
+def all_ready(url: str) -> bool:
+    """Whether the model server at ``url`` has loaded every model it serves."""
+    try:
+        return all(model.get("ready") for model in SamClient(url).models())
+    except Exception:  # still starting
+        return False
+
+
+SAM3_E2E = "sam3-tiny"
+"""The name of the tiny random SAM 3 of the concepts server."""
+
+CONCEPTS_CONFIG = """<View>
+  <Image name="image" value="$image" zoom="true"/>
+  <BrushLabels name="mask" toName="image">
+    <Label value="Object" background="#FF0000"/>
+    <Label value="Thing" background="#00AA00"/>
+  </BrushLabels>
+  <RectangleLabels name="box" toName="image" smart="true">
+    <Label value="Object" smart="true" background="#FFA500"/>
+    <Label value="Background" smart="true" background="#0000FF"/>
+  </RectangleLabels>
+  <TextArea name="concept" toName="image" placeholder="a concept, e.g. car"/>
+</View>"""
+"""A labeling config for concepts: two output labels, smart boxes (exemplars), a text box."""
+
+CONCEPTS = {"Object": {"prompt": "shape", "threshold": 0.0}, "Thing": {"threshold": 0.0}}
+"""``SAM_CONCEPTS`` of the concepts server: thresholds 0 keep every instance of the random SAM 3."""
+
+
+def start_concepts_server(workdir: Path, label_studio: LabelStudio) -> Iterator[str]:
+    """A model server with ``SAM_PREANNOTATE=concepts``: the e2e model (default) and a tiny SAM 3 (:data:`SAM3_E2E`)."""
+    pytest.importorskip("transformers", minversion="5")
+    from tests.inference.sam3.tiny_sam3 import save_tiny_sam3
+
+    folder = workdir / "tiny-sam3"
+    if not folder.exists():
+        save_tiny_sam3(folder)
+    yield from start_model_server(
+        workdir,
+        label_studio,
+        models=[model_name(), f"{SAM3_E2E}={folder}"],
+        env={"SAM_PREANNOTATE": "concepts", "SAM_CONCEPTS": json.dumps(CONCEPTS)},
+        log_name="concepts-model-server.log",
+    )

@@ -6,7 +6,10 @@ interactive requests (a click, two boxes, a negative click) whose brush masks
 must equal, pixel for pixel, what the model server answers for the same
 prompt in pixels; batch predictions stored with scores and the model version
 (with the model's default segment-everything settings); an annotation whose
-webhook makes ``fit()`` store it. What a person does on the labeling page is
+webhook makes ``fit()`` store it. A second model server with
+``SAM_PREANNOTATE=concepts`` and a tiny random SAM 3 (chosen by the project's
+Extra params) gives batch predictions with one region per instance of each
+label, and a clear refusal on a project served by another model. What a person does on the labeling page is
 tested in ``test_e2e_labelstudio_ui.py``.
 """
 
@@ -27,7 +30,17 @@ from backend.client.http_client import SamClient
 from backend.formats.mask_codecs import from_brush_rle
 from backend.formats.scores import as_probability
 from sam_plugin.label_config import EXAMPLE_CONFIG
-from tests.sam_plugin.labelstudio_env import REPO, TOKEN, H, LabelStudio, W, shapes_png
+from tests.sam_plugin.labelstudio_env import (
+    CONCEPTS,
+    CONCEPTS_CONFIG,
+    REPO,
+    SAM3_E2E,
+    TOKEN,
+    H,
+    LabelStudio,
+    W,
+    shapes_png,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.timeout(1200)]
 
@@ -200,3 +213,58 @@ def test_precompute_command_registers_every_task_image(
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "1 embeddings computed, 0 tasks failed" in done.stdout
+
+
+def _retrieve_predictions(label_studio: LabelStudio, project: dict[str, Any]) -> list[dict[str, Any]]:
+    """Data Manager -> all tasks -> Retrieve Predictions; the task's stored predictions."""
+    label_studio.call(
+        "POST",
+        "/api/dm/actions",
+        params={"id": "retrieve_tasks_predictions", "project": project["id"]},
+        json={"selectedItems": {"all": True, "excluded": []}},
+    )
+    return label_studio.call("GET", "/api/predictions", params={"task": project["task"]})
+
+
+def test_concepts_mode_stores_one_region_per_sam3_instance_with_its_label_and_score(
+    label_studio: LabelStudio, concepts_server: str
+) -> None:
+    project = label_studio.new_project(
+        "SAM 3 concepts",
+        CONCEPTS_CONFIG,
+        shapes_png(),
+        f"{concepts_server}/ls",
+        extra_params={"model": SAM3_E2E},
+    )
+    assert project["model_version"] == f"sam-{SAM3_E2E}"
+    [prediction] = _retrieve_predictions(label_studio, project)
+    assert prediction["model_version"] == project["model_version"]
+    regions = prediction["result"]
+    scores = [region["score"] for region in regions]
+    assert scores == sorted(scores, reverse=True)
+    assert prediction["score"] == pytest.approx(float(np.mean(scores)))
+    client = SamClient(concepts_server)
+    image_id = client.add_image(shapes_png(), model=SAM3_E2E).image_id
+    for label, setting in CONCEPTS.items():
+        text = str(setting.get("prompt", label))
+        objects = client.predict(image_id, text=text, threshold=setting["threshold"], model=SAM3_E2E)
+        instances = [(o.best, as_probability(float(o.scores[0]))) for o in objects if o.best.any()]
+        stored = [r for r in regions if r["value"]["brushlabels"] == [label]]
+        assert len(stored) == len(instances) > 0, label
+        for region, (mask, score) in zip(stored, instances, strict=True):
+            np.testing.assert_array_equal(_decode(region), mask)
+            assert region["score"] == pytest.approx(score) and region["meta"] == {"text": [text]}
+
+
+def test_concepts_mode_on_a_project_without_sam3_stores_nothing_and_says_to_pick_sam3(
+    label_studio: LabelStudio, concepts_server: str, e2e_workdir: Path
+) -> None:
+    project = label_studio.new_project(
+        "SAM concepts, no SAM 3", CONCEPTS_CONFIG, shapes_png(), f"{concepts_server}/ls"
+    )
+    assert project["model_version"] != f"sam-{SAM3_E2E}"  # the server's default model
+    assert _retrieve_predictions(label_studio, project) == []
+    # Label Studio logs the status line of the refused call: the plugin's message
+    log = (e2e_workdir / "label-studio.log").read_text()
+    assert "400 Client Error: SAM_PREANNOTATE=concepts needs a SAM 3 model" in log
+    assert "pick a SAM 3 model for the project" in log
