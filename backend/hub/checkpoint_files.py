@@ -2,9 +2,13 @@
 
 Our format (training output, the demo model) is one ``torch.save`` of::
 
-    {"format": "sam-server/1", "config": SamConfig.to_dict(), "model": state_dict, "meta": {...}}
+    {"format": "sam-server/1", "family": "sam", "config": SamConfig.to_dict(), "model": state_dict, "meta": {...}}
 
-so a file says which network it holds. Official files (Meta's SAM,
+so a file says which network it holds: ``family`` is ``"sam"`` (SAM, MobileSAM:
+a :class:`SamConfig`) or ``"sam2.1"`` (a SAM 2.1 image network: a
+:class:`Sam2Config`, e.g. a fine-tuned ``sam2.1_hiera_t``). Files written
+before the field existed have no ``family``: their configuration's layout
+says which (a ``hiera`` trunk is SAM 2.1, anything else SAM). Official files (Meta's SAM,
 MobileSAM) are plain state dicts and carry no configuration: the model
 record supplies it. Everything is read with ``torch.load(weights_only=True)``, which
 refuses pickled code; :func:`save_checkpoint` therefore checks that ``meta``
@@ -25,16 +29,21 @@ import torch
 from backend.api.errors import InvalidInput
 from backend.atomic_files import atomic_open
 from backend.model.config import SamConfig
+from backend.model.sam2.config import Sam2Config
 
 CHECKPOINT_FORMAT = "sam-server/1"
 _SHOWN_KEYS = 10
+
+CONFIG_TYPES: dict[str, type[SamConfig] | type[Sam2Config]] = {"sam": SamConfig, "sam2.1": Sam2Config}
+"""The ``family`` field of our format -> the configuration class it holds (the family names of
+``backend.hub.records``)."""
 
 
 def save_checkpoint(
     path: str | Path,
     *,
     model_state: dict[str, torch.Tensor],
-    config: SamConfig,
+    config: SamConfig | Sam2Config,
     meta: dict[str, Any] | None = None,
 ) -> None:
     """Write a checkpoint in our format, atomically.
@@ -46,7 +55,9 @@ def save_checkpoint(
     Args:
         path: Destination file; missing parent folders are created.
         model_state: The network's ``state_dict()`` (CPU tensors are best).
-        config: The configuration that ``build_sam`` turns into this network.
+        config: The configuration that ``build_sam`` (a :class:`SamConfig`) or
+            ``build_sam2`` (a :class:`Sam2Config`) turns into this network; it
+            sets the file's ``family``.
         meta: Free-form metadata (training step, metrics, data, ...).
 
     Raises:
@@ -59,20 +70,30 @@ def save_checkpoint(
         raise InvalidInput("model_state must be a state dict (str -> tensor), e.g. model.state_dict()")
     meta = dict(meta or {})
     _check_weights_only_loadable(meta)
-    payload = {"format": CHECKPOINT_FORMAT, "config": config.to_dict(), "model": model_state, "meta": meta}
+    family = family_of_config(config)
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "family": family,
+        "config": config.to_dict(),
+        "model": model_state,
+        "meta": meta,
+    }
     with atomic_open(path, "wb") as stream:
         torch.save(payload, stream)
 
 
-def load_checkpoint(path: str | Path) -> tuple[SamConfig | None, dict[str, torch.Tensor], dict[str, Any]]:
+def load_checkpoint(
+    path: str | Path,
+) -> tuple[SamConfig | Sam2Config | None, dict[str, torch.Tensor], dict[str, Any]]:
     """Read a checkpoint of ours or an official state dict, on the CPU.
 
     Args:
         path: A ``.pt`` / ``.pth`` file.
 
     Returns:
-        ``(config, state_dict, meta)``: ``config`` is ``None`` for plain state
-        dicts (official files); ``meta`` is ``{}`` for them.
+        ``(config, state_dict, meta)``: ``config`` is a :class:`SamConfig` or
+        a :class:`Sam2Config` (the file's family) for our format, ``None`` for
+        plain state dicts (official files); ``meta`` is ``{}`` for them.
 
     Raises:
         InvalidInput: Missing, unreadable, truncated or unrecognised file.
@@ -149,9 +170,24 @@ def load_state_strict(model: torch.nn.Module, state_dict: dict[str, torch.Tensor
     model.load_state_dict(state_dict, strict=True)
 
 
+def family_of_config(config: SamConfig | Sam2Config) -> str:
+    """The ``family`` field written for ``config`` (``"sam"`` or ``"sam2.1"``).
+
+    Raises:
+        InvalidInput: ``config`` is neither configuration class.
+    """
+    for family, config_type in CONFIG_TYPES.items():
+        if type(config) is config_type:
+            return family
+    raise InvalidInput(
+        f"config must be a SamConfig or a Sam2Config (what build_sam / build_sam2 take), "
+        f"got {type(config).__name__}"
+    )
+
+
 def _unpack_ours(
     obj: dict[str, Any], path: Path
-) -> tuple[SamConfig, dict[str, torch.Tensor], dict[str, Any]]:
+) -> tuple[SamConfig | Sam2Config, dict[str, torch.Tensor], dict[str, Any]]:
     if obj["format"] != CHECKPOINT_FORMAT:
         raise InvalidInput(
             f"{path} has checkpoint format {obj['format']!r}; this version reads {CHECKPOINT_FORMAT!r}"
@@ -160,8 +196,14 @@ def _unpack_ours(
         raise InvalidInput(
             f"{path} is a damaged {CHECKPOINT_FORMAT} checkpoint: 'model' or 'config' is missing"
         )
+    family = obj.get("family") or ("sam2.1" if "hiera" in obj["config"] else "sam")
+    config_type = CONFIG_TYPES.get(family) if isinstance(family, str) else None
+    if config_type is None:
+        raise InvalidInput(
+            f"{path} holds a model of family {family!r}; this version reads {', '.join(map(repr, CONFIG_TYPES))}"
+        )
     try:
-        config = SamConfig.from_dict(obj["config"])
+        config = config_type.from_dict(obj["config"])
     except (TypeError, ValueError) as exc:
         raise InvalidInput(f"{path} holds a configuration this version cannot read: {exc}") from exc
     return config, obj["model"], dict(obj.get("meta") or {})

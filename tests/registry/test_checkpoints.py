@@ -15,6 +15,7 @@ from backend.hub import (
     load_state_strict,
     save_checkpoint,
 )
+from backend.model.sam2 import Sam2Config, sam2_config
 from tests.support.reference import tiny_vit_config
 
 CONFIG = tiny_vit_config()
@@ -35,7 +36,32 @@ def test_round_trip_keeps_config_weights_and_meta(tmp_path):
     assert loaded_meta["metrics"] == {"miou": 0.5} and loaded_meta["shape"] == (1, 2)
     assert torch.equal(loaded_meta["rng"], torch.arange(4))
     raw = torch.load(path, weights_only=True)
-    assert raw["format"] == CHECKPOINT_FORMAT and set(raw) == {"format", "config", "model", "meta"}
+    assert raw["format"] == CHECKPOINT_FORMAT and set(raw) == {"format", "family", "config", "model", "meta"}
+    assert raw["family"] == "sam"
+
+
+def test_a_sam2_config_round_trips_with_its_family(tmp_path):
+    config = sam2_config("sam2.1_hiera_t", image_size=256)
+    save_checkpoint(tmp_path / "m.pt", model_state=_state(), config=config, meta={"step": 1})
+    loaded, state, meta = load_checkpoint(tmp_path / "m.pt")
+    assert isinstance(loaded, Sam2Config) and loaded == config and meta == {"step": 1}
+    assert torch.load(tmp_path / "m.pt", weights_only=True)["family"] == "sam2.1"
+
+
+@pytest.mark.parametrize("config", [CONFIG, sam2_config("sam2.1_hiera_s")], ids=["sam", "sam2.1"])
+def test_a_file_without_family_is_recognised_from_its_config(tmp_path, config):
+    payload = {"format": CHECKPOINT_FORMAT, "config": config.to_dict(), "model": _state(), "meta": {}}
+    torch.save(payload, tmp_path / "old.pt")
+    assert load_checkpoint(tmp_path / "old.pt")[0] == config
+
+
+def test_an_unknown_family_or_config_type_is_refused(tmp_path):
+    payload = {"format": CHECKPOINT_FORMAT, "family": "sam9", "config": {}, "model": _state(), "meta": {}}
+    torch.save(payload, tmp_path / "future.pt")
+    with pytest.raises(InvalidInput, match="sam9"):
+        load_checkpoint(tmp_path / "future.pt")
+    with pytest.raises(InvalidInput, match="SamConfig or a Sam2Config"):
+        save_checkpoint(tmp_path / "m.pt", model_state=_state(), config={"image_size": 64}, meta={})  # type: ignore[arg-type]
 
 
 def test_a_failed_write_keeps_the_previous_file_and_leaves_no_temp_file(tmp_path, monkeypatch):
