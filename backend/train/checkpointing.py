@@ -1,7 +1,8 @@
 """Training checkpoints on top of :mod:`backend.hub.checkpoint_files` (atomic writes).
 
-Two kinds of file, both in our checkpoint format (model config + state dict
-+ metadata):
+Two kinds of file, both in our checkpoint format (family + model config +
+state dict + metadata; a SAM 2.1 network is written with its ``Sam2Config``
+and loads back as ``Sam2``):
 
 * the **model** (:func:`save_model`): what ``backend.hub.load_model``
   and the server load;
@@ -22,10 +23,11 @@ from backend.api.errors import InvalidInput
 
 if TYPE_CHECKING:
     from backend.model import Sam, SamConfig
+    from backend.model.sam2 import Sam2, Sam2Config
     from backend.train.loop import TrainSettings
 
 
-def save_model(path: str | Path, *, sam: Sam, meta: dict[str, Any]) -> None:
+def save_model(path: str | Path, *, sam: Sam | Sam2, meta: dict[str, Any]) -> None:
     """Writes the model alone (config + weights + ``meta``), atomically."""
     from backend.hub import save_checkpoint
 
@@ -36,7 +38,7 @@ def save_model(path: str | Path, *, sam: Sam, meta: dict[str, Any]) -> None:
 def save_training_state(
     path: str | Path,
     *,
-    sam: Sam,
+    sam: Sam | Sam2,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     settings: TrainSettings,
@@ -62,7 +64,7 @@ def save_training_state(
 def load_training_state(
     path: str | Path,
     *,
-    sam: Sam,
+    sam: Sam | Sam2,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     settings: TrainSettings,
@@ -96,12 +98,12 @@ def load_training_state(
     return int(meta["step"])
 
 
-def model_config(sam: Sam) -> SamConfig:
-    """The network's configuration (checkpoints need it)."""
+def model_config(sam: Sam | Sam2) -> SamConfig | Sam2Config:
+    """The network's configuration (checkpoints need it): a ``SamConfig`` or a ``Sam2Config``."""
     if sam.config is None:
         raise InvalidInput("the model carries no SamConfig; build it with backend.model.build_sam(config)")
     return sam.config
 
 
-def _cpu_state(sam: Sam) -> dict[str, torch.Tensor]:
+def _cpu_state(sam: Sam | Sam2) -> dict[str, torch.Tensor]:
     return {key: value.detach().cpu().clone() for key, value in sam.state_dict().items()}

@@ -8,6 +8,9 @@ Examples::
     # fine-tune ViT-B's prompt encoder and mask decoder on a COCO dataset
     sam-train --data annotations.json --images images/ --base vit_b --freeze-encoder --out my_sam.pt
 
+    # the same for SAM 2.1 (its features cached; the result loads as SAM 2.1)
+    sam-train --data annotations.json --images images/ --base sam2.1_hiera_t --freeze-encoder --out my_sam2.pt
+
     # the paper's interactive metrics
     sam-eval --model my_sam.pt --data annotations.json --images images/ --clicks 20
     sam-eval --model demo --scenes 100 --clicks 5 --json
@@ -34,6 +37,7 @@ from backend.train.stopping import StopRequest
 
 if TYPE_CHECKING:
     from backend.model import Sam
+    from backend.model.sam2 import Sam2
     from backend.train.datasets import MaskDataset
     from backend.train.loop import TrainSettings
 
@@ -101,6 +105,7 @@ def eval_main(argv: list[str] | None = None) -> int:
 _TRAIN_EXAMPLES = """examples:
   sam-train --demo --out backend/hub/packaged_weights/sam_demo.pt
   sam-train --data annotations.json --images images/ --base vit_b --freeze-encoder --out my_sam.pt
+  sam-train --data annotations.json --images images/ --base sam2.1_hiera_t --freeze-encoder --out my_sam2.pt
 
 Ctrl-C (or SIGTERM) finishes the current step, saves the training state at that
 step and exits; the same command resumes there. A second Ctrl-C stops at once."""
@@ -130,7 +135,10 @@ def _add_train_inputs(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--data", help="COCO JSON, SA-1B folder, or Label Studio fit() folder")
     source.add_argument("--scenes", type=at_least(1), metavar="N", help="train on N generated scenes")
     parser.add_argument("--images", help="image folder of a COCO JSON (default: images/ next to it)")
-    parser.add_argument("--base", help="start from this model (registry name or checkpoint path)")
+    parser.add_argument(
+        "--base",
+        help="start from this model: a SAM, MobileSAM or SAM 2.1 registry name or checkpoint path",
+    )
     parser.add_argument("--out", required=True, help="where the trained model is written")
     parser.add_argument(
         "--state",
@@ -138,7 +146,9 @@ def _add_train_inputs(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--restart", action="store_true", help="ignore an existing training state")
     parser.add_argument(
-        "--freeze-encoder", action="store_true", help="train prompt encoder + mask decoder only"
+        "--freeze-encoder",
+        action="store_true",
+        help="train prompt encoder + mask decoder only (image features computed once and cached)",
     )
     parser.add_argument(
         "--cache-dir", help="embedding cache for --freeze-encoder (default: runs/<out name>/embeddings)"
@@ -339,21 +349,17 @@ def _train_settings(args: argparse.Namespace) -> TrainSettings:
     )
 
 
-def _load_base(base: str | None) -> Sam:
+def _load_base(base: str | None) -> Sam | Sam2:
+    """The network named by ``--base`` (any family training supports: ``backend.train.adapters``)."""
     if not base:
         raise InvalidInput(
-            "say which model to start from with --base (e.g. vit_b, demo, or a checkpoint path)"
+            "say which model to start from with --base (e.g. vit_b, demo, sam2.1_hiera_t, or a checkpoint path)"
         )
     from backend.hub import load_model
-    from backend.model import Sam
+    from backend.train.adapters import training_adapter
 
     network = load_model(base)
-    if not isinstance(network, Sam):
-        raise InvalidInput(
-            f"sam-train fine-tunes SAM and MobileSAM networks (vit_h, vit_l, vit_b, vit_t, demo or their "
-            f"checkpoints); {base!r} is a {type(network).__name__}. Evaluate it with sam-eval or serve it with "
-            "sam-server"
-        )
+    training_adapter(network)  # refuses a family training does not support, saying which it does
     return network
 
 

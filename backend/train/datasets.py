@@ -77,6 +77,9 @@ class MaskDataset(Protocol):
 def resize_for_model(item: TrainingImage, image_size: int) -> TrainingImage:
     """Resizes image (bilinear) and masks (nearest) so the longest side is ``image_size``.
 
+    The SAM frame (aspect ratio kept). SAM 2.1 stretches the whole image to
+    ``image_size x image_size`` instead (``backend.train.adapters``).
+
     Args:
         item: Original-resolution image and masks.
         image_size: The model's input side.
@@ -89,17 +92,20 @@ def resize_for_model(item: TrainingImage, image_size: int) -> TrainingImage:
     if (new_h, new_w) == (height, width):
         return item
     image = np.asarray(Image.fromarray(item.image).resize((new_w, new_h), Image.Resampling.BILINEAR))
-    masks = (
-        np.stack(
-            [
-                np.asarray(Image.fromarray(m).resize((new_w, new_h), Image.Resampling.NEAREST))
-                for m in item.masks
-            ]
-        )
-        if len(item.masks)
-        else np.zeros((0, new_h, new_w), dtype=bool)
-    )
-    return TrainingImage(image=image, masks=masks.astype(bool), key=item.key)
+    return TrainingImage(image=image, masks=resize_masks(item.masks, new_h, new_w), key=item.key)
+
+
+def resize_masks(masks: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``NxHxW`` bool masks -> ``N x height x width`` bool (nearest neighbour; the same array when
+    the size is unchanged)."""
+    if masks.shape[1:] == (height, width):
+        return masks
+    if not len(masks):
+        return np.zeros((0, height, width), dtype=bool)
+    resized = [
+        np.asarray(Image.fromarray(m).resize((width, height), Image.Resampling.NEAREST)) for m in masks
+    ]
+    return np.stack(resized).astype(bool)
 
 
 class GeneratedScenes:

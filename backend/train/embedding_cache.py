@@ -1,10 +1,13 @@
 """Disk cache of image embeddings for training with a frozen image encoder.
 
-Each embedding is computed once by the (frozen) encoder and stored as
-``<directory>/<sha256>.pt`` where the hash covers the encoder's identity (a
-name chosen by the caller, e.g. the base model), the image key and the
-normalised input pixels, so a changed image or encoder never hits a stale
-entry. Files are written atomically (temporary file, then rename).
+Each image's features are computed once by the (frozen) encoder and stored as
+``<directory>/<sha256>.pt`` where the hash covers the family
+(:attr:`TrainingAdapter.cache_tag <backend.train.adapters.TrainingAdapter.cache_tag>`),
+the encoder's identity (a name chosen by the caller, e.g. the base model),
+the image key and the normalised input pixels, so a changed image, encoder or
+family never hits a stale entry. A file holds one tensor (SAM's embedding)
+or a list of tensors (SAM 2.1's ``image_embed``, ``feat_s0``, ``feat_s1``),
+in float32. Files are written atomically (temporary file, then rename).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from backend.atomic_files import atomic_open
 
 if TYPE_CHECKING:
     from backend.model import Sam
+    from backend.train.adapters import Features, TrainingAdapter
 
 
 class EmbeddingCache:
@@ -36,7 +40,7 @@ class EmbeddingCache:
         self.encoder_name = encoder_name
 
     def embeddings(self, sam: Sam, images: torch.Tensor, keys: list[str]) -> torch.Tensor:
-        """Embeddings of a batch, computing and storing the missing ones.
+        """SAM's embeddings of a batch, computing and storing the missing ones.
 
         Args:
             sam: The network whose (frozen) image encoder is used.
@@ -46,24 +50,42 @@ class EmbeddingCache:
         Returns:
             ``BxCxExE`` embeddings (no gradient), on the images' device.
         """
-        out = []
+        from backend.train.adapters import training_adapter
+
+        return self.features(training_adapter(sam), images, keys)[0]
+
+    def features(self, adapter: TrainingAdapter, images: torch.Tensor, keys: list[str]) -> Features:
+        """The features of a batch (any family), computing and storing the missing ones.
+
+        Args:
+            adapter: The network's training adapter; its (frozen) encoder is used.
+            images: ``Bx3xSxS`` float32 model inputs (:meth:`TrainingAdapter.model_input`).
+            keys: ``B`` stable image identifiers.
+
+        Returns:
+            :meth:`TrainingAdapter.encode`'s tuple for the batch (no gradient),
+            on the images' device in their dtype.
+        """
+        rows: list[tuple[torch.Tensor, ...]] = []
         for image, key in zip(images, keys, strict=True):
-            path = self.directory / f"{self._digest(image, key)}.pt"
+            path = self.directory / f"{self._digest(image, key, adapter.cache_tag)}.pt"
             if path.exists():
-                out.append(torch.load(path, map_location=images.device, weights_only=True))
+                stored = torch.load(path, map_location=images.device, weights_only=True)
+                rows.append((stored,) if isinstance(stored, torch.Tensor) else tuple(stored))
                 continue
             with torch.no_grad():
-                embedding = sam.image_encoder(image[None])[0].float()
-            _atomic_save(embedding.cpu(), path)
-            out.append(embedding)
-        return torch.stack(out).to(images.dtype)
+                parts = tuple(part[0].float() for part in adapter.encode(image[None]))
+            _atomic_save(parts[0].cpu() if len(parts) == 1 else [p.cpu() for p in parts], path)
+            rows.append(parts)
+        return tuple(torch.stack(part).to(images.dtype) for part in zip(*rows, strict=True))
 
-    def _digest(self, image: torch.Tensor, key: str) -> str:
-        digest = hashlib.sha256(f"{self.encoder_name}\0{key}\0".encode())
+    def _digest(self, image: torch.Tensor, key: str, tag: str = "") -> str:
+        family = f"{tag}\0" if tag else ""  # none for SAM: the keys of caches written before
+        digest = hashlib.sha256(f"{family}{self.encoder_name}\0{key}\0".encode())
         digest.update(image.detach().to(torch.float16).cpu().numpy().tobytes())
         return digest.hexdigest()
 
 
-def _atomic_save(tensor: torch.Tensor, path: Path) -> None:
+def _atomic_save(tensor: torch.Tensor | list[torch.Tensor], path: Path) -> None:
     with atomic_open(path, "wb") as stream:
         torch.save(tensor, stream)

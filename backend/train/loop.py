@@ -9,6 +9,12 @@ scheduler, step, epoch, torch RNG state) is written atomically every
 CLI's Ctrl-C / SIGTERM): then at the step just finished, so the next run
 resumes exactly there. The model alone (our checkpoint format, loadable with
 ``backend.hub.load_model(path)``) is written at the end.
+
+The loop serves every trainable family (SAM, MobileSAM, SAM 2.1) through the
+network's :class:`~backend.train.adapters.TrainingAdapter`: the model-input
+frame, the image features (cached with a frozen encoder) and the decoder call
+are the family's; batches, prompts, losses, optimiser and checkpoints are
+shared.
 """
 
 from __future__ import annotations
@@ -24,14 +30,15 @@ import numpy as np
 import torch
 
 from backend.api.errors import InvalidInput
-from backend.model.pixels import normalize_and_pad
-from backend.train.checkpointing import load_training_state, model_config, save_model, save_training_state
-from backend.train.datasets import MaskDataset, resize_for_model
+from backend.train.adapters import TrainingAdapter, training_adapter
+from backend.train.checkpointing import load_training_state, save_model, save_training_state
+from backend.train.datasets import MaskDataset
 from backend.train.embedding_cache import EmbeddingCache
 from backend.train.simulation import RoundsResult, RoundsSettings, field_name, interactive_rounds
 
 if TYPE_CHECKING:
     from backend.model import Sam
+    from backend.model.sam2 import Sam2
 
 AmpMode = Literal["auto", "bf16", "fp16", "off"]
 
@@ -54,7 +61,9 @@ class TrainSettings:
         decay_factor: Step-decay multiplier.
         grad_clip: Largest gradient norm (0 disables clipping).
         freeze_encoder: Train only the prompt encoder and mask decoder, with
-            image embeddings computed once and cached on disk.
+            image embeddings computed once and cached on disk (SAM 2.1: the
+            decoder's ``conv_s0`` / ``conv_s1`` and ``no_mem_embed``, which
+            compute the cached features, stay frozen too).
         amp: Mixed precision on GPU: ``auto`` (bf16 where supported, else
             fp16), ``bf16``, ``fp16`` or ``off``. CPU always runs float32.
         seed: Seed of every random choice.
@@ -131,7 +140,7 @@ def learning_rate_factor(step: int, settings: TrainSettings) -> float:
 
 
 def train(
-    sam: Sam,
+    sam: Sam | Sam2,
     data: MaskDataset,
     settings: TrainSettings,
     *,
@@ -147,7 +156,7 @@ def train(
     """Trains ``sam`` in place and writes the result to ``out``.
 
     Args:
-        sam: The network, on the device to train on.
+        sam: The network (SAM, MobileSAM or SAM 2.1), on the device to train on.
         data: Images with masks (already at any resolution; resized here).
         settings: The run's settings.
         out: Where the final model checkpoint goes.
@@ -197,7 +206,7 @@ class _Run:
 
     def __init__(
         self,
-        sam: Sam,
+        sam: Sam | Sam2,
         data: MaskDataset,
         settings: TrainSettings,
         *,
@@ -208,10 +217,10 @@ class _Run:
         self.sam, self.data, self.settings = sam, data, settings
         self.state_path = state_path
         self.embedding_cache = embedding_cache
+        self.adapter = training_adapter(sam)
         sam.train()
         if settings.freeze_encoder:
-            sam.image_encoder.requires_grad_(False)
-            sam.image_encoder.eval()
+            self.adapter.freeze_encoder()
         self.params = [p for p in sam.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=settings.lr, weight_decay=settings.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -259,13 +268,15 @@ class _Run:
         settings, data = self.settings, self.data
         first = (self.step * settings.accumulate + micro) * settings.images_per_batch
         indices = [self.order(first + j) for j in range(settings.images_per_batch)]
-        images, targets, owners = _make_batch(data, indices, self.sam, settings.masks_per_image, generator)
+        adapter = self.adapter
+        images, targets, owners = _make_batch(data, indices, adapter, settings.masks_per_image, generator)
         with self.autocast():
             if self.embedding_cache is not None and settings.freeze_encoder:
-                embeddings = self.embedding_cache.embeddings(self.sam, images, [data[i].key for i in indices])
+                features = self.embedding_cache.features(adapter, images, [data[i].key for i in indices])
             else:
-                embeddings = self.sam.image_encoder(images)
-            return interactive_rounds(self.sam, embeddings[owners], targets, settings.rounds, generator)
+                features = adapter.encode(images)
+            per_object = tuple(part[owners] for part in features)
+            return interactive_rounds(adapter, per_object, targets, settings.rounds, generator)
 
     def save_state(self) -> None:
         """Write the training state at the current step (atomically)."""
@@ -323,32 +334,27 @@ class _SampleOrder:
 
 
 def _make_batch(
-    data: MaskDataset, indices: list[int], sam: Sam, masks_per_image: int, generator: torch.Generator
+    data: MaskDataset,
+    indices: list[int],
+    adapter: TrainingAdapter,
+    masks_per_image: int,
+    generator: torch.Generator,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Loads, resizes, normalises and pads images; samples their objects.
+    """Brings images to the family's model-input frame (:meth:`TrainingAdapter.model_input`);
+    samples their objects.
 
     Returns:
         ``(images Bx3xSxS float32 normalised, targets NxSxS bool, owners N int64)``
         where ``owners[i]`` is the batch image of object ``i``.
     """
-    config = model_config(sam)
-    size = config.image_size
-    device = next(sam.parameters()).device
+    size = adapter.image_size
+    device = adapter.device
     images, targets, owners = [], [], []
     for slot, index in enumerate(indices):
-        item = resize_for_model(data[index], size)
-        h, w = item.image.shape[:2]
-        pixels = torch.from_numpy(np.array(item.image, copy=True)).permute(2, 0, 1).to(device)
-        images.append(
-            normalize_and_pad(
-                pixels,
-                pixel_mean=config.pixel_mean,
-                pixel_std=config.pixel_std,
-                size=size,
-                dtype=torch.float32,
-            )
-        )
-        non_empty = [m for m in item.masks if m.any()]
+        pixels, masks = adapter.model_input(data[index], device)
+        images.append(pixels)
+        h, w = masks.shape[1:]
+        non_empty = [m for m in masks if m.any()]
         if not non_empty:
             continue
         picks = torch.randint(len(non_empty), (masks_per_image,), generator=generator)

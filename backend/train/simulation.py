@@ -7,24 +7,30 @@ for ``rounds_without_point`` rounds, one of them the last) and feeds the
 previous low-res logits back as the mask prompt, asking for a single mask.
 The loss of every round is averaged.
 
-Everything happens in the model-input frame (``S = config.image_size``).
+Everything happens in the model-input frame of the network's family
+(``S = image_size``; :mod:`backend.train.adapters`), and the network is
+called through its family's adapter: the rounds are the same for SAM and
+SAM 2.1. A family whose decoder has an object-score head (SAM 2.1) also
+learns that every target is present (:data:`OBJECT_SCORE_WEIGHT`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from backend.api.errors import InvalidInput
+from backend.train.adapters import Prompts, training_adapter
 from backend.train.losses import sam_loss
 from backend.train.prompts import error_points, noisy_boxes, sample_points
 
-if TYPE_CHECKING:
-    from backend.model import Sam
+OBJECT_SCORE_WEIGHT = 1.0
+"""Weight of the object-score loss (binary cross-entropy towards "present"; SAM 2's training
+uses 1) for decoders that predict one."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -105,8 +111,8 @@ def rounds_without_point(settings: RoundsSettings, generator: torch.Generator) -
 
 
 def interactive_rounds(
-    sam: Sam,
-    embeddings: torch.Tensor,
+    network: Any,
+    embeddings: torch.Tensor | tuple[torch.Tensor, ...],
     targets: torch.Tensor,
     settings: RoundsSettings,
     generator: torch.Generator,
@@ -114,8 +120,12 @@ def interactive_rounds(
     """Runs the prompting rounds for a batch of objects and returns the loss.
 
     Args:
-        sam: The network (its prompt encoder and mask decoder are used).
-        embeddings: ``NxCxExE`` image embedding of each object's image.
+        network: The network (a ``Sam`` or ``Sam2``; its prompt encoder and
+            mask decoder are used), or its
+            :class:`~backend.train.adapters.TrainingAdapter`.
+        embeddings: The image features of each object's image, one row per
+            object: SAM's ``NxCxExE`` embedding, or the family's feature
+            tuple (SAM 2.1: ``Sam2ImageFeatures``).
         targets: ``NxSxS`` bool ground-truth masks in the model-input frame,
             each non-empty.
         settings: Number of rounds and first-prompt mix.
@@ -135,7 +145,8 @@ def interactive_rounds(
         first, _ = sample_points(targets.cpu(), generator)
         coords, labels = first[:, None].to(device), torch.ones((n, 1), dtype=torch.int64, device=device)
     skip = rounds_without_point(settings, generator)
-    image_pe = sam.prompt_encoder.get_dense_pe()
+    features = (embeddings,) if isinstance(embeddings, torch.Tensor) else tuple(embeddings)
+    decode = training_adapter(network).decoder(features)
     mask_input: torch.Tensor | None = None
     previous: torch.Tensor | None = None
     total = torch.zeros((), device=device)
@@ -145,20 +156,17 @@ def interactive_rounds(
             point, label = error_points(previous.cpu(), targets.cpu(), generator)
             coords = torch.cat([coords, point[:, None].to(device)], dim=1)
             labels = torch.cat([labels, label[:, None].to(device)], dim=1)
-        points = (coords, labels) if coords.shape[1] else None
-        sparse, dense = sam.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
-        low_res, iou_pred = sam.mask_decoder(
-            image_embeddings=embeddings,
-            image_pe=image_pe,
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=index == 0,
-        )
+        decoded = decode(Prompts(coords, labels, boxes), mask_input, index == 0)
+        low_res, iou_pred = decoded.low_res, decoded.iou_pred
         logits = F.interpolate(low_res.float(), size=(size, size), mode="bilinear", align_corners=False)
         loss = sam_loss(
             logits, iou_pred, targets, focal_weight=settings.focal_weight, dice_weight=settings.dice_weight
         )
         total = total + loss.total
+        if decoded.object_score_logits is not None:
+            scores = decoded.object_score_logits.float()
+            present = F.binary_cross_entropy_with_logits(scores, torch.ones_like(scores))
+            total = total + OBJECT_SCORE_WEIGHT * present
         if index == 0:
             ranked_first = iou_pred.detach().argmax(dim=1)
             first_iou = loss.actual_iou[rows, ranked_first].mean()

@@ -32,3 +32,37 @@ def tiny_sam():
 @pytest.fixture
 def tiny_scenes() -> GeneratedScenes:
     return GeneratedScenes(8, first_seed=0, settings=TINY_SCENES)
+
+
+def tiny_sam2_config():
+    """A SAM 2.1 image network small enough to train in a test (64-pixel input, like the tiny scenes)."""
+    from backend.model.sam2 import HieraConfig, Sam2Config
+
+    return Sam2Config(
+        hiera=HieraConfig(
+            embed_dim=16,
+            num_heads=1,
+            stages=(1, 1, 2, 1),
+            global_att_blocks=(3,),
+            window_spec=(4, 4, 4, 2),
+            window_pos_embed_bkg_spatial_size=(4, 4),
+        ),
+        image_size=64,
+        hidden_dim=32,
+        decoder_mlp_dim=64,
+        decoder_num_heads=2,
+        iou_head_hidden_dim=32,
+    )
+
+
+def fresh_sam2():
+    """The tiny SAM 2.1 network with seeded random weights (the same on every call)."""
+    from backend.model.sam2 import build_sam2
+
+    torch.manual_seed(0)
+    return build_sam2(tiny_sam2_config())
+
+
+@pytest.fixture
+def tiny_sam2():
+    return fresh_sam2()
