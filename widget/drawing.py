@@ -371,9 +371,13 @@ class InstanceTag:
 def instance_tags(
     instances: Sequence[Candidate], *, picked: Collection[int], scale: float, canvas_size: tuple[int, int]
 ) -> list[InstanceTag]:
-    """One tag per instance at its box's top-left corner (its mask's when it has no box), inside the canvas."""
+    """One tag per instance at its box's top-left corner (its mask's when it has no box), inside the canvas.
+
+    A tag that would cover an earlier one (instances whose corners meet) moves
+    down (or up, near the bottom) until it covers none, so every number stays readable.
+    """
     width, height = canvas_size
-    tags = []
+    tags: list[InstanceTag] = []
     for i, instance in enumerate(instances):
         if instance.box is not None:
             left, top = instance.box[0], instance.box[1]
@@ -383,9 +387,30 @@ def instance_tags(
         text = f"{i + 1} · {instance.score:.2f}"
         tag_w, tag_h = tag_size(text)
         x = min(max(float(x), 0.0), max(0.0, width - tag_w))
-        y = min(max(float(y), 0.0), max(0.0, height - tag_h))
+        y = _free_row(tags, x, min(max(float(y), 0.0), max(0.0, height - tag_h)), tag_w, tag_h, height)
         tags.append(InstanceTag(text, x, y, instance_color(i), i in picked))
     return tags
+
+
+def _free_row(
+    placed: Sequence[InstanceTag], x: float, y: float, tag_w: float, tag_h: float, height: int
+) -> float:
+    """The top edge nearest ``y`` (down first, then up) where a ``tag_w x tag_h`` tag at ``x`` covers no placed tag."""
+
+    def free(top: float) -> bool:
+        for tag in placed:
+            other_w, other_h = tag_size(tag.text)
+            if x < tag.x + other_w and tag.x < x + tag_w and top < tag.y + other_h and tag.y < top + tag_h:
+                return False
+        return True
+
+    step = tag_h + 1.0
+    lowest = max(0.0, height - tag_h)
+    for k in range(int(height // step) + 1):
+        for top in (y + k * step, y - k * step):
+            if 0.0 <= top <= lowest and free(top):
+                return top
+    return y
 
 
 def tag_size(text: str) -> tuple[float, float]:

@@ -58,7 +58,9 @@ def _row(children: Sequence[widgets.Widget]) -> widgets.HBox:
 
 
 TEXT_PLACEHOLDER = "describe the object, press Enter"
-CONCEPT_PLACEHOLDER = "name the objects (every instance), press Enter"
+CONCEPT_PLACEHOLDER = "name the objects, press Enter"
+FIND_TOOLTIP = "Find the object the text describes"
+CONCEPT_FIND_TOOLTIP = "Find every instance of the word scoring above the threshold"
 
 
 class Toolbar:
@@ -96,7 +98,7 @@ class Toolbar:
         self.accept_all.layout.display = "none"
         self.undo = _button("undo", "undo", "Undo the last prompt (Ctrl+Z)")
         self.clear = _button("clear", "times", "Forget this object's prompts (Esc)")
-        self.find = _button("find", "search", "Find the object the text describes")
+        self.find = _button("find", "search", FIND_TOOLTIP)
         self.kept = widgets.HTML(value=kept_text(0), layout=_fit())
         self.candidates = widgets.ToggleButtons(
             options=[], description="masks", tooltips=[], style={"button_width": "auto", **described}
@@ -186,6 +188,7 @@ class Toolbar:
         self.threshold.layout.display = None if controls.concepts else "none"
         self.threshold.disabled = not controls.prompts
         self.text.placeholder = CONCEPT_PLACEHOLDER if controls.concepts else TEXT_PLACEHOLDER
+        self.find.tooltip = CONCEPT_FIND_TOOLTIP if controls.concepts else FIND_TOOLTIP
         self.accept_all.layout.display = None if controls.instances else "none"
         self.accept_all.disabled = not controls.accept_all
         self._show_instances(controls)

@@ -111,7 +111,7 @@ def test_a_word_shows_every_instance_each_in_its_own_colour_with_its_score(
     w = concept_widget(concept_client)
     tb = w.toolbar
     assert w.answers_concepts and tb.threshold.layout.display is None  # the slider shows on SAM 3
-    assert "every instance" in tb.text.placeholder
+    assert tb.text.placeholder == "name the objects, press Enter" and "every instance" in tb.find.tooltip
     tb.text.value = "cat"
     call = concept_client.predict_calls[-1]
     assert call["text"] == "cat" and call["threshold"] == 0.5 and "exemplars" not in call

@@ -212,3 +212,18 @@ def test_instance_tags_name_the_number_and_score_at_the_box_corner_inside_the_ca
         assert tag.color == instance_color(tags.index(tag))
     corner = instance_tags(state.instances[:1], picked=(), scale=10.0, canvas_size=(80, 60))[0]
     assert corner.x == 80 - tag_size(corner.text)[0] and corner.y == 20.0  # pushed back inside on the right
+
+
+def test_tags_of_instances_whose_corners_meet_are_stacked_so_none_is_hidden() -> None:
+    answers = instances((0.9, 0.8, 0.7, 0.6))
+    for answer in answers:
+        answer.box = np.asarray([4, 4, 10, 10], dtype=np.float32)  # every box has the same corner
+    state = ObjectState.concept("cat", threshold=0.5).with_instances(answers)
+    tags = instance_tags(state.instances, picked=(), scale=1.0, canvas_size=(200, 100))
+    step = tag_size(tags[0].text)[1] + 1
+    assert [(t.x, t.y) for t in tags] == [(4.0, 4.0 + k * step) for k in range(4)]
+    for answer in answers:
+        answer.box = np.asarray([4, 95, 10, 99], dtype=np.float32)  # at the bottom: the next ones go up
+    state = ObjectState.concept("cat", threshold=0.5).with_instances(answers[:2])
+    bottom = instance_tags(state.instances, picked=(), scale=1.0, canvas_size=(200, 100))
+    assert [t.y for t in bottom] == [100 - step + 1, 100 - 2 * step + 1]
