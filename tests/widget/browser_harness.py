@@ -89,13 +89,18 @@ def can_run_browser() -> bool:
 
 
 @contextmanager
-def model_server(work: Path, *, log_name: str = "server.log") -> Iterator[tuple[str, str]]:
-    """``(url, token)`` of a sam-server serving the demo model (a tiny random one when it is missing).
+def model_server(
+    work: Path, *, log_name: str = "server.log", model: str | None = None
+) -> Iterator[tuple[str, str]]:
+    """``(url, token)`` of a sam-server serving ``model`` (a name or a path), by default the demo
+    model (a tiny random one when it is missing).
 
     Its CLIP folder is empty, so a text prompt fails the same way everywhere
     (no download, no weights found).
     """
-    if DEMO_WEIGHTS.is_file():
+    if model is not None:
+        pass
+    elif DEMO_WEIGHTS.is_file():
         model = "demo"
     else:
         from backend.hub import save_checkpoint
