@@ -4,8 +4,9 @@ COCO segmentations are pycocotools RLE (through ``backend.formats.mask_codecs``)
 bounding boxes ``[x, y, width, height]`` in original-image pixels, categories
 numbered from 1 in the order of the widget's labels. Each annotation's
 ``score`` is a probability in ``[0, 1]``; the model's raw number rides along
-under its own name (``predicted_iou``, or ``text_similarity`` for a text
-prompt).
+under its own name (``predicted_iou``; ``text_similarity`` for a CLIP text
+prompt; ``concept_score`` for an instance of a SAM 3 concept, one annotation
+per instance kept).
 """
 
 from __future__ import annotations

@@ -501,7 +501,7 @@ class SamWidget(widgets.VBox):
                 self.toolbar.label.value = label
                 return
 
-    def _keep_instances(self, indices: Sequence[int] | range, label: str | None) -> list[AcceptedMask]:
+    def _keep_instances(self, indices: Sequence[int], label: str | None) -> list[AcceptedMask]:
         """Keep the instances at ``indices`` as masks; the others stay shown (or the next object starts)."""
         state = self.current
         name = label or self.toolbar.label.value
@@ -595,7 +595,11 @@ class SamWidget(widgets.VBox):
 
     def _on_picked(self, change: dict[str, Any]) -> None:
         if not self._syncing:
-            self.pick([int(i) for i in change["new"]])
+            try:
+                self.pick([int(i) for i in change["new"]])
+            except InvalidInput:
+                self._refresh()  # the trait shows the picks that hold again
+                raise
 
     def _on_threshold(self, change: dict[str, Any]) -> None:
         state = self.current

@@ -203,6 +203,9 @@ def test_accept_without_a_pick_says_what_to_do_and_enter_and_shift_enter_keep_in
         w.select(1)
     w.picked = [0, 2]  # the trait is settable
     assert instance_buttons(w) == [("1: 0.93", True), ("2: 0.81", False), ("3: 0.62", True)]
+    with pytest.raises(InvalidInput, match="instance 8 does not exist"):
+        w.picked = [7]
+    assert w.picked == [0, 2] and w.current.picked == {0, 2}
     last = w.accept("object")
     assert last.score == pytest.approx(0.62) and len(w.masks) == 2
     handle = {"type": "keydown", "key": "Enter", "shiftKey": True}
