@@ -7,7 +7,9 @@ entry point, or here when the package is not installed (a source checkout
 has no entry-point metadata). ``--model tiny-random`` builds a small
 randomly initialised SAM (seed 0) so the test runs where no weights exist.
 ``--model`` may be repeated (the first is the default); ``NAME=PATH`` serves
-a checkpoint file or folder (e.g. a tiny SAM 3) under ``NAME``.
+a checkpoint file or folder (e.g. a tiny SAM 3) under ``NAME``. The body of
+every ``POST /ls/predict`` is logged on one line starting with
+:data:`PREDICT_LOG_PREFIX` (what Label Studio forwarded).
 """
 
 from __future__ import annotations
@@ -46,6 +48,24 @@ def model_spec(given: str) -> Any:
     return (name, path) if sep else given
 
 
+PREDICT_LOG_PREFIX = "e2e POST /ls/predict body: "
+"""Starts the log line with the JSON body Label Studio sent to the plugin's ``/predict``."""
+
+
+def log_predict_bodies(app: Any) -> None:
+    """Log the body of every ``POST /ls/predict`` (what Label Studio forwards from the page), one line each."""
+    from flask import request
+
+    logger = logging.getLogger("e2e")
+
+    @app.before_request
+    def _log_predict() -> None:
+        if request.method == "POST" and request.path == "/ls/predict":
+            body = request.get_data(cache=True, as_text=True)[:20_000]
+            # a JSON body has line breaks only between tokens: one line, still JSON
+            logger.info("%s%s", PREDICT_LOG_PREFIX, body.replace("\r", " ").replace("\n", " "))
+
+
 def main() -> None:
     from werkzeug.serving import make_server
 
@@ -67,6 +87,7 @@ def main() -> None:
     if "labelstudio" not in app.blueprints:
         client = LocalSamClient.from_service(app.extensions["sam_service"])
         app.register_blueprint(create_blueprint(client))
+    log_predict_bodies(app)
     server = make_server("127.0.0.1", args.port, app, threaded=True)
     # serve_forever() runs in this thread, so a handler calling shutdown() would wait forever
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))

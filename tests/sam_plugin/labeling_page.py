@@ -2,8 +2,9 @@
 
 Every method is one gesture: turn on Auto-Annotation, open the Auto-Detect
 pop-out and pick a smart tool, pick a label, click or drag on the image,
-accept the suggestion, submit. Image positions are given in image pixels and
-turned into screen positions from the image canvas's box on the page.
+type a text in the TextArea and press Enter, accept the suggestion, submit.
+Image positions are given in image pixels and turned into screen positions
+from the image canvas's box on the page.
 """
 
 from __future__ import annotations
@@ -107,6 +108,50 @@ class LabelingPage:
             self.page.mouse.move(*self.screen_point(*end), steps=8)
             self.page.mouse.up()
         return self._exchange(answer.value)
+
+    def add_text(self, text: str, nth: int = 0) -> dict[str, Any]:
+        """Type ``text`` in a one-row TextArea and press Enter; returns the smart request and its answer.
+
+        Enter submits the TextArea's form, which adds the text as the
+        TextArea's result (a one-row TextArea has no Add button). With
+        Auto-Annotation on, the TextArea is a smart control (``smart`` is on
+        by default), so the page sends the result alone to the ML backend,
+        as it does for a smart keypoint or rectangle.
+        """
+        field = self.page.get_by_test_id("textarea-input").nth(nth)
+        field.click()
+        field.press_sequentially(text)
+        with self.page.expect_response(lambda r: INTERACTIVE_PATH in r.url, timeout=120_000) as answer:
+            field.press("Enter")
+        return self._exchange(answer.value)
+
+    def suggestion_scores(self) -> list[float | None]:
+        """Scores of the pending suggestions, in the order they came (Label Studio's store, ``window.Htx``)."""
+        return self.page.evaluate(
+            "() => Array.from(window.Htx.annotationStore.selected.suggestions.values())"
+            ".map(r => r.score ?? null)"
+        )
+
+    def region_scores(self, kind: str) -> list[float | None]:
+        """Scores of the annotation's regions of one kind (e.g. ``brushregion``), in order (Label Studio's store)."""
+        return self.page.evaluate(
+            "kind => window.Htx.annotationStore.selected.regions"
+            ".filter(r => r.type === kind).map(r => r.score ?? null)",
+            kind,
+        )
+
+    def outliner_rows(self) -> list[tuple[str, str]]:
+        """The rows of the region list in the side panel, top down: ``(label, score as shown or "")``.
+
+        Only the rows drawn: the list is virtual and scrolls past about 7 rows.
+        """
+        return [
+            (
+                row.locator(".lsf-outliner-item__title").inner_text().strip(),
+                " ".join(row.locator(".lsf-outliner-item__control_type_score").all_inner_texts()).strip(),
+            )
+            for row in self.page.locator(".lsf-outliner-item").all()
+        ]
 
     @staticmethod
     def _exchange(response: Response) -> dict[str, Any]:

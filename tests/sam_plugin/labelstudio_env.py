@@ -306,9 +306,20 @@ CONCEPTS_CONFIG = """<View>
 CONCEPTS = {"Object": {"prompt": "shape", "threshold": 0.0}, "Thing": {"threshold": 0.0}}
 """``SAM_CONCEPTS`` of the concepts server: thresholds 0 keep every instance of the random SAM 3."""
 
+CONCEPT_THRESHOLD = 0.2495
+"""``SAM_CONCEPT_THRESHOLD`` of the concepts server, for what is typed or boxed on the labeling page.
+
+The random SAM 3 scores each of its 8 instances close to 0.25; above this, a
+handful are kept (4 for ``cat`` on :func:`shapes_png`), so the page stays light.
+Batch concepts use :data:`CONCEPTS`' own thresholds.
+"""
+
 
 def start_concepts_server(workdir: Path, label_studio: LabelStudio) -> Iterator[str]:
-    """A model server with ``SAM_PREANNOTATE=concepts``: the e2e model (default) and a tiny SAM 3 (:data:`SAM3_E2E`)."""
+    """A model server with ``SAM_PREANNOTATE=concepts``: the e2e model (default) and a tiny SAM 3 (:data:`SAM3_E2E`).
+
+    Interactive concepts keep instances above :data:`CONCEPT_THRESHOLD`.
+    """
     pytest.importorskip("transformers", minversion="5")
     from tests.inference.sam3.tiny_sam3 import save_tiny_sam3
 
@@ -319,6 +330,10 @@ def start_concepts_server(workdir: Path, label_studio: LabelStudio) -> Iterator[
         workdir,
         label_studio,
         models=[model_name(), f"{SAM3_E2E}={folder}"],
-        env={"SAM_PREANNOTATE": "concepts", "SAM_CONCEPTS": json.dumps(CONCEPTS)},
+        env={
+            "SAM_PREANNOTATE": "concepts",
+            "SAM_CONCEPTS": json.dumps(CONCEPTS),
+            "SAM_CONCEPT_THRESHOLD": str(CONCEPT_THRESHOLD),
+        },
         log_name="concepts-model-server.log",
     )

@@ -5,14 +5,17 @@ settings) run for the session (``labelstudio_env.py``). Each test makes the
 gestures docs/labelstudio.md describes: Auto-Annotation on, the smart
 keypoint or rectangle picked from the Auto-Detect pop-out, a click or a drag
 on the image, a background click, accept, Submit, and Retrieve Predictions in
-the data manager. Then it reads back what the page got and compares it, pixel
-for pixel, with the model server's answer to the same prompt. Screenshots go
+the data manager; on a SAM 3 project (the concepts server's tiny random SAM 3),
+a concept typed in the TextArea and a smart box around an example. Then it
+reads back what the page got and compares it, pixel for pixel, with the model
+server's answer to the same prompt. Screenshots go
 to ``$SAM_E2E_SCREENSHOTS`` (``docs/images`` for the docs) or the test's
 temporary folder.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -24,12 +27,17 @@ import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from backend.client.http_client import SamClient
+from backend.formats.coordinates import ls_rect_to_box
 from backend.formats.mask_codecs import from_brush_rle
 from backend.formats.scores import as_probability
 from sam_plugin.label_config import EXAMPLE_CONFIG
+from tests.sam_plugin.e2e_model_server import PREDICT_LOG_PREFIX
 from tests.sam_plugin.labeling_page import LabelingPage, chromium_path, log_in
 from tests.sam_plugin.labelstudio_env import (
+    CONCEPT_THRESHOLD,
+    CONCEPTS_CONFIG,
     PASSWORD,
+    SAM3_E2E,
     USER,
     H,
     LabelStudio,
@@ -208,3 +216,96 @@ def test_retrieve_predictions_stores_non_empty_regions_with_default_settings(
     assert prediction["result"], "default segment-everything stored no region"
     assert all(0.0 <= region["score"] <= 1.0 for region in prediction["result"])
     assert prediction["model_version"] == project["model_version"]
+
+
+def forwarded_to_plugin(log: Path) -> dict[str, Any]:
+    """The ``params.context`` of the last body Label Studio sent to the plugin's ``/predict`` (the server's log)."""
+    bodies = [line.partition(PREDICT_LOG_PREFIX)[2] for line in log.read_text().splitlines()]
+    return json.loads([body for body in bodies if body][-1])["params"]["context"]
+
+
+def the_instances(answer: dict[str, Any], objects: list[Any]) -> list[float]:
+    """Check the answer is every instance the server found, mask for mask, best first; returns their scores."""
+    assert "errors" not in answer, answer
+    regions = answer["data"]["result"]
+    expected = [(o.best, as_probability(float(o.scores[0]))) for o in objects if o.best.any()]
+    assert len(regions) == len(expected)
+    for region, (mask, score) in zip(regions, expected, strict=True):
+        assert region["type"] == "brushlabels" and region["value"]["brushlabels"] == ["Object"]
+        np.testing.assert_array_equal(brush_mask(region), mask)
+        assert region["score"] == pytest.approx(score)
+        assert region["meta"] == {"text": ["cat"]}
+    scores = [region["score"] for region in regions]
+    assert scores == sorted(scores, reverse=True)
+    return scores
+
+
+def test_a_typed_concept_on_sam3_suggests_every_instance_and_a_smart_box_every_one_like_it(
+    label_studio: LabelStudio, concepts_server: str, browser_page: Any, shots: Path, e2e_workdir: Path
+) -> None:
+    """A SAM 3 project: "cat" typed in the TextArea, Enter; then a smart box; accept each time, Submit.
+
+    The page sends the TextArea's result alone (Label Studio forwards it to
+    ``/ls/predict`` as the context), and shows every instance the model server
+    finds above ``SAM_CONCEPT_THRESHOLD`` as a suggestion with its score; the
+    box then brings every instance like it, with the concept typed before.
+    """
+    project = label_studio.new_project(
+        "UI concept",
+        CONCEPTS_CONFIG,
+        shapes_png(),
+        f"{concepts_server}/ls",
+        prelabel=False,
+        extra_params={"model": SAM3_E2E},
+    )
+    labeling = LabelingPage(browser_page, label_studio.url, project["id"], project["task"], (W, H)).open()
+    labeling.auto_annotation()
+    client = SamClient(concepts_server)
+    image_id = client.add_image(shapes_png(), model=SAM3_E2E).image_id
+
+    # 1. the concept typed in the TextArea, Enter: the page sends the TextArea's result alone
+    typed = labeling.add_text("cat")
+    [text] = typed["sent"]
+    assert (
+        text["type"] == "textarea" and text["from_name"] == "concept" and text["value"] == {"text": ["cat"]}
+    )
+    assert forwarded_to_plugin(e2e_workdir / "concepts-model-server.log") == {"result": [text]}
+    cats = client.predict(image_id, text="cat", threshold=CONCEPT_THRESHOLD, model=SAM3_E2E)
+    scores = the_instances(typed["answer"], cats)
+    assert 2 <= len(scores) <= 8  # a handful, as CONCEPT_THRESHOLD is chosen
+    browser_page.get_by_text(f"{len(scores)} suggestions").wait_for()
+    assert labeling.suggestion_scores() == pytest.approx(scores)
+    browser_page.screenshot(path=str(shots / "labelstudio-concept-text.png"))
+    labeling.accept_suggestions()
+    assert labeling.outliner_rows() == [("Object", f"{score:.2f}") for score in scores]
+    assert labeling.region_scores("brushregion") == pytest.approx(scores)
+
+    # 2. a smart box around the blue rectangle: an exemplar of the concept typed last
+    labeling.pick_label("Object", nth=1)  # the RectangleLabels' Object
+    labeling.pick_smart_tool("rectangle-tool")
+    boxed = labeling.drag(*RECTANGLE_BOX)
+    [rectangle] = boxed["sent"]
+    assert rectangle["type"] == "rectanglelabels" and rectangle["value"]["rectanglelabels"] == ["Object"]
+    assert forwarded_to_plugin(e2e_workdir / "concepts-model-server.log") == {"result": [rectangle]}
+    value = rectangle["value"]
+    box = ls_rect_to_box(value["x"], value["y"], value["width"], value["height"], W, H)
+    like_it = client.predict(
+        image_id,
+        text="cat",
+        exemplars=[{"box": box, "positive": True}],
+        threshold=CONCEPT_THRESHOLD,
+        model=SAM3_E2E,
+    )
+    more = the_instances(boxed["answer"], like_it)
+    assert len(more) >= 1
+    browser_page.get_by_text(f"{len(more)} suggestions").wait_for()
+    assert labeling.suggestion_scores() == pytest.approx(more)
+    browser_page.screenshot(path=str(shots / "labelstudio-concept-exemplar.png"))
+    labeling.accept_suggestions()
+    labeling.submit()
+    [annotation] = label_studio.call("GET", f"/api/tasks/{labeling.task}/annotations")
+    saved = annotation["result"]
+    assert [r["value"]["text"] for r in saved if r["type"] == "textarea"] == [["cat"]]
+    brushes = [r for r in saved if r["type"] == "brushlabels"]
+    assert [r["score"] for r in brushes] == pytest.approx(scores + more)
+    assert all(r["meta"] == {"text": ["cat"]} for r in brushes)
