@@ -30,16 +30,20 @@ GESTURES: tuple[tuple[str, str], ...] = (
     ("right click or Shift+click", "background point"),
     ("drag", "box"),
     ("1 / 2 / 3", "show candidate 1, 2 or 3"),
-    ("1 … 9 (instances of a word)", "pick or unpick instance 1 … 9"),
     ("Ctrl+Z (Cmd+Z)", "undo"),
     ("Esc", "clear the current object"),
-    ("Enter", "accept the shown mask (or the picked instances)"),
-    ("Shift+Enter", "accept every instance shown"),
+    ("Enter", "accept the shown mask"),
 )
 """Every gesture :class:`EventTranslator` understands, as ``(gesture, effect)`` for the legend.
 
 Keys act while the mouse is over the image.
 """
+CONCEPT_GESTURES: tuple[tuple[str, str], ...] = (
+    ("1 … 9 (instances of a word)", "pick or unpick instance 1 … 9"),
+    ("Enter (instances)", "accept the picked instances"),
+    ("Shift+Enter", "accept every instance shown"),
+)
+"""The gestures that act on the instances of a word, listed too when the model answers concepts (SAM 3)."""
 
 
 @dataclass(frozen=True)

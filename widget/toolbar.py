@@ -15,7 +15,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from widget.drawing import hex_color, instance_color
-from widget.events import GESTURES
+from widget.events import CONCEPT_GESTURES, GESTURES
 from widget.feedback import Controls, Status, kept_text
 from widget.state import DEFAULT_THRESHOLD
 
@@ -147,6 +147,7 @@ class Toolbar:
         )
         self.help.observe(lambda change: self.show_legend(bool(change["new"])), "value")
         self.legend = widgets.HTML(value=legend_html())
+        self._legend_concepts = False
         self.progress = widgets.FloatProgress(
             value=0.0, min=0.0, max=1.0, layout=widgets.Layout(width="120px", flex="0 0 auto", display="none")
         )
@@ -189,6 +190,9 @@ class Toolbar:
         self.threshold.disabled = not controls.prompts
         self.text.placeholder = CONCEPT_PLACEHOLDER if controls.concepts else TEXT_PLACEHOLDER
         self.find.tooltip = CONCEPT_FIND_TOOLTIP if controls.concepts else FIND_TOOLTIP
+        if controls.concepts != self._legend_concepts:
+            self._legend_concepts = controls.concepts
+            self.legend.value = legend_html(GESTURES + CONCEPT_GESTURES if controls.concepts else GESTURES)
         self.accept_all.layout.display = None if controls.instances else "none"
         self.accept_all.disabled = not controls.accept_all
         self._show_instances(controls)

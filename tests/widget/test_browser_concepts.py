@@ -45,6 +45,7 @@ from tests.widget.browser_harness import (
 from tests.widget.conftest import shown_image_pixels
 from tests.widget.test_browser import STATUS_PROBE, open_widget, statuses_since
 from widget.drawing import PICKED_OUTLINE, instance_color, outline
+from widget.events import CONCEPT_GESTURES
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -134,6 +135,10 @@ def test_a_person_finds_every_instance_of_a_word_picks_and_keeps_them(jupyter: t
         slider = page.locator(".widget-hslider", has_text="threshold")
         wait_for(lambda: slider.is_visible(), 30, "the threshold slider (the model answers concepts)")
         assert state()["concepts"] is True and state()["threshold"] == 0.5
+        legend = page.locator(".sam-legend")
+        wait_for(lambda: "Shift+Enter" in legend.inner_text(), 10, "the instance keys in the legend")
+        for gesture, effect in CONCEPT_GESTURES:
+            assert gesture in legend.inner_text() and effect in legend.inner_text()
         page.evaluate(STATUS_PROBE)
 
         # a word at the default threshold: busy, then "none above 0.5" and how to lower it

@@ -9,6 +9,7 @@ its instances are arbitrary, so it tests structure, not quality).
 
 from __future__ import annotations
 
+import html
 import io
 import json
 import re
@@ -26,6 +27,7 @@ from backend.client.base import SamClientBase
 from tests.widget.conftest import RecordingClient, scene, shown_image_pixels
 from tests.widget.test_sam_widget import controls, key, overlay, wait_until
 from widget.drawing import instance_color
+from widget.events import CONCEPT_GESTURES
 from widget.sam_widget import SamWidget
 from widget.state import CONCEPT_SCORE
 
@@ -112,6 +114,8 @@ def test_a_word_shows_every_instance_each_in_its_own_colour_with_its_score(
     tb = w.toolbar
     assert w.answers_concepts and tb.threshold.layout.display is None  # the slider shows on SAM 3
     assert tb.text.placeholder == "name the objects, press Enter" and "every instance" in tb.find.tooltip
+    for gesture, effect in CONCEPT_GESTURES:  # the legend lists the keys that act on instances
+        assert html.escape(gesture) in tb.legend.value and html.escape(effect) in tb.legend.value
     tb.text.value = "cat"
     call = concept_client.predict_calls[-1]
     assert call["text"] == "cat" and call["threshold"] == 0.5 and "exemplars" not in call
@@ -286,6 +290,7 @@ def test_other_models_keep_the_text_prompt_as_it_was(client: RecordingClient) ->
     w = SamWidget(scene(), client, max_canvas_size=(200, 200))
     w.wait_ready(120)
     assert not w.answers_concepts and w.toolbar.threshold.layout.display == "none"
+    assert "Shift+Enter" not in w.toolbar.legend.value
     assert w.toolbar.accept_all.layout.display == "none" and w.toolbar.instances.layout.display == "none"
     w.add_point(200, 150)
     kept = w.accept_all()  # on ranked candidates: the shown one
