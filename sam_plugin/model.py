@@ -232,9 +232,9 @@ class SamLabelStudioModel:
     ) -> InteractiveAnswer:
         """Every instance of the concept of a text and/or smart boxes (SAM 3), with the text typed last on the task."""
         texts = self.runtime.concept_texts
-        if prompt.text:
-            texts.put(key, prompt.text)
-        text = prompt.text or texts.find(key)
+        if prompt.latest_text:  # the TextArea keeps every entry: the concept is the one typed last
+            texts.put(key, prompt.latest_text)
+        text = prompt.latest_text or texts.find(key)
         objects = segment_concept(
             self.client,
             info.image_id,

@@ -55,9 +55,12 @@ class PromptText:
 
     Attributes:
         text: Non-blank text; several alternatives are joined with ``", "``.
+        latest: The last of them (Label Studio's TextArea keeps every entry
+            typed; a concept is the one typed last).
     """
 
     text: str
+    latest: str = ""
 
 
 PromptPart = PromptPoint | PromptBox | PromptText
@@ -75,6 +78,7 @@ class InteractivePrompt:
         point_labels: ``N`` ints, 1 = foreground, 0 = background.
         boxes: Box prompts; several boxes give several objects.
         text: Text prompt (CLIP), if any.
+        latest_text: The text entry typed last, if any (a SAM 3 concept).
         label: Label of the first positive click (the object's class).
     """
 
@@ -84,6 +88,7 @@ class InteractivePrompt:
     point_labels: list[int] = field(default_factory=list)
     boxes: list[PromptBox] = field(default_factory=list)
     text: str | None = None
+    latest_text: str | None = None
     label: str | None = None
 
     def add(self, part: PromptPart | None) -> None:
@@ -102,6 +107,7 @@ class InteractivePrompt:
             self.boxes.append(part)
         elif isinstance(part, PromptText):
             self.text = f"{self.text}, {part.text}" if self.text else part.text
+            self.latest_text = part.latest or part.text
 
     @property
     def is_empty(self) -> bool:

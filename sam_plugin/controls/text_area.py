@@ -43,4 +43,4 @@ class TextAreaConverter(ControlConverter):
         if isinstance(texts, str):
             texts = [texts]
         parts = [str(t).strip() for t in texts if str(t).strip()]
-        return PromptText(", ".join(parts)) if parts else None
+        return PromptText(", ".join(parts), latest=parts[-1]) if parts else None

@@ -113,6 +113,16 @@ def test_a_typed_concept_adds_every_instance_with_its_score_label_and_the_model_
     assert call["points"] is None and call["box"] is None
 
 
+def test_a_second_concept_typed_in_the_text_area_replaces_the_first(
+    sam3_runtime: PluginRuntime, sam_client: ScriptedSamClient
+) -> None:
+    # Label Studio's TextArea keeps every entry: the second concept arrives as ["car", "person"]
+    both = {**text("car"), "value": {"text": ["car", "person"]}}
+    answer = interactive(model_of(sam3_runtime), both)
+    assert sam_client.calls[-1]["text"] == "person"
+    assert answer["result"] and all(region["meta"] == {"text": ["person"]} for region in answer["result"])
+
+
 def test_a_concept_matching_a_label_alias_takes_that_label_and_another_the_first_label(
     sam3_runtime: PluginRuntime,
 ) -> None:
