@@ -30,12 +30,13 @@ def test_text_lines_are_joined_and_blank_text_ignored() -> None:
     add_text(prompt, {"type": "textarea", "value": {"text": ["a red car", "  "]}})
     add_text(prompt, {"type": "textarea", "value": {"text": ["a truck"]}})
     assert prompt.text == "a red car, a truck"
+    assert prompt.latest_text == "a truck"  # a SAM 3 concept: the entry typed last
     add_text(prompt, {"type": "textarea", "value": {"text": []}})
     assert prompt.text == "a red car, a truck"
 
 
 def test_one_result_is_one_text_and_blank_is_nothing() -> None:
-    assert CONVERTER.to_prompt({"value": {"text": "a dog"}}, width=1, height=1) == PromptText("a dog")
+    assert CONVERTER.to_prompt({"value": {"text": "a dog"}}, width=1, height=1) == PromptText("a dog", "a dog")
     assert CONVERTER.to_prompt({"value": {"text": [" "]}}, width=1, height=1) is None
 
 
