@@ -49,8 +49,8 @@ class PredictRequest(Prompt):
     format: MaskFormat = Field("coco_rle", description="Encoding of each mask's segmentation.")
 
     def prompt(self) -> Prompt:
-        """The prompt alone (without the image, model and output format)."""
-        return Prompt(**self.fields())
+        """The prompt alone (without the image, model and output format); already validated, not again."""
+        return Prompt.model_construct(**{name: getattr(self, name) for name in Prompt.model_fields})
 
 
 class ImageInfoResponse(BaseModel):
