@@ -36,7 +36,9 @@ def test_text_lines_are_joined_and_blank_text_ignored() -> None:
 
 
 def test_one_result_is_one_text_and_blank_is_nothing() -> None:
-    assert CONVERTER.to_prompt({"value": {"text": "a dog"}}, width=1, height=1) == PromptText("a dog", "a dog")
+    assert CONVERTER.to_prompt({"value": {"text": "a dog"}}, width=1, height=1) == PromptText(
+        "a dog", "a dog"
+    )
     assert CONVERTER.to_prompt({"value": {"text": [" "]}}, width=1, height=1) is None
 
 
