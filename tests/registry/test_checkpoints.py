@@ -150,3 +150,13 @@ def test_strict_loading_hints_at_a_data_parallel_prefix():
     model = nn.Linear(2, 3)
     with pytest.raises(InvalidInput, match="module."):
         load_state_strict(model, {f"module.{k}": v for k, v in model.state_dict().items()})
+
+
+def test_random_bytes_always_get_the_clear_corrupt_file_message(tmp_path):
+    """torch.load fails in many ways on garbage (IndexError among them); every one is the same clear error."""
+    rng = np.random.default_rng(0)
+    for i in range(60):
+        path = tmp_path / f"garbage{i}.pt"
+        path.write_bytes(rng.integers(0, 256, 4096, dtype=np.uint8).tobytes())
+        with pytest.raises(InvalidInput, match="cannot read checkpoint"):
+            load_checkpoint(path)
