@@ -17,6 +17,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from backend.api.answers import empty_automask_note
 from backend.api.priority import Priority, parse_priority
+from backend.api.prompt import Prompt
 from backend.memory_budget import MemoryBudget
 from backend.serving.answer_budget import reserve_answer
 from backend.serving.client_probe import disconnect_probe
@@ -95,17 +96,24 @@ def _add_predict_route(bp: Blueprint, service: SamService, answers: MemoryBudget
         interactive = prompt.text is None and prompt.exemplars is None  # text and concepts are bulk work
         with (
             _marked(service, interactive),
-            reserve_answer(answers, service, body.image_id, prompt, model=body.model),  # until encoded
+            reserve_answer(answers, service, body.image_id, prompt, model=body.model),
         ):
-            objects = service.predict(
-                body.image_id, prompt, model=body.model, abandoned=disconnect_probe(request.environ)
-            )
-            encoded = [object_to_json(obj, body.format) for obj in objects]
-            return jsonify(
-                objects=encoded,
-                model=body.model or service.model_name,
-                timing_ms=(time.perf_counter() - start) * 1000.0,
-            )
+            # the masks live in _answer's frame only, so they are freed before the budget is
+            # released (and the allocator trimmed); only the encoded answer outlives it
+            return _answer(service, body, prompt, start)
+
+
+def _answer(service: SamService, body: PredictRequest, prompt: Prompt, start: float) -> Response:
+    """Run the prediction and encode its masks into the JSON response."""
+    objects = service.predict(
+        body.image_id, prompt, model=body.model, abandoned=disconnect_probe(request.environ)
+    )
+    encoded = [object_to_json(obj, body.format) for obj in objects]
+    return jsonify(
+        objects=encoded,
+        model=body.model or service.model_name,
+        timing_ms=(time.perf_counter() - start) * 1000.0,
+    )
 
 
 def _add_automask_route(bp: Blueprint, service: SamService) -> None:
