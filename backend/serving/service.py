@@ -110,7 +110,8 @@ class SamService:
         host.load()
         if host.ready() and self.config.max_batch == 0:
             engines = [h.engine for h in self._hosts.values() if h.ready()]
-            self.worker.max_batch = min(AUTO_MAX_BATCH, *(e.max_requests_per_call() for e in engines))
+            # the largest any model takes; each engine splits a group above its own limit
+            self.worker.max_batch = min(AUTO_MAX_BATCH, max(e.max_requests_per_call() for e in engines))
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         """Block until every model is loaded (or failed to load); True if the default model is ready."""

@@ -167,3 +167,55 @@ def test_a_mixed_concurrent_load_gets_each_models_own_answers(two_models, tiny_s
         answers = list(pool.map(ask, jobs))
     for job, masks in zip(jobs, answers, strict=True):
         np.testing.assert_array_equal(masks, expected[job], err_msg=str(job))
+
+
+def test_auto_batch_size_is_the_largest_any_model_takes(tiny_sam, tiny_sam2):
+    from backend.serving.service import AUTO_MAX_BATCH, SamService
+
+    service = SamService(make_config(tiny_sam, extra_models=((SAM2, tiny_sam2),), max_batch=0)).start()
+    try:
+        assert service.wait_ready(60)
+        sam, sam2 = service.engine(), service.engine(SAM2)
+        assert sam2.max_requests_per_call() == 1 < sam.max_requests_per_call()
+        assert service.worker.max_batch == min(AUTO_MAX_BATCH, sam.max_requests_per_call())
+    finally:
+        service.close()
+
+
+def test_a_sam_group_above_its_own_limit_is_decoded_in_parts_with_the_same_answers(two_models, monkeypatch):
+    from backend.inference.engine import DecodeRequest
+    from backend.inference.prompts import check_prompt
+
+    service = two_models.extensions["sam_service"]
+    engine = service.engine()
+    image = engine.encode(picture(seed=9))
+    requests = [
+        DecodeRequest(
+            engine,
+            image,
+            check_prompt(
+                width=80,
+                height=60,
+                points=[[10 + 5 * i, 20]],
+                labels=[1],
+                box=None,
+                boxes=None,
+                has_mask_input=False,
+            ),
+            None,
+            True,
+        )
+        for i in range(5)
+    ]
+    together = engine.decode(requests)
+    calls = []
+    original = engine.predictor.predict_torch
+    monkeypatch.setattr(
+        engine.predictor, "predict_torch", lambda *a, **k: (calls.append(1), original(*a, **k))[1]
+    )
+    monkeypatch.setattr(engine, "max_requests_per_call", lambda: 2)
+    apart = engine.decode(requests)
+    assert len(calls) == 3, "5 one-prompt requests at most 2 per call"
+    for a, b in zip(together, apart, strict=True):
+        np.testing.assert_array_equal(a.masks, b.masks)
+        np.testing.assert_allclose(a.scores, b.scores, atol=1e-5)
