@@ -11,7 +11,8 @@ from typing import Any
 
 AUTO_MAX_BATCH_HELP = (
     "16 on a GPU (cuda, mps); on a CPU up to 16, as many as keep one decoder call's image tokens within 4 MiB: "
-    "16 for the demo model, 1 for vit_b, vit_l, vit_h and vit_t (their batched calls are slower on a CPU)"
+    "16 for the demo model, 1 for vit_b, vit_l, vit_h and vit_t (their batched calls are slower on a CPU); "
+    "with several models the largest of theirs, each model splitting larger groups"
 )
 """What ``max_batch=0`` picks (the service computes it once the model is loaded:
 ``min(AUTO_MAX_BATCH, SamPredictor.prompts_per_decoder_call())``); the
