@@ -119,8 +119,8 @@ class Instance:
 
     Attributes:
         mask: ``HxW`` bool at the original image size.
-        box: ``4`` float32 XYXY in original pixels, as detected.
-        score: In ``[0, 1]``.
+        box: ``4`` float32 XYXY in original pixels: the detector's box, not the mask's.
+        score: In ``[0, 1]``: the detector's query score times its presence score.
     """
 
     mask: np.ndarray

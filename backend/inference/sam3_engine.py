@@ -82,5 +82,4 @@ class Sam3Engine(PredictorEngine):
     ) -> list[Instance]:
         """Every instance, from transformers' own post-processing, best score first."""
         self.point_at(image)
-        found = self.predictor.predict_concept(text, exemplars, threshold=threshold)
-        return [Instance(mask=i.mask, box=i.box, score=i.score) for i in found]
+        return self.predictor.predict_concept(text, exemplars, threshold=threshold)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from backend.api.errors import InvalidInput
+from backend.inference.engine import Instance as ConceptInstance
 from backend.inference.prompts import check_prompt
 
 ExemplarBox = tuple[Sequence[float], bool]
@@ -35,21 +36,6 @@ class ConceptPrompt:
     text: str | None
     boxes: np.ndarray | None
     labels: np.ndarray | None
-
-
-@dataclass(frozen=True)
-class ConceptInstance:
-    """One instance of a concept.
-
-    Attributes:
-        mask: ``HxW`` bool at the original image size.
-        box: ``4`` float32 XYXY in original pixels (the detector's box, not the mask's).
-        score: In ``[0, 1]``: the detector's query score times its presence score.
-    """
-
-    mask: np.ndarray
-    box: np.ndarray
-    score: float
 
 
 def check_concept_prompt(
