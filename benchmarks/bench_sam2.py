@@ -15,7 +15,10 @@ same machine load:
   computing stability scores, which Meta's predictor does not) and with
   ``stability=False`` (the same outputs as Meta's);
 * peak memory of one encoder call above the loaded model (``VmHWM`` after
-  resetting it, each in a fresh process).
+  resetting it, each in a fresh process);
+* the arithmetic floor of each encoder: its multiply-adds (counted on Meta's
+  network) at this machine's peak matrix-product speed, and so the largest
+  speed-up over Meta's fp32 that any implementation could reach here.
 
 Ratios are given for wall time and for process CPU time (the steadier figure
 when other processes share the machine). Not a test: it prints a table.
@@ -37,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -141,6 +145,60 @@ def bench_encoder(size: str, repeats: int) -> None:
     print(row(names[2], times[names[2]], times[names[0]], "s"))
     print(row(names[3], times[names[3]], times[names[0]], "s"))
     print(row("ours bf16 vs Meta bf16", times[names[3]], times[names[2]], "s"))
+    print_arithmetic_floor(ref, x, statistics.median(times[names[0]][0]))
+
+
+def multiply_adds(reference: torch.nn.Module, x: torch.Tensor) -> tuple[float, float]:
+    """Multiply-adds of Meta's ``forward_image`` on ``x``: (matrix products and convolutions,
+    attention). Products are counted by ``FlopCounterMode``; attention (which it does not
+    count on the CPU) from the shapes passed to ``scaled_dot_product_attention``."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    attention = [0.0]
+    fused = F.scaled_dot_product_attention
+
+    def counting(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *args: object, **kwargs: object):
+        # q k^T and then (weights) v: two products of Tq x Tk x d per head and batch item.
+        attention[0] += 2.0 * q.shape[:-1].numel() * k.shape[-2] * q.shape[-1]
+        return fused(q, k, v, *args, **kwargs)
+
+    F.scaled_dot_product_attention = counting  # Meta's Hiera calls it through torch.nn.functional
+    try:
+        with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+            reference.forward_image(x)
+    finally:
+        F.scaled_dot_product_attention = fused
+    return counter.get_total_flops() / 2.0, attention[0]
+
+
+def peak_multiply_adds_per_second(dtype: torch.dtype) -> float:
+    """This machine's matrix-product speed: the best of three 4096^3 products (multiply-adds/s)."""
+    a, b = torch.randn(4096, 4096, dtype=dtype), torch.randn(4096, 4096, dtype=dtype)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 4096.0**3 / best
+
+
+def print_arithmetic_floor(reference: torch.nn.Module, x: torch.Tensor, meta_fp32_s: float) -> None:
+    """The time no implementation can beat: the encoder's multiply-adds at the machine's peak
+    product speed, with nothing else (norms, activations, copies) costing anything."""
+    products, attention = multiply_adds(reference, x)
+    total = products + attention
+    print(
+        f"  arithmetic floor: {total / 1e9:.1f} G multiply-adds ({products / 1e9:.1f} G in products, "
+        f"{attention / 1e9:.1f} G in attention)"
+    )
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        peak = peak_multiply_adds_per_second(dtype)
+        floor = total / peak
+        print(
+            f"    {name}: peak {peak / 1e9:.0f} G/s -> floor {floor:.2f} s; "
+            f"the most any {name} encoder can be faster than Meta fp32 here: {meta_fp32_s / floor:.2f}x"
+        )
 
 
 def bench_prompt(repeats: int) -> None:

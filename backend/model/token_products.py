@@ -114,8 +114,9 @@ def add_to_tokens(tokens: Tensor, weights_t: Tensor, values: Tensor) -> Tensor:
         ``B x N x C``.
     """
     if weights_t.shape[0] == 1:
-        mixed = tokens_times_weights(weights_t[0].transpose(0, 1), values[0].transpose(0, 1))
-        return mixed.add_(tokens[0]).unsqueeze(0)
+        # One product that reads the weights transposed in place and adds the tokens
+        # (no transposed copy of the N x R weights, no separate pass for the sum).
+        return torch.addmm(tokens[0], weights_t[0].transpose(0, 1), values[0]).unsqueeze(0)
     if tokens.shape[0] == weights_t.shape[0]:
         return torch.baddbmm(tokens, weights_t.transpose(1, 2), values)
     return tokens + weights_t.transpose(1, 2) @ values

@@ -192,14 +192,21 @@ def image_to_token_scores_folded(attn: Attention, q_in: Tensor, kt: Tensor) -> T
 
 def image_to_token_scores_projected(attn: Attention, q_img: Tensor, kt: Tensor) -> Tensor:
     """Scores of already projected image queries ``q_img`` ((1|B)xNxCi) against token keys
-    ``kt`` (BxTxCi), via a block-diagonal key matrix: B x (H T) x N (transposed)."""
+    ``kt`` (BxTxCi): B x (H T) x N (transposed), one product per head.
+
+    Each head's product has only ``d = Ci / H`` terms per score; with shared image
+    queries the B prompts' tokens go into one product per head.
+    """
     B, T, Ci = kt.shape
     H = attn.num_heads
     d = Ci // H
-    kh = kt.view(B, T, H, d) * d**-0.5
-    eye = torch.eye(H, dtype=kt.dtype, device=kt.device)
-    blocks = torch.einsum("bthd,hg->bgthd", kh, eye).reshape(B, H * T, Ci)
-    return scores_against_tokens(blocks, q_img)
+    kh = (kt.view(B, T, H, d) * d**-0.5).permute(2, 0, 1, 3)  # H x B x T x d
+    if q_img.shape[0] == 1:
+        qh = q_img[0].view(-1, H, d).permute(1, 2, 0)  # H x d x N (a view)
+        scores = torch.bmm(kh.reshape(H, B * T, d), qh)  # H x (B T) x N
+        return scores.view(H, B, T, -1).transpose(0, 1).reshape(B, H * T, -1)
+    qh = q_img.view(B, -1, H, d).permute(0, 2, 3, 1)  # B x H x d x N
+    return torch.matmul(kh.transpose(0, 1), qh).reshape(B, H * T, -1)
 
 
 def image_to_token_output_folded(attn: Attention, scores_t: Tensor, vt: Tensor, keys: Tensor) -> Tensor:

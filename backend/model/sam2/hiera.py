@@ -112,7 +112,8 @@ class Hiera(nn.Module):
         (channels-last memory, as Meta's trunk returns them)."""
         x = self.patch_embed(x)
         pos = self.position_embedding((x.shape[1], x.shape[2]))
-        x = x + pos
+        # The convolution's output is fresh: without autograd the sum goes into it.
+        x = x + pos if torch.is_grad_enabled() else x.add_(pos)
         outputs = []
         for i, block in enumerate(self.blocks):
             x = block(x)

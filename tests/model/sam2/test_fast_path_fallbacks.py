@@ -152,3 +152,27 @@ def test_gradients_flow_and_match_the_fast_path(tiny_pair):
     fast = _run(ours)
     assert_close(out.masks.detach(), fast[3])
     assert_close(out.iou_pred.detach(), fast[4])
+
+
+@pytest.mark.parametrize("stride", [(2, 2), (1, 2), (3, 2)])
+@pytest.mark.parametrize("size", [(8, 8), (7, 9)])
+def test_query_pooling_equals_max_pool2d_with_and_without_autograd(stride, size):
+    """Hiera's pooling (strided maxima without autograd) gives ``max_pool2d``'s values in
+    floor mode, NaN included, and ``max_pool2d``'s gradient with autograd."""
+    from backend.model.sam2.hiera_block import max_pool
+
+    x = torch.randn(2, *size, 5, generator=torch.Generator().manual_seed(0))
+    x[0, 1, 1, 2] = float("nan")
+    expected = nn.functional.max_pool2d(x.permute(0, 3, 1, 2), stride, stride).permute(0, 2, 3, 1)
+    with torch.inference_mode():
+        got = max_pool(x, stride)
+    torch.testing.assert_close(got, expected, rtol=0, atol=0, equal_nan=True)
+
+    # Ties (small integers): max_pool2d sends each cell's gradient to one element of a tie.
+    ties = torch.randint(0, 3, x.shape, generator=torch.Generator().manual_seed(1)).float()
+    leaf = ties.clone().requires_grad_()
+    max_pool(leaf, stride).sum().backward()
+    reference = ties.clone().requires_grad_()
+    nn.functional.max_pool2d(reference.permute(0, 3, 1, 2), stride, stride).sum().backward()
+    assert leaf.grad is not None and reference.grad is not None
+    assert torch.equal(leaf.grad, reference.grad)
