@@ -15,7 +15,7 @@ same machine load:
   computing stability scores, which Meta's predictor does not) and with
   ``stability=False`` (the same outputs as Meta's);
 * peak memory of one encoder call above the loaded model (``VmHWM`` after
-  resetting it, each in a fresh process);
+  resetting it, each in a fresh process, with glibc returning freed blocks at once);
 * the arithmetic floor of each encoder: its multiply-adds (counted on Meta's
   network) at this machine's peak matrix-product speed, and so the largest
   speed-up over Meta's fp32 that any implementation could reach here.
@@ -275,6 +275,12 @@ def _status_kib(field: str) -> int:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
+MEMORY_ENV = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+"""glibc maps every block from 64 KiB up on its own and unmaps it when freed, so the resident
+peak follows the live tensors: without it, what the warm-up call left in malloc's free lists
+decides how much of the measured call's memory is new (peaks varied 1.5x between runs)."""
+
+
 def bench_memory(sizes: list[str], threads: int | None) -> None:
     print("peak memory of one 1024x1024 encoder call above the loaded model (fresh process each)")
     for size in sizes:
@@ -284,7 +290,9 @@ def bench_memory(sizes: list[str], threads: int | None) -> None:
                 cmd = [sys.executable, __file__, "--memory-child", f"{size},{impl},{dtype}"]
                 if threads:
                     cmd += ["--threads", str(threads)]
-                out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT)
+                out = subprocess.run(
+                    cmd, capture_output=True, text=True, check=True, cwd=ROOT, env=MEMORY_ENV
+                )
                 peaks[impl] = json.loads(out.stdout.strip().splitlines()[-1])["peak_mib"]
             print(
                 f"  hiera_{size} {dtype}: Meta {peaks['Meta']:7.0f} MiB   ours {peaks['ours']:7.0f} MiB   "

@@ -16,13 +16,12 @@ from backend.hub.checkpoint_files import (
 from backend.hub.devices import pick_device
 from backend.hub.downloads import CACHE_ENV, default_cache_dir, download_weights, resolve_weights
 from backend.hub.dtypes import parse_dtype
-from backend.hub.loading import infer_config, load_model
+from backend.hub.loading import automask_defaults_for, infer_config, load_model
 from backend.hub.records import (
     META_AUTOMASK_DEFAULTS,
     MODELS,
     PACKAGED_WEIGHTS,
     ModelRecord,
-    automask_defaults_for,
     get_record,
     list_models,
     register,

@@ -82,12 +82,14 @@ def save_checkpoint(
 
 
 def load_checkpoint(
-    path: str | Path,
+    path: str | Path, *, mmap: bool = False
 ) -> tuple[SamConfig | Sam2Config | None, dict[str, torch.Tensor], dict[str, Any]]:
     """Read a checkpoint of ours or an official state dict, on the CPU.
 
     Args:
         path: A ``.pt`` / ``.pth`` file.
+        mmap: Map the tensors' data instead of reading it (for looking at the keys
+            and shapes only; the files ``torch.save`` has written since PyTorch 1.6).
 
     Returns:
         ``(config, state_dict, meta)``: ``config`` is a :class:`SamConfig` or
@@ -101,7 +103,7 @@ def load_checkpoint(
     if not path.is_file():
         raise InvalidInput(f"no checkpoint file at {path}")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
         refused = [line.strip() for line in str(exc).splitlines() if "Unsupported global" in line]
         if not refused:

@@ -13,7 +13,7 @@ from backend.hub.checkpoint_files import load_checkpoint, load_state_strict
 from backend.hub.devices import pick_device
 from backend.hub.downloads import resolve_weights
 from backend.hub.dtypes import parse_dtype
-from backend.hub.records import MODELS, SAM, SAM2_1
+from backend.hub.records import FAMILY_AUTOMASK_DEFAULTS, META_AUTOMASK_DEFAULTS, MODELS, SAM, SAM2_1, SAM3
 from backend.model import VIT_B, VIT_H, VIT_L, VIT_T, Sam, SamConfig, build_sam
 from backend.model.sam2 import Sam2, Sam2Config, build_sam2, load_sam2_state_dict, sam2_config_from_state_dict
 
@@ -84,6 +84,31 @@ def family_of_weights(state_dict: dict[str, Any], config: SamConfig | Sam2Config
     if isinstance(config, Sam2Config) or (config is None and _SAM2_KEY in state_dict):
         return SAM2_1
     return SAM
+
+
+def family_of_file(path: str | Path) -> str | None:
+    """The family of the weights at ``path`` (a SAM 3 folder, or a checkpoint file read
+    memory-mapped: no tensor data is loaded), or None when the file cannot be read."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        return SAM3
+    try:
+        config, state_dict, _ = load_checkpoint(path, mmap=True)
+    except InvalidInput:
+        return None
+    return family_of_weights(state_dict, config)
+
+
+def automask_defaults_for(model: object) -> dict[str, float]:
+    """Segment-everything thresholds for a model: its record's for a registry name, its family's
+    for a checkpoint path (read from the file's keys), Meta's for anything else."""
+    if isinstance(model, str) and model in MODELS:
+        return dict(MODELS[model].automask_defaults)
+    if isinstance(model, (str, Path)):
+        family = family_of_file(model)
+        if family is not None:
+            return dict(FAMILY_AUTOMASK_DEFAULTS[family])
+    return dict(META_AUTOMASK_DEFAULTS)
 
 
 _SAM2_KEY = "image_encoder.trunk.patch_embed.proj.weight"

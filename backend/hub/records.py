@@ -45,6 +45,13 @@ SAM2_1_AUTOMASK_DEFAULTS: dict[str, float] = {"pred_iou_thresh": 0.8, "stability
 META_AUTOMASK_DEFAULTS: dict[str, float] = dict(META_THRESHOLDS)
 """Segment-everything filter thresholds of Meta's ``SamAutomaticMaskGenerator``, kept for Meta's models
 (from the parameters' one definition, :mod:`backend.api.segment_everything`)."""
+FAMILY_AUTOMASK_DEFAULTS: dict[str, dict[str, float]] = {
+    SAM: META_AUTOMASK_DEFAULTS,
+    SAM2_1: SAM2_1_AUTOMASK_DEFAULTS,
+    SAM3: {},
+}
+"""Family -> the thresholds of its reference generator, for models given as paths or modules
+(SAM 3 has no segment-everything: it finds the instances of a concept)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -245,13 +252,6 @@ def get_record(name: str) -> ModelRecord:
         raise InvalidInput(
             f"unknown model {name!r}; valid names: {', '.join(MODELS)}; or give the path of a checkpoint file"
         ) from None
-
-
-def automask_defaults_for(model: object) -> dict[str, float]:
-    """Segment-everything thresholds for a model given by registry name; Meta's for paths and modules."""
-    if isinstance(model, str) and model in MODELS:
-        return dict(MODELS[model].automask_defaults)
-    return dict(META_AUTOMASK_DEFAULTS)
 
 
 def list_models() -> list[dict[str, Any]]:

@@ -34,6 +34,7 @@ class ModelHost:
         self._engine: ModelEngine | None = None
         self._load_error: BaseException | None = None
         self._settled = threading.Event()
+        self._defaults_before_load: dict[str, float] | None = None
 
     @property
     def load_error(self) -> BaseException | None:
@@ -77,11 +78,17 @@ class ModelHost:
         raise ServiceUnavailable(f"the model {self.name!r} is still loading; retry in a few seconds")
 
     def info(self) -> dict[str, Any]:
-        """Name, readiness, segment-everything defaults and, once loaded, the engine's facts."""
+        """Name, readiness, segment-everything defaults and, once loaded, the engine's facts.
+
+        Before loading, the defaults are the record's, or for a path its family's
+        (read once from the file's keys).
+        """
         from backend.hub import automask_defaults_for
 
         if self._engine is None:
-            return {"name": self.name, "ready": False, "automask_defaults": automask_defaults_for(self.spec)}
+            if self._defaults_before_load is None:
+                self._defaults_before_load = automask_defaults_for(self.spec)
+            return {"name": self.name, "ready": False, "automask_defaults": dict(self._defaults_before_load)}
         return {
             "name": self.name,
             "ready": True,

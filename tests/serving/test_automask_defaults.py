@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from backend.api.answers import empty_automask_note
 from backend.hub import META_AUTOMASK_DEFAULTS, MODELS, automask_defaults_for
@@ -19,9 +20,41 @@ def test_the_demo_model_has_its_own_calibrated_thresholds() -> None:
     assert automask_defaults_for("demo") == MODELS["demo"].automask_defaults
 
 
-def test_paths_and_modules_get_metas_thresholds() -> None:
+def test_unreadable_paths_and_modules_get_metas_thresholds(tmp_path) -> None:
     assert automask_defaults_for("/models/my_sam.pth") == META_AUTOMASK_DEFAULTS
+    (tmp_path / "garbage.pt").write_bytes(b"not a torch file")
+    assert automask_defaults_for(tmp_path / "garbage.pt") == META_AUTOMASK_DEFAULTS
     assert automask_defaults_for(object()) == META_AUTOMASK_DEFAULTS
+
+
+def test_a_checkpoint_path_gets_its_familys_thresholds_before_it_is_loaded(tmp_path) -> None:
+    """A SAM 2.1 file given by path has SAM 2's generator thresholds (read from its keys,
+    memory-mapped), a SAM file Meta's, a SAM 3 folder none (it has no segment-everything)."""
+    from backend.hub.records import SAM2_1_AUTOMASK_DEFAULTS
+    from backend.model import VIT_T, build_sam
+    from backend.model.sam2 import build_sam2, sam2_config
+
+    torch.save({"model": build_sam2(sam2_config("sam2.1_hiera_t")).state_dict()}, tmp_path / "sam2.pt")
+    torch.save(build_sam(VIT_T).state_dict(), tmp_path / "mobile_sam.pt")
+    assert automask_defaults_for(str(tmp_path / "sam2.pt")) == SAM2_1_AUTOMASK_DEFAULTS
+    assert automask_defaults_for(tmp_path / "mobile_sam.pt") == META_AUTOMASK_DEFAULTS
+    (tmp_path / "sam3").mkdir()
+    assert automask_defaults_for(tmp_path / "sam3") == {}
+
+
+def test_a_model_still_loading_lists_its_files_thresholds(tmp_path) -> None:
+    """``GET /v1/models`` while a SAM 2.1 path loads: SAM 2's thresholds, not Meta's SAM 1 ones."""
+    from backend.hub.records import SAM2_1_AUTOMASK_DEFAULTS
+    from backend.model.sam2 import build_sam2, sam2_config
+    from backend.serving.config import ServerConfig
+    from backend.serving.model_host import ModelHost
+
+    path = tmp_path / "fine_tuned_sam2.pt"
+    torch.save({"model": build_sam2(sam2_config("sam2.1_hiera_t")).state_dict()}, path)
+    host = ModelHost(str(path), ServerConfig(model=str(path), device="cpu", plugins=False))
+    info = host.info()  # never loaded
+    assert info["ready"] is False
+    assert info["automask_defaults"] == SAM2_1_AUTOMASK_DEFAULTS
 
 
 def test_absent_thresholds_take_the_models_and_given_ones_win() -> None:
