@@ -73,10 +73,11 @@ class ByteBoundedLRU(Generic[V]):
             self._hits += 1
             return item[0]
 
-    def peek(self, key: Hashable) -> bool:
-        """Whether ``key`` is held, without touching order or counters."""
+    def peek(self, key: Hashable) -> V | None:
+        """The value for ``key``, or None, without touching order or counters (a look, not a use)."""
         with self._lock:
-            return key in self._items
+            item = self._items.get(key)
+            return None if item is None else item[0]
 
     def put(self, key: Hashable, value: V, nbytes: int) -> bool:
         """Store ``value`` under ``key``, evicting old entries as needed.

@@ -36,7 +36,7 @@ def test_hits_and_misses_are_counted_and_peek_is_not():
     cache.put("a", 1, 1)
     cache.get("a")
     cache.get("x")
-    assert cache.peek("a") and not cache.peek("x")
+    assert cache.peek("a") == 1 and cache.peek("x") is None
     stats = cache.stats()
     assert (stats.hits, stats.misses) == (1, 1)
 

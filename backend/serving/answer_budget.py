@@ -48,18 +48,18 @@ def reserve_answer(
         ServiceUnavailable: No room in the budget within its wait.
     """
     try:
-        info = service.image_info(image_id, model=model)
+        height, width = service.image_size(image_id, model=model)
     except SamError:  # unknown image or model, model not ready: the prediction itself reports it
         yield
         return
     objects = len(prompt.boxes) if prompt.boxes is not None and prompt.text is None else 1
     candidates = 3 if prompt.multimask or prompt.text is not None else 1
-    per_object = candidates * info.width * info.height * BYTES_PER_MASK_PIXEL
+    per_object = candidates * width * height * BYTES_PER_MASK_PIXEL
     if objects * per_object > budget.capacity:
         most = budget.capacity // per_object
         advice = f"send at most {most} boxes per request" if most else "downscale the image"
         raise PayloadTooLarge(
-            f"{objects} objects x {candidates} masks of {info.width}x{info.height} pixels need "
+            f"{objects} objects x {candidates} masks of {width}x{height} pixels need "
             f"{objects * per_object / 2**20:.0f} MiB, more than the server's budget for mask answers "
             f"({budget.capacity / 2**20:.0f} MiB, --answer-budget-mb); {advice}"
             + (" (or multimask=false)" if candidates > 1 else "")

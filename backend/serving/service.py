@@ -255,6 +255,18 @@ class SamService:
         """
         return _image_info(image_id, self._encoded(self.engine(model), image_id))
 
+    def image_size(self, image_id: str, *, model: str | None = None) -> tuple[int, int]:
+        """``(height, width)`` in pixels of an uploaded image, without encoding it or counting a
+        cache use (what the answer budget needs before a prediction).
+
+        Raises:
+            NotFound: The image was never uploaded or was evicted; an unknown model.
+        """
+        size = self._stores.size(self.engine(model), image_id)
+        if size is None:
+            raise _unknown_image(image_id)
+        return size
+
     def _encoded(self, engine: ModelEngine, image_id: str, ticket: Ticket | None = None) -> EncodedImage:
         """The cached encoding, or one made from the held pixels (an image uploaded for another model)."""
         encoded = self._stores.cached(engine, image_id)
@@ -263,9 +275,7 @@ class SamService:
         pixels = self._stores.pixels(image_id)
         if pixels is not None:
             return self._stores.encoded(engine, image_id, pixels, ticket or self.ticket(Priority.INTERACTIVE))
-        raise NotFound(
-            f"unknown image_id {image_id!r}: upload the image with POST /v1/images (add_image) first"
-        )
+        raise _unknown_image(image_id)
 
     def pixels_for(self, image_id: str) -> np.ndarray:
         """Decoded ``HxWx3`` uint8 pixels of a recently added image.
@@ -458,6 +468,10 @@ def _instance_object(instance: Instance, label: str) -> ObjectMasks:
     return ObjectMasks(
         masks=instance.mask[None], scores=score, stability_scores=score, labels=[label], box=instance.box
     )
+
+
+def _unknown_image(image_id: str) -> NotFound:
+    return NotFound(f"unknown image_id {image_id!r}: upload the image with POST /v1/images (add_image) first")
 
 
 def _image_info(image_id: str, encoded: EncodedImage) -> ImageInfo:

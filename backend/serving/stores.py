@@ -75,6 +75,15 @@ class ServiceStores:
         """The pixels of a recently added image, or None."""
         return self._pixels.get(image_id)
 
+    def size(self, engine: ModelEngine, image_id: str) -> tuple[int, int] | None:
+        """``(height, width)`` of an image whose encoding or pixels are held, or None; counts no
+        cache use and keeps the eviction order (a look, not a use)."""
+        encoded = self._encoded.peek(_key(engine, image_id))
+        if encoded is not None:
+            return encoded.original_size
+        pixels = self._pixels.peek(image_id)
+        return None if pixels is None else (pixels.shape[0], pixels.shape[1])
+
     # ------------------------------------------------------- encoded images
     def cached(self, engine: ModelEngine, image_id: str) -> EncodedImage | None:
         """The model's cached encoding of an image, or None."""

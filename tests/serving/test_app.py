@@ -320,6 +320,15 @@ def test_metrics_count_requests_cache_and_queue(client, image_png):
     assert "sam_encoder_calls_total 1.0" in text
 
 
+def test_a_prediction_counts_one_embedding_cache_use(client, image_png):
+    """The answer budget looks up the image's size before predicting: a look, not a cache hit."""
+    image_id = client.post("/v1/images", data=image_png).json["image_id"]  # a miss, then the encoding
+    answer = client.post("/v1/predict", json={"image_id": image_id, "points": POINTS, "labels": LABELS})
+    assert answer.status_code == 200
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'sam_cache_hits_total{cache="embeddings"} 1.0' in text
+
+
 def test_two_apps_keep_separate_metrics(tiny_sam, client):
     other = create_app(make_config(tiny_sam))
     try:
