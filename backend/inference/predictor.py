@@ -20,7 +20,7 @@ from backend.api.errors import InvalidInput
 from backend.formats.coordinates import resized_shape, to_model_boxes, to_model_points
 from backend.formats.images import check_rgb_pixels, resize_rgb
 from backend.inference.mask_ops import above_threshold, stability_score
-from backend.inference.prompts import check_prompt
+from backend.inference.prompts import check_predictor_prompt
 from backend.model.config import SamConfig
 from backend.model.mask_decoder import DecodedCandidates
 from backend.model.pixels import normalize_and_pad
@@ -180,22 +180,16 @@ class SamPredictor:
         Returns:
             A :class:`PredictorOutput` with B objects (B = 1 without boxes).
         """
-        height, width = self.original_size
-        masks = self._check_mask_input(mask_input)
-        prompt = check_prompt(
-            width=width,
-            height=height,
-            points=point_coords,
-            labels=point_labels,
-            box=box,  # one XYXY box or Bx4 boxes: check_prompt accepts both here
-            boxes=None,
-            has_mask_input=masks is not None,
+        checked = check_predictor_prompt(
+            size=self.original_size,
+            point_coords=point_coords,
+            point_labels=point_labels,
+            box=box,
+            mask_input=mask_input,
+            mask_side=self.low_res_size,
         )
-        coords, labels, boxes = prompt.points, prompt.labels, prompt.boxes
-
-        batch = max(len(boxes) if boxes is not None else 1, len(masks) if masks is not None else 1)
-        if boxes is not None and masks is not None and len(masks) not in (1, batch):
-            raise InvalidInput(f"mask_input has {len(masks)} masks for {batch} boxes; give 1 or {batch}")
+        masks, batch = checked.masks, checked.batch
+        coords, labels, boxes = checked.prompt.points, checked.prompt.labels, checked.prompt.boxes
         tensors = self._to_tensors(coords, labels, boxes, masks, batch)
         low_res, scores = self.predict_torch(*tensors, multimask_output=multimask_output)
         logits = self.upscale_logits(low_res.float())
@@ -349,19 +343,3 @@ class SamPredictor:
         size = original_size or self.original_size
         input_size = resized_shape(size[0], size[1], self.image_size)
         return self.model.postprocess_masks(low_res, input_size, size)
-
-    def _check_mask_input(self, mask_input: ArrayLike | None) -> np.ndarray | None:
-        """``1xLxL`` or ``Bx1xLxL`` -> ``Bx1xLxL`` float32, or a clear error."""
-        if mask_input is None:
-            return None
-        side = self.low_res_size
-        masks = np.asarray(mask_input, dtype=np.float32)
-        if masks.ndim == 3:
-            masks = masks[None]
-        if masks.ndim != 4 or masks.shape[1:] != (1, side, side):
-            raise InvalidInput(
-                f"mask_input must be 1x{side}x{side} or Bx1x{side}x{side} logits, got {masks.shape}"
-            )
-        if not np.isfinite(masks).all():
-            raise InvalidInput("mask_input contains NaN or infinite values")
-        return masks

@@ -67,6 +67,79 @@ def check_prompt(
     return CheckedPrompt(points=coords, labels=point_labels, boxes=all_boxes)
 
 
+@dataclass(frozen=True)
+class PredictorPrompt:
+    """A predictor's checked numpy prompt: what ``predict`` decodes.
+
+    Attributes:
+        prompt: Points, labels and boxes in original pixels.
+        masks: ``Bx1xLxL`` float32 low-res logits, or None.
+        batch: Number of objects: one per box, or per mask, else 1.
+    """
+
+    prompt: CheckedPrompt
+    masks: np.ndarray | None
+    batch: int
+
+
+def check_predictor_prompt(
+    *,
+    size: tuple[int, int],
+    point_coords: Sequence[Sequence[float]] | np.ndarray | None,
+    point_labels: Sequence[int] | np.ndarray | None,
+    box: Sequence[float] | np.ndarray | None,
+    mask_input: object,
+    mask_side: int,
+) -> PredictorPrompt:
+    """Check the arguments of a predictor's ``predict`` on an image of ``size`` (height, width).
+
+    ``box`` is one XYXY box or ``Bx4`` boxes; ``mask_input`` is ``1xLxL`` or
+    ``Bx1xLxL`` logits with ``L = mask_side``, one for all boxes or one per box.
+
+    Raises:
+        InvalidInput: As :func:`check_prompt`; a mask input of another shape, not
+            finite, or whose count matches neither 1 nor the boxes.
+    """
+    height, width = size
+    masks = check_mask_input(mask_input, mask_side)
+    prompt = check_prompt(
+        width=width,
+        height=height,
+        points=point_coords,
+        labels=point_labels,
+        box=box,
+        boxes=None,
+        has_mask_input=masks is not None,
+    )
+    batch = max(prompt.batch_size, len(masks) if masks is not None else 1)
+    if prompt.boxes is not None and masks is not None and len(masks) not in (1, batch):
+        raise InvalidInput(f"mask_input has {len(masks)} masks for {batch} boxes; give 1 or {batch}")
+    return PredictorPrompt(prompt, masks, batch)
+
+
+def check_mask_input(mask_input: object, side: int) -> np.ndarray | None:
+    """``1xLxL`` or ``Bx1xLxL`` low-res logits (``L = side``) -> ``Bx1xLxL`` float32, or None.
+
+    Raises:
+        InvalidInput: Not numbers, another shape, NaN or infinity.
+    """
+    if mask_input is None:
+        return None
+    try:
+        masks = np.asarray(mask_input, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput("mask_input must be numbers (low-res logits)") from exc
+    if masks.ndim == 3:
+        masks = masks[None]
+    if masks.ndim != 4 or masks.shape[1:] != (1, side, side):
+        raise InvalidInput(
+            f"mask_input must be 1x{side}x{side} or Bx1x{side}x{side} logits, got {masks.shape}"
+        )
+    if not np.isfinite(masks).all():
+        raise InvalidInput("mask_input contains NaN or infinite values")
+    return masks
+
+
 def _points(
     points: object, labels: object, width: int, height: int
 ) -> tuple[np.ndarray | None, np.ndarray | None]:

@@ -29,7 +29,7 @@ from backend.formats.coordinates import to_model_boxes, to_model_points
 from backend.formats.images import check_rgb_pixels
 from backend.inference.mask_ops import above_threshold, stability_score
 from backend.inference.predictor import PredictorOutput
-from backend.inference.prompts import check_prompt
+from backend.inference.prompts import check_predictor_prompt
 from backend.model.mask_decoder import DecodedCandidates
 from backend.model.sam2 import Sam2, Sam2DecoderCache, Sam2DecoderOutput, Sam2ImageFeatures
 
@@ -170,21 +170,16 @@ class Sam2Predictor:
             A :class:`Sam2PredictorOutput` with B objects (B = 1 without boxes),
             candidates ranked by predicted IoU.
         """
-        height, width = self.original_size
-        masks = self._check_mask_input(mask_input)
-        prompt = check_prompt(
-            width=width,
-            height=height,
-            points=point_coords,
-            labels=point_labels,
+        checked = check_predictor_prompt(
+            size=self.original_size,
+            point_coords=point_coords,
+            point_labels=point_labels,
             box=box,
-            boxes=None,
-            has_mask_input=masks is not None,
+            mask_input=mask_input,
+            mask_side=self.low_res_size,
         )
-        coords, labels, boxes = prompt.points, prompt.labels, prompt.boxes
-        batch = max(len(boxes) if boxes is not None else 1, len(masks) if masks is not None else 1)
-        if boxes is not None and masks is not None and len(masks) not in (1, batch):
-            raise InvalidInput(f"mask_input has {len(masks)} masks for {batch} boxes; give 1 or {batch}")
+        masks, batch = checked.masks, checked.batch
+        coords, labels, boxes = checked.prompt.points, checked.prompt.labels, checked.prompt.boxes
         device = self.device
         coords_t = labels_t = boxes_t = masks_t = None
         if coords is not None and labels is not None:
@@ -330,22 +325,6 @@ class Sam2Predictor:
             planes = resize_whole_factors(low_res.reshape(batch * channels, low_h, low_w), fh, fw)
             return planes.unflatten(0, (batch, channels))
         return F.interpolate(low_res, (height, width), mode="bilinear", align_corners=False)
-
-    def _check_mask_input(self, mask_input: ArrayLike | None) -> np.ndarray | None:
-        """``1xLxL`` or ``Bx1xLxL`` -> ``Bx1xLxL`` float32, or a clear error."""
-        if mask_input is None:
-            return None
-        side = self.low_res_size
-        masks = np.asarray(mask_input, dtype=np.float32)
-        if masks.ndim == 3:
-            masks = masks[None]
-        if masks.ndim != 4 or masks.shape[1:] != (1, side, side):
-            raise InvalidInput(
-                f"mask_input must be 1x{side}x{side} or Bx1x{side}x{side} logits, got {masks.shape}"
-            )
-        if not np.isfinite(masks).all():
-            raise InvalidInput("mask_input contains NaN or infinite values")
-        return masks
 
 
 def resize_whole_factors(planes: torch.Tensor, factor_h: int, factor_w: int) -> torch.Tensor:

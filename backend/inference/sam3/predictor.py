@@ -20,7 +20,7 @@ from backend.byte_lru import ByteBoundedLRU
 from backend.formats.images import check_rgb_pixels
 from backend.inference.mask_ops import above_threshold, stability_score
 from backend.inference.predictor import PredictorOutput
-from backend.inference.prompts import CheckedPrompt, check_prompt
+from backend.inference.prompts import CheckedPrompt, check_predictor_prompt
 from backend.inference.sam3.concepts import (
     ConceptInstance,
     ExemplarBox,
@@ -235,19 +235,15 @@ class Sam3Predictor:
                 "weights, which facebook/sam3 has and a folder saved from Sam3Model alone has not"
             )
         height, width = self.original_size
-        masks = self._check_mask_input(mask_input)
-        prompt = check_prompt(
-            width=width,
-            height=height,
-            points=point_coords,
-            labels=point_labels,
+        checked = check_predictor_prompt(
+            size=(height, width),
+            point_coords=point_coords,
+            point_labels=point_labels,
             box=box,
-            boxes=None,
-            has_mask_input=masks is not None,
+            mask_input=mask_input,
+            mask_side=tracker.prompt_encoder.mask_input_size[0],
         )
-        batch = max(prompt.batch_size, len(masks) if masks is not None else 1)
-        if prompt.boxes is not None and masks is not None and len(masks) not in (1, batch):
-            raise InvalidInput(f"mask_input has {len(masks)} masks for {batch} boxes; give 1 or {batch}")
+        prompt, masks, batch = checked.prompt, checked.masks, checked.batch
         if masks is not None and len(masks) > 1:
             # transformers' tracker shares one mask prompt across a call's objects: one call each.
             parts = [self._decode(prompt, masks[i : i + 1], i, multimask_output) for i in range(batch)]
@@ -306,26 +302,6 @@ class Sam3Predictor:
         if tensor is None:
             return None
         return tensor.to(self.device, self.dtype) if floating else tensor.to(self.device)
-
-    def _check_mask_input(self, mask_input: ArrayLike | None) -> np.ndarray | None:
-        """``1xLxL`` or ``Bx1xLxL`` logits -> ``Bx1xLxL`` float32."""
-        if mask_input is None:
-            return None
-        assert self.models.tracker is not None
-        side = self.models.tracker.prompt_encoder.mask_input_size[0]
-        try:
-            masks = np.asarray(mask_input, dtype=np.float32)
-        except (TypeError, ValueError) as exc:
-            raise InvalidInput("mask_input must be numbers (low-res logits)") from exc
-        if masks.ndim == 3:
-            masks = masks[None]
-        if masks.ndim != 4 or masks.shape[1:] != (1, side, side):
-            raise InvalidInput(
-                f"mask_input must be 1x{side}x{side} or Bx1x{side}x{side}, got {list(masks.shape)}"
-            )
-        if not np.isfinite(masks).all():
-            raise InvalidInput("mask_input must be finite numbers (got NaN or infinity)")
-        return masks
 
 
 def _nbytes(output: Any) -> int:
