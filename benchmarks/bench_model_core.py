@@ -22,10 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +31,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from backend.model import VIT_B, build_sam  # noqa: E402
+from benchmarks.side_by_side import interleaved, row  # noqa: E402
 
 IMAGE_HW = (768, 1024)
 POINT_XY = (412.0, 300.0)
@@ -50,42 +48,6 @@ def reference_vit_b(seed: int = 0) -> torch.nn.Module:
             if "rel_pos" in name or name.endswith("pos_embed"):
                 param.normal_(0.0, 0.02)
     return ref.eval()
-
-
-Timing = tuple[list[float], list[float]]  # wall seconds, process CPU seconds
-
-
-def interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int) -> dict[str, Timing]:
-    """Time several functions alternately, so that machine load hits them alike."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    times: dict[str, Timing] = {name: ([], []) for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            wall, cpu = time.perf_counter(), time.process_time()
-            fn()
-            times[name][0].append(time.perf_counter() - wall)
-            times[name][1].append(time.process_time() - cpu)
-    return times
-
-
-def row(name: str, timing: Timing, baseline: Timing | None, unit: str) -> str:
-    """Median wall time, its ratio to the baseline, and the same for process CPU time
-    (CPU time is the steadier figure when other processes share the machine)."""
-    scale = 1e3 if unit == "ms" else 1.0
-    wall, cpu = statistics.median(timing[0]), statistics.median(timing[1])
-    if baseline is None:
-        ratios = "   1.00x", "   1.00x"
-    else:
-        ratios = (
-            f"{statistics.median(baseline[0]) / wall:6.2f}x",
-            f"{statistics.median(baseline[1]) / cpu:6.2f}x",
-        )
-    return (
-        f"  {name:<54} wall {wall * scale:9.2f} {unit} {ratios[0]}   "
-        f"cpu {cpu * scale:9.2f} {unit} {ratios[1]}   (wall min {min(timing[0]) * scale:.2f})"
-    )
 
 
 def bench_encoder(ours, ref, repeats: int) -> None:

@@ -35,7 +35,6 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -52,12 +51,11 @@ from backend.model.sam2 import (  # noqa: E402
     load_sam2_state_dict,
     sam2_config_from_state_dict,
 )
+from benchmarks.side_by_side import interleaved, row  # noqa: E402
 
 IMAGE_HW = (768, 1024)
 POINT_XY = (412.0, 300.0)
 SUFFIX = {"t": "t", "b+": "b+"}
-
-Timing = tuple[list[float], list[float]]  # wall seconds, process CPU seconds
 
 
 def reference_model(size: str, seed: int = 0) -> torch.nn.Module:
@@ -78,37 +76,6 @@ def ours_from(reference: torch.nn.Module) -> Sam2:
     ours = build_sam2(sam2_config_from_state_dict(state))
     load_sam2_state_dict(ours, state)
     return ours.eval()
-
-
-def interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int) -> dict[str, Timing]:
-    """Time several functions alternately, so that machine load hits them alike."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    times: dict[str, Timing] = {name: ([], []) for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            wall, cpu = time.perf_counter(), time.process_time()
-            fn()
-            times[name][0].append(time.perf_counter() - wall)
-            times[name][1].append(time.process_time() - cpu)
-    return times
-
-
-def row(name: str, timing: Timing, baseline: Timing | None, unit: str) -> str:
-    scale = 1e3 if unit == "ms" else 1.0
-    wall, cpu = statistics.median(timing[0]), statistics.median(timing[1])
-    if baseline is None:
-        ratios = "      -", "      -"
-    else:
-        ratios = (
-            f"{statistics.median(baseline[0]) / wall:6.2f}x",
-            f"{statistics.median(baseline[1]) / cpu:6.2f}x",
-        )
-    return (
-        f"  {name:<52} wall {wall * scale:8.2f} {unit} {ratios[0]}   "
-        f"cpu {cpu * scale:8.2f} {unit} {ratios[1]}   (wall min {min(timing[0]) * scale:.2f})"
-    )
 
 
 def bench_encoder(size: str, repeats: int) -> None:
