@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from backend.api.errors import InvalidInput
+from backend.api.prompt_kinds import CLICK_PROMPT_KINDS, CONCEPT_PROMPT_KINDS, TEXT
 from backend.api.segment_everything import META_THRESHOLDS
 from backend.inference.sam3.record import SAM3 as _SAM3_RECORD
 from backend.model.config import VIT_B, VIT_H, VIT_L, VIT_T, SamConfig
@@ -35,9 +36,9 @@ SAM2_1 = "sam2.1"
 """Family of SAM 2.1 (the ``Sam2`` network, image mode)."""
 SAM3 = "sam3"
 """Family of SAM 3 (transformers' ``Sam3Model`` and ``Sam3TrackerModel``)."""
-ALL_PROMPT_KINDS = ("points", "box", "boxes", "mask", "text")
+ALL_PROMPT_KINDS = (*CLICK_PROMPT_KINDS, TEXT)
 """Prompt kinds of the point-and-box families; ``text`` ranks segment-everything candidates with CLIP."""
-SAM3_PROMPT_KINDS = ("points", "box", "boxes", "mask", "text", "exemplars")
+SAM3_PROMPT_KINDS = (*CLICK_PROMPT_KINDS, *CONCEPT_PROMPT_KINDS)
 """SAM 3's prompt kinds: text and exemplars find every instance, the others one object's ranked masks."""
 SAM2_1_AUTOMASK_DEFAULTS: dict[str, float] = {"pred_iou_thresh": 0.8, "stability_score_thresh": 0.95}
 """The filter thresholds of Meta's ``SAM2AutomaticMaskGenerator``."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from backend.api.prompt_kinds import CONCEPT_PROMPT_KINDS
 from backend.inference.engine import (
     DecodeRequest,
     DecodeResult,
@@ -43,7 +44,7 @@ class Sam3Engine(PredictorEngine):
         if models.tracker is None:  # concepts only: say so in /v1/models and refuse clicks with the reason
             facts = EngineFacts(
                 family=facts.family,
-                prompt_kinds=tuple(k for k in facts.prompt_kinds if k in ("text", "exemplars")),
+                prompt_kinds=tuple(k for k in facts.prompt_kinds if k in CONCEPT_PROMPT_KINDS),
                 automask_defaults=facts.automask_defaults,
             )
         super().__init__(Sam3Predictor(models), name=name, facts=facts, storage_dtype=storage_dtype)

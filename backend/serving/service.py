@@ -36,6 +36,7 @@ from backend.api.answers import ImageInfo, ObjectMasks
 from backend.api.errors import InvalidInput, NotFound, PayloadTooLarge
 from backend.api.priority import Priority
 from backend.api.prompt import Prompt
+from backend.api.prompt_kinds import FIELD_KINDS
 from backend.byte_lru import CacheStats
 from backend.inference.engine import DecodeRequest, DecodeResult, EncodedImage, Instance, ModelEngine
 from backend.inference.prompts import check_prompt
@@ -478,20 +479,9 @@ def _image_info(image_id: str, encoded: EncodedImage) -> ImageInfo:
     return ImageInfo(image_id=image_id, width=encoded.original_size[1], height=encoded.original_size[0])
 
 
-_PROMPT_KINDS = {
-    "points": "points",
-    "box": "box",
-    "boxes": "boxes",
-    "mask_input": "mask",
-    "text": "text",
-    "exemplars": "exemplars",
-}
-"""Prompt field -> the prompt kind a model record lists."""
-
-
 def _check_prompt_kinds(engine: ModelEngine, prompt: Prompt) -> None:
     """Refuse prompt kinds the model does not answer, naming those it does."""
-    given = [kind for name, kind in _PROMPT_KINDS.items() if getattr(prompt, name) is not None]
+    given = [kind for name, kind in FIELD_KINDS.items() if getattr(prompt, name) is not None]
     missing = [kind for kind in given if kind not in engine.facts.prompt_kinds]
     if missing:
         raise InvalidInput(

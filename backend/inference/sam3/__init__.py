@@ -4,8 +4,7 @@
 ``set_image`` once, then ``predict_concept(text, exemplar_boxes)`` and
 ``predict(point_coords=..., box=...)``. ``SAM3`` is the registry record.
 
-Names are re-exported lazily, so that importing the record (``SAM3``, the
-prompt kinds) needs neither torch nor transformers.
+Names are re-exported lazily, so that importing the record (``SAM3``) needs neither torch nor transformers.
 """
 
 from __future__ import annotations
@@ -21,13 +20,6 @@ if TYPE_CHECKING:
     from .record import (
         ANSWER_INSTANCES,
         ANSWER_RANKED_MASKS,
-        CONCEPT_PROMPTS,
-        INTERACTIVE_PROMPTS,
-        PROMPT_BOX,
-        PROMPT_EXEMPLAR_BOXES,
-        PROMPT_MASK_INPUT,
-        PROMPT_POINTS,
-        PROMPT_TEXT,
         SAM3,
         Sam3Record,
     )
@@ -44,13 +36,6 @@ _EXPORTS = {
     "Sam3Predictor": "predictor",
     "ANSWER_INSTANCES": "record",
     "ANSWER_RANKED_MASKS": "record",
-    "CONCEPT_PROMPTS": "record",
-    "INTERACTIVE_PROMPTS": "record",
-    "PROMPT_BOX": "record",
-    "PROMPT_EXEMPLAR_BOXES": "record",
-    "PROMPT_MASK_INPUT": "record",
-    "PROMPT_POINTS": "record",
-    "PROMPT_TEXT": "record",
     "SAM3": "record",
     "Sam3Record": "record",
 }
@@ -58,16 +43,9 @@ _EXPORTS = {
 __all__ = [
     "ANSWER_INSTANCES",
     "ANSWER_RANKED_MASKS",
-    "CONCEPT_PROMPTS",
     "ConceptInstance",
     "ConceptPrompt",
     "ExemplarBox",
-    "INTERACTIVE_PROMPTS",
-    "PROMPT_BOX",
-    "PROMPT_EXEMPLAR_BOXES",
-    "PROMPT_MASK_INPUT",
-    "PROMPT_POINTS",
-    "PROMPT_TEXT",
     "SAM3",
     "Sam3ImageFeatures",
     "Sam3Models",

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from backend.api.errors import InvalidInput, ServiceUnavailable, WeightsUnavailable
+from backend.api.prompt_kinds import CLICK_PROMPT_KINDS, CONCEPT_PROMPT_KINDS
 from backend.hub import parse_dtype, pick_device
-from backend.inference.sam3.record import CONCEPT_PROMPTS, INTERACTIVE_PROMPTS, SAM3
+from backend.inference.sam3.record import SAM3
 
 if TYPE_CHECKING:
     from transformers import Sam3Model, Sam3Processor, Sam3TrackerModel, Sam3TrackerProcessor
@@ -62,8 +63,8 @@ class Sam3Models:
 
     @property
     def accepted_prompts(self) -> tuple[str, ...]:
-        """Prompt kinds these networks answer (``backend.inference.sam3.record``'s names)."""
-        return CONCEPT_PROMPTS + (INTERACTIVE_PROMPTS if self.tracker is not None else ())
+        """Prompt kinds these networks answer (:mod:`backend.api.prompt_kinds`)."""
+        return CONCEPT_PROMPT_KINDS + (CLICK_PROMPT_KINDS if self.tracker is not None else ())
 
 
 def load_sam3(

@@ -1,8 +1,8 @@
 """What the server says about SAM 3 before loading it (no torch, no transformers).
 
-A plain record for now; :mod:`backend.hub.records` will take it over when the
-engine interface serves several families. The prompt kinds are the facts
-``GET /v1/models`` and the OpenAPI document state per model.
+:mod:`backend.hub.records` builds the ``sam3`` model record from it. The prompt
+kinds are the API's names (:mod:`backend.api.prompt_kinds`), each with the kind
+of answer it gets.
 """
 
 from __future__ import annotations
@@ -10,26 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-PROMPT_TEXT = "text"
-"""A noun phrase (``"red car"``): every instance of the concept."""
-PROMPT_EXEMPLAR_BOXES = "exemplar_boxes"
-"""Boxes around examples, each positive or negative: every instance like the positives."""
-PROMPT_POINTS = "points"
-"""Clicks with labels (1 foreground, 0 background): three ranked masks for one object."""
-PROMPT_BOX = "box"
-"""One box around one object: three ranked masks for it."""
-PROMPT_MASK_INPUT = "mask_input"
-"""Low-res logits of an earlier answer, to refine it."""
+from backend.api.prompt_kinds import CLICK_PROMPT_KINDS, CONCEPT_PROMPT_KINDS
 
 ANSWER_INSTANCES = "instances"
 """One mask, box and score per instance found, best score first."""
 ANSWER_RANKED_MASKS = "ranked_masks"
 """Candidate masks for one object, ranked by predicted IoU."""
-
-CONCEPT_PROMPTS = (PROMPT_TEXT, PROMPT_EXEMPLAR_BOXES)
-"""Prompt kinds answered by the concept detector (``Sam3Model``)."""
-INTERACTIVE_PROMPTS = (PROMPT_POINTS, PROMPT_BOX, PROMPT_MASK_INPUT)
-"""Prompt kinds answered by the interactive head (``Sam3TrackerModel``, same checkpoint)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -88,11 +74,8 @@ SAM3 = Sam3Record(
     image_size=1008,
     extra="sam3",
     prompt_kinds={
-        PROMPT_TEXT: ANSWER_INSTANCES,
-        PROMPT_EXEMPLAR_BOXES: ANSWER_INSTANCES,
-        PROMPT_POINTS: ANSWER_RANKED_MASKS,
-        PROMPT_BOX: ANSWER_RANKED_MASKS,
-        PROMPT_MASK_INPUT: ANSWER_RANKED_MASKS,
+        **dict.fromkeys(CONCEPT_PROMPT_KINDS, ANSWER_INSTANCES),
+        **dict.fromkeys(CLICK_PROMPT_KINDS, ANSWER_RANKED_MASKS),
     },
     description=(
         "SAM 3 (Meta, through Hugging Face transformers): a word or example boxes find every instance; "

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from backend.api.errors import InvalidInput, WeightsUnavailable
-from backend.inference.sam3 import CONCEPT_PROMPTS, INTERACTIVE_PROMPTS, SAM3, load_sam3
+from backend.api.prompt_kinds import CLICK_PROMPT_KINDS, CONCEPT_PROMPT_KINDS
+from backend.inference.sam3 import SAM3, load_sam3
 from tests.inference.sam3.tiny_sam3 import save_tiny_sam3
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -37,7 +38,7 @@ def test_the_two_heads_share_one_backbone(sam3_models):
 
 
 def test_accepted_prompts_follow_the_loaded_heads(sam3_models):
-    assert sam3_models.accepted_prompts == CONCEPT_PROMPTS + INTERACTIVE_PROMPTS
+    assert sam3_models.accepted_prompts == CONCEPT_PROMPT_KINDS + CLICK_PROMPT_KINDS
     assert set(sam3_models.accepted_prompts) == set(SAM3.prompt_kinds)
 
 
@@ -46,7 +47,7 @@ def test_detector_only_folder_takes_concepts_only(sam3_models, tmp_path):
     sam3_models.processor.save_pretrained(tmp_path)
     models = load_sam3(tmp_path)
     assert models.tracker is None and models.tracker_processor is None
-    assert models.accepted_prompts == CONCEPT_PROMPTS
+    assert models.accepted_prompts == CONCEPT_PROMPT_KINDS
     for key, value in sam3_models.detector.state_dict().items():
         assert torch.equal(models.detector.state_dict()[key], value), key
 

@@ -22,17 +22,25 @@ def test_record_names_the_gated_hub_weights_and_their_licence():
 def test_record_states_which_prompts_give_which_answer():
     assert SAM3.prompt_kinds == {
         "text": ANSWER_INSTANCES,
-        "exemplar_boxes": ANSWER_INSTANCES,
+        "exemplars": ANSWER_INSTANCES,
         "points": ANSWER_RANKED_MASKS,
         "box": ANSWER_RANKED_MASKS,
-        "mask_input": ANSWER_RANKED_MASKS,
+        "boxes": ANSWER_RANKED_MASKS,
+        "mask": ANSWER_RANKED_MASKS,
     }
+
+
+def test_the_record_and_the_model_registry_use_the_apis_prompt_kinds():
+    """The same names the server checks requests against and lists in /v1/models."""
+    from backend.hub import MODELS
+
+    assert set(SAM3.prompt_kinds) == set(MODELS["sam3"].prompt_kinds)
 
 
 def test_reading_the_record_imports_neither_torch_nor_transformers():
     code = (
         "import sys\n"
-        "from backend.inference.sam3 import SAM3, PROMPT_TEXT\n"
+        "from backend.inference.sam3 import SAM3\n"
         "print('torch' in sys.modules, 'transformers' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
