@@ -88,13 +88,17 @@ def family_of_weights(state_dict: dict[str, Any], config: SamConfig | Sam2Config
 
 def family_of_file(path: str | Path) -> str | None:
     """The family of the weights at ``path`` (a SAM 3 folder, or a checkpoint file read
-    memory-mapped: no tensor data is loaded), or None when the file cannot be read."""
-    path = Path(path).expanduser()
-    if path.is_dir():
-        return SAM3
+    memory-mapped: no tensor data is loaded; a file in PyTorch's pre-1.6 format, which
+    cannot be mapped, is read whole), or None when it cannot be read."""
     try:
-        config, state_dict, _ = load_checkpoint(path, mmap=True)
-    except InvalidInput:
+        path = Path(path).expanduser()
+        if path.is_dir():
+            return SAM3
+        try:
+            config, state_dict, _ = load_checkpoint(path, mmap=True)
+        except InvalidInput:
+            config, state_dict, _ = load_checkpoint(path)
+    except (InvalidInput, OSError):  # missing, unreadable, a name the file system refuses
         return None
     return family_of_weights(state_dict, config)
 

@@ -64,21 +64,25 @@ FAMILIES: dict[str, Family] = {
     family.name: family
     for family in (
         Family(
-            SAM, Sam, SamPredictor, "backend.inference.sam_engine:SamEngine", FAMILY_AUTOMASK_DEFAULTS[SAM]
+            SAM,
+            Sam,
+            SamPredictor,
+            "backend.inference.sam_engine:SamEngine",
+            dict(FAMILY_AUTOMASK_DEFAULTS[SAM]),
         ),
         Family(
             SAM2_1,
             Sam2,
             Sam2Predictor,
             "backend.inference.sam2_engine:Sam2Engine",
-            FAMILY_AUTOMASK_DEFAULTS[SAM2_1],
+            dict(FAMILY_AUTOMASK_DEFAULTS[SAM2_1]),
         ),
         Family(
             SAM3,
             Sam3Models,
             Sam3Predictor,
             "backend.inference.sam3_engine:Sam3Engine",
-            FAMILY_AUTOMASK_DEFAULTS[SAM3],
+            dict(FAMILY_AUTOMASK_DEFAULTS[SAM3]),
             prompt_kinds=SAM3_PROMPT_KINDS,
             load=lambda source, device, dtype: load_sam3(source, device=device, dtype=dtype),
         ),

@@ -1,16 +1,16 @@
 """Matrix products of the many image tokens with a few rows of weights, in the fastest form.
 
 The mask decoder's heavy work is products of the ``N`` image tokens (4096 at
-SAM's sizes) with small matrices: folded attention scores and outputs, the
-two transposed convolutions of the upscaling. On a CPU these run as 1x1
-convolutions: PyTorch sends a convolution to oneDNN, which on the x86
-machine we measure on is about twice as fast for these shapes as the
-matrix-multiply library behind ``torch.matmul`` (`docs/models.md`), with the
-same float32 values up to rounding. Small products (below
-:data:`MIN_CONVOLUTION_MACS`, e.g. most of the demo model's), other devices
-(CUDA, MPS: cuDNN may round fp32 convolutions to TF32, matrix products are
-not) and recorded autograd use the plain matrix products.
-"""
+SAM's sizes) with small matrices: folded attention scores, the two transposed
+convolutions of the upscaling; the encoders' linear layers are the same kind
+of product. On a CPU these run as 1x1 convolutions: PyTorch sends a
+convolution to oneDNN, which on the x86 machine we measure on is 1.0-1.14x
+as fast for these shapes as the matrix-multiply library behind
+``torch.matmul`` (`docs/models.md`, "Why convolutions"), with the same float32
+values up to rounding. Small products (below :data:`MIN_CONVOLUTION_MACS`,
+e.g. most of the demo model's), other devices (CUDA, MPS: cuDNN may round
+fp32 convolutions to TF32, matrix products are not) and recorded autograd use
+the plain matrix products."""
 
 from __future__ import annotations
 

@@ -120,3 +120,16 @@ def test_default_automask_on_the_demo_model_finds_the_objects_of_generated_scene
             total += 1
     service.close()
     assert found >= 0.6 * total, f"default segment-everything found {found} of {total} objects"
+
+
+def test_a_file_in_the_old_torch_format_and_an_unusable_name_are_handled(tmp_path) -> None:
+    """A pre-1.6 (non-zip) file cannot be memory-mapped and is read whole; a name the file
+    system refuses gets Meta's thresholds instead of an error."""
+    from backend.hub.records import SAM2_1_AUTOMASK_DEFAULTS
+    from backend.model.sam2 import build_sam2, sam2_config
+
+    old = tmp_path / "old_format.pt"
+    state = build_sam2(sam2_config("sam2.1_hiera_t")).state_dict()
+    torch.save({"model": state}, old, _use_new_zipfile_serialization=False)
+    assert automask_defaults_for(old) == SAM2_1_AUTOMASK_DEFAULTS
+    assert automask_defaults_for("x" * 300 + ".pt") == META_AUTOMASK_DEFAULTS

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from .config import HieraConfig
 from .hiera_block import MultiScaleBlock
+from .plain_modules import is_plain
 
 
 class PatchEmbed(nn.Module):
@@ -107,13 +108,18 @@ class Hiera(nn.Module):
         pos = pos + window.tile(1, 1, h // window.shape[-2], w // window.shape[-1])
         return pos.permute(0, 2, 3, 1)
 
+    def _patch_embed_is_plain(self) -> bool:
+        return is_plain(self.patch_embed, PatchEmbed) and is_plain(self.patch_embed.proj, nn.Conv2d)
+
     def forward(self, x: Tensor) -> list[Tensor]:
         """``x``: ``Bx3xSxS`` -> four ``BxC_ixH_ixW_i`` maps, highest resolution first
         (channels-last memory, as Meta's trunk returns them)."""
         x = self.patch_embed(x)
         pos = self.position_embedding((x.shape[1], x.shape[2]))
-        # The convolution's output is fresh: without autograd the sum goes into it.
-        x = x + pos if torch.is_grad_enabled() else x.add_(pos)
+        # Without autograd the sum goes into the convolution's fresh output, unless a hook
+        # may hold on to that output or autocast made it another dtype.
+        in_place = not torch.is_grad_enabled() and x.dtype == pos.dtype and self._patch_embed_is_plain()
+        x = x.add_(pos) if in_place else x + pos
         outputs = []
         for i, block in enumerate(self.blocks):
             x = block(x)

@@ -176,3 +176,20 @@ def test_query_pooling_equals_max_pool2d_with_and_without_autograd(stride, size)
     nn.functional.max_pool2d(reference.permute(0, 3, 1, 2), stride, stride).sum().backward()
     assert leaf.grad is not None and reference.grad is not None
     assert torch.equal(leaf.grad, reference.grad)
+
+
+@pytest.mark.parametrize("path", ["image_encoder.trunk.patch_embed", "image_encoder.trunk.patch_embed.proj"])
+def test_a_hook_keeps_the_patch_embedding_it_saw(tiny_pair, path):
+    """Without autograd the position embedding is added in place, but not into an output a
+    forward hook has seen (it may keep it, e.g. to collect features)."""
+    ours, _ = tiny_pair
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+    handle = ours.get_submodule(path).register_forward_hook(
+        lambda module, args, output: seen.append((output, output.clone()))
+    )
+    try:
+        _run(ours)
+    finally:
+        handle.remove()
+    [(kept, as_it_was)] = seen
+    assert torch.equal(kept, as_it_was)
