@@ -7,13 +7,15 @@ Parameter names are those of Meta's ``MultiScaleBlock`` / ``MultiScaleAttention`
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..token_products import linear_on_tokens
 from .mlp import MLP
-from .plain_modules import is_plain, linear
+from .plain_modules import all_plain, is_plain, linear
 
 
 class MultiScaleAttention(nn.Module):
@@ -62,13 +64,26 @@ class MultiScaleAttention(nn.Module):
         win = self.window_size
         if win > 0:
             windows, (nwh, nww) = to_windows(x, win)
-            o, qwin = self._attend(windows, win, win)
+            o, qwin = self._attend_windows(windows, win)
             out = from_windows(o, B, nwh, nww, qwin, qwin)  # the padded grid
         else:
             o, _ = self._attend(x, H, W)
             out = o.transpose(1, 2).reshape(B, hq, wq, self.dim_out)
         # The output projection runs on every token of ``out``, then the padding is cropped.
         return linear(self.proj, out)[:, :hq, :wq]
+
+    def _attend_windows(self, windows: Tensor, win: int) -> tuple[Tensor, int]:
+        """:meth:`_attend` over ``N x win x win x C`` windows, a group of windows at a time
+        without autograd, so that their queries, keys and values (three times the
+        output's width: 75 MB of float32 on hiera's stride-4 grid) never exist for
+        all windows at once (see :meth:`MultiScaleBlock._add_mlp_in_row_chunks`)."""
+        n = windows.shape[0]
+        per_window = win * win * 3 * self.dim_out * windows.element_size()
+        group = max(1, ATTENTION_GROUP_BYTES // per_window)
+        if torch.is_grad_enabled() or group >= n or not is_plain(self.qkv, nn.Linear):
+            return self._attend(windows, win, win)  # a hook or an adapter sees the whole projection
+        parts = [self._attend(windows[start : start + group], win, win) for start in range(0, n, group)]
+        return torch.cat([o for o, _ in parts]), parts[0][1]
 
     def _attend(self, x: Tensor, h: int, w: int) -> tuple[Tensor, int]:
         """Attention inside each ``h x w`` item of ``x`` (``N x h x w x C``: windows, or the grid).
@@ -101,6 +116,13 @@ class MultiScaleAttention(nn.Module):
         qkv = linear(self.qkv, x)
         return qkv[..., :c].contiguous(), qkv[..., c:]
 
+
+MLP_CHUNK_BYTES = 16 << 20
+"""Size of the hidden activation of one chunk of tokens in :meth:`MultiScaleBlock._add_mlp_in_row_chunks`."""
+
+ATTENTION_GROUP_BYTES = 16 << 20
+"""Size of the projected queries, keys and values of one group of windows in
+:meth:`MultiScaleAttention._attend_windows`."""
 
 MIN_KEYS_FOR_PRODUCTS = 128
 """Keys per query from which :func:`attention` uses the products in half precision (below,
@@ -224,8 +246,35 @@ class MultiScaleBlock(nn.Module):
                 shortcut = max_pool(shortcut, self.q_stride)
         y = self.attn(x)
         x = y.add_(shortcut) if in_place and _is_fresh(y) else y + shortcut
+        if in_place and _is_fresh(x) and self._mlp_is_plain():
+            return self._add_mlp_in_row_chunks(x)
         y = self.mlp(self.norm2(x))
         return y.add_(x) if in_place and _is_fresh(y) else y + x
+
+    def _mlp_is_plain(self) -> bool:
+        layers = self.mlp.layers
+        return all_plain(
+            {self.norm2: nn.LayerNorm, self.mlp: MLP, layers[0]: nn.Linear, layers[1]: nn.Linear}
+        )
+
+    def _add_mlp_in_row_chunks(self, x: Tensor) -> Tensor:
+        """``x + mlp(norm2(x))`` for a ``x`` this block owns, written into ``x`` a few thousand
+        tokens at a time (no autograd).
+
+        Each token's row is computed alone, so the values are those of the whole
+        tensor at once (up to the rounding of differently blocked products); the wide hidden activation (4x the channels: 100 MB of
+        float32 on hiera's stride-4 grid) then never exists whole, and neither
+        does the normalised copy. Allocations that large are fresh memory
+        mapped on every call, and filling them costs page faults, while the
+        chunks are reused from the heap and stay in the cache.
+        """
+        flat = x.view(-1, x.shape[-1])
+        hidden = cast(nn.Linear, self.mlp.layers[0]).out_features
+        rows = max(1, MLP_CHUNK_BYTES // (hidden * x.element_size()))
+        for start in range(0, flat.shape[0], rows):
+            part = flat[start : start + rows]
+            part.add_(self.mlp(self.norm2(part)))
+        return x
 
 
 def _is_fresh(t: Tensor) -> bool:

@@ -46,6 +46,41 @@ def test_image_features(tiny_pair):
     assert features.feat_s1.shape == (2, 64, 2 * side, 2 * side)
 
 
+def test_trunk_in_small_chunks_equals_the_reference(tiny_pair, monkeypatch):
+    """The MLPs in row chunks and the windowed attention in groups of windows (what keeps
+    1024-pixel temporaries small) give the reference's stages, with many chunks and groups."""
+    import backend.model.sam2.hiera_block as hiera_block
+
+    ours, ref = tiny_pair
+    x = _images(SMALL_IMAGE, batch=2, seed=2)
+    monkeypatch.setattr(hiera_block, "MLP_CHUNK_BYTES", 64 << 10)  # a few hundred tokens per chunk
+    monkeypatch.setattr(hiera_block, "ATTENTION_GROUP_BYTES", 256 << 10)  # a few windows per group
+    calls = {"norms": 0, "groups": 0}
+    original_attend = hiera_block.MultiScaleAttention._attend
+    original_norm = torch.nn.functional.layer_norm
+
+    def counting_attend(self, *args):
+        calls["groups"] += 1
+        return original_attend(self, *args)
+
+    def counting_norm(*args, **kwargs):
+        calls["norms"] += 1
+        return original_norm(*args, **kwargs)
+
+    monkeypatch.setattr(hiera_block.MultiScaleAttention, "_attend", counting_attend)
+    monkeypatch.setattr(torch.nn.functional, "layer_norm", counting_norm)
+    with torch.inference_mode():
+        mine = ours.image_encoder.trunk(x)
+    monkeypatch.undo()
+    with torch.no_grad():
+        theirs = ref.image_encoder.trunk(x)
+    blocks = len(ours.image_encoder.trunk.blocks)
+    assert calls["groups"] > blocks, "the windowed blocks ran in several groups"
+    assert calls["norms"] > 3 * blocks, "the MLPs ran in several row chunks (one norm2 each)"
+    for a, b in zip(mine, theirs, strict=True):
+        assert_close(a, b)
+
+
 def test_image_features_under_autograd_equal_the_fast_path(tiny_pair):
     ours, _ = tiny_pair
     x = _images(SMALL_IMAGE, seed=2)
