@@ -15,7 +15,7 @@ from torch import nn
 
 from .common import LayerNorm2d, MLPBlock
 from .plain_modules import apply_linear, calls_are_plain, projection_of_zeros
-from .token_products import linear_on_tokens
+from .token_products import add_in_row_chunks, linear_on_tokens
 
 # Global attention is run in chunks of query rows so that the relative-position
 # bias (batch x heads x rows x N) never needs more than about this many elements
@@ -120,10 +120,21 @@ class Block(nn.Module):
         """``x``: BxHxWxC. ``ws``: scratch buffers (inference only)."""
         # The residual sums go into the fresh outputs of the projections.
         x = self.attn(self.norm1(x), ws).add_(x)
-        y = apply_linear(self.mlp.lin1, self.norm2(x))
-        # In place when no autograd records (``ws`` is given only then) and the activation is GELU.
-        y = torch.ops.aten.gelu_(y) if ws is not None and calls_are_plain(self.mlp.act) else self.mlp.act(y)
+        plain = calls_are_plain(self.norm2, self.mlp.lin1, self.mlp.act, self.mlp.lin2)
+        if ws is not None and plain and _is_exact_gelu(self.mlp.act) and x.is_contiguous():
+            # No autograd (``ws`` is given only then): the MLP half in row chunks, into x.
+            return add_in_row_chunks(x, self._normalised_mlp_in_place, self.mlp.lin1.out_features)
+        y = self.mlp.act(apply_linear(self.mlp.lin1, self.norm2(x)))
         return apply_linear(self.mlp.lin2, y).add_(x)
+
+    def _normalised_mlp_in_place(self, x: torch.Tensor) -> torch.Tensor:
+        """``mlp(norm2(x))`` with the GELU in place on the first layer's fresh output."""
+        y = torch.ops.aten.gelu_(apply_linear(self.mlp.lin1, self.norm2(x)))
+        return apply_linear(self.mlp.lin2, y)
+
+
+def _is_exact_gelu(act: nn.Module) -> bool:
+    return type(act) is nn.GELU and act.approximate == "none"
 
 
 class Attention(nn.Module):

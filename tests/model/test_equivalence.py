@@ -131,6 +131,29 @@ def test_image_embeddings_tiny(tiny):
         assert_close(ours.image_encoder(x), ref.image_encoder(x))
 
 
+def test_image_embeddings_with_the_mlps_in_many_row_chunks(tiny, monkeypatch):
+    """Without autograd each block's MLP half runs a few tokens at a time into its own tensor."""
+    import backend.model.token_products as token_products
+
+    ours, ref = tiny
+    x = _image(ours.config, batch=2)
+    monkeypatch.setattr(token_products, "ROW_CHUNK_BYTES", 4 << 10)
+    chunks = []
+    original = token_products.add_in_row_chunks
+
+    def counting(*args):
+        chunks.append(1)
+        return original(*args)
+
+    monkeypatch.setattr("backend.model.image_encoder.add_in_row_chunks", counting)
+    with torch.inference_mode():
+        mine = ours.image_encoder(x)
+    with torch.no_grad():
+        theirs = ref.image_encoder(x)
+    assert len(chunks) == len(ours.image_encoder.blocks), "every block took the chunked path"
+    assert_close(mine, theirs)
+
+
 def test_image_embeddings_window_padding():
     """Grid 10x10 with 4x4 windows: the padded windows behave as in the reference."""
     config = replace(tiny_vit_config(), image_size=160)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..token_products import linear_on_tokens
+from ..token_products import add_in_row_chunks, linear_on_tokens
 from .mlp import MLP
 from .plain_modules import all_plain, is_plain, linear
 
@@ -76,7 +76,7 @@ class MultiScaleAttention(nn.Module):
         """:meth:`_attend` over ``N x win x win x C`` windows, a group of windows at a time
         without autograd, so that their queries, keys and values (three times the
         output's width: 75 MB of float32 on hiera's stride-4 grid) never exist for
-        all windows at once (see :meth:`MultiScaleBlock._add_mlp_in_row_chunks`)."""
+        all windows at once (see :func:`~backend.model.token_products.add_in_row_chunks`)."""
         n = windows.shape[0]
         per_window = win * win * 3 * self.dim_out * windows.element_size()
         group = max(1, ATTENTION_GROUP_BYTES // per_window)
@@ -116,9 +116,6 @@ class MultiScaleAttention(nn.Module):
         qkv = linear(self.qkv, x)
         return qkv[..., :c].contiguous(), qkv[..., c:]
 
-
-MLP_CHUNK_BYTES = 16 << 20
-"""Size of the hidden activation of one chunk of tokens in :meth:`MultiScaleBlock._add_mlp_in_row_chunks`."""
 
 ATTENTION_GROUP_BYTES = 16 << 20
 """Size of the projected queries, keys and values of one group of windows in
@@ -258,23 +255,9 @@ class MultiScaleBlock(nn.Module):
         )
 
     def _add_mlp_in_row_chunks(self, x: Tensor) -> Tensor:
-        """``x + mlp(norm2(x))`` for a ``x`` this block owns, written into ``x`` a few thousand
-        tokens at a time (no autograd).
-
-        Each token's row is computed alone, so the values are those of the whole
-        tensor at once (up to the rounding of differently blocked products); the wide hidden activation (4x the channels: 100 MB of
-        float32 on hiera's stride-4 grid) then never exists whole, and neither
-        does the normalised copy. Allocations that large are fresh memory
-        mapped on every call, and filling them costs page faults, while the
-        chunks are reused from the heap and stay in the cache.
-        """
-        flat = x.view(-1, x.shape[-1])
+        """``x + mlp(norm2(x))`` written into ``x`` (owned by this block) in row chunks."""
         hidden = cast(nn.Linear, self.mlp.layers[0]).out_features
-        rows = max(1, MLP_CHUNK_BYTES // (hidden * x.element_size()))
-        for start in range(0, flat.shape[0], rows):
-            part = flat[start : start + rows]
-            part.add_(self.mlp(self.norm2(part)))
-        return x
+        return add_in_row_chunks(x, lambda part: self.mlp(self.norm2(part)), hidden)
 
 
 def _is_fresh(t: Tensor) -> bool:

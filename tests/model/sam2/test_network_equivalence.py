@@ -53,7 +53,9 @@ def test_trunk_in_small_chunks_equals_the_reference(tiny_pair, monkeypatch):
 
     ours, ref = tiny_pair
     x = _images(SMALL_IMAGE, batch=2, seed=2)
-    monkeypatch.setattr(hiera_block, "MLP_CHUNK_BYTES", 64 << 10)  # a few hundred tokens per chunk
+    import backend.model.token_products as token_products
+
+    monkeypatch.setattr(token_products, "ROW_CHUNK_BYTES", 64 << 10)  # a few hundred tokens per chunk
     monkeypatch.setattr(hiera_block, "ATTENTION_GROUP_BYTES", 256 << 10)  # a few windows per group
     calls = {"norms": 0, "groups": 0}
     original_attend = hiera_block.MultiScaleAttention._attend
