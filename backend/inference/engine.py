@@ -258,6 +258,9 @@ class PredictorEngine(ModelEngine):
         storage_dtype: Dtype of cached features.
     """
 
+    segments_everything: bool = True
+    """Whether :meth:`segment_everything` answers (SAM 3 finds concepts instead)."""
+
     def __init__(self, predictor: Any, *, name: str, facts: EngineFacts, storage_dtype: torch.dtype) -> None:
         super().__init__(name=name, facts=facts, storage_dtype=storage_dtype)
         self.predictor = predictor
@@ -287,6 +290,19 @@ class PredictorEngine(ModelEngine):
         if self._current is not image:
             self.predictor.set_embedding(image.features, original_size=image.original_size)
             self._current = image
+
+    def segment_everything(
+        self, image: EncodedImage, pixels: np.ndarray, params: dict[str, Any], checkpoint: Checkpoint
+    ) -> list[dict[str, Any]]:
+        """SA-1B records from a point grid decoded on the cached features (crops encoded by a
+        predictor of the same family), for the families with :attr:`segments_everything`."""
+        if not self.segments_everything:
+            return super().segment_everything(image, pixels, params, checkpoint)
+        from backend.inference.automask import AutomaskGenerator
+
+        self.point_at(image)
+        generator = AutomaskGenerator(self.predictor.model, **params)
+        return generator.generate(pixels, predictor=self.predictor, checkpoint=checkpoint)
 
 
 def upscale_in_chunks(

@@ -10,16 +10,11 @@ call across images cost more than it saves.
 
 from __future__ import annotations
 
-from typing import Any
-
-import numpy as np
 import torch
 
 from backend.inference.engine import (
-    Checkpoint,
     DecodeRequest,
     DecodeResult,
-    EncodedImage,
     EngineFacts,
     PredictorEngine,
     upscale_in_chunks,
@@ -40,7 +35,6 @@ class Sam2Engine(PredictorEngine):
 
     def __init__(self, model: Sam2, *, name: str, facts: EngineFacts, storage_dtype: torch.dtype) -> None:
         super().__init__(Sam2Predictor(model), name=name, facts=facts, storage_dtype=storage_dtype)
-        self.model = model
 
     def decode(self, requests: list[DecodeRequest]) -> list[DecodeResult]:
         """Each request on its own image (see the module docstring)."""
@@ -70,13 +64,3 @@ class Sam2Engine(PredictorEngine):
             )
             best = low_res[:, :1].clamp(-LOW_RES_LOGIT_LIMIT, LOW_RES_LOGIT_LIMIT)
             return DecodeResult(all_masks, scores.cpu().numpy(), stability, best)
-
-    def segment_everything(
-        self, image: EncodedImage, pixels: np.ndarray, params: dict[str, Any], checkpoint: Checkpoint
-    ) -> list[dict[str, Any]]:
-        """SA-1B records as Meta's ``SAM2AutomaticMaskGenerator`` makes them, from the cached features."""
-        from backend.inference.automask import AutomaskGenerator
-
-        self.point_at(image)
-        generator = AutomaskGenerator(self.model, predictor_factory=Sam2Predictor, **params)
-        return generator.generate(pixels, predictor=self.predictor, checkpoint=checkpoint)

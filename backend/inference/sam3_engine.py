@@ -37,6 +37,7 @@ class Sam3Engine(PredictorEngine):
     """
 
     answers_concepts = True
+    segments_everything = False
 
     def __init__(
         self, models: Sam3Models, *, name: str, facts: EngineFacts, storage_dtype: torch.dtype

@@ -9,13 +9,10 @@ embedding.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 
 from backend.inference.engine import (
-    Checkpoint,
     DecodeRequest,
     DecodeResult,
     EncodedImage,
@@ -39,7 +36,6 @@ class SamEngine(PredictorEngine):
 
     def __init__(self, model: Sam, *, name: str, facts: EngineFacts, storage_dtype: torch.dtype) -> None:
         super().__init__(SamPredictor(model), name=name, facts=facts, storage_dtype=storage_dtype)
-        self.model = model
 
     def max_requests_per_call(self) -> int:
         """All on an accelerator; on a CPU as many as keep the decoder's working set in cache."""
@@ -113,16 +109,6 @@ class SamEngine(PredictorEngine):
             )
             start = end
         return results
-
-    def segment_everything(
-        self, image: EncodedImage, pixels: np.ndarray, params: dict[str, Any], checkpoint: Checkpoint
-    ) -> list[dict[str, Any]]:
-        """SA-1B records from a point grid decoded on the cached embedding."""
-        from backend.inference.automask import AutomaskGenerator
-
-        self.point_at(image)
-        generator = AutomaskGenerator(self.model, **params)
-        return generator.generate(pixels, predictor=self.predictor, checkpoint=checkpoint)
 
 
 def _tensor(array: np.ndarray | None, *, leading: bool) -> torch.Tensor | None:

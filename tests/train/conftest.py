@@ -7,7 +7,9 @@ import torch
 
 from backend.model.config import SamConfig, ViTConfig
 from backend.train.datasets import GeneratedScenes
+from backend.train.loop import TrainSettings
 from backend.train.scenes import SceneSettings
+from backend.train.simulation import RoundsSettings
 
 TINY_CONFIG = SamConfig(
     encoder="vit",
@@ -19,6 +21,22 @@ TINY_CONFIG = SamConfig(
     iou_head_hidden_dim=32,
 )
 TINY_SCENES = SceneSettings(size=64, min_objects=2, max_objects=3, min_area=20, clutter_lines=3)
+
+
+def quick_settings(**overrides) -> TrainSettings:
+    """A few steps of two images and two masks each, checkpoints every two steps; ``overrides`` win."""
+    base = dict(
+        steps=4,
+        images_per_batch=2,
+        masks_per_image=2,
+        lr=2e-3,
+        weight_decay=0.0,
+        warmup_steps=1,
+        checkpoint_every=2,
+        rounds=RoundsSettings(rounds=2, rounds_without_point=1, box_probability=0.5),
+    )
+    base.update(overrides)
+    return TrainSettings(**base)
 
 
 @pytest.fixture

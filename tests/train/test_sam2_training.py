@@ -12,28 +12,13 @@ from backend.model.sam2 import Sam2, Sam2ImageFeatures
 from backend.train.adapters import Prompts, Sam2Adapter, SamAdapter, training_adapter
 from backend.train.datasets import GeneratedScenes, TrainingImage
 from backend.train.embedding_cache import EmbeddingCache
-from backend.train.loop import TrainSettings, train
+from backend.train.loop import train
 from backend.train.simulation import RoundsSettings, interactive_rounds
 
-from .conftest import TINY_SCENES, fresh_sam2
+from .conftest import TINY_SCENES, fresh_sam2, quick_settings
 
 FROZEN_PREFIXES = ("image_encoder.", "no_mem_embed", "sam_mask_decoder.conv_s0.", "sam_mask_decoder.conv_s1.")
 """What --freeze-encoder keeps as it is in a SAM 2.1 network (the cached features' computation)."""
-
-
-def _settings(**overrides) -> TrainSettings:
-    base = dict(
-        steps=4,
-        images_per_batch=2,
-        masks_per_image=2,
-        lr=2e-3,
-        weight_decay=0.0,
-        warmup_steps=1,
-        checkpoint_every=2,
-        rounds=RoundsSettings(rounds=2, rounds_without_point=1, box_probability=0.5),
-    )
-    base.update(overrides)
-    return TrainSettings(**base)
 
 
 def _state(network: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -122,7 +107,7 @@ def test_frozen_encoder_training_changes_the_decoder_only_caches_features_and_sa
     result = train(
         sam2,
         GeneratedScenes(2, settings=TINY_SCENES),
-        _settings(steps=3, freeze_encoder=True),
+        quick_settings(steps=3, freeze_encoder=True),
         out=tmp_path / "tuned.pt",
         state_path=tmp_path / "state.pt",
         embedding_cache=cache,
@@ -151,7 +136,7 @@ def test_frozen_encoder_training_changes_the_decoder_only_caches_features_and_sa
 
 @pytest.mark.slow
 def test_cached_features_are_reused_and_give_the_same_losses(tmp_path):
-    settings = _settings(steps=2, freeze_encoder=True)
+    settings = quick_settings(steps=2, freeze_encoder=True)
     data = GeneratedScenes(2, settings=TINY_SCENES)
     runs = []
     for name in ("first", "second"):
@@ -174,7 +159,7 @@ def test_cached_features_are_reused_and_give_the_same_losses(tmp_path):
 @pytest.mark.slow
 def test_a_few_steps_lower_the_loss(tmp_path):
     data = GeneratedScenes(2, settings=TINY_SCENES)
-    settings = _settings(
+    settings = quick_settings(
         steps=30,
         freeze_encoder=True,
         rounds=RoundsSettings(rounds=1, rounds_without_point=0, box_probability=1.0),
@@ -199,7 +184,7 @@ def test_training_everything_changes_the_image_encoder_too(tmp_path):
     train(
         sam2,
         GeneratedScenes(2, settings=TINY_SCENES),
-        _settings(steps=1),
+        quick_settings(steps=1),
         out=tmp_path / "m.pt",
         state_path=tmp_path / "s.pt",
         progress=False,
@@ -211,7 +196,7 @@ def test_training_everything_changes_the_image_encoder_too(tmp_path):
 
 @pytest.mark.slow
 def test_a_stopped_run_resumes_to_the_straight_runs_weights(tmp_path):
-    settings = _settings(steps=4, checkpoint_every=4, freeze_encoder=True)
+    settings = quick_settings(steps=4, checkpoint_every=4, freeze_encoder=True)
     data = GeneratedScenes(8, settings=TINY_SCENES)
 
     def run(name: str, network: Sam2, **kwargs):
@@ -243,7 +228,7 @@ def test_a_stopped_run_resumes_to_the_straight_runs_weights(tmp_path):
 def test_a_sam_training_state_is_refused_for_a_sam2_network(tiny_sam, tmp_path):
     from backend.api.errors import InvalidInput
 
-    settings = _settings(steps=1)
+    settings = quick_settings(steps=1)
     data = GeneratedScenes(2, settings=TINY_SCENES)
     train(tiny_sam, data, settings, out=tmp_path / "m.pt", state_path=tmp_path / "s.pt", progress=False)
     with pytest.raises(InvalidInput, match="another model configuration"):

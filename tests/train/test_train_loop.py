@@ -5,31 +5,16 @@ import torch
 
 from backend.hub import load_checkpoint
 from backend.train.datasets import GeneratedScenes
-from backend.train.loop import TrainSettings, learning_rate_factor, train
+from backend.train.loop import learning_rate_factor, train
 from backend.train.simulation import RoundsSettings
 
-from .conftest import TINY_SCENES
-
-
-def _settings(**overrides) -> TrainSettings:
-    base = dict(
-        steps=4,
-        images_per_batch=2,
-        masks_per_image=2,
-        lr=2e-3,
-        weight_decay=0.0,
-        warmup_steps=1,
-        checkpoint_every=2,
-        rounds=RoundsSettings(rounds=2, rounds_without_point=1, box_probability=0.5),
-    )
-    base.update(overrides)
-    return TrainSettings(**base)
+from .conftest import TINY_SCENES, quick_settings
 
 
 @pytest.mark.slow
 def test_a_few_steps_lower_the_loss(tiny_sam, tmp_path):
     data = GeneratedScenes(2, settings=TINY_SCENES)
-    settings = _settings(
+    settings = quick_settings(
         steps=40, rounds=RoundsSettings(rounds=1, rounds_without_point=0, box_probability=1.0)
     )
     result = train(
@@ -69,7 +54,7 @@ def _fresh_sam():
 
 @pytest.mark.slow
 def test_resume_continues_from_the_same_step_with_the_same_result(tmp_path):
-    settings = _settings()
+    settings = quick_settings()
     data = GeneratedScenes(16, settings=TINY_SCENES)
     straight = _fresh_sam()
     train(straight, data, settings, out=tmp_path / "a.pt", state_path=tmp_path / "a_state.pt", progress=False)
@@ -96,7 +81,7 @@ def test_resume_continues_from_the_same_step_with_the_same_result(tmp_path):
 
 @pytest.mark.slow
 def test_a_stop_request_saves_the_current_step_and_resuming_matches_a_straight_run(tmp_path):
-    settings = _settings(steps=5, checkpoint_every=4)  # step 3 is no periodic checkpoint
+    settings = quick_settings(steps=5, checkpoint_every=4)  # step 3 is no periodic checkpoint
     data = GeneratedScenes(16, settings=TINY_SCENES)
     straight = _fresh_sam()
     train(straight, data, settings, out=tmp_path / "a.pt", state_path=tmp_path / "a_state.pt", progress=False)
@@ -129,7 +114,7 @@ def test_result_loads_through_the_registry(tiny_sam, tmp_path):
     train(
         tiny_sam,
         GeneratedScenes(4, settings=TINY_SCENES),
-        _settings(steps=1),
+        quick_settings(steps=1),
         out=tmp_path / "m.pt",
         state_path=tmp_path / "s.pt",
         progress=False,
@@ -141,14 +126,14 @@ def test_result_loads_through_the_registry(tiny_sam, tmp_path):
 
 
 @pytest.mark.slow
-def test_resume_refuses_other_settings(tiny_sam, tmp_path):
+def test_resume_refuses_otherquick_settings(tiny_sam, tmp_path):
     from backend.api.errors import InvalidInput
 
     data = GeneratedScenes(4, settings=TINY_SCENES)
     train(
         tiny_sam,
         data,
-        _settings(steps=2),
+        quick_settings(steps=2),
         out=tmp_path / "m.pt",
         state_path=tmp_path / "s.pt",
         progress=False,
@@ -157,7 +142,7 @@ def test_resume_refuses_other_settings(tiny_sam, tmp_path):
         train(
             tiny_sam,
             data,
-            _settings(steps=3, lr=1e-4),
+            quick_settings(steps=3, lr=1e-4),
             out=tmp_path / "m.pt",
             state_path=tmp_path / "s.pt",
             progress=False,
@@ -175,7 +160,7 @@ def test_frozen_encoder_is_not_trained_and_embeddings_are_cached(tiny_sam, tmp_p
     train(
         tiny_sam,
         data,
-        _settings(steps=2, freeze_encoder=True),
+        quick_settings(steps=2, freeze_encoder=True),
         out=tmp_path / "m.pt",
         state_path=tmp_path / "s.pt",
         embedding_cache=cache,
@@ -188,6 +173,6 @@ def test_frozen_encoder_is_not_trained_and_embeddings_are_cached(tiny_sam, tmp_p
 
 
 def test_learning_rate_warms_up_then_decays():
-    settings = _settings(warmup_steps=4, decay_steps=(10, 20), decay_factor=0.1)
+    settings = quick_settings(warmup_steps=4, decay_steps=(10, 20), decay_factor=0.1)
     factors = [learning_rate_factor(s, settings) for s in (0, 3, 9, 10, 19, 20)]
     assert factors == pytest.approx([0.25, 1.0, 1.0, 0.1, 0.1, 0.01])
