@@ -143,18 +143,18 @@ def attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         return F.scaled_dot_product_attention(q, k, v)
     b, h, tq, d = q.shape
     tk = k.shape[2]
-    # Contiguous operands (products on strided views copy them on every call); the scale
-    # goes on the queries, a chunk at a time (a pass over few values, not over the scores).
+    # Contiguous keys and values, once (a product on a strided view copies it on every
+    # call); the scale goes on the queries, a chunk at a time (a pass over few values,
+    # not over the scores); each chunk's output is written in place (no final copy).
     qf = q.reshape(b * h, tq, d)
     kt = k.reshape(b * h, tk, d).transpose(1, 2).contiguous()
-    vf = v.reshape(b * h, tk, d)
+    vf = v.reshape(b * h, tk, d).contiguous()
     scale = d**-0.5
     rows = max(1, ATTENTION_CHUNK_ELEMENTS // (b * h * tk))
-    outs = []
+    out = q.new_empty(b * h, tq, d)
     for start in range(0, tq, rows):
         scores = torch.bmm(qf[:, start : start + rows] * scale, kt)
-        outs.append(torch.bmm(torch.softmax(scores, dim=-1), vf))
-    out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)
+        torch.bmm(torch.softmax(scores, dim=-1), vf, out=out[:, start : start + rows])
     return out.view(b, h, tq, d)
 
 

@@ -1,0 +1,31 @@
+"""Hiera's half-precision attention on a CPU: chunks of queries, two products around a softmax."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from backend.model.sam2 import hiera_block
+from backend.model.sam2.hiera_block import attention
+
+
+def _packed_qkv(heads: int, tokens: int, dim: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Strided ``1 x heads x tokens x dim`` views of one packed projection, as Hiera passes them."""
+    qkv = torch.randn(1, tokens, 3, heads, dim, generator=torch.Generator().manual_seed(0))
+    q, k, v = qkv.unbind(2)
+    return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+
+
+@pytest.mark.parametrize("chunk_elements", [1 << 22, 3 * 256])
+def test_bfloat16_attention_in_query_chunks_equals_the_fused_kernel(monkeypatch, chunk_elements):
+    """With strided inputs and many (also uneven) chunks, the output equals the fused kernel's
+    in float32, up to bfloat16 rounding."""
+    monkeypatch.setattr(hiera_block, "ATTENTION_CHUNK_ELEMENTS", chunk_elements)
+    q, k, v = _packed_qkv(heads=2, tokens=hiera_block.MIN_KEYS_FOR_PRODUCTS + 72, dim=16)
+    expected = F.scaled_dot_product_attention(q, k, v)
+    with torch.inference_mode():
+        got = attention(q.bfloat16(), k.bfloat16(), v.bfloat16())
+    assert got.shape == expected.shape and got.dtype == torch.bfloat16
+    assert torch.allclose(got.float(), expected, atol=3e-2, rtol=3e-2)
+    assert float((got.float() - expected).abs().mean()) < 5e-3
