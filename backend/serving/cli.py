@@ -93,7 +93,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="NAME_OR_PATH",
         help="a model to serve: vit_h, vit_l, vit_b, vit_t, demo, sam2.1_hiera_t, sam2.1_hiera_s, "
-        "sam2.1_hiera_b+, sam2.1_hiera_l, or a checkpoint path; repeat it to serve several side by side "
+        "sam2.1_hiera_b+, sam2.1_hiera_l, sam3, a checkpoint path or a SAM 3 folder; repeat it to serve several side by side "
         f"(requests choose with 'model'; the first answers those that name none) (default: {_DEFAULTS.model}) "
         "[SAM_MODEL, comma-separated]",
     )
@@ -252,7 +252,7 @@ def _add_server_wide_budgets(parser: argparse.ArgumentParser) -> None:
         parser,
         "--answer-budget-mb",
         _DEFAULTS.answer_budget_mb,
-        "MiB of mask answers being built at once, server-wide (1 byte per mask pixel); further requests wait",
+        "MiB of mask answers being built at once, server-wide (2 bytes per mask pixel); further requests wait",
         type=at_least(1),
     )
 

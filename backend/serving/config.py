@@ -25,7 +25,8 @@ class ServerConfig:
 
     Attributes:
         model: Registry name (``vit_h``, ``vit_l``, ``vit_b``, ``vit_t``,
-            ``demo``) or a checkpoint path; or an already built ``Sam`` module
+            ``demo``, ``sam2.1_hiera_*``, ``sam3``), a checkpoint path or a SAM 3
+            folder; or an already built ``Sam`` module
             (tests, notebooks). The default model of requests that name none.
         extra_models: More models served side by side (names, paths, or
             ``(name, network)`` pairs); requests choose one with ``model``. All share the
@@ -77,7 +78,8 @@ class ServerConfig:
         decode_budget_mb: Most MiB of image decoding in flight at once,
             server-wide (about 4 bytes per pixel each); further uploads wait.
         answer_budget_mb: Most MiB of mask answers being built at once,
-            server-wide (one byte per mask pixel); further requests wait.
+            server-wide (2 bytes per mask pixel: the mask and its encoding's
+            working copy); further requests wait.
     """
 
     model: Any = "demo"

@@ -121,9 +121,9 @@ class ModelInfo(BaseModel):
 
     name: str
     ready: bool
-    family: str | None = Field(None, description="sam (SAM 1, MobileSAM) or sam2.1.")
+    family: str | None = Field(None, description="sam (SAM 1, MobileSAM), sam2.1 or sam3.")
     prompts: list[str] | None = Field(
-        None, description="Prompt kinds the model answers: points, box, boxes, mask, text."
+        None, description="Prompt kinds the model answers, from points, box, boxes, mask, text, exemplars."
     )
     automask_defaults: dict[str, float] = Field(
         default_factory=dict, description="The model's segment-everything thresholds."
@@ -154,6 +154,7 @@ class ReadyResponse(BaseModel):
 
     ready: bool
     model: str
+    reason: str | None = Field(None, description="Why not ready (only with ready: false, status 503).")
 
 
 class ErrorResponse(BaseModel):
