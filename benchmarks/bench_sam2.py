@@ -112,7 +112,7 @@ def bench_encoder(size: str, repeats: int) -> None:
     print(row(names[2], times[names[2]], times[names[0]], "s"))
     print(row(names[3], times[names[3]], times[names[0]], "s"))
     print(row("ours bf16 vs Meta bf16", times[names[3]], times[names[2]], "s"))
-    print_arithmetic_floor(ref, x, statistics.median(times[names[0]][0]))
+    print_arithmetic_floor(ref, x, statistics.median(times[names[0]].wall))
 
 
 def multiply_adds(reference: torch.nn.Module, x: torch.Tensor) -> tuple[float, float]:

@@ -652,7 +652,7 @@ def check_prompt_latency(ctx: Context) -> dict[str, Any]:
         for label, fn in calls.items():
             with gpu_memory(ctx.device) as memory:
                 fn()
-            wall = sorted(times[label][0])
+            wall = sorted(times[label].wall)
             p90 = wall[round(0.9 * (len(wall) - 1))]
             rows.append(
                 {"variant": label, "p50_ms": 1e3 * statistics.median(wall), "p90_ms": 1e3 * p90, **memory}

@@ -235,18 +235,64 @@ class MultiScaleBlock(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """``x``: ``BxHxWxC`` -> ``BxH'xW'xC_out`` (``H' = H // s`` for a pooling block)."""
         in_place = not torch.is_grad_enabled()
-        shortcut = x
-        x = self.norm1(x)
-        if self.dim != self.dim_out:
-            shortcut = linear(self.proj, x)
-            if self.q_stride is not None:
-                shortcut = max_pool(shortcut, self.q_stride)
-        y = self.attn(x)
-        x = y.add_(shortcut) if in_place and _is_fresh(y) else y + shortcut
+        if in_place and self.window_size > 0 and self._attention_is_plain():
+            x = self._attention_half_in_slabs(x)
+        else:
+            x = self._attention_half(x, self.norm1(x))
         if in_place and _is_fresh(x) and self._mlp_is_plain():
             return self._add_mlp_in_row_chunks(x)
         y = self.mlp(self.norm2(x))
         return y.add_(x) if in_place and _is_fresh(y) else y + x
+
+    def _attention_half(self, x: Tensor, normed: Tensor, out: Tensor | None = None) -> Tensor:
+        """``shortcut(x) + attn(normed)`` for ``normed = norm1(x)`` (``BxHxWxC`` -> ``BxH'xW'xC_out``),
+        written into ``out`` when given."""
+        shortcut = x
+        if self.dim != self.dim_out:
+            shortcut = linear(self.proj, normed)
+            if self.q_stride is not None:
+                shortcut = max_pool(shortcut, self.q_stride)
+        y = self.attn(normed)
+        if out is not None:
+            return torch.add(y, shortcut, out=out)
+        return y.add_(shortcut) if not torch.is_grad_enabled() and _is_fresh(y) else y + shortcut
+
+    def _attention_is_plain(self) -> bool:
+        modules: dict[nn.Module, type[nn.Module]] = {
+            self.norm1: nn.LayerNorm,
+            self.attn: MultiScaleAttention,
+            self.attn.qkv: nn.Linear,
+            self.attn.proj: nn.Linear,
+        }
+        if self.dim != self.dim_out:
+            modules[self.proj] = nn.Linear
+        return all_plain(modules)
+
+    def _attention_half_in_slabs(self, x: Tensor) -> Tensor:
+        """:meth:`_attention_half` of a windowed block, a slab of whole window rows at a time,
+        into one output tensor (no autograd, plain modules).
+
+        Windows never straddle slabs and a slab starts on a window (and pooling
+        cell) boundary, so each slab's windows, padding, pooling and crop are
+        those of the whole grid. The normalised grid, its windows, the
+        attention output and the output projection then exist one slab at a
+        time (cache-sized, reused from the heap) instead of as four full-size
+        temporaries per call (25 MB each on hiera's stride-4 grid in float32).
+        """
+        B, H, W, _ = x.shape
+        sh, sw = self.q_stride or (1, 1)
+        win = self.window_size
+        padded_width = -(-W // win) * win
+        window_row_bytes = B * win * padded_width * 3 * self.dim_out * x.element_size()
+        rows = max(1, ATTENTION_GROUP_BYTES // window_row_bytes) * win
+        if rows >= H:
+            return self._attention_half(x, self.norm1(x))
+        out = x.new_empty(B, H // sh, W // sw, self.dim_out)
+        for start in range(0, H, rows):
+            slab = x[:, start : start + rows]
+            first = start // sh
+            self._attention_half(slab, self.norm1(slab), out[:, first : first + slab.shape[1] // sh])
+        return out
 
     def _mlp_is_plain(self) -> bool:
         layers = self.mlp.layers
