@@ -2,7 +2,8 @@
 
 The server keeps two (see :mod:`backend.serving.app`): image decodes (about
 4 bytes per pixel each, reserved in :func:`backend.formats.images.decode_image`)
-and mask answers being built (one byte per mask pixel). A reservation larger
+and mask answers being built (2 bytes per mask pixel, see
+:data:`backend.serving.answer_budget.BYTES_PER_MASK_PIXEL`). A reservation larger
 than the whole budget is cut to the budget: it runs, alone.
 """
 

@@ -13,8 +13,8 @@ without that cost).
 
 from __future__ import annotations
 
-import resource
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from typing import NamedTuple
@@ -32,6 +32,11 @@ class Timing(NamedTuple):
 
 
 def _minor_faults() -> int:
+    """The process's minor page faults so far (0 where ``resource`` is missing: Windows)."""
+    if sys.platform == "win32":
+        return 0
+    import resource
+
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 

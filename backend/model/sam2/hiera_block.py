@@ -101,7 +101,7 @@ class MultiScaleAttention(nn.Module):
             q, kv = self._queries_and_kv(x)
             q = max_pool(q, stride)  # N x h/s x w/s x C'
             hq = q.shape[1]
-            q = q.reshape(n, -1, nh, hd)
+            q = q.reshape(n, hq * q.shape[2], nh, hd)
             k, v = kv.reshape(n, h * w, 2, nh, hd).unbind(2)
         return attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)), hq
 
@@ -235,7 +235,7 @@ class MultiScaleBlock(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """``x``: ``BxHxWxC`` -> ``BxH'xW'xC_out`` (``H' = H // s`` for a pooling block)."""
         in_place = not torch.is_grad_enabled()
-        if in_place and self.window_size > 0 and self._attention_is_plain():
+        if in_place and self._may_use_slabs(x):
             x = self._attention_half_in_slabs(x)
         else:
             x = self._attention_half(x, self.norm1(x))
@@ -257,6 +257,14 @@ class MultiScaleBlock(nn.Module):
             return torch.add(y, shortcut, out=out)
         return y.add_(shortcut) if not torch.is_grad_enabled() and _is_fresh(y) else y + shortcut
 
+    def _may_use_slabs(self, x: Tensor) -> bool:
+        """A windowed block with stock modules, on a CPU (where slabs keep the temporaries in
+        the cache and out of fresh pages; on a GPU they would only add kernel launches),
+        outside autocast (whose output dtype the slabs' shared output could not follow)."""
+        if self.window_size <= 0 or x.device.type != "cpu" or x.numel() == 0:
+            return False
+        return not torch.is_autocast_enabled(x.device.type) and self._attention_is_plain()
+
     def _attention_is_plain(self) -> bool:
         modules: dict[nn.Module, type[nn.Module]] = {
             self.norm1: nn.LayerNorm,
@@ -270,7 +278,7 @@ class MultiScaleBlock(nn.Module):
 
     def _attention_half_in_slabs(self, x: Tensor) -> Tensor:
         """:meth:`_attention_half` of a windowed block, a slab of whole window rows at a time,
-        into one output tensor (no autograd, plain modules).
+        into one output tensor (see :meth:`_may_use_slabs`).
 
         Windows never straddle slabs and a slab starts on a window (and pooling
         cell) boundary, so each slab's windows, padding, pooling and crop are

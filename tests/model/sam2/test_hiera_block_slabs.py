@@ -54,3 +54,18 @@ def _counting(fn, calls):
         return fn(*args, **kwargs)
 
     return counted
+
+
+def test_no_slabs_for_an_empty_batch_or_under_autocast(monkeypatch):
+    """An empty batch gives an empty output (no division by a zero-sized window row), and
+    under autocast the output has the dtype the whole-grid block gives it."""
+    monkeypatch.setattr(hiera_block, "ATTENTION_GROUP_BYTES", 1)
+    block = MultiScaleBlock(8, 16, num_heads=2, q_stride=(2, 2), window_size=4).eval()
+    x = torch.randn(1, 16, 16, 8)
+    with torch.inference_mode():
+        assert block(torch.randn(0, 8, 8, 8)).shape == (0, 4, 4, 16)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got = block(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = block(x)  # autograd on: no slabs
+    assert got.dtype == expected.dtype
