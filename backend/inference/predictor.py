@@ -20,7 +20,7 @@ from backend.api.errors import InvalidInput
 from backend.formats.coordinates import resized_shape, to_model_boxes, to_model_points
 from backend.formats.images import check_rgb_pixels, resize_rgb
 from backend.inference.mask_ops import above_threshold, stability_score
-from backend.inference.prompts import check_predictor_prompt
+from backend.inference.prompts import PredictorPrompt, check_predictor_prompt
 from backend.model.config import SamConfig
 from backend.model.mask_decoder import DecodedCandidates
 from backend.model.pixels import normalize_and_pad
@@ -188,9 +188,7 @@ class SamPredictor:
             mask_input=mask_input,
             mask_side=self.low_res_size,
         )
-        masks, batch = checked.masks, checked.batch
-        coords, labels, boxes = checked.prompt.points, checked.prompt.labels, checked.prompt.boxes
-        tensors = self._to_tensors(coords, labels, boxes, masks, batch)
+        tensors = prompt_tensors(checked, self.device)
         low_res, scores = self.predict_torch(*tensors, multimask_output=multimask_output)
         logits = self.upscale_logits(low_res.float())
         return PredictorOutput(
@@ -199,26 +197,6 @@ class SamPredictor:
             stability_scores=stability_score(logits).cpu().numpy() if stability else None,
             low_res_logits=low_res.float().cpu().numpy(),
         )
-
-    def _to_tensors(
-        self,
-        coords: np.ndarray | None,
-        labels: np.ndarray | None,
-        boxes: np.ndarray | None,
-        masks: np.ndarray | None,
-        batch: int,
-    ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
-        """Numpy prompts -> batched tensors on the model's device (B copies of the points)."""
-        device = self.device
-        coords_t = labels_t = boxes_t = masks_t = None
-        if coords is not None and labels is not None:
-            coords_t = torch.as_tensor(coords, dtype=torch.float32, device=device)[None].expand(batch, -1, -1)
-            labels_t = torch.as_tensor(labels, dtype=torch.int64, device=device)[None].expand(batch, -1)
-        if boxes is not None:
-            boxes_t = torch.as_tensor(boxes, dtype=torch.float32, device=device)
-        if masks is not None:
-            masks_t = torch.as_tensor(masks, dtype=torch.float32, device=device).expand(batch, -1, -1, -1)
-        return coords_t, labels_t, boxes_t, masks_t
 
     @torch.inference_mode()
     def predict_torch(
@@ -343,3 +321,23 @@ class SamPredictor:
         size = original_size or self.original_size
         input_size = resized_shape(size[0], size[1], self.image_size)
         return self.model.postprocess_masks(low_res, input_size, size)
+
+
+def prompt_tensors(
+    checked: PredictorPrompt, device: torch.device
+) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """A checked numpy prompt -> ``(point_coords BxNx2, point_labels BxN, boxes Bx4,
+    mask_input Bx1xLxL)`` tensors on ``device`` (float32, int64; None where absent), the
+    points and a single mask repeated (as views) for each of the B objects."""
+    prompt, batch = checked.prompt, checked.batch
+    coords_t = labels_t = boxes_t = masks_t = None
+    if prompt.points is not None and prompt.labels is not None:
+        coords_t = torch.as_tensor(prompt.points, dtype=torch.float32, device=device)[None].expand(
+            batch, -1, -1
+        )
+        labels_t = torch.as_tensor(prompt.labels, dtype=torch.int64, device=device)[None].expand(batch, -1)
+    if prompt.boxes is not None:
+        boxes_t = torch.as_tensor(prompt.boxes, dtype=torch.float32, device=device)
+    if checked.masks is not None:
+        masks_t = torch.as_tensor(checked.masks, dtype=torch.float32, device=device).expand(batch, -1, -1, -1)
+    return coords_t, labels_t, boxes_t, masks_t

@@ -28,7 +28,7 @@ from backend.api.errors import InvalidInput
 from backend.formats.coordinates import to_model_boxes, to_model_points
 from backend.formats.images import check_rgb_pixels
 from backend.inference.mask_ops import above_threshold, stability_score
-from backend.inference.predictor import PredictorOutput
+from backend.inference.predictor import PredictorOutput, prompt_tensors
 from backend.inference.prompts import check_predictor_prompt
 from backend.model.mask_decoder import DecodedCandidates
 from backend.model.sam2 import Sam2, Sam2DecoderCache, Sam2DecoderOutput, Sam2ImageFeatures
@@ -178,19 +178,8 @@ class Sam2Predictor:
             mask_input=mask_input,
             mask_side=self.low_res_size,
         )
-        masks, batch = checked.masks, checked.batch
-        coords, labels, boxes = checked.prompt.points, checked.prompt.labels, checked.prompt.boxes
-        device = self.device
-        coords_t = labels_t = boxes_t = masks_t = None
-        if coords is not None and labels is not None:
-            coords_t = torch.as_tensor(coords, device=device)[None].expand(batch, -1, -1)
-            labels_t = torch.as_tensor(labels, device=device)[None].expand(batch, -1)
-        if boxes is not None:
-            boxes_t = torch.as_tensor(boxes, device=device)
-        if masks is not None:
-            masks_t = torch.as_tensor(masks, device=device).expand(batch, -1, -1, -1)
         with torch.inference_mode():
-            out = self.decode_torch(coords_t, labels_t, boxes_t, masks_t, multimask_output=multimask_output)
+            out = self.decode_torch(*prompt_tensors(checked, self.device), multimask_output=multimask_output)
             scores, order = out.iou_pred.float().sort(dim=1, descending=True)
             low_res = out.masks.float()
             low_res = torch.gather(low_res, 1, order[:, :, None, None].expand_as(low_res))
