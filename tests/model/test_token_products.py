@@ -30,14 +30,6 @@ def test_tokens_times_weights_is_the_linear_map(n: int, k: int, r: int) -> None:
         _close(tp.tokens_times_weights(tokens.T.contiguous().T, weight), tokens @ weight.T)
 
 
-@pytest.mark.parametrize(("n", "k", "r"), SHAPES)
-def test_weights_times_tokens_sums_over_the_tokens(n: int, k: int, r: int) -> None:
-    g = torch.Generator().manual_seed(n * 3 + r)
-    weight, tokens = torch.randn(r, n, generator=g), torch.randn(n, k, generator=g)
-    with torch.inference_mode():
-        _close(tp.weights_times_tokens(weight, tokens), weight @ tokens)
-
-
 @pytest.mark.parametrize("shared", [True, False])
 @pytest.mark.parametrize("batch", [1, 3])
 def test_batched_products_match_bmm(shared: bool, batch: int) -> None:
