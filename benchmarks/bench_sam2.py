@@ -14,6 +14,12 @@ same machine load:
   once, outside the timing). Ours is timed as called by default (also
   computing stability scores, which Meta's predictor does not) and with
   ``stability=False`` (the same outputs as Meta's);
+* segment-everything on hiera_t without the encoder (both given the same
+  features): ``AutomaskGenerator`` with ``Sam2Predictor`` vs
+  ``SAM2AutomaticMaskGenerator``, 256 points (16 a side) on the 768x1024
+  image, SAM 2's other defaults, with the IoU and stability filters lowered
+  (``--automask-thresholds``) so that masks are also upscaled, scored and
+  encoded: alternating whole runs, with the record counts;
 * peak memory of one encoder call above the loaded model (``VmHWM`` after
   resetting it, each in a fresh process, with glibc returning freed blocks at once);
 * the arithmetic floor of each encoder: its multiply-adds (counted on Meta's
@@ -24,6 +30,7 @@ Ratios are given for wall time and for process CPU time (the steadier figure
 when other processes share the machine). Not a test: it prints a table.
 
     python benchmarks/bench_sam2.py [--quick] [--threads N] [--models t,b+] [--skip-encoder] [--skip-memory]
+                                    [--skip-automask] [--automask-thresholds IOU,STABILITY]
 """
 
 from __future__ import annotations
@@ -229,6 +236,61 @@ def bench_prompt(repeats: int) -> None:
         print(row(name, times[name], times[names[0]], "ms"))
 
 
+def bench_automask(repeats: int, thresholds: tuple[float, float]) -> None:
+    from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
+
+    from backend.inference.automask import AutomaskGenerator
+
+    ref = reference_model("t")
+    ours = ours_from(ref)
+    h, w = IMAGE_HW
+    image = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    our_pred = Sam2Predictor(ours)
+    our_pred.set_image(image)
+    features = our_pred.embedding
+    kwargs = dict(points_per_side=16, pred_iou_thresh=thresholds[0], stability_score_thresh=thresholds[1])
+    theirs = SAM2AutomaticMaskGenerator(ref, output_mode="coco_rle", **kwargs)
+    ref_pred = theirs.predictor
+
+    def reference_set_image(crop: np.ndarray) -> None:  # the features are given: no encoder
+        ref_pred.reset_predictor()
+        ref_pred._features = {
+            "image_embed": features.image_embed,
+            "high_res_feats": [features.feat_s0, features.feat_s1],
+        }
+        ref_pred._orig_hw = [crop.shape[:2]]
+        ref_pred._is_image_set = True
+
+    ref_pred.set_image = reference_set_image
+    generator = AutomaskGenerator(ours, predictor_factory=Sam2Predictor, **kwargs)
+    counts: dict[str, int] = {}
+
+    def run(name: str, generate) -> None:
+        counts[name] = len(generate())
+
+    with torch.inference_mode():
+        times = interleaved(
+            {
+                "Meta SAM2AutomaticMaskGenerator.generate": lambda: run(
+                    "Meta", lambda: theirs.generate(image)
+                ),
+                "ours AutomaskGenerator.generate": lambda: run(
+                    "ours", lambda: generator.generate(image, predictor=our_pred)
+                ),
+            },
+            repeats,
+            warmup=0,
+        )
+    names = list(times)
+    print(
+        f"segment everything, hiera_t without the encoder, {h}x{w} image, 256 points, "
+        f"pred_iou_thresh {thresholds[0]}, stability_score_thresh {thresholds[1]} "
+        f"(masks: Meta {counts['Meta']}, ours {counts['ours']})"
+    )
+    print(row(names[0], times[names[0]], None, "s"))
+    print(row(names[1], times[names[1]], times[names[0]], "s"))
+
+
 def _peak_memory_child(size: str, impl: str, dtype: str) -> None:
     """In a fresh process: peak resident memory of one encoder call above the loaded model."""
     ref = reference_model(size)
@@ -288,6 +350,13 @@ def main() -> None:
     )
     parser.add_argument("--skip-encoder", action="store_true", help="only prompt -> masks")
     parser.add_argument("--skip-memory", action="store_true", help="no peak-memory measurement")
+    parser.add_argument("--skip-automask", action="store_true", help="no segment-everything timing")
+    parser.add_argument(
+        "--automask-thresholds",
+        default="0.5,0.0",
+        help="segment-everything's pred_iou_thresh,stability_score_thresh (default 0.5,0.0: random "
+        "weights predict IoU near 0.5 and unstable masks, so SAM 2's 0.8,0.95 would upscale nothing)",
+    )
     parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads:
@@ -302,6 +371,9 @@ def main() -> None:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, load average {load:.1f}")
     bench_prompt(repeats=10 if args.quick else 40)
+    if not args.skip_automask:
+        iou, stability = (float(v) for v in args.automask_thresholds.split(","))
+        bench_automask(repeats=1 if args.quick else 2, thresholds=(iou, stability))
     if not args.skip_encoder:
         for size in sizes:
             bench_encoder(size, repeats=1 if args.quick else 3)

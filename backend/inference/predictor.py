@@ -9,7 +9,7 @@ the server's micro-batcher) that upscale only what they keep.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -31,6 +31,53 @@ if TYPE_CHECKING:
 
 CPU_DECODER_WORKING_SET_BYTES = 4 * 1024 * 1024
 """Per-call image-token bytes the CPU decoder aims for (a few MiB: L2/L3-sized)."""
+
+
+def prompts_per_decoder_call(device: torch.device, dtype: torch.dtype, image_tokens: int, width: int) -> int:
+    """How many prompts one mask-decoder call should take: all on an accelerator; on a CPU
+    as many as keep the call's per-prompt image tokens (``B x image_tokens x width``
+    in ``dtype``) within :data:`CPU_DECODER_WORKING_SET_BYTES`, so that the
+    decoder's elementwise passes over them run from cache instead of memory.
+
+    At SAM's and SAM 2.1's sizes (4096 tokens of 256 channels) that is one
+    prompt: a SAM 2.1 hiera_t call costs 22.6 ms a prompt with 1 or 2 prompts
+    and 31 ms a prompt with 8 or 64 (`benchmarks/bench_automask.py` and
+    `benchmarks/bench_server.py` measure the effect).
+    """
+    if device.type != "cpu":
+        return 1 << 30
+    return max(1, CPU_DECODER_WORKING_SET_BYTES // (image_tokens * width * dtype.itemsize))
+
+
+def candidates_in_calls(
+    decode: Callable[[torch.Tensor, torch.Tensor], DecodedCandidates],
+    point_coords: torch.Tensor,
+    point_labels: torch.Tensor,
+    prompts_per_call: int,
+) -> DecodedCandidates:
+    """Segment-everything's candidates of ``B`` point prompts, ``prompts_per_call`` at a time.
+
+    Args:
+        decode: ``(coords bxNx2, labels bxN)`` -> that slice's candidates
+            (prompt indices counted within the slice).
+        point_coords: ``BxNx2``.
+        point_labels: ``BxN``.
+        prompts_per_call: Prompts per ``decode`` call (at least 1).
+
+    Returns:
+        All candidates, prompt-major, prompt indices counted over all ``B``.
+    """
+    starts = range(0, len(point_coords), prompts_per_call)
+    parts = [
+        decode(point_coords[i : i + prompts_per_call], point_labels[i : i + prompts_per_call]) for i in starts
+    ]
+    return DecodedCandidates(
+        low_res=torch.cat([p.low_res for p in parts]),
+        iou=torch.cat([p.iou for p in parts]),
+        prompt=torch.cat([p.prompt + i for p, i in zip(parts, starts, strict=True)]),
+        candidate=torch.cat([p.candidate for p in parts]),
+    )
+
 
 ArrayLike = np.ndarray | Sequence
 
@@ -282,31 +329,19 @@ class SamPredictor:
         input_size = resized_shape(original_size[0], original_size[1], self.image_size)
         coords = to_model_points(point_coords, original_size, input_size).to(self.dtype)
         cache = self._decoder_cache()
-        step = self.prompts_per_decoder_call()
-        starts = range(0, len(coords), step)
-        parts = [
-            self.model.decode_above(cache, (coords[i : i + step], point_labels[i : i + step]), min_iou)
-            for i in starts
-        ]
-        return DecodedCandidates(
-            low_res=torch.cat([p.low_res for p in parts]),
-            iou=torch.cat([p.iou for p in parts]),
-            prompt=torch.cat([p.prompt + i for p, i in zip(parts, starts, strict=True)]),
-            candidate=torch.cat([p.candidate for p in parts]),
+        return candidates_in_calls(
+            lambda points, labels: self.model.decode_above(cache, (points, labels), min_iou),
+            coords,
+            point_labels,
+            self.prompts_per_decoder_call(),
         )
 
     def prompts_per_decoder_call(self) -> int:
-        """How many prompts one decoder call should take: all on an accelerator; on a CPU
-        as many as keep each call's per-prompt image tokens (``BxNxC``) within
-        :data:`CPU_DECODER_WORKING_SET_BYTES`, so that the decoder's elementwise
-        passes over them run from cache instead of memory (1 prompt at SAM's
-        sizes, 32 for the demo model; `benchmarks/bench_automask.py` and
-        `benchmarks/bench_server.py` measure the effect)."""
-        if self.device.type != "cpu":
-            return 1 << 30
+        """See :func:`prompts_per_decoder_call` (1 at SAM's sizes on a CPU, 32 for the demo model)."""
         config = self.config
-        per_prompt = config.embedding_size**2 * config.prompt_embed_dim * self.dtype.itemsize
-        return max(1, CPU_DECODER_WORKING_SET_BYTES // per_prompt)
+        return prompts_per_decoder_call(
+            self.device, self.dtype, config.embedding_size**2, config.prompt_embed_dim
+        )
 
     def _decoder_cache(self) -> DecoderImageCache:
         """Prompt-independent decoder work for the current image, computed once per image."""

@@ -28,7 +28,12 @@ from backend.api.errors import InvalidInput
 from backend.formats.coordinates import to_model_boxes, to_model_points
 from backend.formats.images import check_rgb_pixels
 from backend.inference.mask_ops import above_threshold, stability_score
-from backend.inference.predictor import PredictorOutput, prompt_tensors
+from backend.inference.predictor import (
+    PredictorOutput,
+    candidates_in_calls,
+    prompt_tensors,
+    prompts_per_decoder_call,
+)
 from backend.inference.prompts import check_predictor_prompt
 from backend.model.mask_decoder import DecodedCandidates
 from backend.model.sam2 import Sam2, Sam2DecoderCache, Sam2DecoderOutput, Sam2ImageFeatures
@@ -270,7 +275,8 @@ class Sam2Predictor:
 
         Segment-everything's first filter (``SAM2AutomaticMaskGenerator``
         keeps ``iou > pred_iou_thresh`` the same way). The logits stay
-        unclamped, as the reference upscales them.
+        unclamped, as the reference upscales them. The prompts are decoded
+        :meth:`prompts_per_decoder_call` at a time (one on a CPU).
 
         Args:
             point_coords: ``BxNx2`` float, original pixels of the current image.
@@ -282,6 +288,17 @@ class Sam2Predictor:
             The kept candidates (low-res logits ``KxLxL``, IoU, prompt index,
             unsorted candidate index), prompt-major.
         """
+        return candidates_in_calls(
+            lambda coords, labels: self._candidates_above(coords, labels, min_iou),
+            point_coords,
+            point_labels,
+            self.prompts_per_decoder_call(),
+        )
+
+    def _candidates_above(
+        self, point_coords: torch.Tensor, point_labels: torch.Tensor, min_iou: float | None
+    ) -> DecodedCandidates:
+        """:meth:`predict_candidates_above` in one decoder call."""
         out = self.decode_torch(point_coords, point_labels, multimask_output=True)
         per_prompt = out.iou_pred.shape[1]
         iou = out.iou_pred.float().flatten()
@@ -293,6 +310,11 @@ class Sam2Predictor:
             prompt=torch.div(index, per_prompt, rounding_mode="floor"),
             candidate=index % per_prompt,
         )
+
+    def prompts_per_decoder_call(self) -> int:
+        """See :func:`~backend.inference.predictor.prompts_per_decoder_call` (1 on a CPU)."""
+        config = self.model.config
+        return prompts_per_decoder_call(self.device, self.dtype, config.embedding_size**2, config.hidden_dim)
 
     def _decoder_cache(self) -> Sam2DecoderCache:
         """Prompt-independent decoder work for the current image, computed once per image."""

@@ -1,0 +1,63 @@
+"""Segment-everything's decoding on a CPU: SAM 2.1 prompts in calls of a cache-sized few.
+
+A SAM 2.1 decoder call carries one ``4096 x 256`` copy of the image tokens per
+prompt; on a CPU a call of 64 prompts spends its time moving those through
+memory, so the predictor decodes them a few at a time (the rule SAM 1's
+predictor follows). The candidates must not depend on how the prompts are split.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from backend.inference.predictor import prompts_per_decoder_call
+from backend.inference.sam2_predictor import Sam2Predictor
+
+
+def test_one_prompt_per_call_at_full_size_on_a_cpu() -> None:
+    cpu = torch.device("cpu")
+    assert prompts_per_decoder_call(cpu, torch.float32, 64 * 64, 256) == 1
+    assert prompts_per_decoder_call(cpu, torch.bfloat16, 64 * 64, 256) == 2
+    assert prompts_per_decoder_call(cpu, torch.float32, 16 * 16, 256) == 16
+    assert prompts_per_decoder_call(torch.device("cuda"), torch.float32, 64 * 64, 256) >= 1024
+
+
+def test_split_calls_give_the_candidates_of_one_call(tiny_pair, monkeypatch: pytest.MonkeyPatch) -> None:
+    ours, _ = tiny_pair
+    predictor = Sam2Predictor(ours)
+    predictor.set_image(np.random.default_rng(5).integers(0, 256, (200, 300, 3), dtype=np.uint8))
+    gen = torch.Generator().manual_seed(6)
+    coords = torch.rand(7, 1, 2, generator=gen) * torch.tensor([300.0, 200.0])
+    labels = torch.ones(7, 1, dtype=torch.int64)
+    sizes: list[int] = []
+    decode = predictor.decode_torch
+
+    def counting_decode(points: torch.Tensor, *args: object, **kwargs: object):
+        sizes.append(len(points))
+        return decode(points, *args, **kwargs)
+
+    monkeypatch.setattr(predictor, "decode_torch", counting_decode)
+    with torch.inference_mode():
+        monkeypatch.setattr(predictor, "prompts_per_decoder_call", lambda: 1 << 30)
+        whole = predictor.predict_candidates_above(coords, labels, 0.0)
+        assert sizes == [7]
+        monkeypatch.setattr(predictor, "prompts_per_decoder_call", lambda: 3)
+        split = predictor.predict_candidates_above(coords, labels, 0.0)
+    assert sizes == [7, 3, 3, 1]
+    assert 0 < len(split.iou) <= 21
+    assert torch.equal(split.prompt, whole.prompt)
+    assert torch.equal(split.candidate, whole.candidate)
+    torch.testing.assert_close(split.iou, whole.iou, rtol=0, atol=1e-5)
+    scale = float(whole.low_res.abs().max())
+    torch.testing.assert_close(split.low_res, whole.low_res, rtol=0, atol=1e-5 * scale)
+
+
+def test_the_predictor_follows_the_rule(tiny_pair) -> None:
+    ours, _ = tiny_pair
+    config = ours.config
+    expected = prompts_per_decoder_call(
+        torch.device("cpu"), torch.float32, config.embedding_size**2, config.hidden_dim
+    )
+    assert Sam2Predictor(ours).prompts_per_decoder_call() == expected
