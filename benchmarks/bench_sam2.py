@@ -187,23 +187,33 @@ def print_arithmetic_floor(reference: torch.nn.Module, x: torch.Tensor, meta_fp3
         )
 
 
+def hiera_t_on_an_image() -> tuple[torch.nn.Module, Sam2Predictor, np.ndarray]:
+    """Meta's hiera_t, ours with its weights holding a random ``IMAGE_HW`` image, and the image."""
+    ref = reference_model("t")
+    h, w = IMAGE_HW
+    image = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    our_pred = Sam2Predictor(ours_from(ref))
+    our_pred.set_image(image)
+    return ref, our_pred, image
+
+
+def give_features(ref_pred, features, hw: tuple[int, int]) -> None:
+    """What ``SAM2ImagePredictor.set_image`` stores, from our features (no encoder run)."""
+    ref_pred._features = {
+        "image_embed": features.image_embed.clone(),
+        "high_res_feats": [features.feat_s0.clone(), features.feat_s1.clone()],
+    }
+    ref_pred._orig_hw = [hw]
+    ref_pred._is_image_set = True
+
+
 def bench_prompt(repeats: int) -> None:
     from sam2.sam2_image_predictor import SAM2ImagePredictor
 
-    ref = reference_model("t")
-    ours = ours_from(ref)
+    ref, our_pred, image = hiera_t_on_an_image()
     h, w = IMAGE_HW
-    image = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
-    our_pred = Sam2Predictor(ours)
-    our_pred.set_image(image)
     ref_pred = SAM2ImagePredictor(ref)
-    # What SAM2ImagePredictor.set_image stores, without running the encoder again.
-    ref_pred._features = {
-        "image_embed": our_pred.embedding.image_embed.clone(),
-        "high_res_feats": [our_pred.embedding.feat_s0.clone(), our_pred.embedding.feat_s1.clone()],
-    }
-    ref_pred._orig_hw = [(h, w)]
-    ref_pred._is_image_set = True
+    give_features(ref_pred, our_pred.embedding, (h, w))
 
     coords, labels = np.array([POINT_XY]), np.array([1])
     ref_masks, ref_scores, _ = ref_pred.predict(point_coords=coords, point_labels=labels)
@@ -241,28 +251,18 @@ def bench_automask(repeats: int, thresholds: tuple[float, float]) -> None:
 
     from backend.inference.automask import AutomaskGenerator
 
-    ref = reference_model("t")
-    ours = ours_from(ref)
+    ref, our_pred, image = hiera_t_on_an_image()
     h, w = IMAGE_HW
-    image = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
-    our_pred = Sam2Predictor(ours)
-    our_pred.set_image(image)
-    features = our_pred.embedding
     kwargs = dict(points_per_side=16, pred_iou_thresh=thresholds[0], stability_score_thresh=thresholds[1])
     theirs = SAM2AutomaticMaskGenerator(ref, output_mode="coco_rle", **kwargs)
     ref_pred = theirs.predictor
 
     def reference_set_image(crop: np.ndarray) -> None:  # the features are given: no encoder
         ref_pred.reset_predictor()
-        ref_pred._features = {
-            "image_embed": features.image_embed,
-            "high_res_feats": [features.feat_s0, features.feat_s1],
-        }
-        ref_pred._orig_hw = [crop.shape[:2]]
-        ref_pred._is_image_set = True
+        give_features(ref_pred, our_pred.embedding, crop.shape[:2])
 
     ref_pred.set_image = reference_set_image
-    generator = AutomaskGenerator(ours, predictor_factory=Sam2Predictor, **kwargs)
+    generator = AutomaskGenerator(our_pred.model, predictor_factory=Sam2Predictor, **kwargs)
     counts: dict[str, int] = {}
 
     def run(name: str, generate) -> None:
