@@ -19,7 +19,8 @@ same machine load:
   ``SAM2AutomaticMaskGenerator``, 256 points (16 a side) on the 768x1024
   image, SAM 2's other defaults, with the IoU and stability filters lowered
   (``--automask-thresholds``) so that masks are also upscaled, scored and
-  encoded: alternating whole runs, with the record counts;
+  encoded: alternating whole runs, with the record counts and whether both
+  generators returned the same records;
 * peak memory of one encoder call above the loaded model (``VmHWM`` after
   resetting it, each in a fresh process, with glibc returning freed blocks at once);
 * the arithmetic floor of each encoder: its multiply-adds (counted on Meta's
@@ -263,10 +264,10 @@ def bench_automask(repeats: int, thresholds: tuple[float, float]) -> None:
 
     ref_pred.set_image = reference_set_image
     generator = AutomaskGenerator(our_pred.model, predictor_factory=Sam2Predictor, **kwargs)
-    counts: dict[str, int] = {}
+    records: dict[str, list[dict]] = {}
 
     def run(name: str, generate) -> None:
-        counts[name] = len(generate())
+        records[name] = generate()
 
     with torch.inference_mode():
         times = interleaved(
@@ -285,10 +286,30 @@ def bench_automask(repeats: int, thresholds: tuple[float, float]) -> None:
     print(
         f"segment everything, hiera_t without the encoder, {h}x{w} image, 256 points, "
         f"pred_iou_thresh {thresholds[0]}, stability_score_thresh {thresholds[1]} "
-        f"(masks: Meta {counts['Meta']}, ours {counts['ours']})"
+        f"(masks: Meta {len(records['Meta'])}, ours {len(records['ours'])}, {same_records(records)})"
     )
     print(row(names[0], times[names[0]], None, "s"))
     print(row(names[1], times[names[1]], times[names[0]], "s"))
+
+
+def same_records(records: dict[str, list[dict]]) -> str:
+    """Whether both generators returned the same records (``assert_same_records``), in words."""
+    from tests.support.sa1b_records import assert_same_records
+
+    try:
+        assert_same_records(records["ours"], records["Meta"])
+    except AssertionError as error:
+        return f"records differ: {error}"
+    return "the same records"
+
+
+def thresholds_pair(text: str) -> tuple[float, float]:
+    """``"IOU,STABILITY"`` -> two floats (an argparse type)."""
+    try:
+        iou, stability = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected IOU,STABILITY (two numbers), got {text!r}") from None
+    return iou, stability
 
 
 def _peak_memory_child(size: str, impl: str, dtype: str) -> None:
@@ -348,12 +369,13 @@ def main() -> None:
     parser.add_argument(
         "--models", default="t,b+", help="encoder sizes to time, from t and b+ (default: t,b+)"
     )
-    parser.add_argument("--skip-encoder", action="store_true", help="only prompt -> masks")
+    parser.add_argument("--skip-encoder", action="store_true", help="no encoder timing (and no peak memory)")
     parser.add_argument("--skip-memory", action="store_true", help="no peak-memory measurement")
     parser.add_argument("--skip-automask", action="store_true", help="no segment-everything timing")
     parser.add_argument(
         "--automask-thresholds",
-        default="0.5,0.0",
+        type=thresholds_pair,
+        default=(0.5, 0.0),
         help="segment-everything's pred_iou_thresh,stability_score_thresh (default 0.5,0.0: random "
         "weights predict IoU near 0.5 and unstable masks, so SAM 2's 0.8,0.95 would upscale nothing)",
     )
@@ -372,8 +394,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, load average {load:.1f}")
     bench_prompt(repeats=10 if args.quick else 40)
     if not args.skip_automask:
-        iou, stability = (float(v) for v in args.automask_thresholds.split(","))
-        bench_automask(repeats=1 if args.quick else 2, thresholds=(iou, stability))
+        bench_automask(repeats=1 if args.quick else 2, thresholds=args.automask_thresholds)
     if not args.skip_encoder:
         for size in sizes:
             bench_encoder(size, repeats=1 if args.quick else 3)

@@ -35,14 +35,16 @@ CPU_DECODER_WORKING_SET_BYTES = 4 * 1024 * 1024
 
 def prompts_per_decoder_call(device: torch.device, dtype: torch.dtype, image_tokens: int, width: int) -> int:
     """How many prompts one mask-decoder call should take: all on an accelerator; on a CPU
-    as many as keep the call's per-prompt image tokens (``B x image_tokens x width``
-    in ``dtype``) within :data:`CPU_DECODER_WORKING_SET_BYTES`, so that the
-    decoder's elementwise passes over them run from cache instead of memory.
+    as many as keep the call's image tokens, one ``image_tokens x width`` copy
+    per prompt in ``dtype``, within :data:`CPU_DECODER_WORKING_SET_BYTES`, so
+    that the decoder's elementwise passes over them run from cache instead of
+    memory.
 
     At SAM's and SAM 2.1's sizes (4096 tokens of 256 channels) that is one
-    prompt: a SAM 2.1 hiera_t call costs 22.6 ms a prompt with 1 or 2 prompts
-    and 31 ms a prompt with 8 or 64 (`benchmarks/bench_automask.py` and
-    `benchmarks/bench_server.py` measure the effect).
+    prompt in float32 and two in bfloat16: a SAM 2.1 hiera_t call (float32)
+    costs 22.6 ms a prompt with 1 or 2 prompts and 31 ms a prompt with 8 or 64.
+    `benchmarks/bench_automask.py` and `benchmarks/bench_server.py` measure
+    the effect for SAM 1, `benchmarks/bench_sam2.py` for SAM 2.1.
     """
     if device.type != "cpu":
         return 1 << 30
@@ -66,7 +68,12 @@ def candidates_in_calls(
 
     Returns:
         All candidates, prompt-major, prompt indices counted over all ``B``.
+
+    Raises:
+        InvalidInput: No prompts (``B = 0``).
     """
+    if len(point_coords) == 0:
+        raise InvalidInput("no point prompts to decode")
     starts = range(0, len(point_coords), prompts_per_call)
     parts = [
         decode(point_coords[i : i + prompts_per_call], point_labels[i : i + prompts_per_call]) for i in starts
@@ -337,7 +344,8 @@ class SamPredictor:
         )
 
     def prompts_per_decoder_call(self) -> int:
-        """See :func:`prompts_per_decoder_call` (1 at SAM's sizes on a CPU, 32 for the demo model)."""
+        """See :func:`prompts_per_decoder_call` (at SAM's sizes on a CPU 1 in float32, 2 in
+        bfloat16; 32 for the demo model in float32)."""
         config = self.config
         return prompts_per_decoder_call(
             self.device, self.dtype, config.embedding_size**2, config.prompt_embed_dim

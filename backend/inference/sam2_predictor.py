@@ -276,7 +276,8 @@ class Sam2Predictor:
         Segment-everything's first filter (``SAM2AutomaticMaskGenerator``
         keeps ``iou > pred_iou_thresh`` the same way). The logits stay
         unclamped, as the reference upscales them. The prompts are decoded
-        :meth:`prompts_per_decoder_call` at a time (one on a CPU).
+        :meth:`prompts_per_decoder_call` at a time (at full size on a CPU: 1 in
+        float32, 2 in bfloat16).
 
         Args:
             point_coords: ``BxNx2`` float, original pixels of the current image.
@@ -312,7 +313,8 @@ class Sam2Predictor:
         )
 
     def prompts_per_decoder_call(self) -> int:
-        """See :func:`~backend.inference.predictor.prompts_per_decoder_call` (1 on a CPU)."""
+        """See :func:`~backend.inference.predictor.prompts_per_decoder_call` (at full size on
+        a CPU: 1 in float32, 2 in bfloat16)."""
         config = self.model.config
         return prompts_per_decoder_call(self.device, self.dtype, config.embedding_size**2, config.hidden_dim)
 

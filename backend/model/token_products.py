@@ -93,7 +93,7 @@ def pool_tokens(weights: Tensor, tokens: Tensor) -> Tensor:
     """
     b, r, n = weights.shape
     if tokens.shape[0] == 1:
-        # One matrix product for all B (matmul would broadcast the shared tokens to B copies).
+        # One product over all B R rows instead of B batched ones over the same tokens.
         return (weights.reshape(b * r, n) @ tokens[0]).view(b, r, -1)
     return weights @ tokens
 
