@@ -17,7 +17,10 @@ from sam_plugin.runtime import PluginRuntime
 from sam_plugin.settings import PluginSettings
 from tests.sam_plugin.fakes import LS_URL, FakeSession, ScriptedSamClient, public_resolver
 from tests.sam_plugin.labelstudio_env import (
+    SAM2_E2E,
     LabelStudio,
+    model_name,
+    save_tiny_sam2,
     start_concepts_server,
     start_label_studio,
     start_model_server,
@@ -99,7 +102,9 @@ def label_studio(e2e_workdir: Path) -> Iterator[LabelStudio]:
 
 @pytest.fixture(scope="session")
 def model_server(e2e_workdir: Path, label_studio: LabelStudio) -> Iterator[str]:
-    yield from start_model_server(e2e_workdir, label_studio)
+    """The e2e model (the default) and a tiny random SAM 2.1 (:data:`SAM2_E2E`), for projects that name it."""
+    sam2 = save_tiny_sam2(e2e_workdir / "tiny-sam2.pt")
+    yield from start_model_server(e2e_workdir, label_studio, models=[model_name(), f"{SAM2_E2E}={sam2}"])
 
 
 @pytest.fixture(scope="session")

@@ -37,6 +37,7 @@ from tests.sam_plugin.labelstudio_env import (
     CONCEPT_THRESHOLD,
     CONCEPTS_CONFIG,
     PASSWORD,
+    SAM2_E2E,
     SAM3_E2E,
     USER,
     H,
@@ -127,6 +128,40 @@ def test_a_smart_click_shows_the_model_servers_mask(
     assert 0.0 <= region["score"] <= 1.0
     browser_page.get_by_text("1 suggestions").wait_for()
     browser_page.screenshot(path=str(shots / "labelstudio-smart-click.png"))
+
+
+def test_a_project_on_sam2_gets_its_smart_click_answered_by_that_model(
+    label_studio: LabelStudio, model_server: str, browser_page: Any, shots: Path
+) -> None:
+    """A project whose "Extra params" name the SAM 2.1 model (the server's second): the same
+    gesture as above, answered with that model's mask, not the default model's."""
+    project = label_studio.new_project(
+        "UI SAM 2.1 click",
+        EXAMPLE_CONFIG,
+        shapes_png(),
+        f"{model_server}/ls",
+        prelabel=False,
+        extra_params={"model": SAM2_E2E},
+    )
+    assert project["model_version"] == f"sam-{SAM2_E2E}"
+    labeling = LabelingPage(browser_page, label_studio.url, project["id"], project["task"], (W, H)).open()
+    labeling.auto_annotation()
+    labeling.pick_label("Object", nth=1)  # the KeyPointLabels' Object
+    labeling.pick_smart_tool("key-point-tool")
+    exchange = labeling.click(*CIRCLE)
+    [click] = exchange["sent"]
+    region = the_region(exchange)
+    client = SamClient(model_server)
+    point = sent_pixels(click)
+    [by_sam2] = client.predict(
+        client.add_image(shapes_png(), model=SAM2_E2E).image_id, points=[point], labels=[1], model=SAM2_E2E
+    )
+    [by_default] = client.predict(client.add_image(shapes_png()).image_id, points=[point], labels=[1])
+    assert by_sam2.best.any() and not np.array_equal(by_sam2.best, by_default.best)
+    np.testing.assert_array_equal(brush_mask(region), by_sam2.best)
+    assert region["score"] == pytest.approx(as_probability(float(by_sam2.scores[0])))
+    browser_page.get_by_text("1 suggestions").wait_for()
+    browser_page.screenshot(path=str(shots / "labelstudio-sam2-click.png"))
 
 
 def test_a_background_click_refines_the_mask_and_excludes_its_point(
