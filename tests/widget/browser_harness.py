@@ -90,10 +90,11 @@ def can_run_browser() -> bool:
 
 @contextmanager
 def model_server(
-    work: Path, *, log_name: str = "server.log", model: str | None = None
+    work: Path, *, log_name: str = "server.log", model: str | None = None, more_models: tuple[str, ...] = ()
 ) -> Iterator[tuple[str, str]]:
     """``(url, token)`` of a sam-server serving ``model`` (a name or a path), by default the demo
-    model (a tiny random one when it is missing).
+    model (a tiny random one when it is missing), and ``more_models`` (``--model`` values such
+    as ``NAME=PATH``) after it.
 
     Its CLIP folder is empty, so a text prompt fails the same way everywhere
     (no download, no weights found).
@@ -114,6 +115,8 @@ def model_server(
     no_clip.mkdir(exist_ok=True)
     port, token = free_port(), secrets.token_hex(16)
     cmd = [sys.executable, "-m", "backend.serving.cli", "--model", model, "--device", "cpu"]
+    for more in more_models:
+        cmd += ["--model", more]
     cmd += ["--host", "127.0.0.1", "--port", str(port), "--no-plugins", "--threads", "4"]
     env = dict(os.environ, SAM_TOKEN=token, PYTHONPATH=str(REPO), HOME=str(work), SAM_CLIP_ROOT=str(no_clip))
     with open(work / log_name, "wb") as log:

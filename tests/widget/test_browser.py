@@ -190,22 +190,7 @@ def test_clicks_reach_the_kernel_and_masks_reach_the_canvas(jupyter: tuple[str, 
         assert (x, y) == pytest.approx(expected_image_xy(click_x, click_y), abs=1e-6)
 
         def wait_for_overlay(points: list[list[Any]]) -> None:
-            """The canvas shows the last returned mask, pixel for pixel (away from the drawn clicks)."""
-            mask = np.load(root / "mask.npy")
-            color = state()["candidate_color"]  # written with the candidates it belongs to
-            assert mask.shape == (IMAGE_SIZE[1], IMAGE_SIZE[0]) and color is not None
-            expected = shown_image_pixels(mask, scale=scale, canvas_size=(canvas_w, canvas_h))
-            yy, xx = np.mgrid[0:canvas_h, 0:canvas_w] + 0.5
-            away = np.ones_like(expected)
-            for px, py in (image_to_canvas(p[0], p[1], scale) for p in points):
-                away &= (xx - px) ** 2 + (yy - py) ** 2 > (POINT_RADIUS + 3) ** 2
-            assert expected[away].any(), "the returned mask shows nowhere on the canvas"
-
-            def matches() -> bool:
-                shown = np.all(canvas_pixels(page)[..., :3] == color, axis=-1)
-                return bool(np.array_equal(shown[away], expected[away]))
-
-            wait_for(matches, 20, "the mask overlay on the canvas")
+            wait_for_mask_on_canvas(page, root, state(), points)
 
         wait_for_overlay(first["points"])
         page.screenshot(path=str(ARTIFACTS / f"widget_{frontend}_click.png"))
@@ -239,6 +224,27 @@ def test_clicks_reach_the_kernel_and_masks_reach_the_canvas(jupyter: tuple[str, 
             page.reload()
             page.wait_for_selector(CANVAS, timeout=120_000)
             wait_for_overlay(second["points"])
+
+
+def wait_for_mask_on_canvas(page: Any, root: Path, state: dict[str, Any], points: list[list[Any]]) -> None:
+    """The canvas shows the last returned mask (``mask.npy``) in the candidate colour, pixel for
+    pixel away from the drawn clicks (``state``: the notebook's, written with that mask)."""
+    mask = np.load(root / "mask.npy")
+    color, scale = state["candidate_color"], state["scale"]
+    canvas_w, canvas_h = state["canvas_size"]
+    assert mask.shape == (IMAGE_SIZE[1], IMAGE_SIZE[0]) and color is not None
+    expected = shown_image_pixels(mask, scale=scale, canvas_size=(canvas_w, canvas_h))
+    yy, xx = np.mgrid[0:canvas_h, 0:canvas_w] + 0.5
+    away = np.ones_like(expected)
+    for px, py in (image_to_canvas(p[0], p[1], scale) for p in points):
+        away &= (xx - px) ** 2 + (yy - py) ** 2 > (POINT_RADIUS + 3) ** 2
+    assert expected[away].any(), "the returned mask shows nowhere on the canvas"
+
+    def matches() -> bool:
+        shown = np.all(canvas_pixels(page)[..., :3] == color, axis=-1)
+        return bool(np.array_equal(shown[away], expected[away]))
+
+    wait_for(matches, 20, "the mask overlay on the canvas")
 
 
 STATUS_PROBE = """() => {
