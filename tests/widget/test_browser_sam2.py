@@ -21,7 +21,6 @@ from backend.client.http_client import SamClient
 from tests.sam_plugin.labelstudio_env import save_tiny_sam2
 from tests.widget.browser_harness import (
     FRONTEND_PATHS,
-    REPO,
     can_run_browser,
     chromium_page,
     jupyter_server,
@@ -32,6 +31,7 @@ from tests.widget.browser_harness import (
 )
 from tests.widget.conftest import scene
 from tests.widget.test_browser import (
+    ARTIFACTS,
     IMAGE_SIZE,
     MAX_CANVAS,
     NOTEBOOK_TEMPLATE,
@@ -40,8 +40,6 @@ from tests.widget.test_browser import (
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
-
-ARTIFACTS = REPO / "test-artifacts"
 
 
 @pytest.fixture(scope="module")
