@@ -263,7 +263,7 @@ def bench_automask(repeats: int, thresholds: tuple[float, float]) -> None:
         give_features(ref_pred, our_pred.embedding, crop.shape[:2])
 
     ref_pred.set_image = reference_set_image
-    generator = AutomaskGenerator(our_pred.model, predictor_factory=Sam2Predictor, **kwargs)
+    generator = AutomaskGenerator(our_pred.model, **kwargs)  # crops get the model family's predictor
     records: dict[str, list[dict]] = {}
 
     def run(name: str, generate) -> None:

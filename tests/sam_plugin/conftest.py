@@ -20,11 +20,11 @@ from tests.sam_plugin.labelstudio_env import (
     SAM2_E2E,
     LabelStudio,
     model_name,
-    save_tiny_sam2,
     start_concepts_server,
     start_label_studio,
     start_model_server,
 )
+from tests.support.tiny_sam2 import save_tiny_sam2
 
 
 @pytest.fixture

@@ -289,21 +289,6 @@ def all_ready(url: str) -> bool:
 SAM2_E2E = "sam2-tiny"
 """The name of the e2e model server's second model: a random SAM 2.1 hiera_t at a 256-pixel input."""
 
-
-def save_tiny_sam2(path: Path) -> Path:
-    """A random SAM 2.1 hiera_t (seed 0) at a 256-pixel input, saved in our checkpoint format (with its configuration)."""
-    import torch
-
-    from backend.hub.checkpoint_files import save_checkpoint
-    from backend.model.sam2 import build_sam2, sam2_config
-
-    if not path.exists():
-        torch.manual_seed(0)
-        config = sam2_config("sam2.1_hiera_t", image_size=256)
-        save_checkpoint(path, model_state=build_sam2(config).state_dict(), config=config)
-    return path
-
-
 SAM3_E2E = "sam3-tiny"
 """The name of the tiny random SAM 3 of the concepts server."""
 

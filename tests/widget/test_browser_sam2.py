@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from backend.client.http_client import SamClient
-from tests.sam_plugin.labelstudio_env import save_tiny_sam2
+from tests.support.tiny_sam2 import save_tiny_sam2
 from tests.widget.browser_harness import (
     FRONTEND_PATHS,
     can_run_browser,
