@@ -69,8 +69,8 @@ class MultiScaleAttention(nn.Module):
         else:
             o, _ = self._attend(x, H, W)
             out = o.transpose(1, 2).reshape(B, hq, wq, self.dim_out)
-        # The output projection runs on every token of ``out``, then the padding is cropped.
-        return linear(self.proj, out)[:, :hq, :wq]
+        # The padding is cropped before the output projection (no products for dropped tokens).
+        return linear(self.proj, out[:, :hq, :wq])
 
     def _attend_windows(self, windows: Tensor, win: int) -> tuple[Tensor, int]:
         """:meth:`_attend` over ``N x win x win x C`` windows, a group of windows at a time
@@ -121,10 +121,6 @@ ATTENTION_GROUP_BYTES = 16 << 20
 """Size of the projected queries, keys and values of one group of windows in
 :meth:`MultiScaleAttention._attend_windows`."""
 
-MIN_KEYS_FOR_PRODUCTS = 128
-"""Keys per query from which :func:`attention` uses the products in half precision (below,
-e.g. Hiera's 8x8 windows on the stride-4 grid, the fused kernel is as fast and copies nothing)."""
-
 ATTENTION_CHUNK_ELEMENTS = 1 << 22
 """Scores per chunk of queries in :func:`attention`'s half-precision path (8 MiB in bfloat16)."""
 
@@ -133,24 +129,28 @@ def attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     """``softmax(q k^T / sqrt(d)) v`` for ``B x heads x T x d`` (strided views allowed).
 
     PyTorch's fused kernel, except in bfloat16 / float16 on a CPU without
-    autograd and with many keys (the global blocks, the 14x14 windows): that
-    kernel computes those in float32 blocks, no faster than float32, while two
-    half-precision matrix products around a softmax (in chunks of queries whose
-    scores stay cache-sized) run up to twice as fast.
+    autograd: that kernel computes those in float32 blocks, no faster than
+    float32, while two half-precision matrix products around a softmax (in
+    chunks of queries whose scores stay cache-sized) run faster: up to twice
+    for the global blocks and the 14x14 windows, 1.3-1.6x for Hiera's 4x4 and
+    8x8 windows (`docs/models.md`).
     """
     half = q.dtype in (torch.bfloat16, torch.float16) and q.device.type == "cpu"
-    if not half or torch.is_grad_enabled() or k.shape[2] < MIN_KEYS_FOR_PRODUCTS:
+    if not half or torch.is_grad_enabled():
         return F.scaled_dot_product_attention(q, k, v)
     b, h, tq, d = q.shape
     tk = k.shape[2]
-    # Contiguous keys and values, once (a product on a strided view copies it on every
-    # call); the scale goes on the queries, a chunk at a time (a pass over few values,
-    # not over the scores); each chunk's output is written in place (no final copy).
+    # With several chunks the keys and values are made contiguous once (a product on a
+    # strided view copies it on every call); with one (the windows) the products read
+    # the views as they are. The scale goes on the queries, a chunk at a time (a pass
+    # over few values, not over the scores); each chunk's output is written in place.
     qf = q.reshape(b * h, tq, d)
-    kt = k.reshape(b * h, tk, d).transpose(1, 2).contiguous()
-    vf = v.reshape(b * h, tk, d).contiguous()
+    kt = k.reshape(b * h, tk, d).transpose(1, 2)
+    vf = v.reshape(b * h, tk, d)
     scale = d**-0.5
     rows = max(1, ATTENTION_CHUNK_ELEMENTS // (b * h * tk))
+    if rows < tq:
+        kt, vf = kt.contiguous(), vf.contiguous()
     out = q.new_empty(b * h, tq, d)
     for start in range(0, tq, rows):
         scores = torch.bmm(qf[:, start : start + rows] * scale, kt)

@@ -22,7 +22,7 @@ def test_bfloat16_attention_in_query_chunks_equals_the_fused_kernel(monkeypatch,
     """With strided inputs, one chunk or many (200 queries in chunks of 3, the last one short),
     the products path gives the fused kernel's float32 output, up to bfloat16 rounding."""
     monkeypatch.setattr(hiera_block, "ATTENTION_CHUNK_ELEMENTS", chunk_elements)
-    q, k, v = _packed_qkv(heads=2, tokens=hiera_block.MIN_KEYS_FOR_PRODUCTS + 72, dim=16)
+    q, k, v = _packed_qkv(heads=2, tokens=200, dim=16)
     expected = F.scaled_dot_product_attention(q, k, v)
     monkeypatch.setattr(F, "scaled_dot_product_attention", _must_not_run)
     with torch.inference_mode():
@@ -34,3 +34,18 @@ def test_bfloat16_attention_in_query_chunks_equals_the_fused_kernel(monkeypatch,
 
 def _must_not_run(*args: object, **kwargs: object) -> None:
     raise AssertionError("the fused kernel ran instead of the half-precision products")
+
+
+def test_bfloat16_attention_of_pooled_queries_in_small_windows_equals_the_fused_kernel(monkeypatch):
+    """A pooling block's windows (4 queries against 16 keys each, many windows in the batch)
+    take the products path too, with the fused kernel's float32 output up to bfloat16 rounding."""
+    qkv = torch.randn(64, 16, 3, 2, 24, generator=torch.Generator().manual_seed(1))
+    q, k, v = (t.transpose(1, 2) for t in qkv.unbind(2))
+    q = q[:, :, ::4]  # 64 windows x 2 heads x 4 pooled queries x 24
+    expected = F.scaled_dot_product_attention(q, k, v)
+    monkeypatch.setattr(F, "scaled_dot_product_attention", _must_not_run)
+    with torch.inference_mode():
+        got = attention(q.bfloat16(), k.bfloat16(), v.bfloat16())
+    assert got.shape == (64, 2, 4, 24) and got.dtype == torch.bfloat16
+    assert torch.allclose(got.float(), expected, atol=3e-2, rtol=3e-2)
+    assert float((got.float() - expected).abs().mean()) < 5e-3
