@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar, cast
 
 import numpy as np
 import torch
@@ -50,6 +50,37 @@ def prompts_per_decoder_call(device: torch.device, dtype: torch.dtype, image_tok
     if device.type != "cpu":
         return 1 << 30
     return max(1, CPU_DECODER_WORKING_SET_BYTES // (image_tokens * width * dtype.itemsize))
+
+
+PromptBatch = TypeVar("PromptBatch", bound=tuple)
+
+
+def decode_in_calls(
+    decode: Callable[..., PromptBatch], inputs: Sequence[torch.Tensor | None], prompts_per_call: int
+) -> PromptBatch:
+    """``decode(*inputs)`` for a batch of B prompts, ``prompts_per_call`` of them a call.
+
+    Args:
+        decode: Batch-first inputs -> a tuple (or NamedTuple) of batch-first
+            outputs.
+        inputs: Tensors of B rows, or None; one with a single row while B > 1
+            (an image embedding shared by the prompts) goes whole to every call.
+        prompts_per_call: At least 1 (see :func:`prompts_per_decoder_call`).
+
+    Returns:
+        ``decode``'s outputs for all B prompts (concatenated along dim 0 when
+        there were several calls).
+    """
+    batch = max((len(t) for t in inputs if t is not None), default=0)
+    if batch <= prompts_per_call:
+        return decode(*inputs)
+    parts = [
+        decode(*(t[i : i + prompts_per_call] if t is not None and len(t) == batch else t for t in inputs))
+        for i in range(0, batch, prompts_per_call)
+    ]
+    joined = [torch.cat(outputs) for outputs in zip(*parts, strict=True)]
+    kind = type(parts[0])
+    return cast(PromptBatch, kind(*joined) if hasattr(kind, "_fields") else kind(joined))
 
 
 def candidates_in_calls(
@@ -282,6 +313,9 @@ class SamPredictor:
 
         Returns:
             ``(low_res_logits BxKxLxL, iou_scores BxK)`` in the model's dtype.
+
+        The B prompts (several boxes) are decoded :meth:`prompts_per_decoder_call`
+        at a time.
         """
         cache = None
         if embedding is None:
@@ -291,24 +325,37 @@ class SamPredictor:
             raise InvalidInput("original_size is required with an explicit embedding")
         input_size = resized_shape(original_size[0], original_size[1], self.image_size)
         dtype = self.dtype
-        points = None
+        coords = labels = None
         if point_coords is not None and point_labels is not None:
-            points = (to_model_points(point_coords, original_size, input_size).to(dtype), point_labels)
+            coords = to_model_points(point_coords, original_size, input_size).to(dtype)
+            labels = point_labels
         if boxes is not None:
             boxes = to_model_boxes(boxes, original_size, input_size).to(dtype)
         if mask_input is not None:
             mask_input = mask_input.to(dtype)
-        if cache is not None:
-            low_res, scores = self.model.decode(cache, points, boxes, mask_input, multimask_output)
-        else:
-            sparse, dense = self.model.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
-            low_res, scores = self.model.mask_decoder(
+
+        def decode(
+            coords: torch.Tensor | None,
+            labels: torch.Tensor | None,
+            boxes: torch.Tensor | None,
+            masks: torch.Tensor | None,
+            embedding: torch.Tensor,
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+            points = (coords, labels) if coords is not None and labels is not None else None
+            if cache is not None:
+                return self.model.decode(cache, points, boxes, masks, multimask_output)
+            sparse, dense = self.model.prompt_encoder(points=points, boxes=boxes, masks=masks)
+            return self.model.mask_decoder(
                 image_embeddings=embedding,
                 image_pe=self.model.prompt_encoder.get_dense_pe(),
                 sparse_prompt_embeddings=sparse,
                 dense_prompt_embeddings=dense,
                 multimask_output=multimask_output,
             )
+
+        low_res, scores = decode_in_calls(
+            decode, (coords, labels, boxes, mask_input, embedding), self.prompts_per_decoder_call()
+        )
         if sort and scores.shape[1] > 1:
             scores, order = scores.sort(dim=1, descending=True)
             low_res = torch.gather(low_res, 1, order[:, :, None, None].expand_as(low_res))

@@ -31,6 +31,7 @@ from backend.inference.mask_ops import above_threshold, stability_score
 from backend.inference.predictor import (
     PredictorOutput,
     candidates_in_calls,
+    decode_in_calls,
     prompt_tensors,
     prompts_per_decoder_call,
 )
@@ -245,7 +246,9 @@ class Sam2Predictor:
         """Batched prompts in original pixels -> the decoder's raw output (unsorted, unclamped).
 
         Arguments as in :meth:`predict_torch`. Boxes become two points
-        labelled 2 and 3 ahead of the clicks, as in Meta's predictor.
+        labelled 2 and 3 ahead of the clicks, as in Meta's predictor. The B
+        prompts (several boxes) are decoded :meth:`prompts_per_decoder_call` at
+        a time.
         """
         features, original_size = self._require_image()
         model_size = (self.image_size, self.image_size)
@@ -262,10 +265,19 @@ class Sam2Predictor:
                 labels = torch.cat([corner_labels, labels.expand(len(corners), -1)], dim=1)
             else:
                 coords, labels = corners, corner_labels
-        points = (coords.to(dtype), labels) if coords is not None and labels is not None else None
+        if coords is not None:
+            coords = coords.to(dtype)
         if mask_input is not None:
             mask_input = mask_input.to(dtype)
-        return self.model.decode(self._decoder_cache(), points, mask_input, multimask_output)
+        cache = self._decoder_cache()
+
+        def decode(
+            coords: torch.Tensor | None, labels: torch.Tensor | None, masks: torch.Tensor | None
+        ) -> Sam2DecoderOutput:
+            points = (coords, labels) if coords is not None and labels is not None else None
+            return self.model.decode(cache, points, masks, multimask_output)
+
+        return decode_in_calls(decode, (coords, labels, mask_input), self.prompts_per_decoder_call())
 
     @torch.inference_mode()
     def predict_candidates_above(

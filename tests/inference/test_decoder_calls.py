@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
+import numpy as np
 import pytest
 import torch
 
 from backend.api.errors import InvalidInput
-from backend.inference.predictor import candidates_in_calls, prompts_per_decoder_call
+from backend.inference.predictor import (
+    SamPredictor,
+    candidates_in_calls,
+    decode_in_calls,
+    prompts_per_decoder_call,
+)
+from backend.model import build_sam
 from backend.model.mask_decoder import DecodedCandidates
+from tests.support.reference import tiny_vit_config
 
 CPU = torch.device("cpu")
 
@@ -74,3 +84,52 @@ def test_no_prompts_is_a_clear_error() -> None:
     with pytest.raises(InvalidInput, match="no point prompts"):
         candidates_in_calls(decode, torch.zeros(0, 1, 2), torch.zeros(0, 1, dtype=torch.int64), 4)
     assert sizes == []
+
+
+class _Out(NamedTuple):
+    first: torch.Tensor
+    second: torch.Tensor
+
+
+def test_a_batch_is_decoded_a_few_prompts_a_call_with_shared_rows_passed_whole() -> None:
+    coords = torch.arange(5, dtype=torch.float32).view(5, 1, 1)
+    shared = torch.full((1, 3), 7.0)  # e.g. one image embedding for every prompt
+    seen: list[tuple[int, int, bool]] = []
+
+    def decode(coords: torch.Tensor, missing: None, shared: torch.Tensor) -> _Out:
+        seen.append((len(coords), len(shared), missing is None))
+        return _Out(coords.view(-1) * 10, coords.view(-1, 1) + shared)
+
+    out = decode_in_calls(decode, (coords, None, shared), 2)
+    assert seen == [(2, 1, True), (2, 1, True), (1, 1, True)]
+    assert isinstance(out, _Out)
+    assert out.first.tolist() == [0, 10, 20, 30, 40]
+    assert out.second[:, 0].tolist() == [7, 8, 9, 10, 11]
+    seen.clear()
+    plain = decode_in_calls(lambda c: (c * 2,), (coords,), 5)
+    assert seen == [] and isinstance(plain, tuple) and plain[0].view(-1).tolist() == [0, 2, 4, 6, 8]
+
+
+def test_several_boxes_give_the_masks_of_one_call_when_decoded_one_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    torch.manual_seed(0)
+    predictor = SamPredictor(build_sam(tiny_vit_config()).eval())
+    predictor.set_image(np.random.default_rng(1).integers(0, 256, (120, 200, 3), dtype=np.uint8))
+    boxes = np.array([[5, 5, 90, 60], [100, 20, 190, 110], [0, 0, 199, 119]], dtype=np.float64)
+    calls: list[int] = []
+    decode = predictor.model.decode
+
+    def counting_decode(cache, points, boxes, *args):
+        calls.append(len(boxes))
+        return decode(cache, points, boxes, *args)
+
+    monkeypatch.setattr(predictor.model, "decode", counting_decode)
+    monkeypatch.setattr(predictor, "prompts_per_decoder_call", lambda: 1 << 30)
+    whole = predictor.predict(box=boxes, point_coords=[[50, 40]], point_labels=[1])
+    monkeypatch.setattr(predictor, "prompts_per_decoder_call", lambda: 1)
+    split = predictor.predict(box=boxes, point_coords=[[50, 40]], point_labels=[1])
+    assert calls == [3, 1, 1, 1]
+    np.testing.assert_allclose(split.scores, whole.scores, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(split.low_res_logits, whole.low_res_logits, rtol=0, atol=1e-4)
+    assert (split.masks != whole.masks).mean() < 1e-4

@@ -1,4 +1,4 @@
-"""Segment-everything's decoding on a CPU: SAM 2.1 prompts in calls of a cache-sized few.
+"""SAM 2.1 prompts decoded in calls of a cache-sized few on a CPU (segment-everything, several boxes).
 
 A SAM 2.1 decoder call carries one ``4096 x 256`` copy of the image tokens per
 prompt; on a CPU a call of 64 prompts spends its time moving those through
@@ -57,3 +57,28 @@ def test_the_predictor_counts_its_own_tokens(tiny_pair) -> None:
     # The 256-pixel model: 16x16 image tokens of 256 channels, 256 KiB a prompt in float32.
     assert (ours.config.embedding_size, ours.config.hidden_dim) == (16, 256)
     assert Sam2Predictor(ours).prompts_per_decoder_call() == 16
+
+
+def test_several_boxes_are_decoded_a_few_a_call_with_the_masks_of_one_call(
+    tiny_pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ours, _ = tiny_pair
+    predictor = Sam2Predictor(ours)
+    predictor.set_image(np.random.default_rng(7).integers(0, 256, (200, 300, 3), dtype=np.uint8))
+    boxes = np.array([[10, 10, 120, 90], [150, 40, 290, 190], [0, 0, 299, 199]], dtype=np.float64)
+    calls: list[int] = []
+    decode = ours.decode
+
+    def counting_decode(cache, points, *args):
+        calls.append(len(points[0]))
+        return decode(cache, points, *args)
+
+    monkeypatch.setattr(ours, "decode", counting_decode)
+    monkeypatch.setattr(predictor, "prompts_per_decoder_call", lambda: 1 << 30)
+    whole = predictor.predict(box=boxes)
+    monkeypatch.setattr(predictor, "prompts_per_decoder_call", lambda: 2)
+    split = predictor.predict(box=boxes)
+    assert calls == [3, 2, 1]
+    np.testing.assert_allclose(split.scores, whole.scores, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(split.low_res_logits, whole.low_res_logits, rtol=0, atol=1e-4)
+    assert (split.masks != whole.masks).mean() < 1e-4
