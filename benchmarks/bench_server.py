@@ -213,7 +213,12 @@ def report_latency(path: str, device: str, n: int, threads: int) -> None:
 
 
 def report_shareable(path: str, device: str, repeats: int = 200) -> None:
-    """Median in-process times (ms per prompt) of the shareable and the per-request work."""
+    """Median in-process times (ms per prompt) of the shareable and the per-request work.
+
+    The 16 prompts go to the decoder in one call, whatever the predictor's own
+    per-call rule (``prompts_per_decoder_call``: one at a time for ``vit_b`` in
+    fp32 on a CPU) would do: the figure is what sharing a call would gain.
+    """
     import torch
 
     from backend.hub import load_model
@@ -221,6 +226,7 @@ def report_shareable(path: str, device: str, repeats: int = 200) -> None:
     from backend.inference.predictor import SamPredictor
 
     predictor = SamPredictor(load_model(path, device=device))
+    predictor.prompts_per_decoder_call = lambda: 1 << 30
     predictor.set_image(picture(0))
 
     def median_ms(fn, count: int) -> float:

@@ -52,12 +52,12 @@ def prompts_per_decoder_call(device: torch.device, dtype: torch.dtype, image_tok
     return max(1, CPU_DECODER_WORKING_SET_BYTES // (image_tokens * width * dtype.itemsize))
 
 
-PromptBatch = TypeVar("PromptBatch", bound=tuple)
+DecoderOutputs = TypeVar("DecoderOutputs", bound=tuple)
 
 
 def decode_in_calls(
-    decode: Callable[..., PromptBatch], inputs: Sequence[torch.Tensor | None], prompts_per_call: int
-) -> PromptBatch:
+    decode: Callable[..., DecoderOutputs], inputs: Sequence[torch.Tensor | None], prompts_per_call: int
+) -> DecoderOutputs:
     """``decode(*inputs)`` for a batch of B prompts, ``prompts_per_call`` of them a call.
 
     Args:
@@ -70,8 +70,14 @@ def decode_in_calls(
     Returns:
         ``decode``'s outputs for all B prompts (concatenated along dim 0 when
         there were several calls).
+
+    Raises:
+        InvalidInput: An input has neither 1 nor B rows.
     """
-    batch = max((len(t) for t in inputs if t is not None), default=0)
+    rows = [len(t) for t in inputs if t is not None]
+    batch = max(rows, default=0)
+    if any(n not in (1, batch) for n in rows):
+        raise InvalidInput(f"prompt inputs must have 1 or {batch} rows, got {rows}")
     if batch <= prompts_per_call:
         return decode(*inputs)
     parts = [
@@ -80,7 +86,7 @@ def decode_in_calls(
     ]
     joined = [torch.cat(outputs) for outputs in zip(*parts, strict=True)]
     kind = type(parts[0])
-    return cast(PromptBatch, kind(*joined) if hasattr(kind, "_fields") else kind(joined))
+    return cast(DecoderOutputs, kind(*joined) if hasattr(kind, "_fields") else kind(joined))
 
 
 def candidates_in_calls(
@@ -299,6 +305,9 @@ class SamPredictor:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Batched prompts -> low-res logits and scores (no upscaling, no checks).
 
+        The B prompts (several boxes) are decoded :meth:`prompts_per_decoder_call`
+        at a time.
+
         Args:
             point_coords: ``BxNx2`` float, original pixels.
             point_labels: ``BxN`` int (1 foreground, 0 background, -1 padding).
@@ -313,9 +322,6 @@ class SamPredictor:
 
         Returns:
             ``(low_res_logits BxKxLxL, iou_scores BxK)`` in the model's dtype.
-
-        The B prompts (several boxes) are decoded :meth:`prompts_per_decoder_call`
-        at a time.
         """
         cache = None
         if embedding is None:

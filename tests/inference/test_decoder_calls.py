@@ -105,18 +105,41 @@ def test_a_batch_is_decoded_a_few_prompts_a_call_with_shared_rows_passed_whole()
     assert isinstance(out, _Out)
     assert out.first.tolist() == [0, 10, 20, 30, 40]
     assert out.second[:, 0].tolist() == [7, 8, 9, 10, 11]
-    seen.clear()
-    plain = decode_in_calls(lambda c: (c * 2,), (coords,), 5)
-    assert seen == [] and isinstance(plain, tuple) and plain[0].view(-1).tolist() == [0, 2, 4, 6, 8]
 
 
-def test_several_boxes_give_the_masks_of_one_call_when_decoded_one_at_a_time(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_a_batch_within_one_call_is_decoded_once_and_returned_as_decoded() -> None:
+    coords = torch.arange(5, dtype=torch.float32).view(5, 1, 1)
+    returned: list[tuple[torch.Tensor]] = []
+
+    def decode(coords: torch.Tensor) -> tuple[torch.Tensor]:
+        returned.append((coords * 2,))
+        return returned[-1]
+
+    out = decode_in_calls(decode, (coords,), 5)
+    assert len(returned) == 1 and out is returned[0]
+    assert len(out[0]) == 5
+
+
+def test_inputs_with_other_row_counts_are_a_clear_error() -> None:
+    with pytest.raises(InvalidInput, match="1 or 4 rows"):
+        decode_in_calls(lambda *t: t, (torch.zeros(4, 2), torch.zeros(2, 2)), 2)
+
+
+@pytest.fixture(scope="module")
+def tiny_predictor() -> SamPredictor:
     torch.manual_seed(0)
     predictor = SamPredictor(build_sam(tiny_vit_config()).eval())
     predictor.set_image(np.random.default_rng(1).integers(0, 256, (120, 200, 3), dtype=np.uint8))
-    boxes = np.array([[5, 5, 90, 60], [100, 20, 190, 110], [0, 0, 199, 119]], dtype=np.float64)
+    return predictor
+
+
+BOXES = np.array([[5, 5, 90, 60], [100, 20, 190, 110], [0, 0, 199, 119]], dtype=np.float64)
+
+
+def test_several_boxes_give_the_masks_of_one_call_when_decoded_one_at_a_time(
+    tiny_predictor: SamPredictor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    predictor = tiny_predictor
     calls: list[int] = []
     decode = predictor.model.decode
 
@@ -126,10 +149,38 @@ def test_several_boxes_give_the_masks_of_one_call_when_decoded_one_at_a_time(
 
     monkeypatch.setattr(predictor.model, "decode", counting_decode)
     monkeypatch.setattr(predictor, "prompts_per_decoder_call", lambda: 1 << 30)
-    whole = predictor.predict(box=boxes, point_coords=[[50, 40]], point_labels=[1])
+    whole = predictor.predict(box=BOXES, point_coords=[[50, 40]], point_labels=[1])
     monkeypatch.setattr(predictor, "prompts_per_decoder_call", lambda: 1)
-    split = predictor.predict(box=boxes, point_coords=[[50, 40]], point_labels=[1])
+    split = predictor.predict(box=BOXES, point_coords=[[50, 40]], point_labels=[1])
     assert calls == [3, 1, 1, 1]
+    assert not np.allclose(whole.low_res_logits[0], whole.low_res_logits[1])  # an exchange would show
     np.testing.assert_allclose(split.scores, whole.scores, rtol=0, atol=1e-6)
     np.testing.assert_allclose(split.low_res_logits, whole.low_res_logits, rtol=0, atol=1e-4)
     assert (split.masks != whole.masks).mean() < 1e-4
+
+
+@pytest.mark.parametrize("per_prompt_embeddings", [False, True])
+def test_the_servers_explicit_embeddings_follow_their_prompts_across_calls(
+    tiny_predictor: SamPredictor, monkeypatch: pytest.MonkeyPatch, per_prompt_embeddings: bool
+) -> None:
+    """The server's path: one shared ``1xCxExE`` embedding, or one per prompt (micro-batched
+    requests on different images), each staying with its own box when the batch is split."""
+    predictor = tiny_predictor
+    own = predictor.embedding
+    other = torch.randn(own.shape, generator=torch.Generator().manual_seed(2))
+    embedding = torch.cat([own, other, own]) if per_prompt_embeddings else own
+    boxes = torch.as_tensor(BOXES, dtype=torch.float32)
+    size = predictor.original_size
+    with torch.inference_mode():
+        monkeypatch.setattr(predictor, "prompts_per_decoder_call", lambda: 1 << 30)
+        whole = predictor.predict_torch(boxes=boxes, embedding=embedding, original_size=size)
+        monkeypatch.setattr(predictor, "prompts_per_decoder_call", lambda: 1)
+        split = predictor.predict_torch(boxes=boxes, embedding=embedding, original_size=size)
+        on_own = predictor.predict_torch(boxes=boxes[1:2], embedding=own, original_size=size)
+        on_other = predictor.predict_torch(boxes=boxes[1:2], embedding=other, original_size=size)
+    for got, expected in zip(split, whole, strict=True):
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-4)
+    assert not torch.allclose(on_own[0], on_other[0], atol=1e-2)  # a mix-up would show
+    # box 1 is decoded on its own embedding: ``other`` when each prompt has one
+    alone = on_other if per_prompt_embeddings else on_own
+    torch.testing.assert_close(split[0][1:2], alone[0], rtol=0, atol=1e-4)

@@ -131,9 +131,10 @@ def attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     PyTorch's fused kernel, except in bfloat16 / float16 on a CPU without
     autograd: that kernel computes those in float32 blocks, no faster than
     float32, while two half-precision matrix products around a softmax (in
-    chunks of queries whose scores stay cache-sized) run faster: up to twice
-    for the global blocks and the 14x14 windows, 1.3-1.6x for Hiera's 4x4 and
-    8x8 windows (`docs/models.md`).
+    chunks of queries whose scores stay cache-sized) run faster. Measured in
+    bfloat16 (`docs/models.md`): up to twice for the global blocks and the
+    14x14 windows, 1.3-1.6x for the 4x4 and 8x8 windows; the 7x7 windows and
+    the pooling blocks' windows take the same path.
     """
     half = q.dtype in (torch.bfloat16, torch.float16) and q.device.type == "cpu"
     if not half or torch.is_grad_enabled():
@@ -141,9 +142,10 @@ def attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     b, h, tq, d = q.shape
     tk = k.shape[2]
     # With several chunks the keys and values are made contiguous once (a product on a
-    # strided view copies it on every call); with one (the windows) the products read
-    # the views as they are. The scale goes on the queries, a chunk at a time (a pass
-    # over few values, not over the scores); each chunk's output is written in place.
+    # strided view copies it on every call); with one (the windows) nothing more is
+    # copied: the products read one head's keys as a strided view, and the reshape has
+    # already gathered several heads'. The scale goes on the queries, a chunk at a time
+    # (a pass over few values, not over the scores); each chunk's output is written in place.
     qf = q.reshape(b * h, tq, d)
     kt = k.reshape(b * h, tk, d).transpose(1, 2)
     vf = v.reshape(b * h, tk, d)

@@ -74,11 +74,14 @@ def test_several_boxes_are_decoded_a_few_a_call_with_the_masks_of_one_call(
         return decode(cache, points, *args)
 
     monkeypatch.setattr(ours, "decode", counting_decode)
+    # One earlier answer refines every box: a single mask, repeated (as views) for the three.
+    refine = np.random.default_rng(8).normal(0, 4, (1, 64, 64)).astype(np.float32)
     monkeypatch.setattr(predictor, "prompts_per_decoder_call", lambda: 1 << 30)
-    whole = predictor.predict(box=boxes)
+    whole = predictor.predict(box=boxes, mask_input=refine)
     monkeypatch.setattr(predictor, "prompts_per_decoder_call", lambda: 2)
-    split = predictor.predict(box=boxes)
+    split = predictor.predict(box=boxes, mask_input=refine)
     assert calls == [3, 2, 1]
+    assert not np.allclose(whole.low_res_logits[0], whole.low_res_logits[1])  # an exchange would show
     np.testing.assert_allclose(split.scores, whole.scores, rtol=0, atol=1e-6)
     np.testing.assert_allclose(split.low_res_logits, whole.low_res_logits, rtol=0, atol=1e-4)
     assert (split.masks != whole.masks).mean() < 1e-4

@@ -49,3 +49,18 @@ def test_bfloat16_attention_of_pooled_queries_in_small_windows_equals_the_fused_
     assert got.shape == (64, 2, 4, 24) and got.dtype == torch.bfloat16
     assert torch.allclose(got.float(), expected, atol=3e-2, rtol=3e-2)
     assert float((got.float() - expected).abs().mean()) < 5e-3
+
+
+def test_bfloat16_attention_reads_one_head_windows_as_strided_views(monkeypatch):
+    """One head over many 8x8 windows (hiera's first stage): the keys and values reach the
+    products as strided views of the packed projection, with the fused kernel's output."""
+    qkv = torch.randn(32, 64, 3, 1, 24, generator=torch.Generator().manual_seed(2)).bfloat16()
+    q, k, v = (t.transpose(1, 2) for t in qkv.unbind(2))
+    assert not k.is_contiguous() and k.reshape(32, 64, 24)._base is not None  # a strided view
+    expected = F.scaled_dot_product_attention(q.float(), k.float(), v.float())
+    monkeypatch.setattr(F, "scaled_dot_product_attention", _must_not_run)
+    with torch.inference_mode():
+        got = attention(q, k, v)
+    assert got.shape == (32, 1, 64, 24) and got.dtype == torch.bfloat16
+    assert torch.allclose(got.float(), expected, atol=3e-2, rtol=3e-2)
+    assert float((got.float() - expected).abs().mean()) < 5e-3
