@@ -122,22 +122,22 @@ ATTENTION_GROUP_BYTES = 16 << 20
 :meth:`MultiScaleAttention._attend_windows`."""
 
 ATTENTION_CHUNK_ELEMENTS = 1 << 22
-"""Scores per chunk of queries in :func:`attention`'s half-precision path (8 MiB in bfloat16)."""
+"""Scores per chunk of queries in :func:`attention`'s bfloat16 path (8 MiB)."""
 
 
 def attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     """``softmax(q k^T / sqrt(d)) v`` for ``B x heads x T x d`` (strided views allowed).
 
-    PyTorch's fused kernel, except in bfloat16 / float16 on a CPU without
-    autograd: that kernel computes those in float32 blocks, no faster than
-    float32, while two half-precision matrix products around a softmax (in
-    chunks of queries whose scores stay cache-sized) run faster. Measured in
-    bfloat16 (`docs/models.md`): up to twice for the global blocks and the
-    14x14 windows, 1.3-1.6x for the 4x4 and 8x8 windows; the 7x7 windows and
-    the pooling blocks' windows take the same path.
+    PyTorch's fused kernel, except in bfloat16 on a CPU without autograd: that
+    kernel computes it in float32 blocks, no faster than float32, while two
+    bfloat16 matrix products around a softmax (in chunks of queries whose
+    scores stay cache-sized) run faster (`docs/models.md`): up to twice for the
+    global blocks and the 14x14 windows, 1.3-1.6x for the 4x4 and 8x8 windows;
+    the 7x7 windows and the pooling blocks' windows take the same path.
+    float16 keeps the fused kernel: a CPU without native float16 products
+    (this x86 one) runs them 1.4-9x slower than the kernel.
     """
-    half = q.dtype in (torch.bfloat16, torch.float16) and q.device.type == "cpu"
-    if not half or torch.is_grad_enabled():
+    if q.dtype != torch.bfloat16 or q.device.type != "cpu" or torch.is_grad_enabled():
         return F.scaled_dot_product_attention(q, k, v)
     b, h, tq, d = q.shape
     tk = k.shape[2]
