@@ -1,11 +1,17 @@
-"""Several boxes in one ``predict``: one decoder call for all of them vs the per-call rule.
+"""Several boxes in one ``predict``: decoder calls and full-size masks a few objects at a time.
 
-On a CPU both predictors decode a batch of boxes ``prompts_per_decoder_call()``
-at a time (one at full size in float32, see
-``backend/inference/predictor.py``). This times ``predict(box=<8 boxes>)``
-both ways on the same predictor, alternating, for SAM vit_b and SAM 2.1
-hiera_t with random weights on a 768x1024 image, and counts the mask pixels
-that differ between the two. Not a test: it prints a table.
+* On a CPU both predictors decode a batch of boxes ``prompts_per_decoder_call()``
+  at a time (one at full size in float32, see ``backend/inference/predictor.py``).
+  This times ``predict(box=<8 boxes>)`` with one call for all and by that rule,
+  on the same predictor, alternating, for SAM vit_b and SAM 2.1 hiera_t with
+  random weights on a 768x1024 image, and counts the mask pixels that differ.
+* The masks are brought to full size a few objects at a time
+  (``upscale_in_chunks``). For 20 boxes on a 3000x4000 photo (the small test
+  network, so that the upscaling dominates) this gives the peak memory above
+  the loaded model and the time of ``predict``, all objects at once against
+  in chunks, each in a fresh process.
+
+Not a test: it prints tables.
 
     python benchmarks/bench_boxes.py [--boxes 8] [--repeats 8]
 """
@@ -13,7 +19,10 @@ that differ between the two. Not a test: it prints a table.
 from __future__ import annotations
 
 import argparse
+import resource
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -63,11 +72,47 @@ def bench(name: str, predictor: SamPredictor | Sam2Predictor, boxes: np.ndarray,
     print(row(names[1], times[names[1]], times[names[0]], "ms"))
 
 
+def _upscale_child(at_once: bool) -> None:
+    """Prints ``<peak MiB above the loaded model> <seconds>`` of one 20-box ``predict``."""
+    from backend.inference import mask_ops
+    from tests.support.reference import tiny_vit_config
+
+    if at_once:
+        mask_ops.CPU_UPSCALE_CHUNK_PIXELS = 1 << 40
+    torch.manual_seed(0)
+    predictor = SamPredictor(build_sam(tiny_vit_config()).eval())
+    predictor.set_image(np.random.default_rng(0).integers(0, 256, (3000, 4000, 3), dtype=np.uint8))
+    rng = np.random.default_rng(1)
+    x0, y0 = rng.uniform(0, 3500, 20), rng.uniform(0, 2500, 20)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    predictor.predict(box=np.stack([x0, y0, x0 + 400, y0 + 400], axis=1))
+    seconds = time.perf_counter() - start
+    print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024, seconds)
+
+
+def bench_upscale_memory() -> None:
+    print("20 boxes, 3000x4000 image, SamPredictor.predict (small test network; fresh process each)")
+    for label, flag in (
+        ("all objects at once", "--_at-once"),
+        ("in chunks (upscale_in_chunks)", "--_chunks"),
+    ):
+        out = subprocess.run(
+            [sys.executable, __file__, flag], capture_output=True, text=True, check=True
+        ).stdout.split()
+        print(f"  {label:<32} peak +{float(out[-2]):6.0f} MiB   {float(out[-1]):6.2f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--boxes", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=8)
+    parser.add_argument("--_at-once", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--_chunks", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args._at_once or args._chunks:
+        _upscale_child(at_once=args._at_once)
+        return
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
     boxes = random_boxes(args.boxes)
     torch.manual_seed(0)
@@ -79,6 +124,7 @@ def main() -> None:
         boxes,
         args.repeats,
     )
+    bench_upscale_memory()
 
 
 if __name__ == "__main__":

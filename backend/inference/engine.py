@@ -23,15 +23,7 @@ import numpy as np
 import torch
 
 from backend.api.errors import InvalidInput
-from backend.inference.mask_ops import above_threshold, stability_score
 from backend.inference.prompts import CheckedPrompt
-
-UPSCALE_CHUNK_PIXELS = 64 * 1024 * 1024
-"""Most full-size logit pixels (float32: 4 bytes each) upscaled at once on a GPU."""
-CPU_UPSCALE_CHUNK_PIXELS = 1024 * 1024
-"""The same on a CPU, where the passes over the logits run from cache when
-they stay near 4 MiB: for 16 requests on 640x480 images, one object's three
-candidates at a time costs 0.7x the time per object of all 16 at once."""
 
 Checkpoint = Callable[[], None]
 """Called between slices of long work; a model server runs waiting requests there, and stops the work by raising."""
@@ -303,29 +295,3 @@ class PredictorEngine(ModelEngine):
         self.point_at(image)
         generator = AutomaskGenerator(self.predictor.model, **params)
         return generator.generate(pixels, predictor=self.predictor, checkpoint=checkpoint)
-
-
-def upscale_in_chunks(
-    upscale: Callable[[torch.Tensor], torch.Tensor], low_res: torch.Tensor, size: tuple[int, int]
-) -> tuple[np.ndarray, np.ndarray]:
-    """``BxKxLxL`` logits -> ``BxKxHxW`` bool masks and ``BxK`` stability, a few objects at a time.
-
-    Full-size float logits of many objects on a large image would need
-    gigabytes at once; chunks keep the peak near :data:`UPSCALE_CHUNK_PIXELS`
-    (:data:`CPU_UPSCALE_CHUNK_PIXELS` on a CPU).
-
-    Args:
-        upscale: ``bxKxLxL`` -> ``bxKxHxW`` logits at the original size.
-        low_res: The low-res logits.
-        size: ``(H, W)`` of the original image.
-    """
-    per_object = low_res.shape[1] * size[0] * size[1]
-    budget = CPU_UPSCALE_CHUNK_PIXELS if low_res.device.type == "cpu" else UPSCALE_CHUNK_PIXELS
-    step = max(1, budget // per_object)
-    masks, stability = [], []
-    for start in range(0, low_res.shape[0], step):
-        logits = upscale(low_res[start : start + step]).float()
-        masks.append(above_threshold(logits).cpu().numpy())
-        stability.append(stability_score(logits).cpu().numpy())
-        del logits
-    return np.concatenate(masks), np.concatenate(stability)

@@ -6,10 +6,20 @@ logit is above ``mask_threshold`` (0.0).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Literal, overload
+
 import numpy as np
 import torch
 
 MASK_THRESHOLD = 0.0
+
+UPSCALE_CHUNK_PIXELS = 64 * 1024 * 1024
+"""Most full-size logit pixels (float32: 4 bytes each) upscaled at once on a GPU."""
+CPU_UPSCALE_CHUNK_PIXELS = 1024 * 1024
+"""The same on a CPU, where the passes over the logits run from cache when
+they stay near 4 MiB: for 16 requests on 640x480 images, one object's three
+candidates at a time costs 0.7x the time per object of all 16 at once."""
 
 
 def stability_score(
@@ -106,3 +116,59 @@ def masks_to_boxes_xyxy(masks: torch.Tensor) -> torch.Tensor:
     boxes = torch.stack([x1, y1, x2, y2], dim=-1)
     empty = ~rows.any(dim=-1)
     return torch.where(empty[..., None], torch.zeros_like(boxes), boxes)
+
+
+@overload
+def upscale_in_chunks(
+    upscale: Callable[[torch.Tensor], torch.Tensor],
+    low_res: torch.Tensor,
+    size: tuple[int, int],
+    *,
+    stability: Literal[True] = ...,
+) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+@overload
+def upscale_in_chunks(
+    upscale: Callable[[torch.Tensor], torch.Tensor],
+    low_res: torch.Tensor,
+    size: tuple[int, int],
+    *,
+    stability: bool,
+) -> tuple[np.ndarray, np.ndarray | None]: ...
+
+
+def upscale_in_chunks(
+    upscale: Callable[[torch.Tensor], torch.Tensor],
+    low_res: torch.Tensor,
+    size: tuple[int, int],
+    *,
+    stability: bool = True,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``BxKxLxL`` logits -> ``BxKxHxW`` bool masks and ``BxK`` stability, a few objects at a time.
+
+    Full-size float logits of many objects on a large image would need
+    gigabytes at once (50 boxes on a 12-megapixel photo: 7 GB); chunks keep
+    the peak near :data:`UPSCALE_CHUNK_PIXELS` (:data:`CPU_UPSCALE_CHUNK_PIXELS`
+    on a CPU).
+
+    Args:
+        upscale: ``bxKxLxL`` -> ``bxKxHxW`` logits at the original size.
+        low_res: The low-res logits.
+        size: ``(H, W)`` of the original image.
+        stability: Also compute the stability scores (else None is returned
+            in their place).
+    """
+    objects, candidates = low_res.shape[0], low_res.shape[1]
+    budget = CPU_UPSCALE_CHUNK_PIXELS if low_res.device.type == "cpu" else UPSCALE_CHUNK_PIXELS
+    step = max(1, budget // (candidates * size[0] * size[1]))
+    # Filled in place: the chunks' masks never exist twice.
+    masks = np.empty((objects, candidates, *size), dtype=bool)
+    scores = np.empty((objects, candidates), dtype=np.float32) if stability else None
+    for start in range(0, objects, step):
+        logits = upscale(low_res[start : start + step]).float()
+        masks[start : start + step] = above_threshold(logits).cpu().numpy()
+        if scores is not None:
+            scores[start : start + step] = stability_score(logits).cpu().numpy()
+        del logits
+    return masks, scores

@@ -19,7 +19,7 @@ import torch
 from backend.api.errors import InvalidInput
 from backend.formats.coordinates import resized_shape, to_model_boxes, to_model_points
 from backend.formats.images import check_rgb_pixels, resize_rgb
-from backend.inference.mask_ops import above_threshold, stability_score
+from backend.inference.mask_ops import upscale_in_chunks
 from backend.inference.prompts import PredictorPrompt, check_predictor_prompt
 from backend.model.config import SamConfig
 from backend.model.mask_decoder import DecodedCandidates
@@ -282,11 +282,13 @@ class SamPredictor:
         )
         tensors = prompt_tensors(checked, self.device)
         low_res, scores = self.predict_torch(*tensors, multimask_output=multimask_output)
-        logits = self.upscale_logits(low_res.float())
+        masks, stability_scores = upscale_in_chunks(
+            self.upscale_logits, low_res.float(), self.original_size, stability=stability
+        )
         return PredictorOutput(
-            masks=above_threshold(logits).cpu().numpy(),
+            masks=masks,
             scores=scores.float().cpu().numpy(),
-            stability_scores=stability_score(logits).cpu().numpy() if stability else None,
+            stability_scores=stability_scores,
             low_res_logits=low_res.float().cpu().numpy(),
         )
 

@@ -17,8 +17,8 @@ from backend.inference.engine import (
     DecodeResult,
     EngineFacts,
     PredictorEngine,
-    upscale_in_chunks,
 )
+from backend.inference.mask_ops import upscale_in_chunks
 from backend.inference.sam2_predictor import LOW_RES_LOGIT_LIMIT, Sam2Predictor
 from backend.model.sam2 import Sam2
 

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from backend.api.errors import InvalidInput
 from backend.formats.coordinates import to_model_boxes, to_model_points
 from backend.formats.images import check_rgb_pixels
-from backend.inference.mask_ops import above_threshold, stability_score
+from backend.inference.mask_ops import upscale_in_chunks
 from backend.inference.predictor import (
     PredictorOutput,
     candidates_in_calls,
@@ -190,11 +190,13 @@ class Sam2Predictor:
             low_res = out.masks.float()
             low_res = torch.gather(low_res, 1, order[:, :, None, None].expand_as(low_res))
             # The masks come from the unclamped logits, as Meta's.
-            logits = self.upscale_logits(low_res)
+            masks, stability_scores = upscale_in_chunks(
+                self.upscale_logits, low_res, self.original_size, stability=stability
+            )
             return Sam2PredictorOutput(
-                masks=above_threshold(logits).cpu().numpy(),
+                masks=masks,
                 scores=scores.cpu().numpy(),
-                stability_scores=stability_score(logits).cpu().numpy() if stability else None,
+                stability_scores=stability_scores,
                 low_res_logits=low_res.clamp(-LOW_RES_LOGIT_LIMIT, LOW_RES_LOGIT_LIMIT).cpu().numpy(),
                 object_score_logits=out.object_score_logits.float().cpu().numpy(),
             )

@@ -18,8 +18,8 @@ from backend.inference.engine import (
     EncodedImage,
     EngineFacts,
     PredictorEngine,
-    upscale_in_chunks,
 )
+from backend.inference.mask_ops import upscale_in_chunks
 from backend.inference.predictor import SamPredictor
 from backend.model import Sam
 

@@ -139,6 +139,31 @@ def test_several_boxes_give_one_object_each(models):
     _assert_masks_match(out.masks, ref_logits)
 
 
+@pytest.mark.parametrize("stability", [True, False])
+def test_several_boxes_are_upscaled_an_object_at_a_time_with_the_same_masks(models, monkeypatch, stability):
+    """Many boxes on a large photo would need gigabytes of full-size logits at once."""
+    from backend.inference import mask_ops
+
+    height, width = SIZES[1]
+    predictor = SamPredictor(models[0])
+    predictor.set_image(_image(height, width, seed=4))
+    boxes = np.array([[10, 20, 200, 150], [250, 100, 500, 320], [0, 0, 639, 1199]], dtype=np.float64)
+    sizes: list[int] = []
+    upscale = predictor.upscale_logits
+    monkeypatch.setattr(predictor, "upscale_logits", lambda low: sizes.append(len(low)) or upscale(low))
+    monkeypatch.setattr(mask_ops, "CPU_UPSCALE_CHUNK_PIXELS", 1 << 40)
+    whole = predictor.predict(box=boxes, stability=stability)
+    monkeypatch.setattr(mask_ops, "CPU_UPSCALE_CHUNK_PIXELS", 3 * height * width)  # one object a chunk
+    chunked = predictor.predict(box=boxes, stability=stability)
+    assert sizes == [3, 1, 1, 1]
+    np.testing.assert_array_equal(chunked.masks, whole.masks)
+    assert chunked.masks[0].sum() != chunked.masks[2].sum()  # the objects differ: an exchange would show
+    if stability:
+        np.testing.assert_array_equal(chunked.stability_scores, whole.stability_scores)
+    else:
+        assert chunked.stability_scores is None and whole.stability_scores is None
+
+
 def test_stability_score_matches_definition(models):
     ours_model, _ = models
     predictor = SamPredictor(ours_model)

@@ -199,11 +199,11 @@ def test_evicted_embedding_is_recomputed_from_kept_pixels(tiny_sam):
 
 
 def test_upscaling_in_chunks_gives_the_same_masks(service, tiny_sam, monkeypatch):
-    from backend.inference import engine
+    from backend.inference import mask_ops
     from backend.inference.predictor import SamPredictor
 
     for budget in ("UPSCALE_CHUNK_PIXELS", "CPU_UPSCALE_CHUNK_PIXELS"):
-        monkeypatch.setattr(engine, budget, 3 * 60 * 80)  # one object per chunk
+        monkeypatch.setattr(mask_ops, budget, 3 * 60 * 80)  # one object per chunk
     boxes = [[1, 1, 30, 30], [10, 5, 70, 50], [0, 0, 80, 60]]
     image_id = service.add_image(picture()).image_id
     objects = service.predict(image_id, boxes=boxes)
