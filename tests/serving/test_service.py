@@ -202,14 +202,22 @@ def test_upscaling_in_chunks_gives_the_same_masks(service, tiny_sam, monkeypatch
     from backend.inference import mask_ops
     from backend.inference.predictor import SamPredictor
 
-    for budget in ("UPSCALE_CHUNK_PIXELS", "CPU_UPSCALE_CHUNK_PIXELS"):
-        monkeypatch.setattr(mask_ops, budget, 3 * 60 * 80)  # one object per chunk
     boxes = [[1, 1, 30, 30], [10, 5, 70, 50], [0, 0, 80, 60]]
-    image_id = service.add_image(picture()).image_id
-    objects = service.predict(image_id, boxes=boxes)
     predictor = SamPredictor(tiny_sam)
     predictor.set_image(picture())
+    for budget in ("UPSCALE_CHUNK_PIXELS", "CPU_UPSCALE_CHUNK_PIXELS"):
+        monkeypatch.setattr(mask_ops, budget, 1 << 40)  # the reference: every object at once
     expected = predictor.predict(box=np.array(boxes, dtype=np.float64))
+    for budget in ("UPSCALE_CHUNK_PIXELS", "CPU_UPSCALE_CHUNK_PIXELS"):
+        monkeypatch.setattr(mask_ops, budget, 3 * 60 * 80)  # one object per chunk
+    chunks: list[int] = []
+    threshold = mask_ops.above_threshold
+    monkeypatch.setattr(
+        mask_ops, "above_threshold", lambda logits: chunks.append(len(logits)) or threshold(logits)
+    )
+    image_id = service.add_image(picture()).image_id
+    objects = service.predict(image_id, boxes=boxes)
+    assert chunks == [1, 1, 1]
     for i, obj in enumerate(objects):
         np.testing.assert_array_equal(obj.masks, expected.masks[i])
         np.testing.assert_allclose(obj.stability_scores, expected.stability_scores[i], atol=1e-6)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from backend.inference import mask_ops
 from backend.inference.sam2_predictor import Sam2Predictor
 
 
@@ -85,3 +86,8 @@ def test_several_boxes_are_decoded_a_few_a_call_with_the_masks_of_one_call(
     np.testing.assert_allclose(split.scores, whole.scores, rtol=0, atol=1e-6)
     np.testing.assert_allclose(split.low_res_logits, whole.low_res_logits, rtol=0, atol=1e-4)
     assert (split.masks != whole.masks).mean() < 1e-4
+    # The full-size masks an object at a time: the same as all three at once.
+    monkeypatch.setattr(mask_ops, "CPU_UPSCALE_CHUNK_PIXELS", 3 * 200 * 300)
+    chunked = predictor.predict(box=boxes, mask_input=refine)
+    np.testing.assert_array_equal(chunked.masks, split.masks)
+    np.testing.assert_array_equal(chunked.stability_scores, split.stability_scores)
