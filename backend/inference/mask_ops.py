@@ -162,13 +162,22 @@ def upscale_in_chunks(
     objects, candidates = low_res.shape[0], low_res.shape[1]
     budget = CPU_UPSCALE_CHUNK_PIXELS if low_res.device.type == "cpu" else UPSCALE_CHUNK_PIXELS
     step = max(1, budget // (candidates * size[0] * size[1]))
+    if step >= objects:  # one chunk (a click): its arrays are the answer, nothing copied
+        return _masks_and_stability(upscale(low_res).float(), stability)
     # Filled in place: the chunks' masks never exist twice.
     masks = np.empty((objects, candidates, *size), dtype=bool)
     scores = np.empty((objects, candidates), dtype=np.float32) if stability else None
     for start in range(0, objects, step):
-        logits = upscale(low_res[start : start + step]).float()
-        masks[start : start + step] = above_threshold(logits).cpu().numpy()
+        chunk_masks, chunk_scores = _masks_and_stability(
+            upscale(low_res[start : start + step]).float(), stability
+        )
+        masks[start : start + step] = chunk_masks
         if scores is not None:
-            scores[start : start + step] = stability_score(logits).cpu().numpy()
-        del logits
+            scores[start : start + step] = chunk_scores
     return masks, scores
+
+
+def _masks_and_stability(logits: torch.Tensor, stability: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """``bxKxHxW`` float logits -> bool masks and (when asked) ``bxK`` stability scores, as numpy."""
+    masks = above_threshold(logits).cpu().numpy()
+    return masks, stability_score(logits).cpu().numpy() if stability else None
