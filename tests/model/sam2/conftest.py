@@ -6,8 +6,6 @@ import pytest
 
 from tests.model.sam2.reference import build_reference, ours_from
 
-pytest.importorskip("sam2", reason="the equivalence tests need Meta's sam2 package (pip install sam2==1.1.0)")
-
 SMALL_IMAGE = 256
 
 

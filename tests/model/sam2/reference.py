@@ -2,17 +2,27 @@
 
 Product code never imports ``sam2``; these helpers build Meta's network from
 its own hydra configuration (``configs/sam2.1/sam2.1_hiera_*.yaml``) with
-``ckpt_path=None``, so both networks hold the same random parameters.
+``ckpt_path=None``, so both networks hold the same random parameters. Where
+``sam2`` is not installed, the tests that need it skip (:func:`meta_sam2`);
+the others, which test ours alone, still run.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from backend.model.sam2 import Sam2, build_sam2, load_sam2_state_dict, sam2_config_from_state_dict
 
 SIZE_SUFFIXES = {"sam2.1_hiera_t": "t", "sam2.1_hiera_s": "s", "sam2.1_hiera_b+": "b+", "sam2.1_hiera_l": "l"}
+
+
+def meta_sam2() -> None:
+    """Skip the calling test unless Meta's ``sam2`` package is importable."""
+    pytest.importorskip(
+        "sam2", reason="comparing with Meta's SAM 2.1 needs its sam2 package (pip install sam2==1.1.0)"
+    )
 
 
 def build_reference(name: str = "sam2.1_hiera_t", *, image_size: int = 256, seed: int = 0) -> torch.nn.Module:
@@ -21,6 +31,7 @@ def build_reference(name: str = "sam2.1_hiera_t", *, image_size: int = 256, seed
     Parameters Meta initialises to constants (position embeddings, LayerNorm
     scales and shifts) are randomised too, so that every weight matters.
     """
+    meta_sam2()
     from sam2.build_sam import build_sam2 as build_meta
 
     torch.manual_seed(seed)
@@ -48,6 +59,7 @@ def ours_from(reference: torch.nn.Module, image_size: int) -> Sam2:
 
 def reference_predictor(reference: torch.nn.Module):
     """Meta's ``SAM2ImagePredictor``; its hard-coded 1024-px feature sizes set for the model's size."""
+    meta_sam2()
     from sam2.sam2_image_predictor import SAM2ImagePredictor
 
     predictor = SAM2ImagePredictor(reference)
