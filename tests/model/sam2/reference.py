@@ -59,7 +59,6 @@ def ours_from(reference: torch.nn.Module, image_size: int) -> Sam2:
 
 def reference_predictor(reference: torch.nn.Module):
     """Meta's ``SAM2ImagePredictor``; its hard-coded 1024-px feature sizes set for the model's size."""
-    meta_sam2()
     from sam2.sam2_image_predictor import SAM2ImagePredictor
 
     predictor = SAM2ImagePredictor(reference)
