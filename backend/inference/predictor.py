@@ -282,14 +282,15 @@ class SamPredictor:
         )
         tensors = prompt_tensors(checked, self.device)
         low_res, scores = self.predict_torch(*tensors, multimask_output=multimask_output)
+        low_res = low_res.float()
         masks, stability_scores = upscale_in_chunks(
-            self.upscale_logits, low_res.float(), self.original_size, stability=stability
+            self.upscale_logits, low_res, self.original_size, stability=stability
         )
         return PredictorOutput(
             masks=masks,
             scores=scores.float().cpu().numpy(),
             stability_scores=stability_scores,
-            low_res_logits=low_res.float().cpu().numpy(),
+            low_res_logits=low_res.cpu().numpy(),
         )
 
     @torch.inference_mode()
