@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from .common import MLP, LayerNorm2d
 from .plain_modules import calls_are_plain
+from .sub_pixels import sub_pixels_to_image
 from .token_products import tokens_times_weights
 from .transformer import TwoWayTransformer
 
@@ -244,8 +245,8 @@ class MaskDecoder(nn.Module):
         (one row per input pixel, channels last) with the kernel laid out as
         ``(di, dj, out channel) x in channel``: row ``p``, columns ``(di, dj)``
         is output pixel ``(2 row(p) + di, 2 col(p) + dj)``. The rows stay in
-        input order through both stages; one permutation of the final
-        ``M`` planes puts the pixels in place.
+        input order through both stages; :func:`~backend.model.sub_pixels.sub_pixels_to_image`
+        puts the final ``M`` planes' pixels in place.
         """
         h, w = size
         B, N, C = src.shape
@@ -265,11 +266,10 @@ class MaskDecoder(nn.Module):
         z = torch.ops.aten.gelu_(tokens_times_weights(y, kernel2, cast(Tensor, up2.bias).repeat(4)))
         # Rows of z: (b, i, j, di, dj, ei, ej), each c2 channels.
         if B == 1:
-            planes = tokens_times_weights(z.view(16 * N, c2), hyper_in[0]).T  # M x (16 N)
+            planes = tokens_times_weights(z.view(16 * N, c2), hyper_in[0]).T  # M x 16N (strided)
         else:
             planes = hyper_in @ z.view(B, 16 * N, c2).transpose(1, 2)
-        planes = planes.reshape(B, M, h, w, 2, 2, 2, 2).permute(0, 1, 2, 4, 6, 3, 5, 7)
-        return planes.reshape(B, M, 4 * h, 4 * w)
+        return sub_pixels_to_image(planes.view(B, M, 16 * N), size)
 
 
 def _grid_size(embeddings: Tensor) -> tuple[int, int]:

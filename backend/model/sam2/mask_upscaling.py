@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..common import LayerNorm2d
+from ..sub_pixels import sub_pixels_to_image
 from ..token_products import tokens_times_weights
 from .plain_modules import all_plain
 
@@ -124,11 +125,10 @@ def upscale_masks(
     z = torch.ops.aten.gelu_(z)
     # Rows of z: (b, i, j, di, dj, ei, ej), each c2 channels.
     if B == 1:
-        planes = tokens_times_weights(z.view(16 * N, c2), hyper_in[0]).T  # M x 16N
+        planes = tokens_times_weights(z.view(16 * N, c2), hyper_in[0]).T.unsqueeze(0)  # strided
     else:
-        planes = hyper_in @ z.view(B, 16 * N, c2).transpose(1, 2)
-    planes = planes.reshape(B, M, h, w, 2, 2, 2, 2).permute(0, 1, 2, 4, 6, 3, 5, 7)
-    return planes.reshape(B, M, 4 * h, 4 * w)
+        planes = hyper_in @ z.view(B, 16 * N, c2).transpose(1, 2)  # B x M x 16N
+    return sub_pixels_to_image(planes, size)
 
 
 def _repeat4(bias: Tensor | None, channels: int, like: Tensor) -> Tensor:
