@@ -12,8 +12,8 @@ The move is one strided copy. Moved one value at a time, its innermost run is
 the pair ``ej = 0, 1`` (8 bytes in float32), which PyTorch's CPU copy handles
 at a fraction of the memory's speed. The pair is adjacent in the source and
 in the image, so it moves as one integer word of twice the width instead:
-the same bits, for three SAM-sized float32 masks (3 x 256 x 256) in 0.05-0.07
-ms against 0.53-0.54 ms on the 2-core machine of ``benchmarks/``.
+the same bits, for three SAM-sized float32 masks (3 x 256 x 256) in 0.05-0.08
+ms against 0.52-0.55 ms on the 2-core machine of ``benchmarks/bench_sub_pixels.py``.
 """
 
 from __future__ import annotations
