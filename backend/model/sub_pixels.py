@@ -8,12 +8,13 @@ mask's ``16 h w`` values come out indexed ``(i, j, di, dj, ei, ej)``: token
 the second convolution. Pixel ``(4i + 2di + ei, 4j + 2dj + ej)`` of the
 ``4h x 4w`` mask holds that value.
 
-The move is one strided copy. Moved one value at a time, its innermost run is
-the pair ``ej = 0, 1`` (8 bytes in float32), which PyTorch's CPU copy handles
-at a fraction of the memory's speed. The pair is adjacent in the source and
-in the image, so it moves as one integer word of twice the width instead:
-the same bits, for three SAM-sized float32 masks (3 x 256 x 256) in 0.05-0.08
-ms against 0.52-0.55 ms on the 2-core machine of ``benchmarks/bench_sub_pixels.py``.
+Moved one value at a time, the permutation's innermost run is the pair
+``ej = 0, 1`` (8 bytes in float32), which PyTorch's CPU copy handles at a
+fraction of the memory's speed. The pair is adjacent in the source and in the
+image, so on a CPU it moves as one integer word of twice the width instead:
+the same bits, many times faster (``benchmarks/bench_sub_pixels.py``; figures
+in ``docs/models.md``). Planes that are not contiguous (one prompt's, as the
+product leaves them transposed) are first copied into order.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def sub_pixels_to_image(planes: Tensor, size: tuple[int, int]) -> Tensor:
     """``B x M x 16hw`` values indexed ``(i, j, di, dj, ei, ej)`` -> ``B x M x 4h x 4w`` masks.
 
     Args:
-        planes: ``B x M x 16hw`` (any float dtype; copied when not contiguous).
+        planes: ``B x M x 16hw`` (any float dtype, any strides).
         size: ``(h, w)`` of the token grid.
 
     Returns:
@@ -37,11 +38,15 @@ def sub_pixels_to_image(planes: Tensor, size: tuple[int, int]) -> Tensor:
     """
     h, w = size
     b, m = planes.shape[0], planes.shape[1]
-    planes = planes.contiguous()
     word = _PAIR_WORDS.get(planes.element_size())
-    if word is None:  # no integer type twice as wide (float64): move single values
-        image = planes.view(b, m, h, w, 2, 2, 2, 2).permute(0, 1, 2, 4, 6, 3, 5, 7)
+    if word is None or planes.requires_grad or planes.device.type != "cpu":
+        # No integer type twice as wide (float64), autograd records (an integer view has
+        # no gradient), or a GPU (whose copy was not found slow): move single values.
+        image = planes.reshape(b, m, h, w, 2, 2, 2, 2).permute(0, 1, 2, 4, 6, 3, 5, 7)
         return image.reshape(b, m, 4 * h, 4 * w)
-    pairs = planes.view(word).view(b, m, h, w, 2, 2, 2)  # (i, j, di, dj, ei), ej in the word
+    flat = planes.contiguous().view(-1)
+    if flat.storage_offset() % 2:  # a word must start on a whole word of the storage
+        flat = flat.clone()
+    pairs = flat.view(word).view(b, m, h, w, 2, 2, 2)  # (i, j, di, dj, ei), ej in the word
     image = pairs.permute(0, 1, 2, 4, 6, 3, 5).reshape(b, m, 4 * h, 2 * w)
     return image.view(planes.dtype)

@@ -20,18 +20,38 @@ def _planes_from_image(image: torch.Tensor) -> torch.Tensor:
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.float64])
 @pytest.mark.parametrize("batch,masks,h,w", [(1, 3, 4, 4), (2, 1, 3, 5), (3, 4, 1, 2)])
-def test_the_pixels_land_where_the_two_transposed_convolutions_put_them(dtype, batch, masks, h, w):
+def test_it_undoes_the_sub_pixel_order_bit_for_bit(dtype, batch, masks, h, w):
     image = torch.randn(batch, masks, 4 * h, 4 * w).to(dtype)
     out = sub_pixels_to_image(_planes_from_image(image), (h, w))
     assert out.dtype == dtype and out.shape == image.shape and out.is_contiguous()
     assert torch.equal(out, image)
 
 
-def test_a_strided_input_is_read_by_its_values():
-    image = torch.randn(1, 3, 8, 12)
-    planes = _planes_from_image(image)[0].T.contiguous().T.unsqueeze(0)  # M x 16hw, column-major
-    assert not planes.is_contiguous()
+@pytest.mark.parametrize("masks", [3, 1])
+def test_one_prompts_transposed_planes_are_read_by_their_values(masks):
+    """As one prompt's product leaves them: ``16hw x M`` transposed (with one mask, strides of 1)."""
+    image = torch.randn(1, masks, 8, 12)
+    product = torch.empty(16 * 2 * 3, masks)  # a fresh 16hw x M result, as F.linear returns it
+    product.copy_(_planes_from_image(image)[0].T)
+    planes = product.T.unsqueeze(0)
+    assert planes.stride()[1:] == (1, masks)
     assert torch.equal(sub_pixels_to_image(planes, (2, 3)), image)
+
+
+def test_planes_starting_at_an_odd_offset_are_read_by_their_values():
+    image = torch.randn(2, 3, 8, 8)
+    storage = torch.cat([torch.zeros(1), _planes_from_image(image).flatten()])
+    planes = storage[1:].view(2, 3, -1)
+    assert planes.storage_offset() == 1
+    assert torch.equal(sub_pixels_to_image(planes, (2, 2)), image)
+
+
+def test_gradients_flow_back_through_the_move():
+    planes = torch.randn(2, 3, 16 * 2 * 3, requires_grad=True)
+    weights = torch.randn(2, 3, 8, 12)
+    (sub_pixels_to_image(planes, (2, 3)) * weights).sum().backward()
+    assert planes.grad is not None
+    assert torch.equal(planes.grad, _planes_from_image(weights))
 
 
 def test_it_matches_the_layout_of_two_stride_2_transposed_convolutions():

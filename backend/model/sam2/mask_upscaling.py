@@ -125,10 +125,10 @@ def upscale_masks(
     z = torch.ops.aten.gelu_(z)
     # Rows of z: (b, i, j, di, dj, ei, ej), each c2 channels.
     if B == 1:
-        planes = tokens_times_weights(z.view(16 * N, c2), hyper_in[0]).T.unsqueeze(0)  # strided
+        planes = tokens_times_weights(z.view(16 * N, c2), hyper_in[0]).T  # M x 16N (strided)
     else:
-        planes = hyper_in @ z.view(B, 16 * N, c2).transpose(1, 2)  # B x M x 16N
-    return sub_pixels_to_image(planes, size)
+        planes = hyper_in @ z.view(B, 16 * N, c2).transpose(1, 2)
+    return sub_pixels_to_image(planes.view(B, M, 16 * N), size)
 
 
 def _repeat4(bias: Tensor | None, channels: int, like: Tensor) -> Tensor:

@@ -134,6 +134,31 @@ def test_forward_hooks_fire_and_change_nothing(tiny_pair, path):
         assert_close(a, b)
 
 
+def test_one_mask_without_the_dynamic_fallback_matches_the_module_path(tiny_pair):
+    """One prompt, one mask (``multimask_output=False`` with the dynamic fallback off):
+    the fast upscaling's single transposed plane gives what the layers called one by one give."""
+    ours, _ = tiny_pair
+    model = copy.deepcopy(ours)
+    model.sam_mask_decoder.dynamic_multimask_via_stability = False
+
+    def one_mask() -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.inference_mode():
+            out = model.decode(model.prepare_decoder(model.encode_image(_image())), _points(), None, False)
+        return out.masks, out.iou_pred
+
+    fast = one_mask()
+    handle = model.get_submodule("sam_mask_decoder.output_upscaling.3").register_forward_hook(
+        lambda *args: None
+    )
+    try:
+        by_modules = one_mask()  # a hook makes the upscaling call its layers
+    finally:
+        handle.remove()
+    assert fast[0].shape[:2] == (1, 1)
+    for a, b in zip(fast, by_modules, strict=True):
+        assert_close(a, b)
+
+
 def test_gradients_flow_and_match_the_fast_path(tiny_pair):
     ours, _ = tiny_pair
     model = copy.deepcopy(ours)
