@@ -159,6 +159,41 @@ def test_one_mask_without_the_dynamic_fallback_matches_the_module_path(tiny_pair
         assert_close(a, b)
 
 
+def test_only_the_upscaling_trains_and_its_gradients_match_the_module_path(tiny_pair):
+    """With every weight frozen but ``output_upscaling``'s, the fast upscaling runs while
+    autograd records; its gradients are those of the layers called one by one."""
+    ours, _ = tiny_pair
+    model = copy.deepcopy(ours)
+    for name, param in model.named_parameters():
+        param.requires_grad_(name.startswith("sam_mask_decoder.output_upscaling"))
+    with torch.no_grad():
+        cache = model.prepare_decoder(model.encode_image(_image()))
+
+    def upscaling_gradients() -> dict[str, torch.Tensor]:
+        model.zero_grad()
+        model.decode(cache, _points(), None, True).masks.square().mean().backward()
+        upscaling = model.get_submodule("sam_mask_decoder.output_upscaling")
+        return {
+            name: param.grad.clone() for name, param in upscaling.named_parameters() if param.grad is not None
+        }
+
+    fast = upscaling_gradients()
+    handle = model.get_submodule("sam_mask_decoder.output_upscaling.3").register_forward_hook(
+        lambda *args: None
+    )
+    try:
+        by_modules = upscaling_gradients()
+    finally:
+        handle.remove()
+    assert (
+        sorted(fast)
+        == sorted(by_modules)
+        == ["0.bias", "0.weight", "1.bias", "1.weight", "3.bias", "3.weight"]
+    )
+    for name in fast:
+        assert_close(fast[name], by_modules[name])
+
+
 def test_gradients_flow_and_match_the_fast_path(tiny_pair):
     ours, _ = tiny_pair
     model = copy.deepcopy(ours)
