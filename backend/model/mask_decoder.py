@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from .common import MLP, LayerNorm2d
 from .plain_modules import calls_are_plain
-from .sub_pixels import sub_pixels_to_image
+from .sub_pixels import masks_from_sub_pixels
 from .token_products import tokens_times_weights
 from .transformer import TwoWayTransformer
 
@@ -245,8 +245,8 @@ class MaskDecoder(nn.Module):
         (one row per input pixel, channels last) with the kernel laid out as
         ``(di, dj, out channel) x in channel``: row ``p``, columns ``(di, dj)``
         is output pixel ``(2 row(p) + di, 2 col(p) + dj)``. The rows stay in
-        input order through both stages; :func:`~backend.model.sub_pixels.sub_pixels_to_image`
-        puts the final ``M`` planes' pixels in place.
+        input order through both stages; :func:`~backend.model.sub_pixels.masks_from_sub_pixels`
+        takes the product with the hypernetwork weights and puts the pixels in place.
         """
         h, w = size
         B, N, C = src.shape
@@ -264,12 +264,7 @@ class MaskDecoder(nn.Module):
         y = torch.ops.aten.gelu_(F.layer_norm(y.view(-1, c1), (c1,), ln.weight, ln.bias, ln.eps))
         kernel2 = up2.weight.permute(2, 3, 1, 0).reshape(4 * c2, c1)
         z = torch.ops.aten.gelu_(tokens_times_weights(y, kernel2, cast(Tensor, up2.bias).repeat(4)))
-        # Rows of z: (b, i, j, di, dj, ei, ej), each c2 channels.
-        if B == 1:
-            planes = tokens_times_weights(z.view(16 * N, c2), hyper_in[0]).T  # M x 16N (strided)
-        else:
-            planes = hyper_in @ z.view(B, 16 * N, c2).transpose(1, 2)
-        return sub_pixels_to_image(planes.view(B, M, 16 * N), size)
+        return masks_from_sub_pixels(z, hyper_in, size)
 
 
 def _grid_size(embeddings: Tensor) -> tuple[int, int]:

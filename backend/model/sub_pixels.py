@@ -1,4 +1,4 @@
-"""Mask planes from the fast upscaling, put in image order.
+"""Masks from the fast upscaling's features: the hypernetwork product, then image order.
 
 The decoders' fast upscaling (SAM's :meth:`backend.model.mask_decoder.MaskDecoder.upscale_masks`,
 SAM 2's :func:`backend.model.sam2.mask_upscaling.upscale_masks`) evaluates its two
@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+
+from .token_products import tokens_times_weights
 
 _PAIR_WORDS = {2: torch.int32, 4: torch.int64}
 """The integer type as wide as two values, by the values' byte width."""
@@ -50,3 +52,25 @@ def sub_pixels_to_image(planes: Tensor, size: tuple[int, int]) -> Tensor:
     pairs = flat.view(word).view(b, m, h, w, 2, 2, 2)  # (i, j, di, dj, ei), ej in the word
     image = pairs.permute(0, 1, 2, 4, 6, 3, 5).reshape(b, m, 4 * h, 2 * w)
     return image.view(planes.dtype)
+
+
+def masks_from_sub_pixels(features: Tensor, hyper_in: Tensor, size: tuple[int, int]) -> Tensor:
+    """The upscaled features times each mask's hypernetwork weights, in image order.
+
+    Args:
+        features: ``(B 16hw) x C`` (or any view of that many rows), rows indexed
+            ``(b, i, j, di, dj, ei, ej)``.
+        hyper_in: ``B x M x C`` hypernetwork weights.
+        size: ``(h, w)`` of the token grid.
+
+    Returns:
+        ``B x M x 4h x 4w`` mask logits.
+    """
+    b, _, c = hyper_in.shape
+    h, w = size
+    rows = features.reshape(b, 16 * h * w, c)
+    if b == 1:  # one prompt: a tokens x weights product, left transposed (M x 16hw, strided)
+        planes = tokens_times_weights(rows[0], hyper_in[0]).T.unsqueeze(0)
+    else:
+        planes = hyper_in @ rows.transpose(1, 2)
+    return sub_pixels_to_image(planes, size)

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from backend.model.sub_pixels import sub_pixels_to_image
+from backend.model.sub_pixels import masks_from_sub_pixels, sub_pixels_to_image
 
 
 def _planes_from_image(image: torch.Tensor) -> torch.Tensor:
@@ -67,3 +67,14 @@ def test_it_matches_the_layout_of_two_stride_2_transposed_convolutions():
     z = torch.einsum("ijdfe,egh->ijdfgh", y, k2[:, 0])  # h x w x di x dj x ei x ej
     out = sub_pixels_to_image(z.reshape(1, 1, 16 * h * w), (h, w))
     torch.testing.assert_close(out, expected)
+
+
+@pytest.mark.parametrize("batch,masks", [(1, 3), (1, 1), (2, 4)])
+def test_masks_are_the_hypernetwork_product_in_image_order(batch, masks):
+    h, w, c = 16, 8, 32  # products large enough for the oneDNN path on a CPU
+    features = torch.randn(batch * 16 * h * w, c)
+    hyper_in = torch.randn(batch, masks, c)
+    expected = torch.einsum("bmc,brc->bmr", hyper_in, features.view(batch, -1, c))
+    out = masks_from_sub_pixels(features, hyper_in, (h, w))
+    assert out.shape == (batch, masks, 4 * h, 4 * w)
+    torch.testing.assert_close(out, sub_pixels_to_image(expected, (h, w)))

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..common import LayerNorm2d
-from ..sub_pixels import sub_pixels_to_image
+from ..sub_pixels import masks_from_sub_pixels
 from ..token_products import tokens_times_weights
 from .plain_modules import all_plain
 
@@ -123,12 +123,7 @@ def upscale_masks(
     if rows is not None:
         z.view(B, 16 * N, c2).add_(rows.s0)
     z = torch.ops.aten.gelu_(z)
-    # Rows of z: (b, i, j, di, dj, ei, ej), each c2 channels.
-    if B == 1:
-        planes = tokens_times_weights(z.view(16 * N, c2), hyper_in[0]).T  # M x 16N (strided)
-    else:
-        planes = hyper_in @ z.view(B, 16 * N, c2).transpose(1, 2)
-    return sub_pixels_to_image(planes.view(B, M, 16 * N), size)
+    return masks_from_sub_pixels(z, hyper_in, size)
 
 
 def _repeat4(bias: Tensor | None, channels: int, like: Tensor) -> Tensor:
