@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from .common import LayerNorm2d
+from .memo import MemoOnWeights
 
 
 class PromptEncoder(nn.Module):
@@ -136,7 +137,7 @@ class PositionEmbeddingRandom(nn.Module):
         if scale is None or scale <= 0.0:
             scale = 1.0
         self.register_buffer("positional_encoding_gaussian_matrix", scale * torch.randn((2, num_pos_feats)))
-        self._grid_cache: tuple[tuple, torch.Tensor] | None = None
+        self._grid_memo = MemoOnWeights()
 
     def _pe_encoding(self, coords: torch.Tensor) -> torch.Tensor:
         """``coords`` in [0, 1]^2, shape ...x2 -> ...xC."""
@@ -157,16 +158,10 @@ class PositionEmbeddingRandom(nn.Module):
         return self._pe_encoding(grid).permute(2, 0, 1)
 
     def grid(self, size: tuple[int, int]) -> torch.Tensor:
-        """``forward(size)``, memoised on the buffer's identity, version, dtype and device."""
-        gauss = self.positional_encoding_gaussian_matrix
-        # inference tensors have no version counter (they cannot be changed in place outside inference mode)
-        version = -1 if gauss.is_inference() else gauss._version
-        key = (tuple(size), gauss.data_ptr(), version, gauss.dtype, gauss.device)
-        if self._grid_cache is None or self._grid_cache[0] != key:
-            # A normal (not inference-mode) tensor, so it can also be used under autograd.
-            with torch.inference_mode(False), torch.no_grad():
-                self._grid_cache = (key, self.forward(size))
-        return self._grid_cache[1]
+        """``forward(size)``, memoised per size and the buffer's values (:class:`MemoOnWeights`)."""
+        return self._grid_memo.get(
+            tuple(size), (self.positional_encoding_gaussian_matrix,), lambda: self.forward(size)
+        )
 
     def forward_with_coords(self, coords_input: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
         """``coords_input``: BxNx2 pixel (x, y) in an image of ``image_size`` (h, w) -> BxNxC."""

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..memo import MemoOnWeights
 from .config import HieraConfig
 from .hiera_block import MultiScaleBlock
 from .plain_modules import is_plain
@@ -74,27 +75,18 @@ class Hiera(nn.Module):
             )
             dim = dim_out
         self.channel_list: list[int] = c.channel_list
-        self._pos_cache: tuple[tuple, Tensor] | None = None
+        self._pos_memo = MemoOnWeights()
 
     def position_embedding(self, size: tuple[int, int]) -> Tensor:
         """``1xHxWxC`` position embedding of the stage-1 grid: the background embedding
         resized (bicubic) plus the window embedding tiled. Memoised per size and weights."""
-        key = (
-            tuple(size),
-            self.pos_embed.data_ptr(),
-            self.pos_embed._version,
-            self.pos_embed_window.data_ptr(),
-            self.pos_embed_window._version,
-            self.pos_embed.dtype,
-            self.pos_embed.device,
-        )
-        if torch.is_grad_enabled() and self.pos_embed.requires_grad:
+        if torch.is_grad_enabled() and (self.pos_embed.requires_grad or self.pos_embed_window.requires_grad):
             return self._position_embedding(size)
-        if self._pos_cache is None or self._pos_cache[0] != key:
-            # A normal (not inference-mode) tensor, so that it also serves under autograd-free calls later.
-            with torch.inference_mode(False), torch.no_grad():
-                self._pos_cache = (key, self._position_embedding(size).contiguous())
-        return self._pos_cache[1]
+        return self._pos_memo.get(
+            tuple(size),
+            (self.pos_embed, self.pos_embed_window),
+            lambda: self._position_embedding(size).contiguous(),
+        )
 
     def _position_embedding(self, size: tuple[int, int]) -> Tensor:
         h, w = size
