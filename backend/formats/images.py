@@ -245,7 +245,7 @@ def resize_rgb(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def check_rgb_pixels(image: Any) -> np.ndarray:
-    """Return ``image`` if it is an ``HxWx3`` uint8 RGB array, else raise :class:`InvalidInput`.
+    """Return ``image`` if it is a non-empty ``HxWx3`` uint8 RGB array, else raise :class:`InvalidInput`.
 
     For functions that take already-decoded pixels (the model's entry points);
     :func:`load_image` converts other inputs.
@@ -255,6 +255,8 @@ def check_rgb_pixels(image: Any) -> np.ndarray:
             f"image must be an HxWx3 uint8 RGB array, got {type(image).__name__} "
             f"{getattr(image, 'dtype', '')} {getattr(image, 'shape', '')}; load files with backend.formats.images.load_image"
         )
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise InvalidInput(f"image size must be positive, got {image.shape[1]}x{image.shape[0]}")
     return image
 
 

@@ -23,6 +23,7 @@ from backend.inference.mask_ops import upscale_in_chunks
 from backend.inference.prompts import PredictorPrompt, check_predictor_prompt
 from backend.model.config import SamConfig
 from backend.model.mask_decoder import DecodedCandidates
+from backend.model.memo import MemoOnWeights
 from backend.model.pixels import normalize_and_pad
 
 if TYPE_CHECKING:
@@ -50,6 +51,19 @@ def prompts_per_decoder_call(device: torch.device, dtype: torch.dtype, image_tok
     if device.type != "cpu":
         return 1 << 30
     return max(1, CPU_DECODER_WORKING_SET_BYTES // (image_tokens * width * dtype.itemsize))
+
+
+def check_features_fit_model(features: torch.Tensor, device: torch.device, dtype: torch.dtype) -> None:
+    """Refuse an image's features kept from before the model was moved or converted.
+
+    Raises:
+        InvalidInput: ``features`` are not of ``dtype`` on ``device`` (the model's now).
+    """
+    if features.dtype != dtype or features.device != device:
+        raise InvalidInput(
+            f"the model is now {dtype} on {device}, but the current image's features were computed "
+            f"as {features.dtype} on {features.device}: call set_image() (or set_embedding()) again"
+        )
 
 
 DecoderOutputs = TypeVar("DecoderOutputs", bound=tuple)
@@ -163,7 +177,7 @@ class SamPredictor:
         self._embedding: torch.Tensor | None = None
         self._original_size: tuple[int, int] | None = None
         self._input_size: tuple[int, int] | None = None
-        self._decoder_image_cache: DecoderImageCache | None = None
+        self._decoder_memo: MemoOnWeights[DecoderImageCache] = MemoOnWeights()
 
     # ------------------------------------------------------------------ image
     @property
@@ -238,12 +252,12 @@ class SamPredictor:
         self._embedding = embedding.to(self.device, self.dtype)
         self._original_size = (int(original_size[0]), int(original_size[1]))
         self._input_size = resized_shape(original_size[0], original_size[1], self.image_size)
-        self._decoder_image_cache = None
+        self._decoder_memo = MemoOnWeights()
 
     def reset_image(self) -> None:
         """Forget the current image."""
         self._embedding = self._original_size = self._input_size = None
-        self._decoder_image_cache = None
+        self._decoder_memo = MemoOnWeights()
 
     # ---------------------------------------------------------------- prompts
     def predict(
@@ -409,10 +423,12 @@ class SamPredictor:
         )
 
     def _decoder_cache(self) -> DecoderImageCache:
-        """Prompt-independent decoder work for the current image, computed once per image."""
-        if self._decoder_image_cache is None:
-            self._decoder_image_cache = self.model.prepare_decoder(self.embedding)
-        return self._decoder_image_cache
+        """Prompt-independent decoder work for the current image, computed once per image
+        and again whenever the weights it comes from change (:meth:`Sam.decoder_cache_inputs`)."""
+        embedding = self.embedding
+        check_features_fit_model(embedding, self.device, self.dtype)
+        key, weights = self.model.decoder_cache_inputs()
+        return self._decoder_memo.get(key, weights, lambda: self.model.prepare_decoder(embedding))
 
     def upscale_logits(
         self, low_res: torch.Tensor, original_size: tuple[int, int] | None = None

@@ -31,12 +31,14 @@ from backend.inference.mask_ops import upscale_in_chunks
 from backend.inference.predictor import (
     PredictorOutput,
     candidates_in_calls,
+    check_features_fit_model,
     decode_in_calls,
     prompt_tensors,
     prompts_per_decoder_call,
 )
 from backend.inference.prompts import check_predictor_prompt
 from backend.model.mask_decoder import DecodedCandidates
+from backend.model.memo import MemoOnWeights
 from backend.model.sam2 import Sam2, Sam2DecoderCache, Sam2DecoderOutput, Sam2ImageFeatures
 
 ArrayLike = np.ndarray | Sequence
@@ -71,7 +73,7 @@ class Sam2Predictor:
         self.low_res_size: int = model.config.low_res_size
         self._features: Sam2ImageFeatures | None = None
         self._original_size: tuple[int, int] | None = None
-        self._decoder_image_cache: Sam2DecoderCache | None = None
+        self._decoder_memo: MemoOnWeights[Sam2DecoderCache] = MemoOnWeights()
 
     # ------------------------------------------------------------------ image
     @property
@@ -131,7 +133,7 @@ class Sam2Predictor:
             raise InvalidInput(f"original_size must be positive, got {original_size}")
         self._features = embedding.to(self.device, self.dtype)
         self._original_size = (int(original_size[0]), int(original_size[1]))
-        self._decoder_image_cache = None
+        self._decoder_memo = MemoOnWeights()
 
     def _check_features(self, features: object) -> None:
         config = self.model.config
@@ -146,7 +148,7 @@ class Sam2Predictor:
     def reset_image(self) -> None:
         """Forget the current image."""
         self._features = self._original_size = None
-        self._decoder_image_cache = None
+        self._decoder_memo = MemoOnWeights()
 
     # ---------------------------------------------------------------- prompts
     def predict(
@@ -333,11 +335,12 @@ class Sam2Predictor:
         return prompts_per_decoder_call(self.device, self.dtype, config.embedding_size**2, config.hidden_dim)
 
     def _decoder_cache(self) -> Sam2DecoderCache:
-        """Prompt-independent decoder work for the current image, computed once per image."""
-        if self._decoder_image_cache is None:
-            with torch.inference_mode():
-                self._decoder_image_cache = self.model.prepare_decoder(self.embedding)
-        return self._decoder_image_cache
+        """Prompt-independent decoder work for the current image, computed once per image
+        and again whenever the weights it comes from change (:meth:`Sam2.decoder_cache_inputs`)."""
+        features = self.embedding
+        check_features_fit_model(features.image_embed, self.device, self.dtype)
+        key, weights = self.model.decoder_cache_inputs()
+        return self._decoder_memo.get(key, weights, lambda: self.model.prepare_decoder(features))
 
     def upscale_logits(
         self, low_res: torch.Tensor, original_size: tuple[int, int] | None = None

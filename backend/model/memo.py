@@ -1,51 +1,87 @@
-"""A tensor computed from a few small weight tensors, kept until their values change."""
+"""Values computed from a model's weights, kept until those weights (or the modules holding them) change."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+import contextlib
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from typing import Generic, TypeVar
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+
+T = TypeVar("T")
 
 
-class MemoOnWeights:
-    """Holds ``compute()``'s result while its inputs keep their values, dtype and device.
+class WeightValues:
+    """Copies of some weight tensors, to tell later whether any of them changed.
 
-    The inputs are compared by value with copies taken when the result was
-    computed, so a changed weight is seen however it changed: in place (an
-    optimiser step, ``load_state_dict``), replaced, or inside
-    ``torch.inference_mode()``, whose tensors have no version counter to
-    watch. Meant for small inputs (position-embedding tables of a few
-    thousand values: comparing them costs microseconds).
+    Compared by value (with dtype, device and shape), so that a change is seen
+    however it was made: in place (an optimiser step, ``load_state_dict``,
+    ``param.data.copy_``, which no version counter sees), by replacing the
+    tensor, or inside ``torch.inference_mode()``, whose tensors have no version
+    counter at all. Meant for small sets (a few hundred thousand values:
+    comparing them costs tens of microseconds).
+    """
 
-    The result is made outside inference mode and without autograd, so that
-    it also serves calls made later with autograd on.
+    def __init__(self, tensors: Iterable[Tensor]) -> None:
+        with torch.inference_mode(False), torch.no_grad():
+            self._copies = tuple(tensor.detach().clone() for tensor in tensors)
+
+    def match(self, tensors: Sequence[Tensor]) -> bool:
+        """Whether ``tensors`` are, one for one, the kept dtypes, devices, shapes and values."""
+        return len(tensors) == len(self._copies) and all(
+            a.dtype == b.dtype and a.device == b.device and a.shape == b.shape and torch.equal(a, b)
+            for a, b in zip(self._copies, tensors, strict=True)
+        )
+
+
+class MemoOnWeights(Generic[T]):
+    """Holds ``compute()``'s result while its key and its input weights stay the same.
+
+    The result is made outside inference mode, without autograd and with
+    autocast off (so one call under ``torch.autocast`` does not leave a
+    lower-precision value for every later call), so that it also serves calls
+    made later in any of those modes.
     """
 
     def __init__(self) -> None:
-        self._entry: tuple[Hashable, tuple[Tensor, ...], Tensor] | None = None
+        self._entry: tuple[Hashable, WeightValues, T] | None = None
 
-    def get(self, key: Hashable, inputs: tuple[Tensor, ...], compute: Callable[[], Tensor]) -> Tensor:
-        """``compute()``, or the value it gave for the same ``key`` and the same ``inputs``.
+    def get(self, key: Hashable, weights: Sequence[Tensor], compute: Callable[[], T]) -> T:
+        """``compute()``, or the value it gave for an equal ``key`` and equal ``weights``.
 
         Args:
-            key: Whatever else the result depends on (e.g. the grid size).
-            inputs: The tensors ``compute`` reads.
-            compute: Makes the result from ``inputs``.
+            key: Whatever else the result depends on (a grid size, the
+                structure of the modules ``compute`` calls).
+            weights: The weight tensors ``compute`` reads (see :class:`WeightValues`).
+            compute: Makes the result.
         """
         entry = self._entry  # one read: another thread may replace it meanwhile
-        if entry is not None and entry[0] == key and _same_values(entry[1], inputs):
+        if entry is not None and entry[0] == key and entry[1].match(weights):
             return entry[2]
-        with torch.inference_mode(False), torch.no_grad():
+        with torch.inference_mode(False), torch.no_grad(), _autocast_off(weights):
             value = compute()
-            copies = tuple(tensor.detach().clone() for tensor in inputs)
-        self._entry = (key, copies, value)
+        self._entry = (key, WeightValues(weights), value)
         return value
 
 
-def _same_values(kept: tuple[Tensor, ...], inputs: tuple[Tensor, ...]) -> bool:
-    """Whether each input has its kept copy's dtype, device, shape and values."""
-    return len(kept) == len(inputs) and all(
-        a.dtype == b.dtype and a.device == b.device and a.shape == b.shape and torch.equal(a, b)
-        for a, b in zip(kept, inputs, strict=True)
-    )
+def module_reads(*modules: nn.Module) -> tuple[Hashable, list[Tensor]]:
+    """What a computation that calls ``modules`` depends on, as :meth:`MemoOnWeights.get`'s
+    ``key`` and ``weights``: each submodule's name, type and number of forward hooks
+    (an adapter put in, a hook added), and every parameter and buffer."""
+    structure: list[Hashable] = []
+    weights: list[Tensor] = []
+    for module in modules:
+        for name, sub in module.named_modules():
+            structure.append((name, type(sub), len(sub._forward_hooks), len(sub._forward_pre_hooks)))
+        weights.extend(module.parameters())
+        weights.extend(module.buffers())
+    return tuple(structure), weights
+
+
+def _autocast_off(weights: Sequence[Tensor]) -> contextlib.ExitStack:
+    """Autocast disabled on each device type the weights live on (CPU at least)."""
+    stack = contextlib.ExitStack()
+    for device_type in sorted({"cpu", *(w.device.type for w in weights)}):
+        stack.enter_context(torch.autocast(device_type, enabled=False))
+    return stack

@@ -137,7 +137,7 @@ class PositionEmbeddingRandom(nn.Module):
         if scale is None or scale <= 0.0:
             scale = 1.0
         self.register_buffer("positional_encoding_gaussian_matrix", scale * torch.randn((2, num_pos_feats)))
-        self._grid_memo = MemoOnWeights()
+        self._grid_memo: MemoOnWeights[torch.Tensor] = MemoOnWeights()
 
     def _pe_encoding(self, coords: torch.Tensor) -> torch.Tensor:
         """``coords`` in [0, 1]^2, shape ...x2 -> ...xC."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -9,6 +11,7 @@ from torch import Tensor, nn
 from .config import SamConfig
 from .image_encoder import ImageEncoderViT
 from .mask_decoder import DecodedCandidates, DecoderImageCache, MaskDecoder
+from .memo import module_reads
 from .pixels import normalize_and_pad
 from .prompt_encoder import PromptEncoder
 from .tiny_vit import TinyViT
@@ -109,6 +112,15 @@ class Sam(nn.Module):
         return self.mask_decoder.precompute(
             image_embeddings, self.prompt_encoder.get_dense_pe(), self.prompt_encoder.no_mask_embed.weight
         )
+
+    def decoder_cache_inputs(self) -> tuple[Hashable, list[Tensor]]:
+        """What :meth:`prepare_decoder`'s result depends on besides the embedding, as
+        :func:`~backend.model.memo.module_reads` gives it: the prompt encoder's position
+        encoding and "no mask" embedding, and the modules of the first block's image-side
+        projections."""
+        pe = self.prompt_encoder
+        first = self.mask_decoder.transformer.first_layer_projection_modules()
+        return module_reads(pe.pe_layer, pe.no_mask_embed, *first)
 
     def decode(
         self,

@@ -257,6 +257,15 @@ class TwoWayTransformer(nn.Module):
         self.final_attn_token_to_image = Attention(embedding_dim, num_heads, attention_downsample_rate)
         self.norm_final_attn = nn.LayerNorm(embedding_dim)
 
+    def first_layer_projection_modules(self) -> list[nn.Module]:
+        """The modules :meth:`first_layer_projections` calls (see
+        :meth:`TwoWayAttentionBlock.image_projections`)."""
+        if not self.layers:
+            return []
+        first: TwoWayAttentionBlock = self.layers[0]  # type: ignore[assignment]
+        t2i, i2t = first.cross_attn_token_to_image, first.cross_attn_image_to_token
+        return [t2i.k_proj, t2i.v_proj, i2t.q_proj]
+
     def first_layer_projections(self, keys: Tensor, key_pe: Tensor) -> tuple[Tensor, ...]:
         """The first block's :meth:`TwoWayAttentionBlock.image_projections` (``()`` with no blocks)."""
         if not self.layers:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from backend.model.memo import MemoOnWeights
+from backend.model.memo import MemoOnWeights, module_reads
 
 
 class Counting:
@@ -65,3 +65,22 @@ def test_a_value_made_in_inference_mode_still_serves_autograd_later():
     trained = torch.ones(4, requires_grad=True)
     (value * trained).sum().backward()
     assert torch.equal(trained.grad, weight * 2)
+
+
+def test_a_value_computed_under_autocast_has_full_precision():
+    weight = torch.randn(64, 64)
+    memo = MemoOnWeights()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        value = memo.get("a", (weight,), lambda: weight @ weight)
+    assert value.dtype == torch.float32
+    torch.testing.assert_close(value, weight @ weight, rtol=0, atol=0)
+
+
+def test_module_reads_sees_an_adapter_put_in_and_a_hook_added():
+    block = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU())
+    structure, weights = module_reads(block)
+    assert len(weights) == 2
+    block[0].register_forward_hook(lambda module, args, out: out * 2)
+    assert module_reads(block)[0] != structure
+    block[0] = torch.nn.Sequential(block[0], torch.nn.Linear(4, 4))  # an adapter around the layer
+    assert len(module_reads(block)[1]) == 4

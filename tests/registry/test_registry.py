@@ -125,8 +125,12 @@ def test_load_model_reports_weights_of_another_network(tmp_path):
 
 
 def test_load_model_rejects_bad_dtypes_and_names():
-    with pytest.raises(InvalidInput, match="floating-point"):
+    with pytest.raises(
+        InvalidInput, match="dtype must be one of 'float32', 'float16', 'bfloat16', 'float64'"
+    ):
         load_model("demo", dtype="int8")
+    with pytest.raises(InvalidInput, match="got 'float8_e4m3fn'"):  # floating-point, but no convolutions
+        load_model("demo", dtype="float8_e4m3fn")
     with pytest.raises(InvalidInput, match="valid names"):
         load_model("vit_huge")
 

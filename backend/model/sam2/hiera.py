@@ -75,7 +75,7 @@ class Hiera(nn.Module):
             )
             dim = dim_out
         self.channel_list: list[int] = c.channel_list
-        self._pos_memo = MemoOnWeights()
+        self._pos_memo: MemoOnWeights[Tensor] = MemoOnWeights()
 
     def position_embedding(self, size: tuple[int, int]) -> Tensor:
         """``1xHxWxC`` position embedding of the stage-1 grid: the background embedding

@@ -9,13 +9,14 @@ official checkpoint (:data:`VIDEO_ONLY_PREFIXES`) are accepted and skipped.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..memo import module_reads
 from .config import Sam2Config
 from .fpn_neck import FpnNeck
 from .hiera import Hiera
@@ -128,6 +129,16 @@ class Sam2(nn.Module):
             self.sam_prompt_encoder.no_mask_embed.weight,
             high_res,
         )
+
+    def decoder_cache_inputs(self) -> tuple[Hashable, list[Tensor]]:
+        """What :meth:`prepare_decoder`'s result depends on besides the features, as
+        :func:`~backend.model.memo.module_reads` gives it: the prompt encoder's position
+        encoding and "no mask" embedding, and the modules of the first block's image-side
+        projections (which only the decoder's folded path uses: a decoder no longer
+        foldable ignores them)."""
+        pe = self.sam_prompt_encoder
+        first = self.sam_mask_decoder.transformer.first_layer_projection_modules()
+        return module_reads(pe.pe_layer, pe.no_mask_embed, *first)
 
     def decode(
         self,
