@@ -5,7 +5,10 @@ Python object (``<_io.BytesIO object at 0x7f...>``) or a file on the server
 (``/home/me/.cache/sam-server/sam_vit_b.pth``). Clients get the message with
 object reprs replaced by words and local paths cut to their file name; the
 server logs the full message. URL paths in messages (``POST /v1/images``)
-are not file paths and stay as they are.
+are not file paths and stay as they are, and neither are the names the
+server publishes anyway: a model served from a file is named by its path
+(``GET /v1/models``), and messages give that name whole so that it can be
+sent back.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import os
 import re
 import sys
 import tempfile
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 
@@ -56,6 +60,21 @@ def _file_name(match: re.Match[str]) -> str:
     return match.group(0).rstrip("/").rsplit("/", 1)[-1] or "a server folder"
 
 
-def public_detail(message: str) -> str:
-    """``message`` with object reprs and local file paths removed (see the module docstring)."""
-    return _path_pattern().sub(_file_name, _REPR.sub("an object", message))
+def public_detail(message: str, keep: Iterable[str] = ()) -> str:
+    """``message`` with object reprs and local file paths removed (see the module docstring).
+
+    Args:
+        message: The error's full message.
+        keep: Strings left whole wherever they appear: names the server
+            publishes anyway, such as its models' names (``GET /v1/models``),
+            which are paths for models served from a file.
+    """
+    kept = sorted({name for name in keep if name}, key=len, reverse=True)
+    if not kept:
+        return _scrubbed(message)
+    parts = re.split("(" + "|".join(re.escape(name) for name in kept) + ")", message)
+    return "".join(part if i % 2 else _scrubbed(part) for i, part in enumerate(parts))
+
+
+def _scrubbed(text: str) -> str:
+    return _path_pattern().sub(_file_name, _REPR.sub("an object", text))

@@ -9,7 +9,7 @@ server, ``/`` in the standalone ``sam-plugin``):
 ``POST``    /predict    ``{"tasks", "project", "label_config", "params": {"context", ...}}``
                         -> ``{"results": [{"result", "score", "model_version"}, ...]}``
 ``POST``    /webhook    ``{"action", "annotation", "task", "project"}`` -> ``{"status", "result"}``
-``GET``     /versions   ``{"versions": [model_version]}`` (Label Studio's model versions list)
+``GET``     /versions   ``{"versions": [model_version, ...]}`` (every served model's; the default first)
 ``GET``     /health     ``{"status": "UP", "model_class"}`` (also ``GET /``)
 ``GET``     /metrics    Prometheus text
 ==========  ==========  ==================================================
@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, jsonify, request
@@ -51,13 +52,14 @@ def _reason(message: str) -> str:
     return "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in text)[:300]
 
 
-def error_response(error: SamError) -> Response:
+def error_response(error: SamError, model_names: Iterable[str] = ()) -> Response:
     """``{"error", "detail"}`` JSON with the error's status and its message as reason phrase.
 
     The message goes out without Python object reprs or this machine's file
-    paths (:func:`backend.public_detail.public_detail`); the log keeps it whole.
+    paths (:func:`backend.public_detail.public_detail`), except the
+    ``model_names`` (which are paths for models served from a file); the log keeps it whole.
     """
-    detail = public_detail(error.detail)
+    detail = public_detail(error.detail, keep=model_names)
     response = jsonify({"error": error.code, "detail": detail})
     response.status = f"{error.status} {_reason(detail)}"
     return response
@@ -126,7 +128,7 @@ def create_blueprint(
     bp = Blueprint("labelstudio", __name__, url_prefix=url_prefix or None)
     _require_access(bp, runtime.settings)  # first: a refused request runs no other hook
     metrics_registry = _count_requests(bp)
-    _answer_errors_as_json(bp)
+    _answer_errors_as_json(bp, runtime)
     _add_protocol_routes(bp, runtime)
     _add_status_routes(bp, runtime, metrics_registry)
     return bp
@@ -171,13 +173,13 @@ def _count_requests(bp: Blueprint) -> CollectorRegistry:
     return registry
 
 
-def _answer_errors_as_json(bp: Blueprint) -> None:
+def _answer_errors_as_json(bp: Blueprint, runtime: PluginRuntime) -> None:
     """Every failure, ours or Flask's (404, 405, 413 ...), as ``{"error", "detail"}`` JSON (:func:`error_response`)."""
 
     @bp.errorhandler(SamError)
     def _sam_error(error: SamError) -> Response:
         logger.info("Label Studio request failed: %s", error)
-        return error_response(error)
+        return error_response(error, runtime.model_names())
 
     @bp.errorhandler(Exception)
     def _unexpected(error: Exception) -> Response:
@@ -189,7 +191,7 @@ def _answer_errors_as_json(bp: Blueprint) -> None:
                 code=_HTTP_CODES.get(error.code or 0, "http_error"),
             )
             failure.status = error.code or 500
-            return error_response(failure)
+            return error_response(failure, runtime.model_names())
         logger.exception("unexpected error in the Label Studio plugin")
         return error_response(SamError("internal error in the SAM plugin; see its log for details"))
 
@@ -209,6 +211,8 @@ def _add_protocol_routes(bp: Blueprint, runtime: PluginRuntime) -> None:
         model_name = extra.get("model")
         if project_id and isinstance(model_name, str) and model_name.strip():
             runtime.project_models[project_id] = model_name.strip()
+        elif project_id:  # Label Studio sends the current Extra params every time: none name a model now
+            runtime.project_models.pop(project_id, None)
         model = MODEL_CLASS(project_id, body.get("schema"), runtime=runtime)
         version = model.setup(timeout_s=settings.setup_timeout_s)
         return jsonify({"model_version": version})
@@ -236,7 +240,10 @@ def _add_protocol_routes(bp: Blueprint, runtime: PluginRuntime) -> None:
 
 
 def _extra_params(value: Any) -> dict[str, Any]:
-    """The "Extra params" of Label Studio's model settings: a JSON object, sent as one or as its text."""
+    """The "Extra params" of Label Studio's model settings: a JSON object, sent as one or as its
+    text (empty text: none)."""
+    if isinstance(value, str) and not value.strip():
+        return {}
     if isinstance(value, str):
         try:
             value = json.loads(value)
@@ -270,7 +277,7 @@ def _add_status_routes(bp: Blueprint, runtime: PluginRuntime, metrics_registry: 
 
     @bp.get("/versions")
     def versions() -> Response:
-        return jsonify({"versions": [runtime.model_version(timeout_s=runtime.settings.setup_timeout_s)]})
+        return jsonify({"versions": runtime.model_versions(timeout_s=runtime.settings.setup_timeout_s)})
 
     @bp.get("/")
     @bp.get("/health")

@@ -48,6 +48,7 @@ class ObjectSession:
         region_id: Label Studio region id of the object's mask, kept across refinements.
         score: Predicted IoU of the last mask.
         label: The object's label.
+        model: The served model whose logits ``logits_id`` names (None: the server's default).
         touched: ``time.monotonic()`` of the last use.
     """
 
@@ -59,6 +60,7 @@ class ObjectSession:
     region_id: str
     score: float = 0.0
     label: str | None = None
+    model: str | None = None
     touched: float = field(default_factory=time.monotonic)
 
     @classmethod

@@ -34,7 +34,7 @@ from sam_plugin.label_config import SamLabelConfig, parse_label_config, require_
 from sam_plugin.preannotate import automask_regions, concept_regions, text_regions
 from sam_plugin.refinement import InteractiveAnswer, answer_interactive
 from sam_plugin.regions import mask_regions, prediction
-from sam_plugin.runtime import PluginRuntime, as_model_server_error
+from sam_plugin.runtime import PluginRuntime, as_model_server_error, require_loaded_or_loading
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -107,7 +107,7 @@ class SamLabelStudioModel:
 
         Raises:
             InvalidInput: The config lacks the tags the plugin needs.
-            ServiceUnavailable: The model server is down or slow.
+            ServiceUnavailable: The model server is down or slow, or failed to load the project's model.
         """
         config = self.config
         if self.runtime.settings.preannotate == "off":
@@ -117,7 +117,9 @@ class SamLabelStudioModel:
                 f'SAM_PREANNOTATE=concepts uses the labels of <{config.output.tag} name="{config.output.name}"> '
                 'as concepts, and it has none: add <Label value="..."/> tags to it'
             )
-        return self.runtime.model_version(self.model, timeout_s=timeout_s)
+        version = self.runtime.model_version(self.model, timeout_s=timeout_s)
+        require_loaded_or_loading(self.runtime.model_entry(self.model, timeout_s=timeout_s))
+        return version
 
     # ---------------------------------------------------------------- predict
     def predict(
@@ -196,14 +198,16 @@ class SamLabelStudioModel:
             if concepts and (prompt.text or prompt.boxes):
                 return self._concept_answer(info, prompt, key)
             session = self.runtime.sessions.find(key)
-            if attempts and session is not None:
-                # the model server lost its state (a restart): the object's clicks stay, its logits do not
+            if session is not None and (attempts or session.model != self.model):
+                # the model server lost its state (a restart), or the project now uses another
+                # model: the object's clicks stay, its logits (the old model's) do not
                 session.logits_id = None
             attempts.append(1)
             return answer_interactive(self.client, info.image_id, prompt, session)
 
         answer = self._on_task_image(task, run)
         if answer.session is not None:
+            answer.session.model = self.model
             self.runtime.sessions.put(key, answer.session)
         else:  # several objects at once: none of them is the one a background click refines
             self.runtime.sessions.forget(key)

@@ -75,6 +75,7 @@ class PluginRuntime:
         self.prompts: ByteBoundedLRU[dict[str, Any]] = ByteBoundedLRU(_PROMPT_CACHE_BYTES)
         self.sessions = SessionStore()
         self._entries: dict[str | None, tuple[float, dict[str, Any]]] = {}
+        self._served_names: list[str] = []
         self.concept_texts = ConceptTextStore()
         """The concept each annotator last typed on a task (a smart box on SAM 3 goes with it)."""
         self._version_lock = threading.Lock()
@@ -86,6 +87,16 @@ class PluginRuntime:
         key = project_id or ""
         settings = self.settings
         return self.project_models.get(key) or settings.project_models.get(key) or settings.model
+
+    def model_names(self) -> list[str]:
+        """Every model name this plugin knows: those the model server last listed and those
+        the settings and projects name (left whole in error messages, see :func:`error_response`)."""
+        configured = [
+            self.settings.model,
+            *self.settings.project_models.values(),
+            *self.project_models.values(),
+        ]
+        return [*self._served_names, *(name for name in configured if name)]
 
     def client_for(self, project_id: str | None) -> SamClientBase:
         """The model server client, bound to the project's model."""
@@ -105,6 +116,13 @@ class PluginRuntime:
         """
         return f"sam-{self.model_entry(model, timeout_s=timeout_s).get('name', 'unknown')}"
 
+    def model_versions(self, *, timeout_s: float | None = None) -> list[str]:
+        """``sam-<name>`` of every served model, first the one projects get without a model of
+        their own (``SAM_PLUGIN_MODEL``, else the server's default); see :meth:`model_version`."""
+        default = self.model_version(self.settings.model, timeout_s=timeout_s)
+        others = (f"sam-{name}" for name in self._served_names)
+        return [default, *(version for version in others if version != default)]
+
     def answers_concepts(self, model: str | None = None, *, timeout_s: float | None = None) -> bool | None:
         """Whether the model answers concept prompts (SAM 3: text and exemplar boxes find every instance).
 
@@ -116,10 +134,11 @@ class PluginRuntime:
             model (its prompt kinds are not known yet).
 
         Raises:
-            ServiceUnavailable: The model server is down or too slow.
+            ServiceUnavailable: The model server is down or too slow, or failed to load the model.
             InvalidInput: The model server does not serve ``model``.
         """
         entry = self.model_entry(model, timeout_s=timeout_s, loaded=True)
+        require_loaded_or_loading(entry)
         prompts = entry.get("prompts")
         if isinstance(prompts, list):
             return "exemplars" in prompts
@@ -161,6 +180,7 @@ class PluginRuntime:
                 raise
             raise mapped from exc
         names = [str(m.get("name", "unknown")) for m in models]
+        self._served_names = names
         if model is not None and model not in names:
             raise InvalidInput(
                 f"the model server does not serve {model!r} (it serves {', '.join(names) or 'nothing'}); "
@@ -224,6 +244,19 @@ class PluginRuntime:
     def recall_prompt(self, task_id: Any, rle: list[int]) -> dict[str, Any] | None:
         """The prompt that produced this exact mask, if this process returned it."""
         return self.prompts.get(f"{task_id}|{rle_fingerprint(rle)}")
+
+
+def require_loaded_or_loading(entry: dict[str, Any]) -> None:
+    """Raise for a ``/v1/models`` entry of a model the server failed to load.
+
+    Raises:
+        ServiceUnavailable: The entry has an ``error`` (the message gives it).
+    """
+    if entry.get("error"):
+        raise ServiceUnavailable(
+            f"the model server failed to load {entry.get('name')!r}: {entry['error']} "
+            "(fix the model and restart sam-server, or pick another model for the project)"
+        )
 
 
 def as_model_server_error(exc: Exception) -> Exception:

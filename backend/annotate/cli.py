@@ -172,8 +172,8 @@ def _run(args: argparse.Namespace) -> int:
     if settings.texts:
         _check_clip(settings)
     out = _out_path(args)
-    work = WorkDir(_work_path(args), fingerprint=settings.fingerprint())
     names = list_images(args.images_dir)
+    work = WorkDir(_work_path(args), fingerprint=settings.fingerprint())
     failed = _annotate(args, settings, work, names)
     done = [name for name in names if work.is_done(name)]
     _write_output(args.format, out, work, done, settings)

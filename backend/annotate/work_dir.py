@@ -46,21 +46,25 @@ class WorkDir:
     Args:
         path: Folder (created if missing).
         fingerprint: The job settings' fingerprint; a folder made for other
-            settings is refused.
+            settings is refused while it holds results (one that holds none,
+            left by a run that failed before its first image, is taken over).
     """
 
     def __init__(self, path: str | Path, *, fingerprint: str) -> None:
         self.path = Path(path)
         self.parts = self.path / "parts"
         job_file = self.path / "job.json"
-        if job_file.is_file():
-            stored = json.loads(job_file.read_text(encoding="utf-8")).get("fingerprint")
-            if stored != fingerprint:
-                raise InvalidInput(
-                    f"the work folder {self.path} belongs to a job with other settings; "
-                    "use the same settings to resume, or another --work-dir (or delete it) to start over"
-                )
-        else:
+        stored = (
+            json.loads(job_file.read_text(encoding="utf-8")).get("fingerprint")
+            if job_file.is_file()
+            else None
+        )
+        if stored is not None and stored != fingerprint and any(self.parts.glob("*.json")):
+            raise InvalidInput(
+                f"the work folder {self.path} belongs to a job with other settings; "
+                "use the same settings to resume, or another --work-dir (or delete it) to start over"
+            )
+        if stored != fingerprint:
             write_json_atomic(job_file, {"fingerprint": fingerprint})
         self.parts.mkdir(parents=True, exist_ok=True)
 

@@ -67,7 +67,7 @@ def create_app(config: ServerConfig | None = None, *, service: SamService | None
     app.extensions["sam_answer_budget"] = answers
 
     _install_hooks(app, config, metrics)
-    _install_error_handlers(app)
+    _install_error_handlers(app, service)
     app.register_blueprint(create_ops_blueprint(service, metrics))
     app.register_blueprint(create_openapi_blueprint())
     app.register_blueprint(create_v1_blueprint(service, answers))
@@ -107,10 +107,10 @@ def _error(code: str, detail: str, status: int) -> tuple[Response, int]:
     return jsonify(error=code, detail=detail), status
 
 
-def _install_error_handlers(app: Flask) -> None:
+def _install_error_handlers(app: Flask, service: SamService) -> None:
     @app.errorhandler(SamError)
     def sam_error(exc: SamError) -> tuple[Response, int]:
-        detail = public_detail(exc.detail)
+        detail = public_detail(exc.detail, keep=service.model_names)
         if exc.status >= 500 or detail != exc.detail:
             log.warning("%s %s -> %s %s: %s", request.method, request.path, exc.status, exc.code, exc.detail)
         return _error(exc.code, detail, exc.status)

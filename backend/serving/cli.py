@@ -94,7 +94,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         metavar="NAME_OR_PATH",
         help="a model to serve: vit_h, vit_l, vit_b, vit_t, demo, sam2.1_hiera_t, sam2.1_hiera_s, "
         "sam2.1_hiera_b+, sam2.1_hiera_l, sam3, a checkpoint path or a SAM 3 folder; repeat it to serve several side by side "
-        f"(requests choose with 'model'; the first answers those that name none) (default: {_DEFAULTS.model}) "
+        f"(requests choose with 'model'; the first answers those that name none) (default: {_env('SAM_MODEL', _DEFAULTS.model)}) "
         "[SAM_MODEL, comma-separated]",
     )
     _option(parser, "--device", _DEFAULTS.device, "auto (cuda, then mps, then cpu), cuda, cuda:1, mps, cpu")
@@ -289,10 +289,16 @@ def _add_text_and_logging_options(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(argv: Sequence[str] | None = None) -> ServerConfig:
     """Parse flags and ``SAM_*`` variables into a :class:`ServerConfig`."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     models = args.model or [
         name.strip() for name in _env("SAM_MODEL", _DEFAULTS.model).split(",") if name.strip()
     ]
+    if not models:
+        parser.error("SAM_MODEL names no model: give --model NAME_OR_PATH or a comma-separated SAM_MODEL")
+    repeated = sorted({name for name in models if models.count(name) > 1})
+    if repeated:
+        parser.error(f"each model may be served once; {', '.join(repeated)} is given more than once")
     return ServerConfig(
         model=models[0],
         extra_models=tuple(models[1:]),

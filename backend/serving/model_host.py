@@ -13,6 +13,7 @@ from typing import Any
 
 from backend.api.errors import SamError, ServiceUnavailable
 from backend.inference.engine import ModelEngine
+from backend.public_detail import public_detail
 from backend.serving.config import ServerConfig
 from backend.serving.model_loading import load_engine, model_label
 
@@ -78,7 +79,9 @@ class ModelHost:
         raise ServiceUnavailable(f"the model {self.name!r} is still loading; retry in a few seconds")
 
     def info(self) -> dict[str, Any]:
-        """Name, readiness, segment-everything defaults and, once loaded, the engine's facts.
+        """Name, readiness, segment-everything defaults and, once loaded, the engine's facts;
+        for a model that failed to load, ``error``: why (so that a client can tell it from
+        one still loading).
 
         Before loading, the defaults are the record's, or for a path its family's
         (read once from the file's keys).
@@ -88,7 +91,10 @@ class ModelHost:
         if self._engine is None:
             if self._defaults_before_load is None:
                 self._defaults_before_load = automask_defaults_for(self.spec)
-            return {"name": self.name, "ready": False, "automask_defaults": dict(self._defaults_before_load)}
+            entry = {"name": self.name, "ready": False, "automask_defaults": dict(self._defaults_before_load)}
+            if self._load_error is not None:
+                entry["error"] = public_detail(str(self._load_error), keep=[self.name])
+            return entry
         return {
             "name": self.name,
             "ready": True,

@@ -19,7 +19,7 @@ from backend.api.segment_everything import SegmentEverythingParams
 
 MODEL_FIELD: Any = Field(
     None,
-    max_length=256,
+    max_length=4096,  # a served model's name is its path when it is served from a file
     description="Which served model answers (GET /v1/models); default: the server's first.",
 )
 MaskFormat = Literal["coco_rle", "png", "polygon"]
@@ -121,6 +121,9 @@ class ModelInfo(BaseModel):
 
     name: str
     ready: bool
+    error: str | None = Field(
+        None, description="Why the model failed to load (absent while it loads and once it is ready)."
+    )
     family: str | None = Field(None, description="sam (SAM 1, MobileSAM), sam2.1 or sam3.")
     prompts: list[str] | None = Field(
         None, description="Prompt kinds the model answers, from points, box, boxes, mask, text, exemplars."

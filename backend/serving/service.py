@@ -130,6 +130,11 @@ class SamService:
         return self._thread.worker
 
     @property
+    def model_names(self) -> list[str]:
+        """The served models' names, default first (as ``GET /v1/models`` lists them)."""
+        return list(self._hosts)
+
+    @property
     def load_error(self) -> BaseException | None:
         """Why the default model failed to load, or None."""
         return self._host(None).load_error

@@ -236,6 +236,19 @@ def test_other_settings_cannot_reuse_the_work_dir(images_dir, model_path, tmp_pa
     assert "other settings" in capsys.readouterr().err
 
 
+def test_a_run_that_failed_before_any_image_does_not_block_the_corrected_one(
+    images_dir, model_path, tmp_path, capsys
+):
+    out = tmp_path / "out.json"
+    base = [str(images_dir), "--everything", "--out", str(out), "--no-progress", *LOW_THRESHOLDS]
+    assert main([*base, "--model", str(tmp_path / "no_such_model.pt")]) == 2  # a typo in the model
+    assert main([str(tmp_path / "no_such_folder"), *base[1:], "--model", str(model_path)]) == 2
+    capsys.readouterr()
+
+    assert main([*base, "--model", str(model_path)]) == 0, capsys.readouterr().err
+    assert out.is_file()
+
+
 def test_text_without_clip_weights_fails_before_any_work(images_dir, tmp_path, capsys, monkeypatch):
     import backend.hub
 

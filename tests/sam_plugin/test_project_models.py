@@ -83,3 +83,70 @@ def test_project_models_setting_is_read_from_the_environment_and_checked():
     assert PluginSettings.from_env({"SAM_PLUGIN_MODEL": "vit_b"}).model == "vit_b"
     with pytest.raises(InvalidInput, match="project=model"):
         PluginSettings.from_env({"SAM_PLUGIN_PROJECT_MODELS": "3:sam2.1_hiera_t"})
+
+
+def test_clearing_extra_params_returns_the_project_to_the_default_model(http, sam_client):
+    assert _setup(http, "10.1700000000", {"model": SAM2}).get_json()["model_version"] == f"sam-{SAM2}"
+    for cleared in ({}, None, "", {"model": ""}):
+        _setup(http, "10.1700000000", {"model": SAM2})
+        answer = _setup(http, "10.1700000000", cleared)
+        assert answer.status_code == 200, answer.get_json()
+        assert answer.get_json()["model_version"] == "sam-scripted", cleared
+    _click(http, "10.1700000000")
+    assert sam_client.calls[-1]["model"] is None
+
+
+def _background_click(http: Any, project: str, x_pct: float = 60.0) -> Any:
+    body = {
+        "tasks": [TASK],
+        "project": project,
+        "label_config": EXAMPLE_CONFIG,
+        "params": {"context": {"result": [keypoint(x_pct, 50.0, label="Background")]}},
+    }
+    return http.post("/ls/predict", json=body)
+
+
+def test_an_object_refined_after_the_projects_model_changed_sends_no_mask_of_the_old_model(http, sam_client):
+    project = "11.1700000000"
+    _setup(http, project, {"model": SAM2})
+    _click(http, project)
+    assert _background_click(http, project).status_code == 200
+    assert sam_client.calls[-1]["model"] == SAM2 and sam_client.calls[-1]["mask_input"] is not None
+
+    _setup(http, project, {"model": "vit_h"})
+    answer = _background_click(http, project, x_pct=70.0)
+    assert answer.status_code == 200, answer.get_json()
+    refined = sam_client.calls[-1]
+    assert refined["model"] == "vit_h" and refined["mask_input"] is None
+    assert refined["labels"] == [1, 0, 0], "the object's clicks carry over to the new model"
+
+
+def test_versions_lists_every_served_model_the_default_first(http):
+    assert http.get("/ls/versions").get_json() == {"versions": ["sam-scripted", f"sam-{SAM2}", "sam-vit_h"]}
+
+
+def test_a_project_on_a_model_that_failed_to_load_is_refused_at_setup_with_the_reason(http, sam_client):
+    real_models = sam_client.models
+
+    def one_failed() -> list[dict[str, Any]]:
+        entries = real_models()
+        for entry in entries:
+            if entry["name"] == SAM2:
+                entry.update(ready=False, error="unsupported checkpoint layout", prompts=None)
+        return entries
+
+    sam_client.models = one_failed  # type: ignore[method-assign]
+    answer = _setup(http, "12.1700000000", {"model": SAM2})
+    assert answer.status_code == 503
+    assert (
+        "failed to load" in answer.get_json()["detail"]
+        and "unsupported checkpoint layout" in answer.get_json()["detail"]
+    )
+
+
+def test_error_messages_name_models_served_from_files_by_their_whole_paths(http, sam_client, tmp_path):
+    served_file = str(tmp_path / "checkpoints" / "tuned sam2.pt")  # under the temporary folder: a local path
+    sam_client.served = ["scripted", served_file]
+    answer = _setup(http, "13.1700000000", {"model": "sam2.1_hiera_l"})
+    assert answer.status_code == 400
+    assert served_file in answer.get_json()["detail"], "the name must be one the project can be set to"

@@ -191,3 +191,32 @@ def test_model_repeated_or_comma_separated_serves_several_the_first_by_default(m
     monkeypatch.setenv("SAM_MODEL", "demo, sam2.1_hiera_s")
     assert config_from_args([]).models == ("demo", "sam2.1_hiera_s")
     assert config_from_args(["--model", "vit_t"]).models == ("vit_t",), "the flag wins over the variable"
+
+
+@pytest.mark.parametrize(
+    ("argv", "variable", "says"),
+    [
+        (
+            ["--model", "demo", "--model", "demo"],
+            None,
+            "each model may be served once; demo is given more than once",
+        ),
+        ([], "demo,demo", "each model may be served once"),
+        ([], " , ", "SAM_MODEL names no model"),
+    ],
+)
+def test_a_model_list_that_cannot_be_served_is_a_usage_error(monkeypatch, capsys, argv, variable, says):
+    if variable is not None:
+        monkeypatch.setenv("SAM_MODEL", variable)
+    with pytest.raises(SystemExit) as exit_info:
+        config_from_args(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"sam-server: error: {says}" in err and "Traceback" not in err
+
+
+def test_help_shows_the_model_sam_model_names(monkeypatch, capsys):
+    monkeypatch.setenv("SAM_MODEL", "vit_b")
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--help"])
+    assert "(default: vit_b)" in " ".join(capsys.readouterr().out.split())

@@ -41,3 +41,12 @@ def test_reprs_and_local_paths_are_removed(message, expected):
 )
 def test_url_paths_and_plain_text_stay_as_they_are(message):
     assert public_detail(message) == message
+
+
+def test_kept_names_stay_whole_while_other_paths_around_them_are_cut():
+    served = f"{HOME}/models/tuned sam2.pt"  # a model served from a file: its name is its path
+    message = f"unknown model 'x'; this server serves ['demo', '{served}'] (weights in {HOME}/.cache/w.pt)"
+    assert public_detail(message, keep=[served, "demo"]) == (
+        f"unknown model 'x'; this server serves ['demo', '{served}'] (weights in w.pt)"
+    )
+    assert public_detail(message) != message, "without keep the path is cut"

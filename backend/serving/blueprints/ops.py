@@ -13,8 +13,8 @@ def not_ready_reason(service: SamService) -> str:
     """Why ``service`` cannot answer yet: still loading, or why loading failed."""
     error = service.load_error
     if error is not None:
-        return public_detail(f"model {service.model_name} failed to load: {error}")
-    return public_detail(f"loading model {service.model_name} ...")
+        return public_detail(f"model {service.model_name} failed to load: {error}", keep=service.model_names)
+    return public_detail(f"loading model {service.model_name} ...", keep=service.model_names)
 
 
 def create_ops_blueprint(service: SamService, metrics: ServerMetrics) -> Blueprint:
