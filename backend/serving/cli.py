@@ -123,6 +123,34 @@ def _add_memory_options(parser: argparse.ArgumentParser) -> None:
     _option(parser, "--cache-mb", _DEFAULTS.cache_mb, "embedding cache budget in MiB", type=at_least(0))
     _option(
         parser,
+        "--cache-dtype",
+        _DEFAULTS.cache_dtype,
+        "storage dtype of cached embeddings: auto (float16 on CUDA, the model's dtype elsewhere)",
+        choices=("auto", "float32", "float16", "bfloat16"),
+    )
+    _option(
+        parser,
+        "--image-store-mb",
+        _DEFAULTS.image_store_mb,
+        "budget in MiB for decoded pixels kept for segment-everything, text prompts and other models",
+        type=at_least(0),
+    )
+    _option(
+        parser,
+        "--logits-store-mb",
+        _DEFAULTS.logits_store_mb,
+        "budget in MiB for low-res logits kept for refinement (logits_id)",
+        type=at_least(0),
+    )
+    _option(
+        parser,
+        "--automask-store-mb",
+        _DEFAULTS.automask_store_mb,
+        "budget in MiB for cached segment-everything answers",
+        type=at_least(0),
+    )
+    _option(
+        parser,
         "--max-pixels",
         _DEFAULTS.max_pixels,
         "largest accepted image, width x height in pixels",
@@ -308,6 +336,10 @@ def config_from_args(argv: Sequence[str] | None = None) -> ServerConfig:
         port=args.port,
         token=args.token or os.environ.get("SAM_TOKEN") or None,
         cache_mb=args.cache_mb,
+        cache_dtype=args.cache_dtype,
+        image_store_mb=args.image_store_mb,
+        logits_store_mb=args.logits_store_mb,
+        automask_store_mb=args.automask_store_mb,
         max_pixels=args.max_pixels,
         max_body_mb=args.max_body_mb,
         max_batch=args.max_batch,

@@ -31,6 +31,10 @@ def test_environment_variables_fill_every_setting(monkeypatch):
         "SAM_PORT": "8001",
         "SAM_TOKEN": "t0k",
         "SAM_CACHE_MB": "64",
+        "SAM_CACHE_DTYPE": "float16",
+        "SAM_IMAGE_STORE_MB": "32",
+        "SAM_LOGITS_STORE_MB": "16",
+        "SAM_AUTOMASK_STORE_MB": "8",
         "SAM_MAX_PIXELS": "1000000",
         "SAM_LOG_LEVEL": "debug",
         "SAM_NO_PLUGINS": "1",
@@ -45,6 +49,8 @@ def test_environment_variables_fill_every_setting(monkeypatch):
         "0.0.0.0",
         8001,
     )
+    stores = (config.cache_dtype, config.image_store_mb, config.logits_store_mb, config.automask_store_mb)
+    assert stores == ("float16", 32, 16, 8)
     assert (config.token, config.cache_mb, config.max_pixels, config.log_level, config.plugins) == (
         "t0k",
         64,
