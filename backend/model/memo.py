@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Generic, TypeVar
 
@@ -59,8 +58,8 @@ class MemoOnWeights(Generic[T]):
         entry = self._entry  # one read: another thread may replace it meanwhile
         if entry is not None and entry[0] == key and entry[1].match(weights):
             return entry[2]
-        with torch.inference_mode(False), torch.no_grad(), _autocast_off(weights):
-            value = compute()
+        with torch.inference_mode(False), torch.no_grad():
+            value = _without_autocast(sorted({"cpu", *(w.device.type for w in weights)}), compute)
         self._entry = (key, WeightValues(weights), value)
         return value
 
@@ -79,9 +78,9 @@ def module_reads(*modules: nn.Module) -> tuple[Hashable, list[Tensor]]:
     return tuple(structure), weights
 
 
-def _autocast_off(weights: Sequence[Tensor]) -> contextlib.ExitStack:
-    """Autocast disabled on each device type the weights live on (CPU at least)."""
-    stack = contextlib.ExitStack()
-    for device_type in sorted({"cpu", *(w.device.type for w in weights)}):
-        stack.enter_context(torch.autocast(device_type, enabled=False))
-    return stack
+def _without_autocast(device_types: list[str], compute: Callable[[], T]) -> T:
+    """``compute()`` with autocast disabled on each of ``device_types``."""
+    if not device_types:
+        return compute()
+    with torch.autocast(device_types[0], enabled=False):
+        return _without_autocast(device_types[1:], compute)
