@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -41,6 +40,7 @@ from backend.inference.sam2_predictor import Sam2Predictor  # noqa: E402
 from backend.model.sam2 import build_sam2  # noqa: E402
 from backend.model.sam2.config import sam2_config  # noqa: E402
 from benchmarks.bench_sam2 import IMAGE_HW, POINT_XY, peak_multiply_adds_per_second  # noqa: E402
+from benchmarks.side_by_side import interleaved  # noqa: E402
 
 KINDS: dict[str, tuple[str, ...]] = {
     "linear layers and convolutions": ("aten::mkldnn_convolution", "aten::addmm", "aten::mm"),
@@ -121,14 +121,7 @@ def profile_by_kind(call: Callable[[], object], calls: int) -> tuple[dict[str, f
 
 def wall_seconds(call: Callable[[], object], repeats: int) -> float:
     """Median wall time of ``repeats`` calls after two untimed ones."""
-    call()
-    call()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(interleaved({"call": call}, repeats, warmup=2)["call"].wall)
 
 
 def the_call(part: str, size: str, dtype: torch.dtype) -> Callable[[], object]:

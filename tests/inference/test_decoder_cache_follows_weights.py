@@ -47,6 +47,13 @@ def prompt_side(model: torch.nn.Module, family: str) -> dict[str, torch.Tensor]:
     return {k: v for k, v in model.state_dict().items() if k.startswith(prefixes)}
 
 
+def clicked_once(model: torch.nn.Module):
+    """A predictor of ``model`` on :data:`IMAGE` that has answered :data:`CLICK`, and that answer's logits."""
+    predictor = predictor_for(model)
+    predictor.set_image(IMAGE)
+    return predictor, predictor.predict(**CLICK).low_res_logits
+
+
 def answer_on_the_same_features(predictor, model) -> np.ndarray:
     """What a fresh predictor of ``model`` answers on ``predictor``'s current image features."""
     fresh = predictor_for(model)
@@ -57,9 +64,7 @@ def answer_on_the_same_features(predictor, model) -> np.ndarray:
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_weights_loaded_after_set_image_answer_the_next_click(family: str):
     model, other = models(family)
-    predictor = predictor_for(model)
-    predictor.set_image(IMAGE)
-    before = predictor.predict(**CLICK).low_res_logits
+    predictor, before = clicked_once(model)
 
     model.load_state_dict(prompt_side(other, family), strict=False)
     after = predictor.predict(**CLICK).low_res_logits
@@ -72,9 +77,7 @@ def test_weights_loaded_after_set_image_answer_the_next_click(family: str):
 def test_an_in_place_step_through_data_is_seen_too(family: str):
     """``param.data`` changes bump no version counter: the values themselves are compared."""
     model, _ = models(family)
-    predictor = predictor_for(model)
-    predictor.set_image(IMAGE)
-    predictor.predict(**CLICK)
+    predictor, _ = clicked_once(model)
     encoder = getattr(model, FAMILIES[family][1])
     encoder.no_mask_embed.weight.data.add_(0.5)
 
@@ -86,9 +89,7 @@ def test_an_in_place_step_through_data_is_seen_too(family: str):
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_a_hook_added_after_set_image_takes_effect(family: str):
     model, _ = models(family)
-    predictor = predictor_for(model)
-    predictor.set_image(IMAGE)
-    before = predictor.predict(**CLICK).low_res_logits
+    predictor, before = clicked_once(model)
     first_block = getattr(model, FAMILIES[family][2]).transformer.layers[0]
     first_block.cross_attn_token_to_image.v_proj.register_forward_hook(lambda module, args, out: out * 3)
 
