@@ -219,3 +219,14 @@ def test_a_sam_group_above_its_own_limit_is_decoded_in_parts_with_the_same_answe
     for a, b in zip(together, apart, strict=True):
         np.testing.assert_array_equal(a.masks, b.masks)
         np.testing.assert_allclose(a.scores, b.scores, atol=1e-5)
+
+
+def test_model_in_the_query_string_of_a_json_route_is_refused_not_ignored(two_models):
+    client = two_models.test_client()
+    image_id = _upload(two_models)
+    body = {"image_id": image_id, "points": [[3, 3]], "labels": [1]}
+    for route in ("/v1/predict", "/v1/automask"):
+        json_body = body if route == "/v1/predict" else {"image_id": image_id}
+        answer = client.post(route, json=json_body, query_string={"model": SAM2})
+        assert answer.status_code == 400, route
+        assert "JSON body, not in the query string (got model)" in answer.json["detail"]

@@ -16,6 +16,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from backend.api.answers import empty_automask_note
+from backend.api.errors import InvalidInput
 from backend.api.priority import Priority, parse_priority
 from backend.api.prompt import Prompt
 from backend.memory_budget import MemoryBudget
@@ -91,6 +92,7 @@ def _add_predict_route(bp: Blueprint, service: SamService, answers: MemoryBudget
     @bp.post("/predict")
     def predict() -> Response:
         start = time.perf_counter()
+        _refuse_query_parameters("POST /v1/predict")
         body = parse_request(request.get_data(cache=False), PredictRequest)
         prompt = body.prompt()
         interactive = prompt.text is None and prompt.exemplars is None  # text and concepts are bulk work
@@ -101,6 +103,21 @@ def _add_predict_route(bp: Blueprint, service: SamService, answers: MemoryBudget
             # the masks live in _answer's frame only, so they are freed before the budget is
             # released (and the allocator trimmed); only the encoded answer outlives it
             return _answer(service, body, prompt, start)
+
+
+def _refuse_query_parameters(route: str) -> None:
+    """Refuse a query string on a route whose parameters are JSON fields (``?model=...`` would
+    otherwise be ignored silently, and the default model answer).
+
+    Raises:
+        InvalidInput: The request has query parameters.
+    """
+    if request.args:
+        names = ", ".join(sorted(request.args))
+        raise InvalidInput(
+            f"{route} takes its parameters as fields of the JSON body, not in the query string (got {names}); "
+            'e.g. {"image_id": ..., "model": ...}'
+        )
 
 
 def _answer(service: SamService, body: PredictRequest, prompt: Prompt, start: float) -> Response:
@@ -123,6 +140,7 @@ def _add_automask_route(bp: Blueprint, service: SamService) -> None:
     def automask() -> Response:
         """SA-1B records (cached per model, image and parameters); a ``note`` when none passed the filters."""
         start = time.perf_counter()
+        _refuse_query_parameters("POST /v1/automask")
         body = parse_request(request.get_data(cache=False), AutomaskRequest)
         params = body.model_dump(exclude={"image_id", "model"})
         records = service.automask(
