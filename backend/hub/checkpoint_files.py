@@ -78,7 +78,22 @@ def save_checkpoint(
         "meta": meta,
     }
     with atomic_open(path, "wb") as stream:
-        torch.save(payload, stream)
+        save_interruptibly(payload, stream)
+
+
+def save_interruptibly(obj: Any, stream: Any) -> None:
+    """``torch.save(obj, stream)``, letting Ctrl-C during the write surface as ``KeyboardInterrupt``.
+
+    torch's zip writer, interrupted, fails again while closing and raises a
+    ``RuntimeError`` ("unexpected pos ...") in place of the interrupt, which
+    would skip the callers' clean stop; the interrupt is raised instead.
+    """
+    try:
+        torch.save(obj, stream)
+    except RuntimeError as exc:
+        if isinstance(exc.__context__, KeyboardInterrupt):
+            raise exc.__context__ from None
+        raise
 
 
 def load_checkpoint(

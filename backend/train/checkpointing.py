@@ -44,8 +44,11 @@ def save_training_state(
     settings: TrainSettings,
     step: int,
     epoch: int,
+    run: dict[str, Any] | None = None,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> None:
-    """Writes everything needed to resume after ``step`` steps, atomically."""
+    """Writes everything needed to resume after ``step`` steps, atomically; ``run`` says what the
+    run trains (base model, data, image count), checked on resume."""
     from backend.hub import save_checkpoint
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -54,8 +57,10 @@ def save_training_state(
         "step": step,
         "epoch": epoch,
         "train_settings": settings.to_dict(),
+        "run": run or {},
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None else {},  # fp16's loss scale; {} when off
         "torch_rng": torch.get_rng_state(),
     }
     save_checkpoint(path, model_state=_cpu_state(sam), config=model_config(sam), meta=meta)
@@ -68,6 +73,8 @@ def load_training_state(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     settings: TrainSettings,
+    run: dict[str, Any] | None = None,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> int:
     """Restores model, optimiser, scheduler and RNG from a training state.
 
@@ -75,8 +82,10 @@ def load_training_state(
         The step to continue from.
 
     Raises:
-        InvalidInput: When the file is not a training state of this model
-            and these settings (say ``--restart`` to start over).
+        InvalidInput: When the file is not a training state of this model,
+            these settings and this ``run`` (base model, data; a state of a
+            run that trained something else would otherwise be continued, or
+            taken as finished, on other data) (say ``--restart`` to start over).
     """
     from backend.hub import load_checkpoint, load_state_strict
 
@@ -91,9 +100,22 @@ def load_training_state(
         raise InvalidInput(
             f"{path} was written with other training settings; use the same options to resume or --restart"
         )
+    stored_run = meta.get("run") or {}
+    if stored_run and run and stored_run != run:
+        differ = ", ".join(
+            f"{key} {stored_run.get(key)!r} there, {run.get(key)!r} now"
+            for key in sorted(set(stored_run) | set(run))
+            if stored_run.get(key) != run.get(key)
+        )
+        raise InvalidInput(
+            f"{path} is the state of a run that trained something else ({differ}); use --restart to start "
+            "over from the base, or another --out (or --state) to keep that run"
+        )
     load_state_strict(sam, state)
     optimizer.load_state_dict(meta["optimizer"])
     scheduler.load_state_dict(meta["scheduler"])
+    if scaler is not None and meta.get("scaler"):
+        scaler.load_state_dict(meta["scaler"])
     torch.set_rng_state(meta["torch_rng"])
     return int(meta["step"])
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -233,13 +234,31 @@ def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _setup_torch(args: argparse.Namespace) -> str:
+    """Set torch's threads; the device ``--device`` names, checked against this machine."""
     import torch
+
+    from backend.hub.devices import pick_device
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return args.device
+    return pick_device(args.device)
+
+
+def _check_writable(out: Path) -> None:
+    """Refuse an ``--out`` that cannot be written, before any training (it is written last).
+
+    Raises:
+        InvalidInput: ``out`` is a folder, or its folder cannot be created or written.
+    """
+    if out.is_dir():
+        raise InvalidInput(f"--out {out} is a folder; give the model file to write, e.g. {out / 'my_sam.pt'}")
+    folder = out.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidInput(f"--out {out}: cannot create its folder ({exc.strerror})") from None
+    if not os.access(folder, os.W_OK):
+        raise InvalidInput(f"--out {out}: its folder {folder} is not writable")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -272,18 +291,23 @@ def _train_demo(args: argparse.Namespace, *, out: Path, run_dir: Path) -> int:
 
 def _train_model(args: argparse.Namespace, *, out: Path, run_dir: Path) -> int:
     """``--data`` or ``--scenes`` from ``--base``: check the flags, load, train (resuming), write."""
-    from backend.train.embedding_cache import EmbeddingCache
+    from backend.train.adapters import training_adapter
+    from backend.train.embedding_cache import EmbeddingCache, frozen_encoder_digest
     from backend.train.loop import train
 
     settings = _train_settings(args)
     settings.check(TRAIN_FLAGS)  # before loading anything
+    _check_writable(out)
     state = Path(args.state) if args.state else run_dir / "state.pt"
     device = _setup_torch(args)
     sam = _load_base(args.base).to(device)
     data = _open_data(args, first_seed=0)
     cache = None
     if settings.freeze_encoder:
-        cache = EmbeddingCache(args.cache_dir or run_dir / "embeddings", encoder_name=str(args.base))
+        cache = EmbeddingCache(
+            args.cache_dir or run_dir / "embeddings",
+            encoder_name=frozen_encoder_digest(training_adapter(sam)),
+        )
     print(
         f"sam-train: training to step {settings.steps}, state in {state}; "
         "Ctrl-C saves the state at the current step and stops",
@@ -300,7 +324,7 @@ def _train_model(args: argparse.Namespace, *, out: Path, run_dir: Path) -> int:
             resume=not args.restart,
             embedding_cache=cache,
             progress=not args.no_progress,
-            meta={"base": str(args.base), "data": args.data or f"scenes:{args.scenes}"},
+            meta={"base": str(args.base), "data": args.data or f"scenes:{args.scenes}", "images": len(data)},
             should_stop=stop.is_set,
         )
     if result.stopped:

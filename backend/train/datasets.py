@@ -37,6 +37,8 @@ batch). Four sources:
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,11 +144,9 @@ class CocoDataset:
     """
 
     def __init__(self, annotation_file: str | Path, image_dir: str | Path) -> None:
-        from pycocotools.coco import COCO
-
         path = _existing(annotation_file)
         self.image_dir = _existing(image_dir)
-        self.coco = COCO(str(path))
+        self.coco = _coco_index(path)
         self.image_ids = [
             image_id
             for image_id in sorted(self.coco.getImgIds())
@@ -216,6 +216,43 @@ class LabelStudioFolder:
         image = load_image(self.folder / record["image"])
         masks = _stack([decode_rle(m["rle"]) for m in record["masks"]], image)
         return TrainingImage(image=image, masks=_match(masks, image, path.name), key=path.stem)
+
+
+def _coco_index(path: Path) -> Any:
+    """pycocotools' index of a COCO instances file, checked first (pycocotools fails on a
+    malformed file with a bare ``AssertionError`` or ``KeyError``) and built without its
+    progress lines on stdout (``sam-eval --json`` prints JSON there).
+
+    Raises:
+        InvalidInput: Not JSON, not a COCO instances object, or annotations without masks.
+    """
+    from pycocotools.coco import COCO
+
+    try:
+        dataset = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidInput(f"{path} is not a JSON file ({exc}); --data takes a COCO instances JSON") from None
+    if not isinstance(dataset, dict) or not isinstance(dataset.get("annotations"), list):
+        raise InvalidInput(
+            f"{path} is not a COCO instances file (an object with 'images' and 'annotations'); "
+            "a Label Studio export is read from the plugin's dataset folder instead (docs/training.md)"
+        )
+    annotations = dataset["annotations"]
+    if not all(isinstance(a, dict) and "image_id" in a for a in annotations):
+        raise InvalidInput(f"{path}: every annotation needs an 'image_id'")
+    unmasked = sum(1 for a in annotations if not a.get("segmentation"))
+    if unmasked:
+        raise InvalidInput(
+            f"{path}: {unmasked} of {len(annotations)} annotations have no 'segmentation' (polygons or RLE); "
+            "training needs masks, not only boxes"
+        )
+    for annotation in annotations:
+        annotation.setdefault("iscrowd", 0)  # optional in practice; pycocotools needs it
+    coco = COCO()
+    coco.dataset = dataset
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco
 
 
 def open_dataset(path: str | Path, *, image_dir: str | Path | None = None) -> MaskDataset:

@@ -3,9 +3,10 @@
 Each image's features are computed once by the (frozen) encoder and stored as
 ``<directory>/<sha256>.pt`` where the hash covers the family
 (:attr:`TrainingAdapter.cache_tag <backend.train.adapters.TrainingAdapter.cache_tag>`),
-the encoder's identity (a name chosen by the caller, e.g. the base model),
-the image key and the normalised input pixels, so a changed image, encoder or
-family never hits a stale entry. A file holds one tensor (SAM's embedding)
+the encoder's identity (:func:`frozen_encoder_digest`: a hash of the frozen
+weights themselves, not of the base model's name, which may name other
+weights after a file is replaced), the image key and the normalised input
+pixels, so a changed image, encoder or family never hits a stale entry. A file holds one tensor (SAM's embedding)
 or a list of tensors (SAM 2.1's ``image_embed``, ``feat_s0``, ``feat_s1``),
 in float32. Files are written atomically (temporary file, then rename).
 """
@@ -17,8 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
+from torch import nn
 
 from backend.atomic_files import atomic_open
+from backend.hub.checkpoint_files import save_interruptibly
 
 if TYPE_CHECKING:
     from backend.model import Sam
@@ -30,8 +33,8 @@ class EmbeddingCache:
 
     Args:
         directory: Folder of the cache (created when missing).
-        encoder_name: Identity of the frozen encoder (base model name or
-            weights path); part of every key.
+        encoder_name: Identity of the frozen encoder (:func:`frozen_encoder_digest`);
+            part of every key.
     """
 
     def __init__(self, directory: str | Path, *, encoder_name: str) -> None:
@@ -86,6 +89,19 @@ class EmbeddingCache:
         return digest.hexdigest()
 
 
+def frozen_encoder_digest(adapter: TrainingAdapter) -> str:
+    """SHA-256 of every weight that computes the cached features (what ``--freeze-encoder``
+    freezes, :meth:`TrainingAdapter.frozen_by_freeze_encoder`): about a second for vit_h's
+    2.5 GB."""
+    digest = hashlib.sha256()
+    for part in adapter.frozen_by_freeze_encoder():
+        tensors = part.state_dict().items() if isinstance(part, nn.Module) else [("", part)]
+        for name, tensor in tensors:
+            digest.update(f"{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
+            digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def _atomic_save(tensor: torch.Tensor | list[torch.Tensor], path: Path) -> None:
     with atomic_open(path, "wb") as stream:
-        torch.save(tensor, stream)
+        save_interruptibly(tensor, stream)

@@ -19,6 +19,7 @@ shared.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -35,6 +36,8 @@ from backend.train.checkpointing import load_training_state, save_model, save_tr
 from backend.train.datasets import MaskDataset
 from backend.train.embedding_cache import EmbeddingCache
 from backend.train.simulation import RoundsResult, RoundsSettings, field_name, interactive_rounds
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from backend.model import Sam
@@ -97,8 +100,18 @@ class TrainSettings:
         for name in ("steps", "images_per_batch", "masks_per_image", "accumulate", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise InvalidInput(f"{field_name(name, names)} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise InvalidInput(f"{field_name('lr', names)} (learning rate) must be > 0, got {self.lr}")
+        if not (0 < self.lr < math.inf):
+            raise InvalidInput(
+                f"{field_name('lr', names)} (learning rate) must be > 0 and finite, got {self.lr}"
+            )
+        for name in ("weight_decay", "decay_factor", "grad_clip"):
+            value = getattr(self, name)
+            if not (0 <= value < math.inf):
+                raise InvalidInput(f"{field_name(name, names)} must be >= 0 and finite, got {value}")
+        if self.warmup_steps < 0 or any(step < 0 for step in self.decay_steps):
+            raise InvalidInput(f"{field_name('warmup_steps', names)} and decay steps must be >= 0")
+        if not 0 <= self.seed < 2**32:
+            raise InvalidInput(f"{field_name('seed', names)} must be in [0, 2^32), got {self.seed}")
         if self.amp not in ("auto", "bf16", "fp16", "off"):
             raise InvalidInput(
                 f"{field_name('amp', names)} must be auto, bf16, fp16 or off, got {self.amp!r}"
@@ -166,7 +179,9 @@ def train(
             ``settings.freeze_encoder``.
         progress: Show a tqdm progress bar.
         progress_label: The bar's title.
-        meta: Extra information stored in the final checkpoint's metadata.
+        meta: Extra information stored in the final checkpoint's metadata,
+            and in the training state: a state written with other ``meta``
+            (another base model or dataset) is refused on resume.
         should_stop: Asked before every step; when it answers True the
             training state is saved at the current step and the run returns
             (``TrainResult.stopped``) without writing ``out``.
@@ -177,7 +192,9 @@ def train(
     settings.check()
     if settings.freeze_encoder and embedding_cache is None:
         raise InvalidInput("freeze_encoder needs an embedding cache directory")
-    run = _Run(sam, data, settings, state_path=Path(state_path), embedding_cache=embedding_cache)
+    run = _Run(
+        sam, data, settings, state_path=Path(state_path), embedding_cache=embedding_cache, identity=meta
+    )
     if resume and run.state_path.exists():
         run.resume()
     bar = _progress_bar(progress, settings.steps, run.step, progress_label)
@@ -193,8 +210,23 @@ def train(
             run.save_state()
     bar.close()
     result = run.result()
+    _require_finite_weights(sam, settings)
     save_model(out, sam=sam, meta=_final_meta(result, settings, meta))
     return result
+
+
+def _require_finite_weights(sam: Sam | Sam2, settings: TrainSettings) -> None:
+    """Refuse to write a model whose training diverged.
+
+    Raises:
+        InvalidInput: Some weight is NaN or infinite.
+    """
+    broken = [name for name, param in sam.named_parameters() if not torch.isfinite(param).all()]
+    if broken:
+        raise InvalidInput(
+            f"training diverged: {len(broken)} weight tensors hold NaN or infinite values (e.g. {broken[0]}); "
+            f"no model was written. Lower the learning rate (it was {settings.lr:g}) and train again with --restart"
+        )
 
 
 class _Run:
@@ -212,8 +244,10 @@ class _Run:
         *,
         state_path: Path,
         embedding_cache: EmbeddingCache | None,
+        identity: dict[str, Any] | None = None,
     ) -> None:
         self.started = time.monotonic()
+        self.identity = identity
         self.sam, self.data, self.settings = sam, data, settings
         self.state_path = state_path
         self.embedding_cache = embedding_cache
@@ -231,6 +265,8 @@ class _Run:
         self.step = self.resumed_from = 0
         self.losses: list[float] = []
         self.first_ious: list[float] = []
+        self.warned_empty: set[str] = set()
+        """Keys of the images already reported as holding no object at the model's input size."""
 
     def resume(self) -> None:
         """Continue from the training state at ``state_path``."""
@@ -240,6 +276,8 @@ class _Run:
             optimizer=self.optimizer,
             scheduler=self.scheduler,
             settings=self.settings,
+            run=self.identity,
+            scaler=self.scaler,
         )
 
     def one_step(self) -> None:
@@ -247,29 +285,38 @@ class _Run:
         settings = self.settings
         generator = torch.Generator().manual_seed(settings.seed * 1_000_003 + self.step)
         loss_sum = iou_sum = 0.0
+        trained = False
         for micro in range(settings.accumulate):
             result = self._micro_batch(micro, generator)
+            if result is None:  # no object left in these images at the model's input size
+                continue
             self.scaler.scale(result.loss / settings.accumulate).backward()
             loss_sum += float(result.loss.detach()) / settings.accumulate
             iou_sum += float(result.first_iou.detach()) / settings.accumulate
-        if settings.grad_clip > 0:
-            self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.params, settings.grad_clip)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+            trained = True
+        if trained:
+            if settings.grad_clip > 0:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(self.params, settings.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
         self.step += 1
         self.losses.append(loss_sum)
         self.first_ious.append(iou_sum)
 
-    def _micro_batch(self, micro: int, generator: torch.Generator) -> RoundsResult:
-        """Loss of micro-batch ``micro`` of the current step (the rounds' result, not yet backpropagated)."""
+    def _micro_batch(self, micro: int, generator: torch.Generator) -> RoundsResult | None:
+        """Loss of micro-batch ``micro`` of the current step (the rounds' result, not yet
+        backpropagated); None when its images hold no object at the model's input size."""
         settings, data = self.settings, self.data
         first = (self.step * settings.accumulate + micro) * settings.images_per_batch
         indices = [self.order(first + j) for j in range(settings.images_per_batch)]
         adapter = self.adapter
-        images, targets, owners = _make_batch(data, indices, adapter, settings.masks_per_image, generator)
+        batch = _make_batch(data, indices, adapter, settings.masks_per_image, generator, self.warned_empty)
+        if batch is None:
+            return None
+        images, targets, owners = batch
         with self.autocast():
             if self.embedding_cache is not None and settings.freeze_encoder:
                 features = self.embedding_cache.features(adapter, images, [data[i].key for i in indices])
@@ -290,6 +337,8 @@ class _Run:
             settings=settings,
             step=self.step,
             epoch=epoch,
+            run=self.identity,
+            scaler=self.scaler,
         )
 
     def result(self, *, stopped: bool = False) -> TrainResult:
@@ -339,23 +388,37 @@ def _make_batch(
     adapter: TrainingAdapter,
     masks_per_image: int,
     generator: torch.Generator,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    warned: set[str],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
     """Brings images to the family's model-input frame (:meth:`TrainingAdapter.model_input`);
     samples their objects.
 
+    An image whose masks all vanish at the model's input size (objects smaller
+    than a pixel there) gives no object; it is reported once (its key is added
+    to ``warned``).
+
     Returns:
         ``(images Bx3xSxS float32 normalised, targets NxSxS bool, owners N int64)``
-        where ``owners[i]`` is the batch image of object ``i``.
+        where ``owners[i]`` is the batch image of object ``i``; None when no
+        image of the batch gives an object.
     """
     size = adapter.image_size
     device = adapter.device
     images, targets, owners = [], [], []
     for slot, index in enumerate(indices):
-        pixels, masks = adapter.model_input(data[index], device)
+        item = data[index]
+        pixels, masks = adapter.model_input(item, device)
         images.append(pixels)
         h, w = masks.shape[1:]
         non_empty = [m for m in masks if m.any()]
         if not non_empty:
+            if item.key not in warned:
+                warned.add(item.key)
+                log.warning(
+                    "%s: no mask is left at the model's %d-pixel input (objects too small); it is skipped",
+                    item.key,
+                    size,
+                )
             continue
         picks = torch.randint(len(non_empty), (masks_per_image,), generator=generator)
         chosen = np.stack([non_empty[int(i)] for i in picks])
@@ -364,7 +427,7 @@ def _make_batch(
         targets.append(torch.from_numpy(padded))
         owners += [slot] * masks_per_image
     if not targets:
-        raise InvalidInput(f"images {indices} hold no non-empty mask; remove them from the dataset")
+        return None
     return (
         torch.stack(images),
         torch.cat(targets).to(device),

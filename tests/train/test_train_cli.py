@@ -120,6 +120,10 @@ def test_help_shows_every_default():
         (["--checkpoint-every", "0"], "--checkpoint-every"),
         (["--box-probability", "1.5"], "--box-probability"),
         (["--lr", "0"], "--lr"),
+        (["--lr", "inf"], "--lr"),
+        (["--lr", "nan"], "--lr"),
+        (["--seed", "-1"], "--seed"),
+        (["--decay-factor", "inf"], "--decay-factor"),
     ],
 )
 def test_bad_training_settings_name_the_flag_before_loading_anything(tmp_path, capsys, flags, named):
