@@ -96,20 +96,17 @@ def load_training_state(
         raise InvalidInput(
             f"{path} was trained with another model configuration; use --restart to start over"
         )
-    if meta.get("train_settings") != settings.to_dict():
+    stored_settings = meta.get("train_settings") or {}
+    if stored_settings != settings.to_dict():
         raise InvalidInput(
-            f"{path} was written with other training settings; use the same options to resume or --restart"
+            f"{path} was written with other training settings ({_differences(stored_settings, settings.to_dict())}); "
+            "use the same options to resume or --restart"
         )
     stored_run = meta.get("run") or {}
     if stored_run and run and stored_run != run:
-        differ = ", ".join(
-            f"{key} {stored_run.get(key)!r} there, {run.get(key)!r} now"
-            for key in sorted(set(stored_run) | set(run))
-            if stored_run.get(key) != run.get(key)
-        )
         raise InvalidInput(
-            f"{path} is the state of a run that trained something else ({differ}); use --restart to start "
-            "over from the base, or another --out (or --state) to keep that run"
+            f"{path} is the state of a run that trained something else ({_differences(stored_run, run)}); "
+            "use --restart to start over from the base, or another --out (or --state) to keep that run"
         )
     load_state_strict(sam, state)
     optimizer.load_state_dict(meta["optimizer"])
@@ -118,6 +115,12 @@ def load_training_state(
         scaler.load_state_dict(meta["scaler"])
     torch.set_rng_state(meta["torch_rng"])
     return int(meta["step"])
+
+
+def _differences(stored: dict[str, Any], now: dict[str, Any]) -> str:
+    """``"key <stored> there, <now> now"`` for each key whose values differ."""
+    keys = sorted(key for key in set(stored) | set(now) if stored.get(key) != now.get(key))
+    return ", ".join(f"{key} {stored.get(key)!r} there, {now.get(key)!r} now" for key in keys)
 
 
 def model_config(sam: Sam | Sam2) -> SamConfig | Sam2Config:
