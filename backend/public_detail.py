@@ -22,7 +22,7 @@ from functools import lru_cache
 from pathlib import Path
 
 _REPR = re.compile(r"<[^<>]*? at 0x[0-9a-fA-F]+>|<(?:module|class|function|built-in[^<>]*?) [^<>]*>")
-_PATH_CHARS = r"[^\s'\"(),;<>]*"
+_PATH_CHARS = r"[^\s'\"(),;<>\x00]*"  # \x00: public_detail's placeholders end a path
 
 
 @lru_cache(maxsize=1)
@@ -65,15 +65,24 @@ def public_detail(message: str, keep: Iterable[str] = ()) -> str:
 
     Args:
         message: The error's full message.
-        keep: Strings left whole wherever they appear: names the server
-            publishes anyway, such as its models' names (``GET /v1/models``),
-            which are paths for models served from a file.
+        keep: Names the server publishes anyway, such as its models' names
+            (``GET /v1/models``), which are paths for models served from a
+            file. Each is left whole where it stands as a whole word, not
+            inside a longer path; names that hold no local path need no
+            keeping and are ignored.
     """
-    kept = sorted({name for name in keep if name}, key=len, reverse=True)
+    kept = sorted({name for name in keep if name and _scrubbed(name) != name}, key=len, reverse=True)
     if not kept:
         return _scrubbed(message)
-    parts = re.split("(" + "|".join(re.escape(name) for name in kept) + ")", message)
-    return "".join(part if i % 2 else _scrubbed(part) for i, part in enumerate(parts))
+    words = re.compile(rf"(?<![\w./-])(?:{'|'.join(re.escape(name) for name in kept)})(?![\w./-])")
+    names: list[str] = []
+
+    def hold(match: re.Match[str]) -> str:
+        names.append(match.group(0))
+        return f"\x00{len(names) - 1}\x00"
+
+    held = _scrubbed(words.sub(hold, message))
+    return re.sub("\x00(\\d+)\x00", lambda m: names[int(m.group(1))], held)
 
 
 def _scrubbed(text: str) -> str:

@@ -89,13 +89,10 @@ class PluginRuntime:
         return self.project_models.get(key) or settings.project_models.get(key) or settings.model
 
     def model_names(self) -> list[str]:
-        """Every model name this plugin knows: those the model server last listed and those
-        the settings and projects name (left whole in error messages, see :func:`error_response`)."""
-        configured = [
-            self.settings.model,
-            *self.settings.project_models.values(),
-            *self.project_models.values(),
-        ]
+        """The model names left whole in error messages (:func:`~sam_plugin.blueprint.error_response`):
+        those the model server last listed and those the operator's settings name, not the
+        ones a project's Extra params chose (anyone who may edit a project could choose any)."""
+        configured = [self.settings.model, *self.settings.project_models.values()]
         return [*self._served_names, *(name for name in configured if name)]
 
     def client_for(self, project_id: str | None) -> SamClientBase:

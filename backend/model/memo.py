@@ -59,7 +59,7 @@ class MemoOnWeights(Generic[T]):
         if entry is not None and entry[0] == key and entry[1].match(weights):
             return entry[2]
         with torch.inference_mode(False), torch.no_grad():
-            value = _without_autocast(sorted({"cpu", *(w.device.type for w in weights)}), compute)
+            value = _without_autocast(_autocast_device_types(weights), compute)
         self._entry = (key, WeightValues(weights), value)
         return value
 
@@ -76,6 +76,14 @@ def module_reads(*modules: nn.Module) -> tuple[Hashable, list[Tensor]]:
         weights.extend(module.parameters())
         weights.extend(module.buffers())
     return tuple(structure), weights
+
+
+def _autocast_device_types(weights: Sequence[Tensor]) -> list[str]:
+    """The device types of ``weights`` (and the CPU) on which autocast exists (not ``meta``;
+    before torch 2.4, which cannot say, only the CPU and CUDA)."""
+    types = {"cpu", *(w.device.type for w in weights)}
+    available = getattr(torch.amp, "is_autocast_available", None)
+    return sorted(t for t in types if (available(t) if available is not None else t in ("cpu", "cuda")))
 
 
 def _without_autocast(device_types: list[str], compute: Callable[[], T]) -> T:

@@ -319,9 +319,10 @@ def config_from_args(argv: Sequence[str] | None = None) -> ServerConfig:
     """Parse flags and ``SAM_*`` variables into a :class:`ServerConfig`."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    models = args.model or [
-        name.strip() for name in _env("SAM_MODEL", _DEFAULTS.model).split(",") if name.strip()
-    ]
+    given = args.model if args.model is not None else _env("SAM_MODEL", _DEFAULTS.model).split(",")
+    models = [name.strip() for name in given if name.strip()]
+    if args.model is not None and len(models) != len(args.model):
+        parser.error("--model needs a model name or path, got an empty one")
     if not models:
         parser.error("SAM_MODEL names no model: give --model NAME_OR_PATH or a comma-separated SAM_MODEL")
     repeated = sorted({name for name in models if models.count(name) > 1})

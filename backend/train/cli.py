@@ -30,7 +30,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from backend.api.errors import InvalidInput, SamError
 from backend.cli_help import at_least, new_parser, non_negative_float
@@ -273,6 +273,7 @@ def _train_demo(args: argparse.Namespace, *, out: Path, run_dir: Path) -> int:
     """``--demo``: the demo model's three-stage recipe, stage states under ``run_dir``."""
     from backend.train import demo
 
+    _check_writable(out)
     device = _setup_torch(args)
     with StopRequest() as stop:
         result = demo.train_demo_model(
@@ -324,7 +325,7 @@ def _train_model(args: argparse.Namespace, *, out: Path, run_dir: Path) -> int:
             resume=not args.restart,
             embedding_cache=cache,
             progress=not args.no_progress,
-            meta={"base": str(args.base), "data": args.data or f"scenes:{args.scenes}", "images": len(data)},
+            meta=_run_identity(args, images=len(data)),
             should_stop=stop.is_set,
         )
     if result.stopped:
@@ -334,6 +335,25 @@ def _train_model(args: argparse.Namespace, *, out: Path, run_dir: Path) -> int:
         f"model written to {out}"
     )
     return 0
+
+
+def _run_identity(args: argparse.Namespace, *, images: int) -> dict[str, Any]:
+    """What a run trains, stored with its state and its model: the base and the data (paths
+    resolved, so that another spelling of the same file resumes), the image count and the
+    annotations' fingerprint (:func:`~backend.train.datasets.dataset_fingerprint`)."""
+    from backend.train.datasets import dataset_fingerprint
+
+    def resolved(name: str) -> str:
+        return str(Path(name).resolve()) if Path(name).exists() else name
+
+    if args.data is None:
+        return {"base": resolved(str(args.base)), "data": f"scenes:{args.scenes}", "images": images}
+    return {
+        "base": resolved(str(args.base)),
+        "data": resolved(args.data),
+        "images": images,
+        "annotations": dataset_fingerprint(args.data),
+    }
 
 
 def _report_stop(stop: StopRequest, step: int, saved_in: Path) -> int:

@@ -38,6 +38,7 @@ batch). Four sources:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 from dataclasses import dataclass
@@ -218,6 +219,21 @@ class LabelStudioFolder:
         return TrainingImage(image=image, masks=_match(masks, image, path.name), key=path.stem)
 
 
+def dataset_fingerprint(path: str | Path) -> str:
+    """A short hash of a dataset's annotations as they are now, so that a training state made
+    before annotators added or corrected masks is not taken for this data's: a COCO file's
+    bytes, or a folder's JSON files' names, sizes and modification times (not their pixels)."""
+    target = Path(path)
+    digest = hashlib.sha256()
+    if target.is_file():
+        digest.update(target.read_bytes())
+    else:
+        for file in sorted(target.rglob("*.json")):
+            stat = file.stat()
+            digest.update(f"{file.relative_to(target)}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
+    return digest.hexdigest()[:16]
+
+
 def _coco_index(path: Path) -> Any:
     """pycocotools' index of a COCO instances file, checked first (pycocotools fails on a
     malformed file with a bare ``AssertionError`` or ``KeyError``) and built without its
@@ -237,17 +253,24 @@ def _coco_index(path: Path) -> Any:
             f"{path} is not a COCO instances file (an object with 'images' and 'annotations'); "
             "a Label Studio export is read from the plugin's dataset folder instead (docs/training.md)"
         )
+    images = dataset.get("images")
+    if not isinstance(images, list) or not all(
+        isinstance(i, dict) and {"id", "file_name"} <= set(i) for i in images
+    ):
+        raise InvalidInput(f"{path}: 'images' must be a list of objects with an 'id' and a 'file_name'")
     annotations = dataset["annotations"]
-    if not all(isinstance(a, dict) and "image_id" in a for a in annotations):
-        raise InvalidInput(f"{path}: every annotation needs an 'image_id'")
+    needed = {"image_id", "category_id"} if "categories" in dataset else {"image_id"}
+    if not all(isinstance(a, dict) and needed <= set(a) for a in annotations):
+        raise InvalidInput(f"{path}: every annotation needs {' and '.join(repr(k) for k in sorted(needed))}")
     unmasked = sum(1 for a in annotations if not a.get("segmentation"))
     if unmasked:
         raise InvalidInput(
             f"{path}: {unmasked} of {len(annotations)} annotations have no 'segmentation' (polygons or RLE); "
             "training needs masks, not only boxes"
         )
-    for annotation in annotations:
-        annotation.setdefault("iscrowd", 0)  # optional in practice; pycocotools needs it
+    for number, annotation in enumerate(annotations, start=1):
+        annotation.setdefault("iscrowd", 0)  # optional in practice; pycocotools needs both
+        annotation.setdefault("id", -number)
     coco = COCO()
     coco.dataset = dataset
     with contextlib.redirect_stdout(io.StringIO()):

@@ -130,7 +130,8 @@ class TrainResult:
     Attributes:
         step: Steps done (``settings.steps`` unless stopped).
         resumed_from: Step the run resumed from (0 for a fresh run).
-        losses: Loss of each step run in this call.
+        losses: Loss of each step run in this call (a step whose images held no object at the
+            model's input size has none).
         first_ious: Top-ranked 1-prompt IoU of each step run in this call.
         seconds: Wall-clock seconds of this call.
         stopped: The run was asked to stop before its last step: its training
@@ -210,6 +211,11 @@ def train(
             run.save_state()
     bar.close()
     result = run.result()
+    if run.step > run.resumed_from and not run.losses:
+        raise InvalidInput(
+            f"nothing was trained: no image of the dataset holds an object at the model's "
+            f"{run.adapter.image_size}-pixel input (every mask vanishes when the image is resized); no model was written"
+        )
     _require_finite_weights(sam, settings)
     save_model(out, sam=sam, meta=_final_meta(result, settings, meta))
     return result
@@ -300,11 +306,11 @@ class _Run:
                 torch.nn.utils.clip_grad_norm_(self.params, settings.grad_clip)
             self.scaler.step(self.optimizer)
             self.scaler.update()
+            self.losses.append(loss_sum)
+            self.first_ious.append(iou_sum)
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
         self.step += 1
-        self.losses.append(loss_sum)
-        self.first_ious.append(iou_sum)
 
     def _micro_batch(self, micro: int, generator: torch.Generator) -> RoundsResult | None:
         """Loss of micro-batch ``micro`` of the current step (the rounds' result, not yet

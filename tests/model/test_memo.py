@@ -84,3 +84,12 @@ def test_module_reads_sees_an_adapter_put_in_and_a_hook_added():
     assert module_reads(block)[0] != structure
     block[0] = torch.nn.Sequential(block[0], torch.nn.Linear(4, 4))  # an adapter around the layer
     assert len(module_reads(block)[1]) == 4
+
+
+def test_autocast_is_only_touched_on_device_types_that_have_it():
+    from backend.model.memo import _autocast_device_types
+
+    assert _autocast_device_types([torch.zeros(1, device="meta"), torch.zeros(1)]) == ["cpu"]
+    memo = MemoOnWeights()
+    weight = torch.zeros(2, device="meta")
+    assert memo.get("a", (weight,), lambda: torch.ones(2)).sum() == 2

@@ -226,3 +226,10 @@ def test_help_shows_the_model_sam_model_names(monkeypatch, capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--help"])
     assert "(default: vit_b)" in " ".join(capsys.readouterr().out.split())
+
+
+def test_an_empty_model_flag_is_a_usage_error_and_names_are_stripped(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        config_from_args(["--model", " "])
+    assert exit_info.value.code == 2 and "--model needs a model name" in capsys.readouterr().err
+    assert config_from_args(["--model", " demo "]).models == ("demo",)

@@ -50,3 +50,16 @@ def test_kept_names_stay_whole_while_other_paths_around_them_are_cut():
         f"unknown model 'x'; this server serves ['demo', '{served}'] (weights in w.pt)"
     )
     assert public_detail(message) != message, "without keep the path is cut"
+
+
+@pytest.mark.parametrize(
+    ("message", "keep", "expected"),
+    [
+        (f"cannot write {HOME}/projects/demo/out.json", ["demo"], "cannot write out.json"),
+        (f"{HOME}/bob/sam3/weights/model.safetensors failed", ["sam3"], "model.safetensors failed"),
+        (f"see {HOME}/x/y.pt", ["a", "/"], "see y.pt"),
+        (f"see {HOME}/models/x.pt.bak", [f"{HOME}/models/x.pt"], "see x.pt.bak"),
+    ],
+)
+def test_a_kept_name_inside_a_longer_path_keeps_nothing_of_that_path(message, keep, expected):
+    assert public_detail(message, keep=keep) == expected

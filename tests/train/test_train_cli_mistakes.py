@@ -164,3 +164,51 @@ def test_an_image_whose_objects_vanish_at_the_input_size_is_skipped_with_a_warni
     assert train_main([*args[: -len(QUICK)], *QUICK, "--steps", "4"]) == 0
     assert any("no mask is left" in record.getMessage() for record in caplog.records)
     assert len(open_dataset(path)) == 2
+
+
+def test_corrected_annotations_are_not_taken_for_the_finished_run_and_other_spellings_resume(
+    base, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    data = coco_folder(tmp_path / "d")
+    args = ["--base", str(base), "--out", str(tmp_path / "o.pt"), *QUICK]
+    assert train_main(["--data", str(data), *args]) == 0
+    assert train_main(["--data", "d/../d/annotations.json", *args]) == 0, "the same file, spelt otherwise"
+    capsys.readouterr()
+    dataset = json.loads(data.read_text())
+    dataset["annotations"][0]["segmentation"] = [
+        [2.0, 2.0, 20.0, 2.0, 20.0, 20.0]
+    ]  # an annotator's correction
+    data.write_text(json.dumps(dataset))
+    assert train_main(["--data", str(data), *args]) == 2
+    assert "annotations" in capsys.readouterr().err
+
+
+def test_a_dataset_whose_objects_all_vanish_trains_nothing_and_says_so(base, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / "d"
+    path = coco_folder(root)
+    dataset = json.loads(path.read_text())
+    Image.fromarray(np.full((1000, 1000, 3), 90, np.uint8)).save(root / "images" / "a.png")
+    dataset["images"][0].update(width=1000, height=1000)
+    dataset["annotations"][0]["segmentation"] = [[500.0, 500.0, 501.0, 500.0, 501.0, 501.0]]
+    path.write_text(json.dumps(dataset))
+    out = tmp_path / "o.pt"
+    assert train_main(["--data", str(path), "--base", str(base), "--out", str(out), *QUICK]) == 2
+    assert "nothing was trained" in capsys.readouterr().err and not out.exists()
+
+
+def test_coco_annotations_without_ids_train_and_without_a_category_are_named(
+    base, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    path = coco_folder(tmp_path / "d")
+    dataset = json.loads(path.read_text())
+    del dataset["annotations"][0]["id"]
+    path.write_text(json.dumps(dataset))
+    args = ["--data", str(path), "--base", str(base), "--out", str(tmp_path / "o.pt"), *QUICK]
+    assert train_main(args) == 0
+    del dataset["annotations"][0]["category_id"]
+    path.write_text(json.dumps(dataset))
+    assert train_main([*args, "--restart"]) == 2
+    assert "'category_id'" in capsys.readouterr().err
