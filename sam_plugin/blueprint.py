@@ -241,17 +241,30 @@ def _add_protocol_routes(bp: Blueprint, runtime: PluginRuntime) -> None:
 
 def _extra_params(value: Any) -> dict[str, Any]:
     """The "Extra params" of Label Studio's model settings: a JSON object, sent as one or as its
-    text (empty text: none)."""
-    if isinstance(value, str) and not value.strip():
+    text (empty text or none: no params). Its one key is ``model``, a served model's name.
+
+    Raises:
+        InvalidInput: Not a JSON object, an unknown key (a typo would silently be ignored),
+            or a ``model`` that is not a string.
+    """
+    example = 'e.g. {"model": "sam2.1_hiera_t"}'
+    if value is None or (isinstance(value, str) and not value.strip()):
         return {}
     if isinstance(value, str):
         try:
             value = json.loads(value)
         except json.JSONDecodeError:
-            raise InvalidInput(
-                'the model\'s "Extra params" in Label Studio must be a JSON object, e.g. {"model": "sam2.1_hiera_t"}'
-            ) from None
-    return value if isinstance(value, dict) else {}
+            value = None
+    if not isinstance(value, dict):
+        raise InvalidInput(f'the model\'s "Extra params" in Label Studio must be a JSON object, {example}')
+    unknown = sorted(set(value) - {"model"})
+    if unknown:
+        raise InvalidInput(
+            f'unknown "Extra params" {", ".join(map(repr, unknown))}: the plugin reads only "model", {example}'
+        )
+    if "model" in value and not isinstance(value["model"], str):
+        raise InvalidInput(f'"Extra params" "model" must be a model name (a string), {example}')
+    return value
 
 
 def _predict_params(body: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any]]:

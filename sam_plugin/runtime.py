@@ -115,8 +115,11 @@ class PluginRuntime:
 
     def model_versions(self, *, timeout_s: float | None = None) -> list[str]:
         """``sam-<name>`` of every served model, first the one projects get without a model of
-        their own (``SAM_PLUGIN_MODEL``, else the server's default); see :meth:`model_version`."""
-        default = self.model_version(self.settings.model, timeout_s=timeout_s)
+        their own (``SAM_PLUGIN_MODEL`` when the server serves it, else the server's default);
+        see :meth:`model_version`."""
+        default = self.model_version(None, timeout_s=timeout_s)  # also refreshes the served names
+        if self.settings.model in self._served_names:
+            default = f"sam-{self.settings.model}"
         others = (f"sam-{name}" for name in self._served_names)
         return [default, *(version for version in others if version != default)]
 

@@ -133,14 +133,14 @@ def _add_memory_options(parser: argparse.ArgumentParser) -> None:
         "--image-store-mb",
         _DEFAULTS.image_store_mb,
         "budget in MiB for decoded pixels kept for segment-everything, text prompts and other models",
-        type=at_least(0),
+        type=at_least(1),
     )
     _option(
         parser,
         "--logits-store-mb",
         _DEFAULTS.logits_store_mb,
         "budget in MiB for low-res logits kept for refinement (logits_id)",
-        type=at_least(0),
+        type=at_least(1),
     )
     _option(
         parser,
@@ -325,9 +325,12 @@ def config_from_args(argv: Sequence[str] | None = None) -> ServerConfig:
         parser.error("--model needs a model name or path, got an empty one")
     if not models:
         parser.error("SAM_MODEL names no model: give --model NAME_OR_PATH or a comma-separated SAM_MODEL")
-    repeated = sorted({name for name in models if models.count(name) > 1})
+    same = [str(Path(name).resolve()) if Path(name).exists() else name for name in models]
+    repeated = sorted({name for name, key in zip(models, same, strict=True) if same.count(key) > 1})
     if repeated:
-        parser.error(f"each model may be served once; {', '.join(repeated)} is given more than once")
+        parser.error(
+            f"each model may be served once; {', '.join(repeated)} name the same model more than once"
+        )
     return ServerConfig(
         model=models[0],
         extra_models=tuple(models[1:]),

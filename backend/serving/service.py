@@ -151,7 +151,14 @@ class SamService:
         name = self.model_name if model is None else model
         host = self._hosts.get(name)
         if host is None:
-            raise NotFound(f"unknown model {name!r}; this server serves {list(self._hosts)} (GET /v1/models)")
+            hint = (
+                "; a '+' in a query string arrives as a space: send it as %2B"
+                if name.replace(" ", "+") in self._hosts
+                else ""
+            )
+            raise NotFound(
+                f"unknown model {name!r}; this server serves {list(self._hosts)} (GET /v1/models){hint}"
+            )
         return host
 
     def engine(self, model: str | None = None) -> ModelEngine:

@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -84,7 +84,7 @@ def train_main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(
             "\nsam-train: interrupted: run the same command again to resume from the last saved training "
-            "state (saved every --checkpoint-every steps)",
+            "state (saved every --checkpoint-every steps; before the first save, it starts over)",
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
@@ -255,10 +255,10 @@ def _check_writable(out: Path) -> None:
     folder = out.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{out.name}.", suffix=".probe"):
+            pass  # the model is written the same way: a temporary file in that folder, then renamed
     except OSError as exc:
-        raise InvalidInput(f"--out {out}: cannot create its folder ({exc.strerror})") from None
-    if not os.access(folder, os.W_OK):
-        raise InvalidInput(f"--out {out}: its folder {folder} is not writable")
+        raise InvalidInput(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -330,8 +330,11 @@ def _train_model(args: argparse.Namespace, *, out: Path, run_dir: Path) -> int:
         )
     if result.stopped:
         return _report_stop(stop, result.step, state)
+    ran = result.step - result.resumed_from
+    resumed = f", resumed at step {result.resumed_from}" if result.resumed_from else ""
     print(
-        f"trained {result.step} steps (resumed from {result.resumed_from}) in {result.seconds:.0f} s; "
+        f"trained to step {result.step} ({ran} step{'' if ran == 1 else 's'} in this call{resumed}, "
+        f"{result.seconds:.0f} s); "
         f"model written to {out}"
     )
     return 0

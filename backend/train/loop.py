@@ -104,12 +104,22 @@ class TrainSettings:
             raise InvalidInput(
                 f"{field_name('lr', names)} (learning rate) must be > 0 and finite, got {self.lr}"
             )
-        for name in ("weight_decay", "decay_factor", "grad_clip"):
+        for name in ("weight_decay", "grad_clip"):
             value = getattr(self, name)
             if not (0 <= value < math.inf):
                 raise InvalidInput(f"{field_name(name, names)} must be >= 0 and finite, got {value}")
-        if self.warmup_steps < 0 or any(step < 0 for step in self.decay_steps):
-            raise InvalidInput(f"{field_name('warmup_steps', names)} and decay steps must be >= 0")
+        if self.warmup_steps < 0:
+            raise InvalidInput(f"{field_name('warmup_steps', names)} must be >= 0, got {self.warmup_steps}")
+        if any(step < 1 for step in self.decay_steps) or list(self.decay_steps) != sorted(
+            set(self.decay_steps)
+        ):
+            raise InvalidInput(
+                f"{field_name('decay_steps', names)} must be increasing steps >= 1, got {list(self.decay_steps)}"
+            )
+        if not 0 < self.decay_factor <= 1:
+            raise InvalidInput(
+                f"{field_name('decay_factor', names)} must be in (0, 1], got {self.decay_factor}"
+            )
         if not 0 <= self.seed < 2**32:
             raise InvalidInput(f"{field_name('seed', names)} must be in [0, 2^32), got {self.seed}")
         if self.amp not in ("auto", "bf16", "fp16", "off"):

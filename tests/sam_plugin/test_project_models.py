@@ -150,3 +150,23 @@ def test_error_messages_name_models_served_from_files_by_their_whole_paths(http,
     answer = _setup(http, "13.1700000000", {"model": "sam2.1_hiera_l"})
     assert answer.status_code == 400
     assert served_file in answer.get_json()["detail"], "the name must be one the project can be set to"
+
+
+@pytest.mark.parametrize(
+    ("extra_params", "says"),
+    [
+        ({"modle": SAM2}, "unknown \"Extra params\" 'modle'"),
+        ({"model": 5}, "must be a model name"),
+        ([1], "must be a JSON object"),
+    ],
+)
+def test_extra_params_that_would_be_ignored_are_refused_at_setup(http, extra_params, says):
+    answer = _setup(http, "14.1700000000", extra_params)
+    assert answer.status_code == 400 and says in answer.get_json()["detail"]
+
+
+def test_versions_lists_the_served_models_when_the_plugins_default_is_not_served(runtime, http):
+    runtime.settings = replace(runtime.settings, model="not-served")
+    assert http.get("/ls/versions").get_json() == {"versions": ["sam-scripted", f"sam-{SAM2}", "sam-vit_h"]}
+    runtime.settings = replace(runtime.settings, model="vit_h")
+    assert http.get("/ls/versions").get_json()["versions"][0] == "sam-vit_h"

@@ -205,7 +205,7 @@ def test_model_repeated_or_comma_separated_serves_several_the_first_by_default(m
         (
             ["--model", "demo", "--model", "demo"],
             None,
-            "each model may be served once; demo is given more than once",
+            "each model may be served once; demo name the same model more than once",
         ),
         ([], "demo,demo", "each model may be served once"),
         ([], " , ", "SAM_MODEL names no model"),
@@ -233,3 +233,18 @@ def test_an_empty_model_flag_is_a_usage_error_and_names_are_stripped(capsys):
         config_from_args(["--model", " "])
     assert exit_info.value.code == 2 and "--model needs a model name" in capsys.readouterr().err
     assert config_from_args(["--model", " demo "]).models == ("demo",)
+
+
+def test_one_file_under_two_spellings_is_served_once(tmp_path, monkeypatch, capsys):
+    (tmp_path / "m.pt").write_bytes(b"x")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        config_from_args(["--model", "m.pt", "--model", str(tmp_path / "m.pt")])
+    assert exit_info.value.code == 2 and "name the same model more than once" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", ["--image-store-mb", "--logits-store-mb"])
+def test_store_budgets_that_would_hold_nothing_are_refused(flag, capsys):
+    with pytest.raises(SystemExit):
+        config_from_args([flag, "0"])
+    assert flag in capsys.readouterr().err

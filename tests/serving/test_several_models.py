@@ -230,3 +230,15 @@ def test_model_in_the_query_string_of_a_json_route_is_refused_not_ignored(two_mo
         answer = client.post(route, json=json_body, query_string={"model": SAM2})
         assert answer.status_code == 400, route
         assert "JSON body, not in the query string (got model)" in answer.json["detail"]
+
+
+def test_a_plus_sent_raw_in_a_query_string_gets_a_hint(tiny_sam, tiny_sam2):
+    app = create_app(make_config(tiny_sam, extra_models=(("sam2-t+", tiny_sam2),), cache_mb=16))
+    try:
+        assert app.extensions["sam_service"].wait_ready(60)
+        answer = app.test_client().post("/v1/images?model=sam2-t+", data=png_bytes(picture()))
+        assert answer.status_code == 404 and "send it as %2B" in answer.json["detail"]
+        encoded = app.test_client().post("/v1/images?model=sam2-t%2B", data=png_bytes(picture()))
+        assert encoded.status_code == 200
+    finally:
+        app.extensions["sam_service"].close()

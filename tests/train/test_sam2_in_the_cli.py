@@ -92,7 +92,7 @@ def test_a_tuned_sam2_file_loads_strictly_serves_and_resumes(tmp_path, capsys, m
         assert train_main(args) == 130
     assert "interrupted at step 2" in capsys.readouterr().err and not out.exists()
     assert train_main(args) == 0
-    assert "trained 3 steps (resumed from 2)" in capsys.readouterr().out
+    assert "trained to step 3 (1 step in this call, resumed at step 2" in capsys.readouterr().out
 
     config, state, meta = load_checkpoint(out)
     assert config == base.config and meta["step"] == 3

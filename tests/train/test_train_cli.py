@@ -124,6 +124,9 @@ def test_help_shows_every_default():
         (["--lr", "nan"], "--lr"),
         (["--seed", "-1"], "--seed"),
         (["--decay-factor", "inf"], "--decay-factor"),
+        (["--decay-factor", "0"], "--decay-factor"),
+        (["--decay-factor", "1.5"], "--decay-factor"),
+        (["--decay-steps", "5", "1"], "--decay-steps"),
     ],
 )
 def test_bad_training_settings_name_the_flag_before_loading_anything(tmp_path, capsys, flags, named):
@@ -219,5 +222,6 @@ def test_sigint_saves_the_state_at_the_current_step_and_the_same_command_resumes
         command + ["--no-progress"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
     )
     assert resumed.returncode == 0, resumed.stderr
-    assert f"trained {steps} steps (resumed from {stopped_at})" in resumed.stdout
+    assert f"trained to step {steps} (" in resumed.stdout
+    assert f" in this call, resumed at step {stopped_at}, " in resumed.stdout
     assert load_checkpoint(tmp_path / "tuned.pt")[2]["step"] == steps

@@ -137,6 +137,14 @@ def test_a_device_this_machine_lacks_is_a_clear_error(base, tmp_path, capsys, fl
     assert says in capsys.readouterr().err
 
 
+def test_an_out_that_cannot_be_written_is_refused_before_training(base, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = coco_folder(tmp_path / "d")
+    assert train_main(["--data", str(path), "--base", str(base), "--out", "/proc/sam_model.pt", *QUICK]) == 2
+    assert "cannot write there" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists(), "nothing was trained"
+
+
 def test_an_out_that_is_a_folder_is_refused_before_training(base, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "models").mkdir()
