@@ -96,6 +96,12 @@ def save_interruptibly(obj: Any, stream: Any) -> None:
         raise
 
 
+_REPLACE = (
+    "replace it (an official model downloaded into the cache: delete the file, and it is downloaded again)"
+)
+"""What to do about an unreadable checkpoint file."""
+
+
 def load_checkpoint(
     path: str | Path, *, mmap: bool = False
 ) -> tuple[SamConfig | Sam2Config | None, dict[str, torch.Tensor], dict[str, Any]]:
@@ -123,8 +129,7 @@ def load_checkpoint(
         refused = [line.strip() for line in str(exc).splitlines() if "Unsupported global" in line]
         if not refused:
             raise InvalidInput(
-                f"cannot read checkpoint {path}: it is not a torch file or is corrupt; replace it "
-                "(a downloaded model's file: delete it, and it is downloaded again)"
+                f"cannot read checkpoint {path}: it is not a torch file or is corrupt; {_REPLACE}"
             ) from exc
         raise InvalidInput(
             f"{path} holds pickled objects that safe loading (weights_only=True) refuses ({refused[0]}). "
@@ -132,8 +137,8 @@ def load_checkpoint(
         ) from exc
     except Exception as exc:  # noqa: BLE001 - random or truncated bytes fail anywhere inside torch.load
         raise InvalidInput(
-            f"cannot read checkpoint {path} ({exc}); the file may be truncated or corrupt: replace it "
-            "(a downloaded model's file: delete it, and it is downloaded again)"
+            f"cannot read checkpoint {path} ({type(exc).__name__}: {exc}); the file may be truncated or "
+            f"corrupt; {_REPLACE}"
         ) from exc
     if isinstance(obj, dict) and "format" in obj:
         return _unpack_ours(obj, path)

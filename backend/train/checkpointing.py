@@ -14,12 +14,14 @@ and loads back as ``Sam2``):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from backend.api.errors import InvalidInput
+from backend.train.simulation import field_name
 
 if TYPE_CHECKING:
     from backend.model import Sam, SamConfig
@@ -75,6 +77,7 @@ def load_training_state(
     settings: TrainSettings,
     run: dict[str, Any] | None = None,
     scaler: torch.amp.GradScaler | None = None,
+    names: Mapping[str, str] | None = None,
 ) -> int:
     """Restores model, optimiser, scheduler and RNG from a training state.
 
@@ -86,6 +89,7 @@ def load_training_state(
             these settings and this ``run`` (base model, data; a state of a
             run that trained something else would otherwise be continued, or
             taken as finished, on other data) (say ``--restart`` to start over).
+            Its message calls settings and run keys by ``names`` (the CLI's flags).
     """
     from backend.hub import load_checkpoint, load_state_strict
 
@@ -99,13 +103,14 @@ def load_training_state(
     stored_settings = meta.get("train_settings") or {}
     if stored_settings != settings.to_dict():
         raise InvalidInput(
-            f"{path} was written with other training settings ({_differences(stored_settings, settings.to_dict())}); "
+            f"{path} was written with other training settings "
+            f"({_differences(stored_settings, settings.to_dict(), names)}); "
             "use the same options to resume or --restart"
         )
     stored_run = meta.get("run") or {}
     if stored_run and run and stored_run != run:
         raise InvalidInput(
-            f"{path} is the state of a run that trained something else ({_differences(stored_run, run)}); "
+            f"{path} is the state of a run that trained something else ({_differences(stored_run, run, names)}); "
             "use --restart to start over from the base, or another --out (or --state) to keep that run"
         )
     load_state_strict(sam, state)
@@ -117,10 +122,16 @@ def load_training_state(
     return int(meta["step"])
 
 
-def _differences(stored: dict[str, Any], now: dict[str, Any]) -> str:
-    """``"key <stored> there, <now> now"`` for each key whose values differ."""
+def _differences(stored: dict[str, Any], now: dict[str, Any], names: Mapping[str, str] | None) -> str:
+    """``"<name> <stored> there, <now> now"`` for each key whose values differ, the key called
+    by ``names`` (the CLI's flags); changed annotations are said in words, not as hashes."""
     keys = sorted(key for key in set(stored) | set(now) if stored.get(key) != now.get(key))
-    return ", ".join(f"{key} {stored.get(key)!r} there, {now.get(key)!r} now" for key in keys)
+    return ", ".join(
+        "the annotations changed since"
+        if key == "annotations"
+        else f"{field_name(key, names)} {stored.get(key)!r} there, {now.get(key)!r} now"
+        for key in keys
+    )
 
 
 def model_config(sam: Sam | Sam2) -> SamConfig | Sam2Config:

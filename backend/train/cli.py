@@ -327,6 +327,7 @@ def _train_model(args: argparse.Namespace, *, out: Path, run_dir: Path) -> int:
             progress=not args.no_progress,
             meta=_run_identity(args, images=len(data)),
             should_stop=stop.is_set,
+            setting_names={**TRAIN_FLAGS, "base": "--base", "data": "--data"},
         )
     if result.stopped:
         return _report_stop(stop, result.step, state)

@@ -176,6 +176,7 @@ def train(
     progress_label: str = "train",
     meta: dict[str, Any] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    setting_names: Mapping[str, str] | None = None,
 ) -> TrainResult:
     """Trains ``sam`` in place and writes the result to ``out``.
 
@@ -196,6 +197,7 @@ def train(
         should_stop: Asked before every step; when it answers True the
             training state is saved at the current step and the run returns
             (``TrainResult.stopped``) without writing ``out``.
+        setting_names: What messages call settings and ``meta`` keys (the CLI's flags).
 
     Returns:
         A summary of the run.
@@ -204,7 +206,13 @@ def train(
     if settings.freeze_encoder and embedding_cache is None:
         raise InvalidInput("freeze_encoder needs an embedding cache directory")
     run = _Run(
-        sam, data, settings, state_path=Path(state_path), embedding_cache=embedding_cache, identity=meta
+        sam,
+        data,
+        settings,
+        state_path=Path(state_path),
+        embedding_cache=embedding_cache,
+        identity=meta,
+        setting_names=setting_names,
     )
     if resume and run.state_path.exists():
         run.resume()
@@ -261,9 +269,12 @@ class _Run:
         state_path: Path,
         embedding_cache: EmbeddingCache | None,
         identity: dict[str, Any] | None = None,
+        setting_names: Mapping[str, str] | None = None,
     ) -> None:
         self.started = time.monotonic()
         self.identity = identity
+        self.setting_names = setting_names
+        """What a refused resume's message calls settings (the CLI's flags)."""
         self.sam, self.data, self.settings = sam, data, settings
         self.state_path = state_path
         self.embedding_cache = embedding_cache
@@ -294,6 +305,7 @@ class _Run:
             settings=self.settings,
             run=self.identity,
             scaler=self.scaler,
+            names=self.setting_names,
         )
 
     def one_step(self) -> None:

@@ -189,7 +189,10 @@ def test_corrected_annotations_are_not_taken_for_the_finished_run_and_other_spel
     ]  # an annotator's correction
     data.write_text(json.dumps(dataset))
     assert train_main(["--data", str(data), *args]) == 2
-    assert "annotations" in capsys.readouterr().err
+    assert "the annotations changed since" in capsys.readouterr().err
+    assert train_main(["--data", str(data), *args, "--restart"]) == 0
+    assert train_main(["--data", str(data), *args[: -len(QUICK)], *QUICK, "--batch", "2"]) == 2
+    assert "--batch 1 there, 2 now" in capsys.readouterr().err, "settings are named by their flags"
 
 
 def test_a_dataset_whose_objects_all_vanish_trains_nothing_and_says_so(base, tmp_path, capsys, monkeypatch):
