@@ -100,11 +100,11 @@ def load_training_state(
         raise InvalidInput(
             f"{path} was trained with another model configuration; use --restart to start over"
         )
-    stored_settings = meta.get("train_settings") or {}
-    if stored_settings != settings.to_dict():
+    stored_settings = _steps_aside(meta.get("train_settings") or {})
+    if stored_settings != _steps_aside(settings.to_dict()):
         raise InvalidInput(
             f"{path} was written with other training settings "
-            f"({_differences(stored_settings, settings.to_dict(), names)}); "
+            f"({_differences(stored_settings, _steps_aside(settings.to_dict()), names)}); "
             "use the same options to resume or --restart"
         )
     stored_run = meta.get("run") or {}
@@ -120,6 +120,17 @@ def load_training_state(
         scaler.load_state_dict(meta["scaler"])
     torch.set_rng_state(meta["torch_rng"])
     return int(meta["step"])
+
+
+RESUMABLE_CHANGES = ("steps", "checkpoint_every")
+"""Settings a resumed run may change: how far it trains and how often it saves (every step's
+work is seeded by the seed and the step number, and the learning rate depends on the step,
+so a run extended from a saved state takes the same steps as one started with the longer count)."""
+
+
+def _steps_aside(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` without :data:`RESUMABLE_CHANGES`."""
+    return {key: value for key, value in settings.items() if key not in RESUMABLE_CHANGES}
 
 
 def _differences(stored: dict[str, Any], now: dict[str, Any], names: Mapping[str, str] | None) -> str:

@@ -216,6 +216,11 @@ def train(
     )
     if resume and run.state_path.exists():
         run.resume()
+        if run.step > settings.steps:
+            raise InvalidInput(
+                f"the training state {run.state_path} is at step {run.step}, past the {settings.steps} steps "
+                "asked for: ask for at least as many steps, or --restart"
+            )
     bar = _progress_bar(progress, settings.steps, run.step, progress_label)
     while run.step < settings.steps:
         if should_stop is not None and should_stop():

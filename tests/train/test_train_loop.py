@@ -138,7 +138,9 @@ def test_resume_refuses_otherquick_settings(tiny_sam, tmp_path):
         state_path=tmp_path / "s.pt",
         progress=False,
     )
-    with pytest.raises(InvalidInput, match=r"other training settings \(.*steps 2 there, 3 now.*\).*restart"):
+    with pytest.raises(
+        InvalidInput, match=r"other training settings \(lr 0.002 there, 0.0001 now\).*restart"
+    ):
         train(
             tiny_sam,
             data,
@@ -176,3 +178,48 @@ def test_learning_rate_warms_up_then_decays():
     settings = quick_settings(warmup_steps=4, decay_steps=(10, 20), decay_factor=0.1)
     factors = [learning_rate_factor(s, settings) for s in (0, 3, 9, 10, 19, 20)]
     assert factors == pytest.approx([0.25, 1.0, 1.0, 0.1, 0.1, 0.01])
+
+
+@pytest.mark.slow
+def test_a_run_extended_with_more_steps_ends_as_one_started_with_them(tmp_path):
+    from backend.api.errors import InvalidInput
+    from backend.model import build_sam
+
+    from .conftest import TINY_CONFIG
+
+    data = GeneratedScenes(4, settings=TINY_SCENES)
+
+    def fresh():
+        torch.manual_seed(0)
+        return build_sam(TINY_CONFIG)
+
+    straight = fresh()
+    train(
+        straight,
+        data,
+        quick_settings(steps=4),
+        out=tmp_path / "a.pt",
+        state_path=tmp_path / "a.state",
+        progress=False,
+    )
+    extended = fresh()
+    for steps in (2, 4):
+        train(
+            extended,
+            data,
+            quick_settings(steps=steps),
+            out=tmp_path / "b.pt",
+            state_path=tmp_path / "b.state",
+            progress=False,
+        )
+    for a, b in zip(straight.state_dict().values(), extended.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    with pytest.raises(InvalidInput, match="at step 4, past the 3 steps asked for"):
+        train(
+            fresh(),
+            data,
+            quick_settings(steps=3),
+            out=tmp_path / "c.pt",
+            state_path=tmp_path / "b.state",
+            progress=False,
+        )
