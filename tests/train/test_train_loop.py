@@ -180,6 +180,12 @@ def test_learning_rate_warms_up_then_decays():
     assert factors == pytest.approx([0.25, 1.0, 1.0, 0.1, 0.1, 0.01])
 
 
+def _quick_run(sam, data, steps: int, folder, name: str) -> None:
+    """``steps`` quick steps of ``sam`` on ``data``, model and state as ``folder/name.*``."""
+    settings = quick_settings(steps=steps)
+    train(sam, data, settings, out=folder / f"{name}.pt", state_path=folder / f"{name}.state", progress=False)
+
+
 @pytest.mark.slow
 def test_a_run_extended_with_more_steps_ends_as_one_started_with_them(tmp_path):
     from backend.api.errors import InvalidInput
@@ -194,32 +200,11 @@ def test_a_run_extended_with_more_steps_ends_as_one_started_with_them(tmp_path):
         return build_sam(TINY_CONFIG)
 
     straight = fresh()
-    train(
-        straight,
-        data,
-        quick_settings(steps=4),
-        out=tmp_path / "a.pt",
-        state_path=tmp_path / "a.state",
-        progress=False,
-    )
+    _quick_run(straight, data, 4, tmp_path, "a")
     extended = fresh()
     for steps in (2, 4):
-        train(
-            extended,
-            data,
-            quick_settings(steps=steps),
-            out=tmp_path / "b.pt",
-            state_path=tmp_path / "b.state",
-            progress=False,
-        )
+        _quick_run(extended, data, steps, tmp_path, "b")
     for a, b in zip(straight.state_dict().values(), extended.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     with pytest.raises(InvalidInput, match="at step 4, past the 3 steps asked for"):
-        train(
-            fresh(),
-            data,
-            quick_settings(steps=3),
-            out=tmp_path / "c.pt",
-            state_path=tmp_path / "b.state",
-            progress=False,
-        )
+        _quick_run(fresh(), data, 3, tmp_path, "b")
