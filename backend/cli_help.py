@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 Number = TypeVar("Number", int, float)
@@ -110,3 +111,10 @@ def checked_number(kind: type[Number], problem: Callable[[Number], str | None]) 
 
     parse.__name__ = "whole number" if kind is int else "number"
     return parse
+
+
+def path_or_name(text: str) -> str:
+    """``text`` as one spelling per thing: an existing file or folder as its resolved absolute
+    path (``./x.pt``, ``x.pt`` and ``/here/x.pt`` are one file), anything else (a registry name
+    such as ``vit_b``) as given."""
+    return str(Path(text).resolve()) if Path(text).exists() else text

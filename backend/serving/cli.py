@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from backend.api.errors import SamError
-from backend.cli_help import at_least, new_parser, non_negative_float
+from backend.cli_help import at_least, new_parser, non_negative_float, path_or_name
 from backend.serving.config import AUTO_MAX_BATCH_HELP, ServerConfig
 from backend.serving.model_loading import model_label
 
@@ -325,7 +325,7 @@ def config_from_args(argv: Sequence[str] | None = None) -> ServerConfig:
         parser.error("--model needs a model name or path, got an empty one")
     if not models:
         parser.error("SAM_MODEL names no model: give --model NAME_OR_PATH or a comma-separated SAM_MODEL")
-    same = [str(Path(name).resolve()) if Path(name).exists() else name for name in models]
+    same = [path_or_name(name) for name in models]
     repeated = sorted({name for name, key in zip(models, same, strict=True) if same.count(key) > 1})
     if repeated:
         parser.error(

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from backend.api.errors import InvalidInput, SamError
-from backend.cli_help import at_least, new_parser, non_negative_float
+from backend.cli_help import at_least, new_parser, non_negative_float, path_or_name
 from backend.train.stopping import StopRequest
 
 if TYPE_CHECKING:
@@ -347,14 +347,11 @@ def _run_identity(args: argparse.Namespace, *, images: int) -> dict[str, Any]:
     annotations' fingerprint (:func:`~backend.train.datasets.dataset_fingerprint`)."""
     from backend.train.datasets import dataset_fingerprint
 
-    def resolved(name: str) -> str:
-        return str(Path(name).resolve()) if Path(name).exists() else name
-
     if args.data is None:
-        return {"base": resolved(str(args.base)), "data": f"scenes:{args.scenes}", "images": images}
+        return {"base": path_or_name(str(args.base)), "data": f"scenes:{args.scenes}", "images": images}
     return {
-        "base": resolved(str(args.base)),
-        "data": resolved(args.data),
+        "base": path_or_name(str(args.base)),
+        "data": path_or_name(args.data),
         "images": images,
         "annotations": dataset_fingerprint(args.data),
     }
