@@ -20,7 +20,12 @@ from backend.api.errors import InvalidInput
 from backend.formats.coordinates import resized_shape, to_model_boxes, to_model_points
 from backend.formats.images import check_rgb_pixels, resize_rgb
 from backend.inference.mask_ops import upscale_in_chunks
-from backend.inference.prompts import PredictorPrompt, check_predictor_prompt
+from backend.inference.prompts import (
+    PredictorPrompt,
+    check_original_size,
+    check_points_paired,
+    check_predictor_prompt,
+)
 from backend.model.config import SamConfig
 from backend.model.mask_decoder import DecodedCandidates
 from backend.model.memo import MemoOnWeights
@@ -249,9 +254,10 @@ class SamPredictor:
             raise InvalidInput(
                 f"embedding must be 1x{expected[0]}x{expected[1]}x{expected[1]}, got {tuple(embedding.shape)}"
             )
+        size = check_original_size(original_size)
         self._embedding = embedding.to(self.device, self.dtype)
-        self._original_size = (int(original_size[0]), int(original_size[1]))
-        self._input_size = resized_shape(original_size[0], original_size[1], self.image_size)
+        self._original_size = size
+        self._input_size = resized_shape(size[0], size[1], self.image_size)
         self._decoder_memo = MemoOnWeights()
 
     def reset_image(self) -> None:
@@ -320,7 +326,7 @@ class SamPredictor:
         embedding: torch.Tensor | None = None,
         original_size: tuple[int, int] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Batched prompts -> low-res logits and scores (no upscaling, no checks).
+        """Batched prompts -> low-res logits and scores (no upscaling; values unchecked, but points need labels).
 
         The B prompts (several boxes) are decoded :meth:`prompts_per_decoder_call`
         at a time.
@@ -346,6 +352,7 @@ class SamPredictor:
             cache = self._decoder_cache()
         elif original_size is None:
             raise InvalidInput("original_size is required with an explicit embedding")
+        check_points_paired(point_coords, point_labels)
         input_size = resized_shape(original_size[0], original_size[1], self.image_size)
         dtype = self.dtype
         coords = labels = None

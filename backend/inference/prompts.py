@@ -57,9 +57,8 @@ def check_prompt(
         raise InvalidInput("give either box (one object) or boxes (one object each), not both")
     all_boxes = None
     if box is not None:
-        all_boxes = _boxes(
-            np.asarray(box, dtype=np.float64).reshape(1, -1) if np.size(box) == 4 else box, width, height
-        )
+        one = _numbers(box, np.float64, "a box is [x1, y1, x2, y2] numbers; boxes are a list of those")
+        all_boxes = _boxes(one.reshape(1, -1) if one.size == 4 else one, width, height)
     elif boxes is not None:
         all_boxes = _boxes(boxes, width, height)
     if coords is None and all_boxes is None and not has_mask_input:
@@ -111,10 +110,29 @@ def check_predictor_prompt(
         boxes=None,
         has_mask_input=masks is not None,
     )
+    if prompt.boxes is not None and masks is not None and len(masks) not in (1, len(prompt.boxes)):
+        n = len(prompt.boxes)
+        raise InvalidInput(
+            f"mask_input has {len(masks)} masks for {n} box{'es' if n > 1 else ''}; give 1 mask or one per box ({n})"
+        )
     batch = max(prompt.batch_size, len(masks) if masks is not None else 1)
-    if prompt.boxes is not None and masks is not None and len(masks) not in (1, batch):
-        raise InvalidInput(f"mask_input has {len(masks)} masks for {batch} boxes; give 1 or {batch}")
     return PredictorPrompt(prompt, masks, batch)
+
+
+def check_original_size(original_size: object) -> tuple[int, int]:
+    """``(height, width)`` of an image in pixels -> two positive ints.
+
+    Raises:
+        InvalidInput: Not two whole, positive, finite numbers.
+    """
+    values = _numbers(original_size, np.float64, "original_size must be (height, width) in pixels")
+    if values.shape != (2,) or not np.isfinite(values).all() or (values != np.round(values)).any():
+        raise InvalidInput(
+            f"original_size must be (height, width): two whole numbers of pixels, got {original_size!r}"
+        )
+    if (values <= 0).any():
+        raise InvalidInput(f"original_size must be positive, got {original_size!r}")
+    return int(values[0]), int(values[1])
 
 
 def check_mask_input(mask_input: object, side: int) -> np.ndarray | None:
@@ -125,10 +143,7 @@ def check_mask_input(mask_input: object, side: int) -> np.ndarray | None:
     """
     if mask_input is None:
         return None
-    try:
-        masks = np.asarray(mask_input, dtype=np.float32)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput("mask_input must be numbers (low-res logits)") from exc
+    masks = _numbers(mask_input, np.float32, "mask_input must be numbers (low-res logits)")
     if masks.ndim == 3:
         masks = masks[None]
     if masks.ndim != 4 or masks.shape[1:] != (1, side, side):
@@ -143,20 +158,21 @@ def check_mask_input(mask_input: object, side: int) -> np.ndarray | None:
 def _points(
     points: object, labels: object, width: int, height: int
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
-    if points is None and labels is None:
-        return None, None
+    check_points_paired(points, labels)
     if points is None or labels is None:
-        raise InvalidInput("points and labels go together: give both or neither")
-    try:
-        coords = np.asarray(points, dtype=np.float64)
-        point_labels = np.asarray(labels, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput("points must be [[x, y], ...] numbers and labels [1, 0, ...]") from exc
+        return None, None
+    message = "points must be [[x, y], ...] numbers and labels [1, 0, ...]"
+    coords = _numbers(points, np.float64, message)
+    point_labels = _numbers(labels, np.float64, message)
     if coords.size == 0 and point_labels.size == 0:
         return None, None
     if coords.ndim != 2 or coords.shape[1] != 2:
         raise InvalidInput(f"points must be a list of [x, y] pairs (Nx2), got shape {list(coords.shape)}")
-    if point_labels.ndim != 1 or len(point_labels) != len(coords):
+    if point_labels.ndim != 1:
+        raise InvalidInput(
+            f"labels must be a flat list [1, 0, ...] with one label per point, got shape {list(point_labels.shape)}"
+        )
+    if len(point_labels) != len(coords):
         raise InvalidInput(
             f"got {len(coords)} points but {point_labels.size} labels; give one label (1 or 0) per point"
         )
@@ -166,11 +182,27 @@ def _points(
     return coords.astype(np.float32), point_labels.astype(np.int64)
 
 
-def _boxes(boxes: object, width: int, height: int) -> np.ndarray:
+def check_points_paired(points: object, labels: object) -> None:
+    """Raise :class:`InvalidInput` unless points and labels are both given or both None."""
+    if (points is None) != (labels is None):
+        raise InvalidInput("points and labels go together: give both or neither")
+
+
+def _numbers(value: object, dtype: type[np.floating], message: str) -> np.ndarray:
+    """``value`` (nested lists, a numpy array or a torch tensor on any device, of any dtype,
+    with or without autograd) as a ``dtype`` array; :class:`InvalidInput` with ``message`` if
+    it is not numbers."""
+    detach = getattr(value, "detach", None)
+    if callable(detach):  # a torch tensor; bfloat16 has no numpy type, so go through float64
+        value = detach().cpu().double()
     try:
-        array = np.asarray(boxes, dtype=np.float64)
+        return np.asarray(value, dtype=dtype)
     except (TypeError, ValueError) as exc:
-        raise InvalidInput("a box is [x1, y1, x2, y2] numbers; boxes are a list of those") from exc
+        raise InvalidInput(message) from exc
+
+
+def _boxes(boxes: object, width: int, height: int) -> np.ndarray:
+    array = _numbers(boxes, np.float64, "a box is [x1, y1, x2, y2] numbers; boxes are a list of those")
     if array.ndim != 2 or array.shape[1] != 4 or len(array) == 0:
         raise InvalidInput(
             f"a box is [x1, y1, x2, y2]; boxes are a non-empty list of those, got shape {list(array.shape)}"

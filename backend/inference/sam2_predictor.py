@@ -36,7 +36,7 @@ from backend.inference.predictor import (
     prompt_tensors,
     prompts_per_decoder_call,
 )
-from backend.inference.prompts import check_predictor_prompt
+from backend.inference.prompts import check_original_size, check_points_paired, check_predictor_prompt
 from backend.model.mask_decoder import DecodedCandidates
 from backend.model.memo import MemoOnWeights
 from backend.model.sam2 import Sam2, Sam2DecoderCache, Sam2DecoderOutput, Sam2ImageFeatures
@@ -129,10 +129,9 @@ class Sam2Predictor:
             original_size: ``(height, width)`` of the image in pixels.
         """
         self._check_features(embedding)
-        if original_size[0] <= 0 or original_size[1] <= 0:
-            raise InvalidInput(f"original_size must be positive, got {original_size}")
+        size = check_original_size(original_size)
         self._features = embedding.to(self.device, self.dtype)
-        self._original_size = (int(original_size[0]), int(original_size[1]))
+        self._original_size = size
         self._decoder_memo = MemoOnWeights()
 
     def _check_features(self, features: object) -> None:
@@ -214,7 +213,7 @@ class Sam2Predictor:
         multimask_output: bool = True,
         sort: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Batched prompts -> clamped low-res logits and scores (no upscaling, no checks).
+        """Batched prompts -> clamped low-res logits and scores (no upscaling; values unchecked, but points need labels).
 
         Args:
             point_coords: ``BxNx2`` float, original pixels.
@@ -255,6 +254,7 @@ class Sam2Predictor:
         a time.
         """
         features, original_size = self._require_image()
+        check_points_paired(point_coords, point_labels)
         model_size = (self.image_size, self.image_size)
         dtype = self.dtype
         coords = labels = None

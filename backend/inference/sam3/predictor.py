@@ -20,7 +20,7 @@ from backend.byte_lru import ByteBoundedLRU
 from backend.formats.images import check_rgb_pixels
 from backend.inference.mask_ops import above_threshold, stability_score
 from backend.inference.predictor import PredictorOutput
-from backend.inference.prompts import CheckedPrompt, check_predictor_prompt
+from backend.inference.prompts import CheckedPrompt, check_original_size, check_predictor_prompt
 from backend.inference.sam3.concepts import (
     ConceptInstance,
     ExemplarBox,
@@ -114,10 +114,9 @@ class Sam3Predictor:
             raise InvalidInput(
                 f"SAM 3 features hold one image, got backbone {tuple(embedding.backbone.shape)}"
             )
-        if original_size[0] <= 0 or original_size[1] <= 0:
-            raise InvalidInput(f"original_size must be positive, got {original_size}")
+        size = check_original_size(original_size)
         self._features = embedding.to(self.device, self.dtype)
-        self._original_size = (int(original_size[0]), int(original_size[1]))
+        self._original_size = size
         self._tracker_embeddings = None
 
     def reset_image(self) -> None:
