@@ -15,7 +15,9 @@ Added on top of waitress here:
   for a client that sends nothing); its body within ``body_timeout_s`` after
   the headers. A kept-alive connection with no request is closed after
   ``idle_timeout_s``. waitress itself only closes connections that are
-  inactive; a client sending a byte now and then would keep its socket.
+  inactive; a client sending a byte now and then would keep its socket, and
+  a request stalled mid-way would be dropped without an answer at the idle
+  timeout, before a longer deadline.
 * **Limits**: a request line above :data:`MAX_REQUEST_LINE` bytes gets 414,
   headers above :data:`MAX_HEADER_BYTES` 431, a body above the server's limit
   413 before it is read (``Content-Length``) or as soon as it passes the
@@ -148,10 +150,14 @@ class DeadlineChannel(HTTPChannel):
             self.headers_done = time.monotonic()
         return accepted
 
+    def receiving(self) -> bool:
+        """True while a request is on its way in (its deadlines, not the idle timeout, apply)."""
+        return not self.requests and self.request_started is not None and not self.timed_out
+
     def overdue(self, now: float, header_timeout_s: float, body_timeout_s: float) -> bool:
         """True when the request being received missed its header or body deadline."""
-        if self.requests or self.request_started is None or self.timed_out:
-            return False  # a request is being answered: its handler decides
+        if not self.receiving():
+            return False  # answered by its handler, idle, or already timed out
         if self.headers_done is not None:
             return now - self.headers_done > body_timeout_s
         return now - self.request_started > header_timeout_s
@@ -192,15 +198,22 @@ class GuardedServer(TcpWSGIServer):
         super().__init__(application, **kwargs)
 
     def maintenance(self, now: float) -> None:
-        """Close idle connections (waitress) and answer ``408`` to overdue requests."""
-        super().maintenance(now)
+        """Answer ``408`` to overdue requests and close idle connections.
+
+        waitress's own rule (close what has been inactive for ``channel_timeout``,
+        the idle timeout) is applied only to connections with no request on its
+        way in: a request that stalls has its header or body deadline, which may
+        be longer, and gets a ``408`` rather than a silent close.
+        """
+        cutoff = now - self.adj.channel_timeout  # waitress's clock: time.time()
         clock = time.monotonic()
         for channel in list(self.active_channels.values()):
-            if isinstance(channel, DeadlineChannel) and channel.overdue(
-                clock, self.header_timeout_s, self.body_timeout_s
-            ):
-                log.debug("closing a connection from %s: request not received in time", channel.addr)
-                channel.time_out(self.max_body_mb)
+            if isinstance(channel, DeadlineChannel) and channel.receiving():
+                if channel.overdue(clock, self.header_timeout_s, self.body_timeout_s):
+                    log.debug("closing a connection from %s: request not received in time", channel.addr)
+                    channel.time_out(self.max_body_mb)
+            elif not channel.requests and channel.last_activity < cutoff:
+                channel.will_close = True
 
 
 def adjustments(config: ServerConfig) -> Adjustments:

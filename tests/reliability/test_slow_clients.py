@@ -10,6 +10,7 @@ fails. With short deadlines the slow sockets get ``408`` and are closed.
 from __future__ import annotations
 
 import json
+import socket
 import time
 from collections.abc import Iterator
 
@@ -112,5 +113,39 @@ def test_slow_requests_get_408_at_their_deadline_and_idle_sockets_are_closed(tin
             assert head.startswith(b"HTTP/1.1 408"), answer[:200]
             assert json.loads(body)["error"] == "request_timeout"
         assert requests.get(f"{server.url}/health", timeout=10).status_code == 200
+    finally:
+        server.stop()
+
+
+def test_a_request_stalled_longer_than_the_idle_timeout_gets_its_408_at_its_own_deadline(tiny_checkpoint):
+    """Header and body deadlines above ``--idle-timeout`` hold: a request that stops
+    half-way is answered ``408`` at its deadline, not dropped silently at the idle timeout."""
+    server = ServerProcess(
+        "--model",
+        str(tiny_checkpoint),
+        "--device",
+        "cpu",
+        "--no-plugins",
+        *("--header-timeout", "4", "--body-timeout", "4", "--idle-timeout", "1"),
+    )
+    server.start(timeout=120)
+    halves = {
+        "headers": b"POST /v1/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: appl",
+        "body": b"POST /v1/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 500\r\n\r\n{\"image_id\": ",
+    }
+    try:
+        sockets = {kind: socket.create_connection(("127.0.0.1", server.port), timeout=15) for kind in halves}
+        start = time.monotonic()
+        for kind, sock in sockets.items():
+            sock.sendall(halves[kind])
+        for kind, sock in sockets.items():
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+            waited = time.monotonic() - start
+            sock.close()
+            assert answer.startswith(b"HTTP/1.1 408"), (kind, waited, answer[:200])
+            assert json.loads(answer.partition(b"\r\n\r\n")[2])["error"] == "request_timeout"
+            assert waited > 3.5, (kind, waited)  # the 4 s deadline, not the 1 s idle timeout
     finally:
         server.stop()
