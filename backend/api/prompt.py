@@ -19,9 +19,10 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from backend.api.errors import InvalidInput
-from backend.api.validation import validation_message
+from backend.api.validation import plain_values, validation_message
 
-Finite = Annotated[float, Field(allow_inf_nan=False)]
+Finite = Annotated[float, Field(allow_inf_nan=False, strict=True)]
+"""A finite number: an int or a float, not a bool or a string."""
 Point = tuple[Finite, Finite]
 Box = tuple[Finite, Finite, Finite, Finite]
 
@@ -33,7 +34,7 @@ class Exemplar(BaseModel):
 
     box: Box = Field(description="[x1, y1, x2, y2] in pixels.")
     positive: bool = Field(
-        True, description="An example (true: more like this) or a counter-example (false)."
+        True, strict=True, description="An example (true: more like this) or a counter-example (false)."
     )
 
 
@@ -43,7 +44,7 @@ class Prompt(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
     points: list[Point] | None = Field(None, max_length=1000, description="Nx2 pixel (x, y) clicks.")
-    labels: list[int] | None = Field(
+    labels: list[Annotated[int, Field(strict=True)]] | None = Field(
         None, max_length=1000, description="N labels: 1 foreground, 0 background."
     )
     box: Box | None = Field(None, description="One [x1, y1, x2, y2] box in pixels (one object).")
@@ -69,16 +70,18 @@ class Prompt(BaseModel):
         description="SAM 3: boxes around examples (positive) and counter-examples of the concept; "
         "with or instead of text.",
     )
-    threshold: float | None = Field(
+    threshold: Finite | None = Field(
         None, ge=0.0, le=1.0, description="SAM 3 concepts: keep instances scoring above this (default 0.5)."
     )
-    multimask: bool = Field(True, description="Three ranked candidates (true) or one mask (false).")
+    multimask: bool = Field(
+        True, strict=True, description="Three ranked candidates (true) or one mask (false)."
+    )
 
-    @field_validator("points", "labels", "box", "boxes", mode="before")
+    @field_validator("points", "labels", "box", "boxes", "threshold", "multimask", mode="before")
     @classmethod
     def _arrays_as_lists(cls, value: Any) -> Any:
-        """numpy arrays (and anything with ``tolist``) are taken as nested lists."""
-        return value.tolist() if hasattr(value, "tolist") and not isinstance(value, (list, tuple)) else value
+        """numpy arrays and scalars are taken as Python lists and scalars."""
+        return plain_values(value)
 
     @classmethod
     def of(cls, prompt: Prompt | None = None, **fields: Any) -> Prompt:

@@ -34,6 +34,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from backend.api.validation import plain_values
+
 META_THRESHOLDS: dict[str, float] = {"pred_iou_thresh": 0.88, "stability_score_thresh": 0.95}
 """Filter thresholds of Meta's ``SamAutomaticMaskGenerator``: the defaults of Meta's models and of the generator."""
 
@@ -48,7 +50,7 @@ def _model_default(name: str) -> str:
 class SegmentEverythingParams(BaseModel):
     """Parameters of segment-everything (see ``AutomaskGenerator``)."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
     points_per_side: int = Field(
         default=32,
@@ -104,6 +106,12 @@ class SegmentEverythingParams(BaseModel):
     min_mask_region_area: int = Field(
         default=0, ge=0, description="Remove holes and islands smaller than this many pixels; 0 keeps them."
     )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _numpy_as_python(cls, value: Any) -> Any:
+        """numpy scalars are taken as Python numbers (strict: ``true`` or ``"4"`` are not)."""
+        return plain_values(value)
 
     @field_validator("*", mode="wrap")
     @classmethod

@@ -43,8 +43,8 @@ def parse_json(data: bytes) -> Any:
     """Bytes -> JSON value.
 
     Raises:
-        InvalidInput: ``invalid_json`` for an empty body, bad UTF-8, bad JSON
-            or NaN/Infinity literals.
+        InvalidInput: ``invalid_json`` for an empty body, bad UTF-8, bad JSON,
+            NaN/Infinity literals or an integer beyond Python's digit limit.
     """
     if not data:
         raise InvalidInput("the request body is empty; send a JSON object", code="invalid_json")
@@ -52,6 +52,11 @@ def parse_json(data: bytes) -> Any:
         return json.loads(data, parse_constant=_reject_constant)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidInput(f"the request body is not valid JSON: {exc}", code="invalid_json") from None
+    except ValueError:  # Python's limit on the digits of an integer (sys.get_int_max_str_digits)
+        raise InvalidInput(
+            "the JSON body has an integer with thousands of digits; send numbers of ordinary size",
+            code="invalid_json",
+        ) from None
     except RecursionError:
         raise InvalidInput(
             "the JSON body is nested too deeply; send a flat request object", code="invalid_json"

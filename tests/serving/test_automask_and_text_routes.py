@@ -77,6 +77,10 @@ def test_automask_records_equal_the_generator_and_are_cached(app, client, image_
         ({"image_id": "ID", "points_per_side": 0}, 400, "invalid_input"),
         ({"image_id": "ID", "pred_iou_thresh": 2.0}, 400, "invalid_input"),
         ({"image_id": "ID", "unknown_knob": 1}, 400, "invalid_input"),
+        ({"image_id": "ID", "points_per_side": True}, 400, "invalid_input"),
+        ({"image_id": "ID", "points_per_side": "4"}, 400, "invalid_input"),
+        ({"image_id": "ID", "points_per_side": 4.0}, 400, "invalid_input"),
+        ({"image_id": "ID", "box_nms_thresh": "0.5"}, 400, "invalid_input"),
     ],
 )
 def test_bad_automask_requests_then_good(client, image_id, body, status, code):
