@@ -156,11 +156,12 @@ class DeadlineChannel(HTTPChannel):
 
     def overdue(self, now: float, header_timeout_s: float, body_timeout_s: float) -> bool:
         """True when the request being received missed its header or body deadline."""
-        if not self.receiving():
+        started = self.request_started
+        if not self.receiving() or started is None:
             return False  # answered by its handler, idle, or already timed out
         if self.headers_done is not None:
             return now - self.headers_done > body_timeout_s
-        return now - self.request_started > header_timeout_s
+        return now - started > header_timeout_s
 
     def time_out(self, max_body_mb: int) -> None:
         """Answer ``408`` and close once it is sent (runs on the front end's loop thread)."""
