@@ -293,5 +293,10 @@ class PredictorEngine(ModelEngine):
         from backend.inference.automask import AutomaskGenerator
 
         self.point_at(image)
+        # One batch of points per decoder call: the checkpoint between batches then lets
+        # clicks in after at most one call (a batch of 64 is 64 calls of SAM 2.1 on a CPU,
+        # about 2 s); the records are the same whatever the batch.
+        per_call = self.predictor.prompts_per_decoder_call()
+        params = {**params, "points_per_batch": min(params["points_per_batch"], per_call)}
         generator = AutomaskGenerator(self.predictor.model, **params)
         return generator.generate(pixels, predictor=self.predictor, checkpoint=checkpoint)

@@ -11,7 +11,7 @@ queue moves it to the interactive queue.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from concurrent.futures import Future
 from functools import partial
 
@@ -33,10 +33,10 @@ class InflightEncodings:
     def __init__(self, cache: ByteBoundedLRU[EncodedImage], worker: GpuWorker) -> None:
         self._cache = cache
         self._worker = worker
-        self._inflight: dict[str, Future] = {}
+        self._inflight: dict[Hashable, Future] = {}
         self._lock = threading.Lock()
 
-    def get(self, key: str, encode: Callable[[], EncodedImage], ticket: Ticket) -> EncodedImage:
+    def get(self, key: Hashable, encode: Callable[[], EncodedImage], ticket: Ticket) -> EncodedImage:
         """The cached entry for ``key``, or the result of ``encode`` run once on the model thread.
 
         Args:
@@ -63,7 +63,7 @@ class InflightEncodings:
             future.add_done_callback(partial(self._finished, key))
         return ticket.wait(future, cancel_job=False)
 
-    def _finished(self, key: str, future: Future) -> None:
+    def _finished(self, key: Hashable, future: Future) -> None:
         """Cache a successful encoding, then forget the in-flight future."""
         try:
             if not future.cancelled() and future.exception() is None:

@@ -85,13 +85,22 @@ def image_upload(request: Request) -> bytes:
     Raises:
         InvalidImage: An empty body or file, or a multipart form without a
             ``file`` field; the message says how to send an image.
+        InvalidInput: A multipart form with other fields (``model`` belongs in
+            the query string).
     """
     if request.mimetype == "multipart/form-data":
         upload = request.files.get(UPLOAD_FIELD)
+        fields = sorted({*request.files, *request.form})
         if upload is None:
-            fields = ", ".join(sorted({*request.files, *request.form})) or "none"
             raise InvalidImage(
-                f"the multipart form has no '{UPLOAD_FIELD}' field (its fields: {fields}); {HOW_TO_UPLOAD}"
+                f"the multipart form has no '{UPLOAD_FIELD}' field (its fields: {', '.join(fields) or 'none'}); "
+                f"{HOW_TO_UPLOAD}"
+            )
+        others = [name for name in fields if name != UPLOAD_FIELD]
+        if others:  # e.g. -F model=...: it would be ignored, and the default model encode the image
+            raise InvalidInput(
+                f"the multipart form has fields besides '{UPLOAD_FIELD}' ({', '.join(others)}); "
+                "give the model and priority in the query string: POST /v1/images?model=...&priority=..."
             )
         data = upload.read()
     else:

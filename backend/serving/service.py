@@ -51,7 +51,7 @@ from backend.serving.special_prompts import (
     check_text_prompt,
     clip_text_prompter,
 )
-from backend.serving.stores import ServiceStores
+from backend.serving.stores import ServiceStores, image_key
 
 AUTO_MAX_BATCH = 16
 """Prompts per micro-batched decoder call with ``max_batch=0`` on an accelerator;
@@ -176,7 +176,10 @@ class SamService:
         return [{**host.info(), **self._batch_info(host)} for host in self._hosts.values()]
 
     def _batch_info(self, host: ModelHost) -> dict[str, Any]:
-        return {"max_batch": self.worker.max_batch} if host.ready() else {}
+        """The model's own batch: the worker's, cut to what one of its decoder calls takes."""
+        if not host.ready():
+            return {}
+        return {"max_batch": min(self.worker.max_batch, host.engine.max_requests_per_call())}
 
     def queue_depth(self) -> int:
         """Work items waiting for the model thread."""
@@ -430,7 +433,7 @@ class SamService:
             return self._thread.run(work, ticket)
 
         return self._special.automask(
-            key=f"{engine.name}:{image_id}",
+            key=image_key(engine, image_id),
             pixels=pixels,
             params=params,
             model_defaults=engine.facts.automask_defaults,
@@ -457,7 +460,7 @@ class SamService:
             boxes=prompt.boxes,
             mask_input=prompt.mask_input,
         )
-        key = f"{engine.name}:{image_id}"
+        key = image_key(engine, image_id)
         records = self._automask(engine, image_id, self._special.text_candidate_params(key), ticket)
         return self._special.rank_text(
             pixels=self.pixels_for(image_id),

@@ -15,7 +15,7 @@ modules are imported on first use.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import numpy as np
@@ -31,7 +31,9 @@ from backend.serving.config import ServerConfig
 TEXT_TOP_K = 3
 SLICE_POINTS = 64
 """Most point prompts decoded in one slice of segment-everything (a larger
-``points_per_batch`` is decoded in slices of this size; Meta's default is 64)."""
+``points_per_batch`` is decoded in slices of this size; Meta's default is 64).
+The engine cuts a slice further to one decoder call's prompts
+(:meth:`~backend.inference.engine.PredictorEngine.segment_everything`)."""
 SLICE_UPSCALE_PIXELS = 2**21
 """Most logit pixels upscaled in one slice of segment-everything (8 MiB of
 float32; the generator's own default is 2**25). The result is the same, the
@@ -39,6 +41,11 @@ slices shorter: for the demo model on one CPU core at 640x480, 99% of slices
 take under 25 ms; the longest is a crop's encoding, about 0.3 s."""
 TEXT_SLICE_RECORDS = 64
 """Candidates ranked by CLIP in one slice of a text prompt."""
+LATEST_PARAMS_BYTES = 4 * 1024 * 1024
+"""Budget of the remembered last parameters per model and image (what a text prompt
+ranks), at :data:`PARAMS_ENTRY_BYTES` an entry: about 4,000 images, oldest forgotten first."""
+PARAMS_ENTRY_BYTES = 1024
+"""What one remembered parameter set counts against :data:`LATEST_PARAMS_BYTES` (a dict of a dozen numbers)."""
 DEFAULT_MAX_AUTOMASK_POINTS = 8192
 """Most point prompts of one segment-everything request, over all crops
 (``--max-automask-points``): allows Meta's defaults (32 a side, 1024 prompts)
@@ -152,7 +159,7 @@ class AutomaskRunner:
     ) -> None:
         self.max_points = max_points
         self._records: ByteBoundedLRU[list[dict[str, Any]]] = ByteBoundedLRU(store_bytes)
-        self._latest_params: dict[str, dict[str, Any]] = {}
+        self._latest_params: ByteBoundedLRU[dict[str, Any]] = ByteBoundedLRU(LATEST_PARAMS_BYTES)
         self._text_prompter_factory = text_prompter_factory
         self._text_prompter: Any = None
         self._lock = threading.RLock()
@@ -175,7 +182,7 @@ class AutomaskRunner:
     def automask(
         self,
         *,
-        key: str,
+        key: Hashable,
         pixels: np.ndarray,
         params: dict[str, Any],
         model_defaults: dict[str, float],
@@ -194,7 +201,7 @@ class AutomaskRunner:
         full = self.check(params, model_defaults)
         cache_key = (key, tuple(sorted(full.items())))
         with self._lock:
-            self._latest_params[key] = full
+            self._latest_params.put(key, full, PARAMS_ENTRY_BYTES)
         cached = self._records.get(cache_key)
         if cached is not None:
             return cached
@@ -207,14 +214,14 @@ class AutomaskRunner:
         self._records.put(cache_key, records, _records_nbytes(records))
         return records
 
-    def text_candidate_params(self, key: str) -> dict[str, Any]:
+    def text_candidate_params(self, key: Hashable) -> dict[str, Any]:
         """Parameters of the last segment-everything run on this image (defaults if none).
 
         A text prompt ranks those records, so a client that tuned the
         generator for an image gets text results from the same candidates.
         """
         with self._lock:
-            return dict(self._latest_params.get(key, {}))
+            return dict(self._latest_params.get(key) or {})
 
     def rank_text(
         self,

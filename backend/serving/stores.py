@@ -78,7 +78,7 @@ class ServiceStores:
     def size(self, engine: ModelEngine, image_id: str) -> tuple[int, int] | None:
         """``(height, width)`` of an image whose encoding or pixels are held, or None; counts no
         cache use and keeps the eviction order (a look, not a use)."""
-        encoded = self._encoded.peek(_key(engine, image_id))
+        encoded = self._encoded.peek(image_key(engine, image_id))
         if encoded is not None:
             return encoded.original_size
         pixels = self._pixels.peek(image_id)
@@ -87,7 +87,7 @@ class ServiceStores:
     # ------------------------------------------------------- encoded images
     def cached(self, engine: ModelEngine, image_id: str) -> EncodedImage | None:
         """The model's cached encoding of an image, or None."""
-        return self._encoded.get(_key(engine, image_id))
+        return self._encoded.get(image_key(engine, image_id))
 
     def encoded(self, engine: ModelEngine, image_id: str, pixels: np.ndarray, ticket: Ticket) -> EncodedImage:
         """The cached encoding, or encode once on the model thread (see :class:`InflightEncodings`)."""
@@ -96,7 +96,7 @@ class ServiceStores:
             self.encoder_calls += 1
             return engine.encode(pixels)
 
-        return self._encodings.get(_key(engine, image_id), encode, ticket)
+        return self._encodings.get(image_key(engine, image_id), encode, ticket)
 
     # ---------------------------------------------------------------- logits
     def keep_logits(self, engine: ModelEngine, image_id: str, best: torch.Tensor) -> str:
@@ -131,5 +131,11 @@ class ServiceStores:
         return stored.logits
 
 
-def _key(engine: ModelEngine, image_id: str) -> str:
-    return f"{engine.name}:{image_id}"
+ImageKey = tuple[str, str]
+"""``(model name, image_id)``: what the stores key a model's work on an image by."""
+
+
+def image_key(engine: ModelEngine, image_id: str) -> ImageKey:
+    """The key of ``engine``'s work on ``image_id``: a pair, so no image id can pose as
+    another model's (both are client-chosen strings; ``f"{model}:{id}"`` could collide)."""
+    return (engine.name, image_id)

@@ -7,12 +7,14 @@ from the server must equal the family's own predictor on the same image.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 
 import numpy as np
 import pytest
 from flask import Flask
 
+from backend.api.segment_everything import generator_defaults
 from backend.inference.automask import AutomaskGenerator
 from backend.inference.predictor import SamPredictor
 from backend.inference.sam2_predictor import Sam2Predictor
@@ -178,8 +180,37 @@ def test_auto_batch_size_is_the_largest_any_model_takes(tiny_sam, tiny_sam2):
         sam, sam2 = service.engine(), service.engine(SAM2)
         assert sam2.max_requests_per_call() == 1 < sam.max_requests_per_call()
         assert service.worker.max_batch == min(AUTO_MAX_BATCH, sam.max_requests_per_call())
+        listed = {m["name"]: m["max_batch"] for m in service.models()}
+        assert listed == {"custom": service.worker.max_batch, SAM2: 1}, "each model's own batch"
     finally:
         service.close()
+
+
+def test_segment_everything_lets_other_work_in_after_each_decoder_call_with_the_same_records(
+    two_models, tiny_sam2, monkeypatch
+):
+    """The server's slices of segment-everything are one decoder call each (a SAM 2.1 slice of
+    64 points on a CPU is 64 calls, about 2 s of waiting for a click on another model)."""
+    engine = two_models.extensions["sam_service"].engine(SAM2)
+    monkeypatch.setattr(engine.predictor, "prompts_per_decoder_call", lambda: 2)
+    events: list[str] = []
+    decode = engine.predictor.predict_candidates_above
+
+    def logged_decode(coords, labels, min_iou):
+        events.append(f"decode {len(coords)}")
+        return decode(coords, labels, min_iou)
+
+    monkeypatch.setattr(engine.predictor, "predict_candidates_above", logged_decode)
+    params = {**generator_defaults(), "points_per_side": 4, "points_per_batch": 64}
+    params.update(pred_iou_thresh=0.0, stability_score_thresh=0.0)
+    records = engine.segment_everything(
+        engine.encode(picture()), picture(), params, lambda: events.append("yield")
+    )
+    decodes = [i for i, event in enumerate(events) if event.startswith("decode")]
+    assert [events[i] for i in decodes] == ["decode 2"] * 8
+    assert all("yield" in events[a:b] for a, b in zip(decodes, decodes[1:])), events
+    expected = AutomaskGenerator(tiny_sam2, **params).generate(picture())
+    assert [r["predicted_iou"] for r in records] == [r["predicted_iou"] for r in expected]
 
 
 def test_a_sam_group_above_its_own_limit_is_decoded_in_parts_with_the_same_answers(two_models, monkeypatch):
@@ -242,3 +273,39 @@ def test_a_plus_sent_raw_in_a_query_string_gets_a_hint(tiny_sam, tiny_sam2):
         assert encoded.status_code == 200
     finally:
         app.extensions["sam_service"].close()
+
+
+def test_an_image_id_that_spells_another_models_key_finds_nothing(tiny_sam, tiny_sam2):
+    """Model names are paths and image ids client strings: ``custom`` + ``z:ID`` must not
+    reach what ``custom:z`` holds for ``ID`` (the stores key by the pair)."""
+    app = create_app(make_config(tiny_sam, extra_models=(("custom:z", tiny_sam2),), cache_mb=64))
+    try:
+        assert app.extensions["sam_service"].wait_ready(60)
+        client = app.test_client()
+        image_id = client.post("/v1/images?model=custom:z", data=png_bytes(picture())).json["image_id"]
+        posing = client.get(f"/v1/images/z:{image_id}", query_string={"model": "custom"})
+        assert posing.status_code == 404, posing.json
+        prompt = {"image_id": f"z:{image_id}", "points": [[30, 22]], "labels": [1], "model": "custom"}
+        assert client.post("/v1/predict", json=prompt).status_code == 404
+    finally:
+        app.extensions["sam_service"].close()
+
+
+@pytest.mark.parametrize(
+    "query, form, named",
+    [
+        ({"modle": SAM2}, {}, "modle"),
+        ({"model": SAM2, "prioritee": "bulk"}, {}, "prioritee"),
+        ({}, {"model": SAM2}, "model"),
+        ({}, {"priority": "bulk"}, "priority"),
+    ],
+    ids=["misspelt model", "misspelt priority", "model as a form field", "priority as a form field"],
+)
+def test_an_upload_whose_model_or_priority_would_be_ignored_is_refused(two_models, query, form, named):
+    client = two_models.test_client()
+    data = {"file": (io.BytesIO(png_bytes(picture(seed=5))), "p.png"), **form}
+    response = client.post("/v1/images", query_string=query, data=data, content_type="multipart/form-data")
+    assert response.status_code == 400 and response.json["error"] == "invalid_input", response.json
+    assert named in response.json["detail"]
+    got = client.get(f"/v1/images/{'0' * 64}", query_string={"modle": SAM2})
+    assert got.status_code == 400 and "modle" in got.json["detail"]

@@ -70,6 +70,7 @@ def _add_image_routes(bp: Blueprint, service: SamService) -> None:
         ``?priority=bulk`` (batch pre-annotation) queues the encoding behind
         interactive work; default ``interactive``. ``?model=`` picks the model.
         """
+        _refuse_unknown_query_parameters("POST /v1/images", ("model", "priority"))
         priority = parse_priority(request.args.get("priority"))
         model = request.args.get("model")
         with explain_image_errors(), _marked(service, priority is Priority.INTERACTIVE):
@@ -82,6 +83,7 @@ def _add_image_routes(bp: Blueprint, service: SamService) -> None:
     @bp.get("/images/<image_id>")
     def image_info(image_id: str) -> Response:
         """200 with the image's size when the server holds its embedding (or pixels), else 404."""
+        _refuse_unknown_query_parameters("GET /v1/images/<image_id>", ("model",))
         info = service.image_info(image_id, model=request.args.get("model"))
         return jsonify(image_id=info.image_id, width=info.width, height=info.height)
 
@@ -117,6 +119,21 @@ def _refuse_query_parameters(route: str) -> None:
         raise InvalidInput(
             f"{route} takes its parameters as fields of the JSON body, not in the query string (got {names}); "
             'e.g. {"image_id": ..., "model": ...}'
+        )
+
+
+def _refuse_unknown_query_parameters(route: str, known: tuple[str, ...]) -> None:
+    """Refuse query parameters other than ``known`` (a misspelt ``?modle=`` would otherwise
+    be ignored silently, and the default model do the work).
+
+    Raises:
+        InvalidInput: An unknown query parameter.
+    """
+    unknown = sorted(set(request.args) - set(known))
+    if unknown:
+        raise InvalidInput(
+            f"{route} does not take the query parameter(s) {', '.join(unknown)}; "
+            f"it takes {', '.join(known)} (e.g. ?model=vit_b)"
         )
 
 
