@@ -28,8 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from backend.annotate.annotator import DEFAULT_CONCEPT_THRESHOLD, AnnotateSettings, check_model_fits
-from backend.annotate.outputs import write_coco, write_sa1b
+from backend.annotate.outputs import sa1b_path, write_coco, write_sa1b
 from backend.annotate.work_dir import WorkDir, list_images
+from backend.api.answers import lower_thresholds
 from backend.api.errors import InvalidInput, SamError
 from backend.api.segment_everything import (
     MODEL_DEFAULT_NAMES,
@@ -173,6 +174,7 @@ def _run(args: argparse.Namespace) -> int:
         _check_clip(settings)
     out = _out_path(args)
     names = list_images(args.images_dir)
+    _check_out(args.format, out, names)
     work = WorkDir(_work_path(args), fingerprint=settings.fingerprint())
     failed = _annotate(args, settings, work, names)
     done = [name for name in names if work.is_done(name)]
@@ -186,6 +188,34 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_out(output_format: str, out: Path, names: list[str]) -> None:
+    """Refuse an ``--out`` the output cannot be written to, before any image is annotated.
+
+    Raises:
+        InvalidInput: COCO into a folder, SA-1B into a file, or two images whose
+            SA-1B files would be one (``a.png`` and ``a.jpg`` both give ``a.json``).
+    """
+    if output_format == "coco":
+        if out.is_dir():
+            raise InvalidInput(
+                f"--out {out} is a folder; the COCO output is one file, e.g. --out {out / 'annotations.json'}"
+            )
+        return
+    if out.exists() and not out.is_dir():
+        raise InvalidInput(
+            f"--out {out} is a file; the SA-1B output is a folder of JSON files, e.g. --out {out.with_suffix('')}_sa1b"
+        )
+    seen: dict[Path, str] = {}
+    for name in names:
+        path = sa1b_path(out, name)
+        if path in seen:
+            raise InvalidInput(
+                f"{seen[path]} and {name} would both be written to {path}: rename one of them, "
+                "or use --format coco (one file for all images)"
+            )
+        seen[path] = name
+
+
 def _say_nothing_passed(settings: AnnotateSettings) -> None:
     """Segment-everything or SAM 3 kept nothing: name the thresholds used and how to lower them."""
     if settings.concepts:
@@ -195,10 +225,11 @@ def _say_nothing_passed(settings: AnnotateSettings) -> None:
             file=sys.stderr,
         )
         return
+    lower_iou, lower_stability = lower_thresholds(settings.automask)
     print(
         f"sam-annotate: no mask passed the filters (--pred-iou-thresh {settings.automask['pred_iou_thresh']}, "
         f"--stability-score-thresh {settings.automask['stability_score_thresh']}): lower them, "
-        "e.g. --pred-iou-thresh 0.6 --stability-score-thresh 0.85",
+        f"e.g. --pred-iou-thresh {lower_iou:g} --stability-score-thresh {lower_stability:g}",
         file=sys.stderr,
     )
 

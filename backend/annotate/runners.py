@@ -26,8 +26,9 @@ from backend.api.errors import InvalidInput, PayloadTooLarge
 
 ResultCallback = Callable[[str, dict[str, Any]], None]
 ErrorCallback = Callable[[str, str], None]
-#: Per-image errors that skip the image instead of stopping the job.
-IMAGE_ERRORS = (InvalidInput, PayloadTooLarge)
+#: Per-image errors that skip the image instead of stopping the job (OSError: a file that
+#: cannot be read, e.g. permission denied or removed since the folder was listed).
+IMAGE_ERRORS = (InvalidInput, PayloadTooLarge, OSError)
 
 
 def run_local(

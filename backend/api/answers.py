@@ -56,6 +56,18 @@ class ObjectMasks:
         return self.masks[0]
 
 
+def lower_thresholds(thresholds: dict[str, Any]) -> tuple[float, float]:
+    """``(pred_iou_thresh, stability_score_thresh)`` to suggest after segment-everything kept
+    nothing: 0.2 and 0.15 below those applied (never below 0; 0.6 and 0.8 where not known)."""
+    iou = thresholds.get("pred_iou_thresh")
+    stability = thresholds.get("stability_score_thresh")
+    lower_iou = max(0.0, round(float(iou) - 0.2, 2)) if isinstance(iou, (int, float)) else 0.6
+    lower_stability = (
+        max(0.0, round(float(stability) - 0.15, 2)) if isinstance(stability, (int, float)) else 0.8
+    )
+    return lower_iou, lower_stability
+
+
 def empty_automask_note(thresholds: dict[str, Any]) -> str:
     """What to tell a person when segment-everything kept no mask, and how to get some.
 
@@ -69,10 +81,7 @@ def empty_automask_note(thresholds: dict[str, Any]) -> str:
         f"{name} {value:g}" if isinstance(value, (int, float)) else f"{name} (the model's default)"
         for name, value in (("pred_iou_thresh", iou), ("stability_score_thresh", stability))
     )
-    lower_iou = max(0.0, round(float(iou) - 0.2, 2)) if isinstance(iou, (int, float)) else 0.6
-    lower_stability = (
-        max(0.0, round(float(stability) - 0.15, 2)) if isinstance(stability, (int, float)) else 0.8
-    )
+    lower_iou, lower_stability = lower_thresholds(thresholds)
     return (
         f"segment-everything found no mask that passed its filters ({applied}); "
         f"lower them, e.g. pred_iou_thresh={lower_iou:g} and stability_score_thresh={lower_stability:g}"

@@ -21,6 +21,8 @@ Output records follow SA-1B: ``segmentation`` (COCO RLE), ``area`` (pixels),
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -178,7 +180,9 @@ class AutomaskGenerator:
             at once (at least one mask is always allowed); bounds peak memory.
         predictor_factory: Builds the predictor that encodes crops, from the
             model; default: its family's (:func:`~backend.inference.families.predictor_for`).
-            With SAM 2.1 the records are those of Meta's ``SAM2AutomaticMaskGenerator``.
+            With SAM 2.1 the records are those of Meta's ``SAM2AutomaticMaskGenerator``
+            (except with ``min_mask_region_area > 0``: Meta's fills holes in the logits
+            with its CUDA extension, ours in the masks as for SAM 1; docs/models.md).
     """
 
     def __init__(
@@ -200,11 +204,26 @@ class AutomaskGenerator:
         upscale_pixel_budget: int = DEFAULT_UPSCALE_PIXEL_BUDGET,
         predictor_factory: Callable[[Any], CandidatePredictor] = predictor_for,
     ) -> None:
+        _check_types(
+            points_per_side=points_per_side,
+            points_per_batch=points_per_batch,
+            pred_iou_thresh=pred_iou_thresh,
+            stability_score_thresh=stability_score_thresh,
+            stability_score_offset=stability_score_offset,
+            box_nms_thresh=box_nms_thresh,
+            crop_n_layers=crop_n_layers,
+            crop_nms_thresh=crop_nms_thresh,
+            crop_overlap_ratio=crop_overlap_ratio,
+            crop_n_points_downscale_factor=crop_n_points_downscale_factor,
+            min_mask_region_area=min_mask_region_area,
+            upscale_pixel_budget=upscale_pixel_budget,
+        )
         self.point_grids = _layer_grids(
             points_per_side, point_grids, crop_n_layers, crop_n_points_downscale_factor
         )
         _check_settings(
             points_per_batch=points_per_batch,
+            stability_score_offset=stability_score_offset,
             thresholds={
                 "pred_iou_thresh": pred_iou_thresh,
                 "stability_score_thresh": stability_score_thresh,
@@ -410,6 +429,8 @@ def _layer_grids(
     if crop_n_layers < 0:
         raise InvalidInput(f"crop_n_layers must be >= 0, got {crop_n_layers}")
     if points_per_side is not None:
+        if points_per_side < 1:
+            raise InvalidInput(f"points_per_side must be >= 1, got {points_per_side}")
         return layer_point_grids(points_per_side, crop_n_layers, downscale)
     grids = [_check_grid(g) for g in point_grids or []]
     if len(grids) != crop_n_layers + 1:
@@ -417,9 +438,26 @@ def _layer_grids(
     return grids
 
 
+def _check_types(**values: Any) -> None:
+    """Refuse a setting of the wrong type by name: whole numbers (``int`` annotations) must be
+    ints, the rest real numbers; bools and strings are neither.
+
+    Raises:
+        InvalidInput: The first such setting.
+    """
+    hints = AutomaskGenerator.__init__.__annotations__
+    for name, value in values.items():
+        whole = "int" in str(hints[name])
+        kind = numbers.Integral if whole else numbers.Real
+        if value is not None and (isinstance(value, bool) or not isinstance(value, kind)):
+            need = "a whole number" if whole else "a number"
+            raise InvalidInput(f"{name} must be {need}, got {value!r}")
+
+
 def _check_settings(
     *,
     points_per_batch: int,
+    stability_score_offset: float,
     thresholds: dict[str, float],
     crop_overlap_ratio: float,
     min_mask_region_area: int,
@@ -433,6 +471,10 @@ def _check_settings(
     """
     if points_per_batch < 1:
         raise InvalidInput(f"points_per_batch must be >= 1, got {points_per_batch}")
+    if not (stability_score_offset > 0.0 and math.isfinite(stability_score_offset)):
+        raise InvalidInput(
+            f"stability_score_offset must be a finite number > 0, got {stability_score_offset}"
+        )
     for name, value in thresholds.items():
         if not 0.0 <= value <= 1.0:
             raise InvalidInput(f"{name} must be in [0, 1], got {value}")

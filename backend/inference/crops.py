@@ -56,7 +56,9 @@ def crop_boxes(height: int, width: int, crop_n_layers: int, overlap_ratio: float
 
     Returns:
         ``1 + sum(4**i for i in 1..crop_n_layers)`` crops, layer by layer,
-        column-major inside a layer (x outer, y inner).
+        column-major inside a layer (x outer, y inner), less any that would be
+        empty (Meta's layout gives those on an image side of a few pixels,
+        e.g. 1-6 pixels with two layers).
     """
     crops = [CropBox((0, 0, width, height), 0)]
     short_side = min(height, width)
@@ -68,7 +70,9 @@ def crop_boxes(height: int, width: int, crop_n_layers: int, overlap_ratio: float
         xs = [int((crop_w - overlap) * i) for i in range(per_side)]
         ys = [int((crop_h - overlap) * i) for i in range(per_side)]
         for x0, y0 in product(xs, ys):
-            crops.append(CropBox((x0, y0, min(x0 + crop_w, width), min(y0 + crop_h, height)), layer))
+            x1, y1 = min(x0 + crop_w, width), min(y0 + crop_h, height)
+            if x1 > x0 and y1 > y0:  # a side of a few pixels leaves deep layers empty crops
+                crops.append(CropBox((x0, y0, x1, y1), layer))
     return crops
 
 

@@ -46,7 +46,7 @@ def test_no_surviving_mask_prints_how_to_lower_the_thresholds(images_dir, model_
     argv = [str(images_dir), "--everything", "--model", str(model_path), "--out", str(out), "--no-progress"]
     assert main([*argv, *impossible]) == 0
     assert json.loads(out.read_text())["annotations"] == []
-    assert "--pred-iou-thresh 0.6" in capsys.readouterr().err
+    assert "lower them, e.g. --pred-iou-thresh 0.8 --stability-score-thresh 0.85" in capsys.readouterr().err
 
 
 def test_everything_to_coco_loads_in_pycocotools(images_dir, model_path, tmp_path):
@@ -349,3 +349,70 @@ def test_thresholds_not_given_are_the_models_as_the_help_says():
     assert given.automask["pred_iou_thresh"] == 0.5
     path = _settings(parser.parse_args(["images", "--everything", "--model", "/some/model.pt"]))
     assert path.automask == {"pred_iou_thresh": 0.88, "stability_score_thresh": 0.95}
+
+
+def test_the_lowering_hint_is_below_the_thresholds_used(images_dir, model_path, tmp_path, capsys):
+    """Nothing passes a predicted-IoU threshold of 1; the hint lowers both thresholds from
+    those used (it once suggested raising a stability threshold of 0.5 to 0.85)."""
+    out, used = tmp_path / "out.json", ["--pred-iou-thresh", "1.0", "--stability-score-thresh", "0.5"]
+    argv = [str(images_dir), "--everything", "--model", str(model_path), "--out", str(out), "--no-progress"]
+    assert main([*argv, *used, "--points-per-side", "2"]) == 0
+    assert "e.g. --pred-iou-thresh 0.8 --stability-score-thresh 0.35" in capsys.readouterr().err
+
+
+def test_images_whose_sa1b_files_would_be_one_are_refused_before_any_work(
+    images_dir, model_path, tmp_path, capsys, monkeypatch
+):
+    Image.open(images_dir / "a.png").save(images_dir / "a.jpg")
+    calls = _count_annotate_calls(monkeypatch)
+    out = tmp_path / "masks"
+    argv = [
+        str(images_dir),
+        "--everything",
+        "--model",
+        str(model_path),
+        "--format",
+        "sa1b",
+        "--out",
+        str(out),
+    ]
+    assert main([*argv, "--no-progress", *LOW_THRESHOLDS]) == 2
+    err = capsys.readouterr().err
+    assert "a.jpg and a.png would both be written to" in err and "--format coco" in err
+    assert calls == [] and not out.exists()
+
+
+@pytest.mark.parametrize(
+    "output_format, make_out, says",
+    [("coco", Path.mkdir, "is a folder"), ("sa1b", Path.touch, "is a file")],
+)
+def test_an_out_the_output_cannot_go_to_is_refused_before_any_work(
+    images_dir, model_path, tmp_path, capsys, monkeypatch, output_format, make_out, says
+):
+    out = tmp_path / "out"
+    make_out(out)
+    calls = _count_annotate_calls(monkeypatch)
+    argv = [str(images_dir), "--everything", "--model", str(model_path), "--format", output_format]
+    assert main([*argv, "--out", str(out), "--no-progress", *LOW_THRESHOLDS]) == 2
+    assert f"--out {out} {says}" in capsys.readouterr().err
+    assert calls == []
+
+
+def test_an_image_the_user_may_not_read_is_skipped_and_the_rest_written(
+    images_dir, model_path, tmp_path, capsys, monkeypatch
+):
+    import backend.formats.images as images_module
+
+    load = images_module.load_image
+
+    def refusing(source, *args, **kwargs):
+        if str(source).endswith("b.jpg"):
+            raise PermissionError(13, "Permission denied", str(source))
+        return load(source, *args, **kwargs)
+
+    monkeypatch.setattr(images_module, "load_image", refusing)
+    out = tmp_path / "out.json"
+    argv = [str(images_dir), "--everything", "--model", str(model_path), "--out", str(out), "--no-progress"]
+    assert main([*argv, *LOW_THRESHOLDS]) == 1
+    assert "skipped b.jpg: [Errno 13] Permission denied" in capsys.readouterr().err
+    assert sorted(i["file_name"] for i in json.loads(out.read_text())["images"]) == ["a.png", "sub/c.png"]

@@ -206,6 +206,15 @@ def test_predictor_of_another_image_is_refused(models):
         (dict(points_per_batch=0), "points_per_batch must be >= 1"),
         (dict(points_per_side=2, crop_n_layers=2, crop_n_points_downscale_factor=2), "would get no points"),
         (dict(min_mask_region_area=-1), "min_mask_region_area must be >= 0"),
+        (dict(stability_score_offset=0.0), "stability_score_offset must be a finite number > 0"),
+        (dict(stability_score_offset=-1.0), "stability_score_offset must be a finite number > 0"),
+        (dict(stability_score_offset=float("nan")), "stability_score_offset must be a finite number > 0"),
+        (dict(points_per_side="4"), "points_per_side must be a whole number, got '4'"),
+        (dict(points_per_side=2.5), "points_per_side must be a whole number"),
+        (dict(points_per_side=0), "points_per_side must be >= 1, got 0"),
+        (dict(points_per_batch=2.5), "points_per_batch must be a whole number"),
+        (dict(crop_n_layers=1.5), "crop_n_layers must be a whole number"),
+        (dict(pred_iou_thresh=True), "pred_iou_thresh must be a number, got True"),
     ],
 )
 def test_bad_parameters_say_how_to_fix(models, kwargs, message):
@@ -216,3 +225,16 @@ def test_bad_parameters_say_how_to_fix(models, kwargs, message):
 def test_bad_image_is_refused(models):
     with pytest.raises(InvalidInput, match="HxWx3 uint8"):
         AutomaskGenerator(models[0]).generate(np.zeros((10, 10), dtype=np.uint8))
+
+
+@pytest.mark.parametrize(
+    "size", [(1, 1), (5, 40), (35, 300)], ids=["1x1", "5 pixels high", "a 35-pixel strip"]
+)
+def test_crop_layers_on_an_image_a_few_pixels_across_skip_the_empty_crops(models, size):
+    """Meta's crop layout leaves empty crops on sides of a few pixels; they are skipped, and
+    the image is segmented (it was refused as 'image size must be positive')."""
+    image = np.random.default_rng(0).integers(0, 256, (*size, 3), dtype=np.uint8)
+    records = AutomaskGenerator(
+        models[0], points_per_side=4, crop_n_layers=3, pred_iou_thresh=0.0, stability_score_thresh=0.0
+    ).generate(image)
+    assert all(len(r["crop_box"]) == 4 and r["crop_box"][2] > 0 and r["crop_box"][3] > 0 for r in records)

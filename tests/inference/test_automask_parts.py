@@ -82,3 +82,9 @@ def test_nothing_small_means_unchanged():
 def test_bad_grid_sizes_are_refused():
     with pytest.raises(InvalidInput, match="points_per_side must be >= 1"):
         point_grid(0)
+
+
+def test_crops_that_would_be_empty_are_left_out():
+    thin = crop_boxes(3, 500, 2, 512 / 1500)
+    assert all(c.box[2] > c.box[0] and c.box[3] > c.box[1] for c in thin)
+    assert len(crop_boxes(600, 800, 2, 512 / 1500)) == 1 + 4 + 16, "an ordinary image keeps every crop"
