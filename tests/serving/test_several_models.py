@@ -8,6 +8,7 @@ from the server must equal the family's own predictor on the same image.
 from __future__ import annotations
 
 import io
+import itertools
 from collections.abc import Iterator
 
 import numpy as np
@@ -208,7 +209,7 @@ def test_segment_everything_lets_other_work_in_after_each_decoder_call_with_the_
     )
     decodes = [i for i, event in enumerate(events) if event.startswith("decode")]
     assert [events[i] for i in decodes] == ["decode 2"] * 8
-    assert all("yield" in events[a:b] for a, b in zip(decodes, decodes[1:])), events
+    assert all("yield" in events[a:b] for a, b in itertools.pairwise(decodes)), events
     expected = AutomaskGenerator(tiny_sam2, **params).generate(picture())
     assert [r["predicted_iou"] for r in records] == [r["predicted_iou"] for r in expected]
 
