@@ -131,7 +131,7 @@ def test_a_request_stalled_longer_than_the_idle_timeout_gets_its_408_at_its_own_
     server.start(timeout=120)
     halves = {
         "headers": b"POST /v1/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: appl",
-        "body": b"POST /v1/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 500\r\n\r\n{\"image_id\": ",
+        "body": b'POST /v1/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 500\r\n\r\n{"image_id": ',
     }
     try:
         sockets = {kind: socket.create_connection(("127.0.0.1", server.port), timeout=15) for kind in halves}
