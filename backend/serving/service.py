@@ -449,6 +449,7 @@ class SamService:
         self, engine: ModelEngine, image_id: str, prompt: Prompt, text: str, ticket: Ticket
     ) -> list[ObjectMasks]:
         """CLIP-ranked segment-everything candidates for ``text`` as one object (see :class:`AutomaskRunner`)."""
+        self._special.check_ranker(str(engine.device))
         height, width = self._encoded(engine, image_id, ticket).original_size
         checked = check_text_prompt(
             text,

@@ -278,6 +278,18 @@ class AutomaskRunner:
             )
         ]
 
+    def check_ranker(self, device: str) -> None:
+        """Raise what the ranker would raise for missing weights, before segment-everything runs
+        (a text prompt whose candidates are all filtered out would otherwise answer "no object"
+        after the whole run, and only a prompt with candidates learn that CLIP is missing).
+
+        Raises:
+            WeightsUnavailable: CLIP's weights are not on disk (offline).
+        """
+        check = getattr(self._ranker(device), "check_weights", None)
+        if callable(check):
+            check()
+
     def _ranker(self, device: str) -> Any:
         """The CLIP ranker, built on first use (on the worker thread)."""
         with self._lock:
