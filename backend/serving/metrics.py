@@ -53,9 +53,12 @@ class _ServiceCollector(Collector):
         yield CounterMetricFamily(
             "sam_encoder_calls", "Image-encoder calls.", value=self._service.encoder_calls
         )
-        yield GaugeMetricFamily(
-            "sam_model_ready", "1 when the model is loaded.", value=float(self._service.ready())
+        ready = GaugeMetricFamily(
+            "sam_model_ready", "1 when the model is loaded, per served model.", labels=["model"]
         )
+        for model in self._service.models():
+            ready.add_metric([model["name"]], float(model["ready"]))
+        yield ready
 
 
 class _BudgetCollector(Collector):

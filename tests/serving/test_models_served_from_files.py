@@ -63,3 +63,14 @@ def test_a_model_that_failed_to_load_says_why_in_the_models_list(served_files):
     assert all("error" not in entry for name, entry in entries.items() if name != broken)
     answer = app.test_client().post("/v1/images", data=png_bytes(picture()), query_string={"model": broken})
     assert answer.status_code == 503 and repr(broken) in answer.json["detail"]
+
+
+def test_metrics_say_which_served_model_is_down(served_files):
+    """``sam_model_ready`` has one sample per served model (it showed only the default's 1)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    app, plain, long_name, broken = served_files
+    text = app.test_client().get("/metrics").get_data(as_text=True)
+    [family] = [f for f in text_string_to_metric_families(text) if f.name == "sam_model_ready"]
+    ready = {sample.labels["model"]: sample.value for sample in family.samples}
+    assert ready == {plain: 1.0, long_name: 1.0, broken: 0.0}
