@@ -10,6 +10,7 @@ queue moves it to the interactive queue.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future
@@ -20,6 +21,9 @@ from backend.byte_lru import ByteBoundedLRU
 from backend.inference.engine import EncodedImage
 from backend.serving.gpu_worker import GpuWorker
 from backend.serving.scheduling import Ticket
+
+log = logging.getLogger(__name__)
+MiB = 1024 * 1024
 
 
 class InflightEncodings:
@@ -35,6 +39,7 @@ class InflightEncodings:
         self._worker = worker
         self._inflight: dict[Hashable, Future] = {}
         self._lock = threading.Lock()
+        self._said_too_large = False
 
     def get(self, key: Hashable, encode: Callable[[], EncodedImage], ticket: Ticket) -> EncodedImage:
         """The cached entry for ``key``, or the result of ``encode`` run once on the model thread.
@@ -68,7 +73,14 @@ class InflightEncodings:
         try:
             if not future.cancelled() and future.exception() is None:
                 entry: EncodedImage = future.result()
-                self._cache.put(key, entry, entry.nbytes)
+                if not self._cache.put(key, entry, entry.nbytes) and not self._said_too_large:
+                    self._said_too_large = True
+                    log.warning(
+                        "an encoded image of %.1f MiB is larger than the embedding cache (--cache-mb %d): "
+                        "it is not kept, so every prompt on it encodes the image again; raise --cache-mb",
+                        entry.nbytes / MiB,
+                        self._cache.stats().capacity_bytes // MiB,
+                    )
         finally:
             with self._lock:
                 if self._inflight.get(key) is future:

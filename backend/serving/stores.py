@@ -55,6 +55,7 @@ class ServiceStores:
         self._encoded: ByteBoundedLRU[EncodedImage] = ByteBoundedLRU(config.cache_mb * MiB)
         self._pixels: ByteBoundedLRU[np.ndarray] = ByteBoundedLRU(config.image_store_mb * MiB)
         self._logits: ByteBoundedLRU[StoredLogits] = ByteBoundedLRU(config.logits_store_mb * MiB)
+        self._oversized: ByteBoundedLRU[int] = ByteBoundedLRU(OVERSIZED_IDS_BYTES)
         self._encodings = InflightEncodings(self._encoded, worker)
         self.encoder_calls = 0
 
@@ -68,8 +69,13 @@ class ServiceStores:
 
     # ---------------------------------------------------------------- pixels
     def keep_pixels(self, image_id: str, pixels: np.ndarray) -> None:
-        """Hold an image's decoded pixels."""
-        self._pixels.put(image_id, pixels, pixels.nbytes)
+        """Hold an image's decoded pixels (or note their size when they alone exceed the budget)."""
+        if not self._pixels.put(image_id, pixels, pixels.nbytes):
+            self._oversized.put(image_id, pixels.nbytes, OVERSIZED_ID_COST)
+
+    def oversized(self, image_id: str) -> int | None:
+        """Bytes of a recent upload whose pixels were too large for the image store to hold, or None."""
+        return self._oversized.peek(image_id)
 
     def pixels(self, image_id: str) -> np.ndarray | None:
         """The pixels of a recently added image, or None."""
@@ -130,6 +136,11 @@ class ServiceStores:
             )
         return stored.logits
 
+
+OVERSIZED_IDS_BYTES = 1 << 20
+"""Budget for remembering uploads too large for the image store (to say so instead of
+"upload again"), at :data:`OVERSIZED_ID_COST` bytes an id: about 8,000 ids."""
+OVERSIZED_ID_COST = 128
 
 ImageKey = tuple[str, str]
 """``(model name, image_id)``: what the stores key a model's work on an image by."""

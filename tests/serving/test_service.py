@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from backend.api.errors import InvalidInput, NotFound, ServiceUnavailable
+from backend.api.errors import InvalidInput, NotFound, PayloadTooLarge, ServiceUnavailable
 from backend.serving.config import ServerConfig
 from backend.serving.service import SamService
 from tests.serving.tiny_model import make_config, picture, png_bytes
@@ -154,13 +154,18 @@ def test_encoder_out_of_memory_is_unavailable_then_next_works(service, monkeypat
     assert service.add_image(picture()).width == 80
 
 
+def _noise(height: int, width: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
 def test_unknown_ids_and_evicted_pixels_say_how_to_fix(tiny_sam):
-    service = SamService(make_config(tiny_sam, image_store_mb=0)).start()
+    service = SamService(make_config(tiny_sam, image_store_mb=1)).start()
     try:
         assert service.wait_ready(30)
         with pytest.raises(NotFound, match="POST /v1/images"):
             service.predict("0" * 64, points=[[1, 1]], labels=[1])
-        image_id = service.add_image(picture()).image_id
+        image_id = service.add_image(_noise(400, 500, seed=1)).image_id  # 0.6 MB of pixels
+        service.add_image(_noise(400, 500, seed=2))  # evicts the first's
         with pytest.raises(NotFound, match="upload the image again"):
             service.pixels_for(image_id)
         with pytest.raises(NotFound, match="logits_id"):
@@ -233,3 +238,34 @@ def test_answers_too_large_to_hold_are_refused(service, monkeypatch):
         service.predict(image_id, boxes=[box, box, box])
     assert len(service.predict(image_id, boxes=[box, box])) == 2
     assert len(service.predict(image_id, boxes=[box, box, box], multimask=False)) == 3
+
+
+def test_pixels_too_large_for_the_image_store_name_the_budget_not_upload_again(tiny_sam):
+    """Uploading again can never help an image larger than --image-store-mb: the answer says
+    which budget to raise (it said "upload the image again")."""
+    service = SamService(make_config(tiny_sam, image_store_mb=1)).start()
+    try:
+        assert service.wait_ready(30)
+        image_id = service.add_image(_noise(600, 800, seed=3)).image_id  # 1.4 MB of pixels
+        with pytest.raises(PayloadTooLarge, match=r"1\.4 MiB\) are larger than .*\(--image-store-mb 1\)"):
+            service.pixels_for(image_id)
+        with pytest.raises(PayloadTooLarge, match="--image-store-mb"):
+            service.automask(image_id, points_per_side=2)
+        [obj] = service.predict(image_id, points=[[10, 10]], labels=[1])  # its embedding is enough here
+        assert obj.masks.shape[-2:] == (600, 800)
+    finally:
+        service.close()
+
+
+def test_an_embedding_larger_than_the_cache_is_said_once_in_the_log(tiny_sam, caplog):
+    service = SamService(make_config(tiny_sam, cache_mb=0)).start()
+    try:
+        assert service.wait_ready(30)
+        with caplog.at_level("WARNING", logger="backend.serving.inflight_encodings"):
+            for seed in (4, 5):
+                image_id = service.add_image(_noise(40, 50, seed=seed)).image_id
+                service.predict(image_id, points=[[10, 10]], labels=[1])
+        said = [r.getMessage() for r in caplog.records if "larger than the embedding cache" in r.getMessage()]
+        assert len(said) == 1 and "--cache-mb 0" in said[0] and "encodes the image again" in said[0]
+    finally:
+        service.close()
