@@ -15,10 +15,13 @@ class SamError(Exception):
     code: str = "internal_error"
     status: int = 500
 
-    def __init__(self, message: str, *, code: str | None = None) -> None:
+    def __init__(self, message: str, *, code: str | None = None, echoes: tuple[str, ...] = ()) -> None:
+        """``echoes``: strings of the client's own that the message quotes, to be shown whole
+        (a mistyped model path), not cut to a file name like the server's own paths."""
         super().__init__(message)
         if code is not None:
             self.code = code
+        self.echoes = echoes
 
     @property
     def detail(self) -> str:

@@ -110,7 +110,7 @@ def _error(code: str, detail: str, status: int) -> tuple[Response, int]:
 def _install_error_handlers(app: Flask, service: SamService) -> None:
     @app.errorhandler(SamError)
     def sam_error(exc: SamError) -> tuple[Response, int]:
-        detail = public_detail(exc.detail, keep=service.model_names)
+        detail = public_detail(exc.detail, keep=[*service.model_names, *exc.echoes])
         if exc.status >= 500 or detail != exc.detail:
             log.warning("%s %s -> %s %s: %s", request.method, request.path, exc.status, exc.code, exc.detail)
         return _error(exc.code, detail, exc.status)

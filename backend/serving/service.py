@@ -151,13 +151,11 @@ class SamService:
         name = self.model_name if model is None else model
         host = self._hosts.get(name)
         if host is None:
-            hint = (
-                "; a '+' in a query string arrives as a space: send it as %2B"
-                if name.replace(" ", "+") in self._hosts
-                else ""
-            )
+            plus_sent_raw = any(served.replace("+", " ") == name for served in self._hosts if "+" in served)
+            hint = "; a '+' in a query string arrives as a space: send it as %2B" if plus_sent_raw else ""
             raise NotFound(
-                f"unknown model {name!r}; this server serves {list(self._hosts)} (GET /v1/models){hint}"
+                f"unknown model {name!r}; this server serves {list(self._hosts)} (GET /v1/models){hint}",
+                echoes=(name,),
             )
         return host
 

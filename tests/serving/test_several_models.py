@@ -264,16 +264,28 @@ def test_model_in_the_query_string_of_a_json_route_is_refused_not_ignored(two_mo
         assert "JSON body, not in the query string (got model)" in answer.json["detail"]
 
 
-def test_a_plus_sent_raw_in_a_query_string_gets_a_hint(tiny_sam, tiny_sam2):
-    app = create_app(make_config(tiny_sam, extra_models=(("sam2-t+", tiny_sam2),), cache_mb=16))
+@pytest.mark.parametrize("name", ["sam2-t+", "tiny v2+b"], ids=["plus", "plus and a space"])
+def test_a_plus_sent_raw_in_a_query_string_gets_a_hint(tiny_sam, tiny_sam2, name):
+    app = create_app(make_config(tiny_sam, extra_models=((name, tiny_sam2),), cache_mb=16))
     try:
         assert app.extensions["sam_service"].wait_ready(60)
-        answer = app.test_client().post("/v1/images?model=sam2-t+", data=png_bytes(picture()))
+        raw = name.replace(" ", "%20")
+        answer = app.test_client().post(f"/v1/images?model={raw}", data=png_bytes(picture()))
         assert answer.status_code == 404 and "send it as %2B" in answer.json["detail"]
-        encoded = app.test_client().post("/v1/images?model=sam2-t%2B", data=png_bytes(picture()))
+        encoded = app.test_client().post(
+            f"/v1/images?model={raw.replace('+', '%2B')}", data=png_bytes(picture())
+        )
         assert encoded.status_code == 200
     finally:
         app.extensions["sam_service"].close()
+
+
+def test_an_unknown_model_path_is_quoted_as_the_client_sent_it(two_models, tmp_path):
+    """The client's own string comes back whole; the server's paths would be cut to file names."""
+    typo = str(tmp_path / "models" / "sam2.1_hiera_tiny.pt").replace("/models/", "//models/")
+    body = {"image_id": "0" * 64, "points": [[1, 1]], "labels": [1], "model": typo}
+    answer = two_models.test_client().post("/v1/predict", json=body)
+    assert answer.status_code == 404 and f"unknown model {typo!r}" in answer.json["detail"]
 
 
 def test_an_image_id_that_spells_another_models_key_finds_nothing(tiny_sam, tiny_sam2):
