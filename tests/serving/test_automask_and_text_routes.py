@@ -12,31 +12,10 @@ from backend.formats.mask_codecs import from_coco_rle
 from backend.inference.automask import AutomaskGenerator
 from backend.serving.app import create_app
 from backend.serving.service import SamService
+from tests.serving.fake_ranker import FakeRanker
 from tests.serving.tiny_model import make_config, picture, png_bytes
 
 PARAMS = {"points_per_side": 4, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0, "box_nms_thresh": 1.0}
-
-
-class FakeRanker:
-    """Stands in for CLIP: ranks records by area, remembers its arguments."""
-
-    def __init__(self, device: str) -> None:
-        self.device = device
-        self.calls: list[dict] = []
-
-    def rank(self, image, records, text, *, box=None, points=None, labels=None, top_k=3):
-        self.calls.append(
-            {
-                "text": text,
-                "box": box,
-                "points": points,
-                "labels": labels,
-                "n": len(records),
-                "shape": image.shape,
-            }
-        )
-        ranked = sorted(records, key=lambda r: -r["area"])[:top_k]
-        return [(r, 0.9 - 0.1 * i) for i, r in enumerate(ranked)]
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from backend.api.priority import Priority
 from backend.serving.app import create_app
 from backend.serving.service import SamService
 from backend.serving.special_prompts import automask_points, check_automask_params, check_automask_work
+from tests.serving.fake_ranker import FakeRanker
 from tests.serving.tiny_model import make_config, picture, png_bytes
 
 CHEAP = {"points_per_side": 4, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0}
@@ -27,8 +28,11 @@ def make_app(tiny_sam) -> Iterator[Callable[..., Flask]]:
     services: list[SamService] = []
 
     def factory(**overrides: Any) -> Flask:
-        app = create_app(make_config(tiny_sam, max_body_mb=2, **overrides))
-        services.append(app.extensions["sam_service"])
+        config = make_config(tiny_sam, max_body_mb=2, **overrides)
+        # text prompts rank with a stand-in for CLIP, whose weights are not on this machine
+        service = SamService(config, text_prompter_factory=FakeRanker).start()
+        app = create_app(config, service=service)
+        services.append(service)
         assert services[-1].wait_ready(30)
         return app
 
