@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
+from backend.api.answers import lower_thresholds
 from backend.api.errors import SamError
 from widget.state import (
     CONCEPT_SCORE,
@@ -25,7 +26,6 @@ from widget.state import (
 StatusKind = Literal["info", "busy", "error"]
 
 SLOW_TEXT_NOTE = "a text prompt ranks every mask segment-everything finds: 10-20 s on a CPU"
-LOWER_THRESHOLDS = "w.client.automask(w.image_id, pred_iou_thresh=0.6, stability_score_thresh=0.85)"
 RAW_SCORE_TITLES = {
     PREDICTED_IOU: "predicted IoU",
     TEXT_SIMILARITY: "text similarity",
@@ -291,8 +291,16 @@ def embedding_failed(error: BaseException) -> Status:
     return Status(f"could not compute the embedding: {failed(error).text}", "error")
 
 
-def no_mask_message(state: ObjectState) -> str:
-    """Why an answer can be empty, and what to do, worded for the kind of prompt."""
+def no_mask_message(state: ObjectState, thresholds: dict[str, Any] | None = None) -> str:
+    """Why an answer can be empty, and what to do, worded for the kind of prompt.
+
+    Args:
+        state: The object whose answer was empty.
+        thresholds: The segment-everything thresholds a text prompt filtered with (the
+            model's ``automask_defaults``), so that the suggested ones are lower.
+    """
+    iou, stability = lower_thresholds(thresholds or {})
+    lower = f"w.client.automask(w.image_id, pred_iou_thresh={iou:g}, stability_score_thresh={stability:g})"
     if not state.text:
         return "the model returned no mask for this prompt: try another click or box"
     where, prompts = [], []
@@ -306,10 +314,10 @@ def no_mask_message(state: ObjectState) -> str:
         return (
             f'no object matches "{state.text}": segment-everything found no mask {" and ".join(where)}. '
             f"Press Esc to drop {' and '.join(prompts)} and try the text alone, or lower segment-everything's "
-            f"thresholds for this image, e.g. {LOWER_THRESHOLDS}, then press find again."
+            f"thresholds for this image, e.g. {lower}, then press find again."
         )
     return (
         f'no object matches "{state.text}": a text prompt chooses among the masks segment-everything finds, '
         "and on this image none passed its filters (pred_iou_thresh, stability_score_thresh). "
-        f"Lower them for this image, e.g. {LOWER_THRESHOLDS}, then press find again."
+        f"Lower them for this image, e.g. {lower}, then press find again."
     )

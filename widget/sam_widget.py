@@ -193,18 +193,19 @@ class SamWidget(widgets.VBox):
         model's prompts), once the model has loaded; False while that cannot be told.
         """
         if self._concepts is None:
-            try:
-                listed = self.client.models()
-            except Exception:  # a server that cannot say: today's behaviour, ask again later
-                return False
-            entry = next(
-                (m for m in listed if self.model is None or m.get("name") == self.model),
-                None,
-            )
+            entry = self._model_entry()
             if entry is None or "prompts" not in entry:  # not loaded yet: its prompts are not known
                 return False
             self._concepts = "exemplars" in entry["prompts"]
         return self._concepts
+
+    def _model_entry(self) -> dict[str, Any] | None:
+        """The widget's model in ``client.models()``, or None when the server cannot say."""
+        try:
+            listed = self.client.models()
+        except Exception:  # a server that cannot say: ask again later
+            return None
+        return next((m for m in listed if self.model is None or m.get("name") == self.model), None)
 
     def wait_ready(self, timeout: float | None = None) -> None:
         """Block until the embedding is computed; re-raise its error if it failed."""
@@ -455,7 +456,9 @@ class SamWidget(widgets.VBox):
                     # a concept's instances although the model's prompts were not known: show them all
                     state = ObjectState.concept(state.text, threshold=DEFAULT_THRESHOLD, box=state.box)
                 if not state.is_concept and not answers:
-                    raise InvalidInput(feedback.no_mask_message(state), code="no_mask")
+                    entry = self._model_entry() if state.text else None
+                    thresholds = (entry or {}).get("automask_defaults", {})
+                    raise InvalidInput(feedback.no_mask_message(state, thresholds), code="no_mask")
             except Exception as exc:
                 self._refresh(feedback.failed(exc))
                 raise

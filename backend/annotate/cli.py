@@ -195,6 +195,9 @@ def _check_out(output_format: str, out: Path, names: list[str]) -> None:
         InvalidInput: COCO into a folder, SA-1B into a file, or two images whose
             SA-1B files would be one (``a.png`` and ``a.jpg`` both give ``a.json``).
     """
+    parent = out.absolute().parent
+    if parent.exists() and not parent.is_dir():
+        raise InvalidInput(f"--out {out}: {parent} is a file, not a folder")
     if output_format == "coco":
         if out.is_dir():
             raise InvalidInput(

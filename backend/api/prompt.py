@@ -37,6 +37,12 @@ class Exemplar(BaseModel):
         True, strict=True, description="An example (true: more like this) or a counter-example (false)."
     )
 
+    @field_validator("box", "positive", mode="before")
+    @classmethod
+    def _numpy_as_python(cls, value: Any) -> Any:
+        """numpy arrays and scalars are taken as Python lists and scalars."""
+        return plain_values(value)
+
 
 class Prompt(BaseModel):
     """Points, boxes, an earlier mask, text and exemplars, alone or combined; immutable."""
@@ -77,11 +83,23 @@ class Prompt(BaseModel):
         True, strict=True, description="Three ranked candidates (true) or one mask (false)."
     )
 
-    @field_validator("points", "labels", "box", "boxes", "threshold", "multimask", mode="before")
+    @field_validator("points", "box", "boxes", "threshold", "multimask", mode="before")
     @classmethod
     def _arrays_as_lists(cls, value: Any) -> Any:
         """numpy arrays and scalars are taken as Python lists and scalars."""
         return plain_values(value)
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _whole_labels(cls, value: Any) -> Any:
+        """A numpy array of labels (``np.ones(n)`` is float) is taken as ints where its values are
+        whole; a JSON or Python list keeps its types (``1.0`` and ``true`` are not labels)."""
+        if isinstance(value, (list, tuple)) or not hasattr(value, "tolist"):
+            return plain_values(value)
+        items = value.tolist()
+        if not isinstance(items, list):
+            return items
+        return [int(v) if isinstance(v, float) and v.is_integer() else v for v in items]
 
     @classmethod
     def of(cls, prompt: Prompt | None = None, **fields: Any) -> Prompt:

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from backend.api.errors import InvalidInput
+from backend.api.segment_everything import generator_defaults
 from backend.inference.prompts import CheckedPrompt
 
 Checkpoint = Callable[[], None]
@@ -297,6 +298,7 @@ class PredictorEngine(ModelEngine):
         # clicks in after at most one call (a batch of 64 is 64 calls of SAM 2.1 on a CPU,
         # about 2 s); the records are the same whatever the batch.
         per_call = self.predictor.prompts_per_decoder_call()
-        params = {**params, "points_per_batch": min(params["points_per_batch"], per_call)}
+        asked = params.get("points_per_batch", generator_defaults()["points_per_batch"])
+        params = {**params, "points_per_batch": min(asked, per_call)}
         generator = AutomaskGenerator(self.predictor.model, **params)
         return generator.generate(pixels, predictor=self.predictor, checkpoint=checkpoint)

@@ -127,7 +127,8 @@ def _image_paths() -> dict[str, Any]:
         "in": "query",
         "required": False,
         "description": "Which served model encodes it (GET /v1/models); default: the server's first. "
-        "Unknown names: 404 listing the served ones.",
+        "Unknown names: 404 listing the served ones. Other query parameters, and multipart "
+        "fields besides 'file', are refused (400).",
         "schema": {"type": "string"},
     }
     return {
@@ -147,7 +148,7 @@ def _image_paths() -> dict[str, Any]:
                 **_operation(
                     "Whether the server holds this image (no upload needed).",
                     schemas.ImageInfoResponse,
-                    errors=(401, 404, 503),
+                    errors=(400, 401, 404, 503),
                 ),
                 "parameters": [image_id, model],
             }

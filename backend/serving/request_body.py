@@ -96,6 +96,10 @@ def image_upload(request: Request) -> bytes:
                 f"the multipart form has no '{UPLOAD_FIELD}' field (its fields: {', '.join(fields) or 'none'}); "
                 f"{HOW_TO_UPLOAD}"
             )
+        if len(request.files.getlist(UPLOAD_FIELD)) > 1:
+            raise InvalidInput(
+                f"the multipart form has several '{UPLOAD_FIELD}' fields; send one image per request"
+            )
         others = [name for name in fields if name != UPLOAD_FIELD]
         if others:  # e.g. -F model=...: it would be ignored, and the default model encode the image
             raise InvalidInput(

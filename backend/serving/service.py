@@ -289,18 +289,19 @@ class SamService:
         pixels = self._stores.pixels(image_id)
         if pixels is not None:
             return self._stores.encoded(engine, image_id, pixels, ticket or self.ticket(Priority.INTERACTIVE))
-        self._refuse_oversized(image_id, "another model's encoding")
-        raise _unknown_image(image_id)
+        raise _unknown_image(image_id)  # a 404: clients upload again, which works for any size
 
-    def _refuse_oversized(self, image_id: str, need: str) -> None:
+    def _refuse_oversized(self, image_id: str) -> None:
         """Raise :class:`PayloadTooLarge` when ``image_id``'s pixels were never held for their size
-        ("upload the image again" cannot help; a larger ``--image-store-mb`` can)."""
+        ("upload the image again" cannot help segment-everything or a text prompt; a larger
+        ``--image-store-mb`` can)."""
         nbytes = self._stores.oversized(image_id)
         if nbytes is not None:
             raise PayloadTooLarge(
                 f"the pixels of image {image_id!r} ({nbytes / MiB:.1f} MiB) are larger than the server's "
                 f"image store (--image-store-mb {self.config.image_store_mb}), so they were not kept, and "
-                f"{need} needs them; the server's operator can raise --image-store-mb (SAM_IMAGE_STORE_MB)"
+                "segment-everything and text prompts need them; the server's operator can raise "
+                "--image-store-mb (SAM_IMAGE_STORE_MB)"
             )
 
     def pixels_for(self, image_id: str) -> np.ndarray:
@@ -311,7 +312,7 @@ class SamService:
         """
         pixels = self._stores.pixels(image_id)
         if pixels is None:
-            self._refuse_oversized(image_id, "segment-everything or a text prompt")
+            self._refuse_oversized(image_id)
             raise NotFound(
                 f"the pixels of image {image_id!r} are no longer held (they are needed for automask and text "
                 "prompts); upload the image again with POST /v1/images (add_image)"
@@ -460,7 +461,10 @@ class SamService:
         self, engine: ModelEngine, image_id: str, prompt: Prompt, text: str, ticket: Ticket
     ) -> list[ObjectMasks]:
         """CLIP-ranked segment-everything candidates for ``text`` as one object (see :class:`AutomaskRunner`)."""
-        height, width = self._encoded(engine, image_id, ticket).original_size
+        size = self._stores.size(engine, image_id)  # no encoding before the checks below
+        if size is None:
+            raise _unknown_image(image_id)
+        height, width = size
         checked = check_text_prompt(
             text,
             width=width,

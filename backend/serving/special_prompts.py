@@ -291,7 +291,7 @@ class AutomaskRunner:
             check()
 
     def _ranker(self, device: str) -> Any:
-        """The CLIP ranker, built on first use (on the worker thread)."""
+        """The CLIP ranker, built on first use (light: CLIP itself loads when it first ranks, on the worker thread)."""
         with self._lock:
             if self._text_prompter is None:
                 if self._text_prompter_factory is not None:

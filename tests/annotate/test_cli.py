@@ -382,19 +382,34 @@ def test_images_whose_sa1b_files_would_be_one_are_refused_before_any_work(
     assert calls == [] and not out.exists()
 
 
+def _a_folder(tmp_path: Path) -> tuple[Path, str]:
+    (out := tmp_path / "out").mkdir()
+    return out, f"--out {out} is a folder"
+
+
+def _a_file(tmp_path: Path) -> tuple[Path, str]:
+    (out := tmp_path / "out").touch()
+    return out, f"--out {out} is a file"
+
+
+def _under_a_file(tmp_path: Path) -> tuple[Path, str]:
+    (parent := tmp_path / "f").touch()
+    return parent / "out.json", f"{parent} is a file, not a folder"
+
+
 @pytest.mark.parametrize(
-    "output_format, make_out, says",
-    [("coco", Path.mkdir, "is a folder"), ("sa1b", Path.touch, "is a file")],
+    "output_format, make_out",
+    [("coco", _a_folder), ("sa1b", _a_file), ("coco", _under_a_file)],
+    ids=["coco into a folder", "sa1b into a file", "a file as the folder"],
 )
 def test_an_out_the_output_cannot_go_to_is_refused_before_any_work(
-    images_dir, model_path, tmp_path, capsys, monkeypatch, output_format, make_out, says
+    images_dir, model_path, tmp_path, capsys, monkeypatch, output_format, make_out
 ):
-    out = tmp_path / "out"
-    make_out(out)
+    out, says = make_out(tmp_path)
     calls = _count_annotate_calls(monkeypatch)
     argv = [str(images_dir), "--everything", "--model", str(model_path), "--format", output_format]
     assert main([*argv, "--out", str(out), "--no-progress", *LOW_THRESHOLDS]) == 2
-    assert f"--out {out} {says}" in capsys.readouterr().err
+    assert says in capsys.readouterr().err
     assert calls == []
 
 

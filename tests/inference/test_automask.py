@@ -237,4 +237,5 @@ def test_crop_layers_on_an_image_a_few_pixels_across_skip_the_empty_crops(models
     records = AutomaskGenerator(
         models[0], points_per_side=4, crop_n_layers=3, pred_iou_thresh=0.0, stability_score_thresh=0.0
     ).generate(image)
-    assert all(len(r["crop_box"]) == 4 and r["crop_box"][2] > 0 and r["crop_box"][3] > 0 for r in records)
+    assert records, "thresholds of 0 keep the masks of a random model"
+    assert all(r["crop_box"][2] > 0 and r["crop_box"][3] > 0 for r in records)

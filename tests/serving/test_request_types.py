@@ -69,3 +69,12 @@ def test_numpy_automask_parameters_are_taken_as_numbers():
 
 def _json(body: dict) -> bytes:
     return json.dumps(body).encode()
+
+
+def test_numpy_label_arrays_of_whole_floats_and_numpy_exemplar_values_are_read_as_values():
+    assert Prompt.of(points=[[5, 5], [6, 6]], labels=np.ones(2)).labels == [1, 1]
+    exemplar = {"box": np.array([1, 2, 30, 40]), "positive": np.bool_(False)}
+    [read] = Prompt.of(text="car", exemplars=[exemplar]).exemplars or []
+    assert read.box == (1.0, 2.0, 30.0, 40.0) and read.positive is False
+    with pytest.raises(InvalidInput, match="labels"):
+        Prompt.of(points=[[5, 5]], labels=np.array([0.5]))

@@ -257,6 +257,21 @@ def test_pixels_too_large_for_the_image_store_name_the_budget_not_upload_again(t
         service.close()
 
 
+def test_an_oversized_image_whose_embedding_is_gone_is_404_so_that_clients_upload_again(tiny_sam):
+    """Where an upload helps (the embedding evicted, or wanted from another model) the answer
+    stays the 404 that the clients answer by uploading; only pixel users get the 413."""
+    service = SamService(make_config(tiny_sam, image_store_mb=1, cache_mb=0)).start()
+    try:
+        assert service.wait_ready(30)
+        pixels = _noise(600, 800, seed=3)
+        image_id = service.add_image(pixels).image_id  # neither its pixels nor its embedding are kept
+        with pytest.raises(NotFound, match="upload the image"):
+            service.image_info(image_id)
+        assert service.add_image(pixels).image_id == image_id  # what the clients then do
+    finally:
+        service.close()
+
+
 def test_an_embedding_larger_than_the_cache_is_said_once_in_the_log(tiny_sam, caplog):
     service = SamService(make_config(tiny_sam, cache_mb=0)).start()
     try:

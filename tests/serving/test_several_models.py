@@ -320,5 +320,8 @@ def test_an_upload_whose_model_or_priority_would_be_ignored_is_refused(two_model
     response = client.post("/v1/images", query_string=query, data=data, content_type="multipart/form-data")
     assert response.status_code == 400 and response.json["error"] == "invalid_input", response.json
     assert named in response.json["detail"]
+    two = {"file": [(io.BytesIO(png_bytes(picture(seed=s))), f"{s}.png") for s in (5, 6)]}
+    doubled = client.post("/v1/images", data=two, content_type="multipart/form-data")
+    assert doubled.status_code == 400 and "several 'file' fields" in doubled.json["detail"]
     got = client.get(f"/v1/images/{'0' * 64}", query_string={"modle": SAM2})
     assert got.status_code == 400 and "modle" in got.json["detail"]

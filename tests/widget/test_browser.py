@@ -372,13 +372,14 @@ def test_a_person_uses_the_controls(jupyter: tuple[str, Path]) -> None:
         field = page.locator(".widget-text input")
         field.fill("a red car")
         field.press("Enter")
-        page.wait_for_selector(".sam-status-busy", timeout=30_000)  # segment-everything + CLIP take seconds
-        output.screenshot(path=str(ARTIFACTS / "widget-busy.png"))
         failed = wait_for(
             lambda: (s := state())["status_kind"] == "error" and s, 240, "the text prompt's error"
         )
+        # the missing CLIP weights are found before segment-everything runs, so the busy line
+        # is brief: the probe's history of status lines shows it was there
         seen = statuses_since(page, start)
-        assert any(s["text"].strip().startswith('finding "a red car"…') for s in seen), seen
+        busy = [s for s in seen if s["text"].strip().startswith('finding "a red car"…')]
+        assert busy and "sam-status-busy" in busy[0]["kind"], seen
         status = page.locator(".sam-status-error")
         wait_for(
             lambda: status.count() == 1 and status.inner_text().strip() == failed["status"], 10, "the error"

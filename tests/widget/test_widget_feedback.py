@@ -90,7 +90,10 @@ def test_an_empty_answer_is_worded_for_the_kind_of_prompt() -> None:
     assert "try another click" in clicks
     text = feedback.no_mask_message(ObjectState(text="a red car"))
     assert 'no object matches "a red car"' in text and "click" not in text
-    assert "passed its filters" in text and "pred_iou_thresh=0.6, stability_score_thresh=0.85" in text
+    assert "passed its filters" in text and "pred_iou_thresh=0.6, stability_score_thresh=0.8" in text
+    demo = {"pred_iou_thresh": 0.7, "stability_score_thresh": 0.75}  # the demo model's: go below them
+    lowered = feedback.no_mask_message(ObjectState(text="a red car"), demo)
+    assert "pred_iou_thresh=0.5, stability_score_thresh=0.6" in lowered
     boxed = feedback.no_mask_message(ObjectState(text="car", box=Box(0, 0, 5, 5), points=(Point(1, 1),)))
     assert "inside the box and that agrees with the clicks" in boxed and "Esc" in boxed
 
