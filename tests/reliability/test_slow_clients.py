@@ -13,6 +13,7 @@ import json
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -90,16 +91,18 @@ def test_128_slow_or_idle_sockets_leave_health_and_predictions_within_the_quiet_
     assert hostile_p99 <= 3 * quiet_p99 + SLACK_MS
 
 
-def test_slow_requests_get_408_at_their_deadline_and_idle_sockets_are_closed(tiny_checkpoint):
+def _server_with_deadlines(checkpoint: Path, *, header: int, body: int, idle: int) -> ServerProcess:
+    """A started ``sam-server`` with these ``--header-timeout``, ``--body-timeout`` and ``--idle-timeout``."""
     server = ServerProcess(
-        "--model",
-        str(tiny_checkpoint),
-        "--device",
-        "cpu",
-        "--no-plugins",
-        *("--header-timeout", "2", "--body-timeout", "3", "--idle-timeout", "3"),
+        *("--model", str(checkpoint), "--device", "cpu", "--no-plugins"),
+        *("--header-timeout", str(header), "--body-timeout", str(body), "--idle-timeout", str(idle)),
     )
     server.start(timeout=120)
+    return server
+
+
+def test_slow_requests_get_408_at_their_deadline_and_idle_sockets_are_closed(tiny_checkpoint):
+    server = _server_with_deadlines(tiny_checkpoint, header=2, body=3, idle=3)
     try:
         with SlowClients(server.port, count=12, interval_s=0.5, duration_s=15) as slow:
             deadline = time.monotonic() + 10.0  # 3 s body deadline + 1 s checks + a busy machine
@@ -120,15 +123,7 @@ def test_slow_requests_get_408_at_their_deadline_and_idle_sockets_are_closed(tin
 def test_a_request_stalled_longer_than_the_idle_timeout_gets_its_408_at_its_own_deadline(tiny_checkpoint):
     """Header and body deadlines above ``--idle-timeout`` hold: a request that stops
     half-way is answered ``408`` at its deadline, not dropped silently at the idle timeout."""
-    server = ServerProcess(
-        "--model",
-        str(tiny_checkpoint),
-        "--device",
-        "cpu",
-        "--no-plugins",
-        *("--header-timeout", "4", "--body-timeout", "4", "--idle-timeout", "1"),
-    )
-    server.start(timeout=120)
+    server = _server_with_deadlines(tiny_checkpoint, header=4, body=4, idle=1)
     halves = {
         "headers": b"POST /v1/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: appl",
         "body": b'POST /v1/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 500\r\n\r\n{"image_id": ',

@@ -115,7 +115,10 @@ def test_empty_text_is_refused(ranker_app):
 
 
 @pytest.mark.slow
-def test_text_without_clip_weights_is_503_with_the_reason(tiny_sam, tmp_path):
+@pytest.mark.parametrize("threshold", [0.0, 1.0], ids=["candidates", "no candidate passes"])
+def test_text_without_clip_weights_is_503_with_the_reason(tiny_sam, tmp_path, threshold):
+    """Also when segment-everything would keep no candidate: the weights are checked before it
+    runs (such a prompt got 200 with no object after the whole run)."""
     from backend.inference.text import TextPrompter
 
     config = make_config(tiny_sam)
@@ -127,35 +130,17 @@ def test_text_without_clip_weights_is_503_with_the_reason(tiny_sam, tmp_path):
         assert service.wait_ready(30)
         client = app.test_client()
         image_id = client.post("/v1/images", data=png_bytes(picture())).json["image_id"]
-        client.post("/v1/automask", json={"image_id": image_id, **PARAMS})
+        params = {
+            **PARAMS,
+            "pred_iou_thresh": threshold,
+        }  # the text prompt reuses the image's last parameters
+        records = client.post("/v1/automask", json={"image_id": image_id, **params}).json["records"]
+        assert bool(records) == (threshold == 0.0)
         response = client.post("/v1/predict", json={"image_id": image_id, "text": "square"})
         assert response.status_code == 503 and response.json["error"] == "weights_unavailable"
         detail = response.json["detail"]  # names the file and its URL; the folder stays in the server's log
         assert "ViT-B-32.pt" in detail and str(tmp_path) not in detail
         good = client.post("/v1/predict", json={"image_id": image_id, "box": [0, 0, 20, 20]})
         assert good.status_code == 200
-    finally:
-        service.close()
-
-
-@pytest.mark.slow
-def test_text_without_clip_weights_is_503_even_when_no_candidate_would_pass(tiny_sam, tmp_path):
-    """The missing weights are found before segment-everything runs: a text prompt whose
-    candidates would all be filtered out got 200 with no object after the whole run."""
-    from backend.inference.text import TextPrompter
-
-    config = make_config(tiny_sam)
-    service = SamService(
-        config, text_prompter_factory=lambda device: TextPrompter(device=device, download_root=tmp_path)
-    )
-    app = create_app(config, service=service.start())
-    try:
-        assert service.wait_ready(30)
-        client = app.test_client()
-        image_id = client.post("/v1/images", data=png_bytes(picture())).json["image_id"]
-        nothing = {**PARAMS, "pred_iou_thresh": 1.0}  # the text prompt reuses the image's last parameters
-        assert client.post("/v1/automask", json={"image_id": image_id, **nothing}).json["records"] == []
-        response = client.post("/v1/predict", json={"image_id": image_id, "text": "square"})
-        assert response.status_code == 503 and response.json["error"] == "weights_unavailable"
     finally:
         service.close()
