@@ -209,12 +209,17 @@ def _add_protocol_routes(bp: Blueprint, runtime: PluginRuntime) -> None:
             runtime.project_tokens[project_id] = token
         extra = _extra_params(body.get("extra_params"))
         model_name = extra.get("model")
-        if project_id and isinstance(model_name, str) and model_name.strip():
-            runtime.project_models[project_id] = model_name.strip()
-        elif project_id:  # Label Studio sends the current Extra params every time: none name a model now
-            runtime.project_models.pop(project_id, None)
-        model = MODEL_CLASS(project_id, body.get("schema"), runtime=runtime)
-        version = model.setup(timeout_s=settings.setup_timeout_s)
+        chosen = model_name.strip() if isinstance(model_name, str) and model_name.strip() else None
+        before = runtime.project_models.get(project_id) if project_id else None
+        if project_id:  # Label Studio sends the current Extra params every time (none: no model named)
+            _set_project_model(runtime, project_id, chosen)
+        try:
+            model = MODEL_CLASS(project_id, body.get("schema"), runtime=runtime)
+            version = model.setup(timeout_s=settings.setup_timeout_s)
+        except Exception:  # Label Studio keeps the old settings when the check fails: so does the plugin
+            if project_id:
+                _set_project_model(runtime, project_id, before)
+            raise
         return jsonify({"model_version": version})
 
     @bp.post("/predict")
@@ -237,6 +242,14 @@ def _add_protocol_routes(bp: Blueprint, runtime: PluginRuntime) -> None:
         model = MODEL_CLASS(_project_id(project), project.get("label_config"), runtime=runtime)
         result = model.fit(event, body)
         return jsonify({"status": "ok", "result": result}), 201
+
+
+def _set_project_model(runtime: PluginRuntime, project_id: Any, model: str | None) -> None:
+    """Serve the project with ``model`` (None: the configured default)."""
+    if model is None:
+        runtime.project_models.pop(project_id, None)
+    else:
+        runtime.project_models[project_id] = model
 
 
 def _extra_params(value: Any) -> dict[str, Any]:

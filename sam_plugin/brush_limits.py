@@ -38,7 +38,7 @@ def check_brush_sizes(regions: list[dict[str, Any]], *, max_pixels: int = DEFAUL
     for item in regions:
         name = item.get("id", "?")
         width, height = item.get("original_width"), item.get("original_height")
-        if not isinstance(width, int) or not isinstance(height, int) or width <= 0 or height <= 0:
+        if type(width) is not int or type(height) is not int or width <= 0 or height <= 0:  # not bools either
             raise InvalidInput(f"brush region {name} has no original_width / original_height")
         if width * height > max_pixels:
             raise InvalidInput(

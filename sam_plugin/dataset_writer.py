@@ -46,8 +46,12 @@ class AcceptedMask:
 
 def annotation_key(project_id: Any, task_id: Any, annotation_id: Any) -> str:
     """File-name-safe key of one Label Studio annotation."""
-    raw = f"project{project_id}-task{task_id}-annotation{annotation_id}"
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", raw)
+    return f"project{_safe(project_id)}-task{_safe(task_id)}-annotation{_safe(annotation_id)}"
+
+
+def _safe(value: Any) -> str:
+    """``value`` in file-name-safe characters (which are also none of glob's)."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", str(value))
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -121,3 +125,14 @@ class DatasetWriter:
         existed = path.exists()
         path.unlink(missing_ok=True)
         return existed
+
+    def delete_annotation(self, project_id: Any, annotation_id: Any) -> int:
+        """Remove a project's annotation known by its id alone (Label Studio's deletion webhook
+        names no task); returns how many files went (0 or 1)."""
+        pattern = f"project{_safe(project_id)}-task*-annotation{_safe(annotation_id)}"
+        folder = self.root / "annotations"
+        gone = 0
+        for path in folder.glob(f"{pattern}.json") if folder.is_dir() else ():
+            path.unlink(missing_ok=True)
+            gone += 1
+        return gone

@@ -23,6 +23,7 @@ from backend.api.answers import ImageInfo
 from backend.api.errors import InvalidInput, SamError, ServiceUnavailable
 from backend.api.priority import Priority
 from backend.formats.images import compute_image_id, decode_image
+from backend.public_detail import public_detail
 from sam_plugin.brush_limits import check_brush_sizes
 from sam_plugin.concepts import segment_concept
 from sam_plugin.controls.prompt import InteractivePrompt, first_label
@@ -39,8 +40,29 @@ from sam_plugin.runtime import PluginRuntime, as_model_server_error, require_loa
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-FIT_EVENTS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATION_DELETED")
-"""Webhook events ``fit()`` handles; any other event is acknowledged and ignored."""
+TASK_IMAGE_ERRORS = frozenset(
+    {
+        "no_task_image",
+        "image_url_refused",
+        "image_fetch_failed",
+        "image_fetch_timeout",
+        "invalid_image",
+        "payload_too_large",
+    }
+)
+"""Error codes of a task whose image cannot be had: batch pre-annotation skips that task alone."""
+
+FIT_EVENTS = (
+    "ANNOTATION_CREATED",
+    "ANNOTATION_UPDATED",
+    "ANNOTATIONS_CREATED",
+    "ANNOTATION_DELETED",
+    "ANNOTATIONS_DELETED",
+)
+"""Webhook events ``fit()`` handles; any other event is acknowledged and ignored. Label Studio
+1.23 sends ``ANNOTATIONS_CREATED`` (lists of annotations and their tasks) from "Create
+Annotations From Predictions" and ``ANNOTATIONS_DELETED`` (annotation ids only) for every
+deletion; ``ANNOTATION_DELETED`` is the older single form."""
 
 
 def annotator(task: dict[str, Any]) -> str:
@@ -143,7 +165,9 @@ class SamLabelStudioModel:
                 if not tasks:
                     raise InvalidInput("an interactive request needs the task it refers to")
                 return [self._predict_interactive(tasks[0], context["result"])]
-            return [self._preannotate(task) for task in tasks]
+            if tasks and self.runtime.settings.preannotate == "concepts":
+                self._require_concepts()  # the project's problem, not one task's: the request fails
+            return [self._preannotate_unless_its_image_fails(task) for task in tasks]
         except Exception as exc:
             mapped = as_model_server_error(exc)
             if mapped is exc:
@@ -169,7 +193,8 @@ class SamLabelStudioModel:
         reference = (task.get("data") or {}).get(key)
         if not isinstance(reference, str):
             raise InvalidInput(
-                f'task {task.get("id")} has no image URL in data.{key} (the <Image value="${key}">)'
+                f'task {task.get("id")} has no image URL in data.{key} (the <Image value="${key}">)',
+                code="no_task_image",
             )
         data = self.runtime.image_bytes(reference, task_id=task.get("id"), project_id=self.project_id)
         try:
@@ -215,6 +240,8 @@ class SamLabelStudioModel:
         keep_id = answer.session is not None and config.output_converter.one_region_per_mask
         regions = []
         for obj in answer.objects:
+            if not obj.mask.any():  # an invisible suggestion that could be accepted: none is made
+                continue
             extra: dict[str, Any] = {}
             if keep_id and answer.session is not None:
                 extra["id"] = answer.session.region_id
@@ -249,13 +276,26 @@ class SamLabelStudioModel:
         )
         return InteractiveAnswer(objects=objects, session=None)
 
+    def _preannotate_unless_its_image_fails(self, task: dict[str, Any]) -> dict[str, Any]:
+        """The task's prediction, or, when its image cannot be had (fetched, decoded, or too
+        large), an answer without ``result`` naming why: Label Studio logs it, stores nothing
+        for that task (Retrieve Predictions tries it again) and keeps the other tasks'
+        predictions, which one failed task used to cost the whole batch."""
+        try:
+            return self._preannotate(task)
+        except SamError as exc:
+            if exc.code not in TASK_IMAGE_ERRORS:
+                raise
+            logger.warning("pre-annotation of task %s skipped: %s", task.get("id"), exc.detail)
+            return {
+                "error": f"task {task.get('id')}: {public_detail(exc.detail)}",
+                "model_version": self.model_version,
+            }
+
     def _preannotate(self, task: dict[str, Any]) -> dict[str, Any]:
         settings = self.runtime.settings
         if settings.preannotate == "off":
             return prediction([], self.model_version)
-
-        if settings.preannotate == "concepts":
-            self._require_concepts()
 
         def run(info: ImageInfo) -> list[dict[str, Any]]:
             if settings.preannotate == "automask":
@@ -291,22 +331,54 @@ class SamLabelStudioModel:
 
     # -------------------------------------------------------------------- fit
     def fit(self, event: str, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        """Store an accepted annotation's brush masks (and their prompts) for training.
+        """Store accepted annotations' brush masks (and their prompts) for training.
 
         Args:
-            event: Webhook action, e.g. ``"ANNOTATION_CREATED"``.
-            data: Webhook payload: ``{"annotation": {...}, "task": {...}, "project": {...}}``.
+            event: Webhook action, e.g. ``"ANNOTATION_CREATED"`` (see :data:`FIT_EVENTS`).
+            data: Webhook payload: ``{"annotation": {...}, "task": {...}, "project": {...}}``;
+                lists under ``annotation`` and ``task`` for ``ANNOTATIONS_CREATED``;
+                ``{"annotations": [{"id": ...}], "project": {...}}`` for ``ANNOTATIONS_DELETED``.
 
         Returns:
-            ``{"stored": path | None, "masks": n}``, or ``{"skipped": reason}``.
+            ``{"stored": path | None, "masks": n}`` (a list of those for several
+            annotations), ``{"deleted": ...}``, or ``{"skipped": reason}``.
         """
         if event not in FIT_EVENTS:
             return {"skipped": f"event {event} is not used"}
         settings = self.runtime.settings
         if settings.dataset_dir is None:
             return {"skipped": "SAM_DATASET_DIR is not set"}
-        annotation = data.get("annotation") or {}
-        task = data.get("task") or {}
+        writer = DatasetWriter(settings.dataset_dir)
+        if event == "ANNOTATIONS_DELETED":
+            deleted = data.get("annotations")
+            if not isinstance(deleted, list) or not all(isinstance(a, dict) and "id" in a for a in deleted):
+                raise InvalidInput("an ANNOTATIONS_DELETED webhook needs 'annotations': [{\"id\": ...}, ...]")
+            return {"deleted": sum(writer.delete_annotation(self.project_id, a["id"]) for a in deleted)}
+        if event == "ANNOTATIONS_CREATED":
+            annotations, tasks = data.get("annotation"), data.get("task")
+            if (
+                not isinstance(annotations, list)
+                or not isinstance(tasks, list)
+                or len(tasks) != len(annotations)
+            ):
+                raise InvalidInput(
+                    "an ANNOTATIONS_CREATED webhook needs lists 'annotation' and 'task' of one length"
+                )
+            return {
+                "stored": [
+                    self._fit_one(writer, a, t, deleted=False)
+                    for a, t in zip(annotations, tasks, strict=True)
+                ]
+            }
+        return self._fit_one(
+            writer,
+            data.get("annotation") or {},
+            data.get("task") or {},
+            deleted=event == "ANNOTATION_DELETED",
+        )
+
+    def _fit_one(self, writer: DatasetWriter, annotation: Any, task: Any, *, deleted: bool) -> dict[str, Any]:
+        """Store (or, ``deleted``, remove) one annotation of one task."""
         if not isinstance(annotation, dict) or not isinstance(task, dict):
             raise InvalidInput("a webhook payload needs 'annotation' and 'task' objects")
         results = annotation.get("result") or []
@@ -315,9 +387,8 @@ class SamLabelStudioModel:
         task_id = task.get("id", annotation.get("task"))
         if annotation.get("id") is None or task_id is None:
             raise InvalidInput("webhook payload needs annotation.id and task.id")
-        writer = DatasetWriter(settings.dataset_dir)
         key = annotation_key(self.project_id, task_id, annotation["id"])
-        if event == "ANNOTATION_DELETED":
+        if deleted:
             return {"deleted": writer.delete(key)}
         brushes = self._brush_regions(results)
         if not brushes:
@@ -336,7 +407,7 @@ class SamLabelStudioModel:
             writer.delete(key)
             return {"stored": None, "masks": 0}
         path = writer.write(key, pixels=pixels, image_id=compute_image_id(pixels), masks=masks)
-        logger.info("fit(%s): stored %d masks in %s", event, len(masks), path)
+        logger.info("fit: stored %d masks of annotation %s in %s", len(masks), annotation["id"], path)
         return {"stored": str(path) if path else None, "masks": len(masks)}
 
     def _brush_regions(self, results: list[dict[str, Any]]) -> list[dict[str, Any]]:

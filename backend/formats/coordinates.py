@@ -73,16 +73,29 @@ def to_model_boxes(boxes: ArrayT, original_size: tuple[int, int], input_size: tu
     return _scaled_copy(boxes, input_size[1] / original_size[1], input_size[0] / original_size[0])
 
 
+LS_PERCENT_SLACK = 1e-6
+"""Label Studio's float arithmetic puts an edge a hair outside 0..100 (936/1000*100 + 6.4 =
+100.00000000000001): values within this many percent of the range are clamped to it;
+others stay, and are refused as outside the image."""
+
+
 def ls_percent_to_pixels(x_pct: float, y_pct: float, width: int, height: int) -> tuple[float, float]:
     """Label Studio percentages -> original-image pixels.
 
     Args:
-        x_pct: x as a percentage of ``width`` (0..100).
+        x_pct: x as a percentage of ``width`` (0..100; see :data:`LS_PERCENT_SLACK`).
         y_pct: y as a percentage of ``height`` (0..100).
         width: Image width in pixels.
         height: Image height in pixels.
     """
-    return x_pct / 100.0 * width, y_pct / 100.0 * height
+    return _in_range(x_pct) / 100.0 * width, _in_range(y_pct) / 100.0 * height
+
+
+def _in_range(percent: float) -> float:
+    """``percent`` clamped to 0..100 when it is within :data:`LS_PERCENT_SLACK` of it."""
+    if -LS_PERCENT_SLACK <= percent <= 100.0 + LS_PERCENT_SLACK:
+        return min(100.0, max(0.0, percent))
+    return percent
 
 
 def pixels_to_ls_percent(x: float, y: float, width: int, height: int) -> tuple[float, float]:

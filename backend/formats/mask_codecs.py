@@ -144,7 +144,12 @@ def from_brush_rle(rle: Sequence[int], height: int, width: int) -> np.ndarray:
         if len(data) < 8 or int.from_bytes(data[:4], "big") != h * w * 4:
             raise ValueError("its pixel count does not match")
         flat = decode_rle(data)
-    except (ValueError, TypeError, IndexError) as exc:
+    except (
+        ValueError,
+        TypeError,
+        IndexError,
+        OverflowError,
+    ) as exc:  # OverflowError: runs the SDK cannot decode
         raise InvalidInput(
             f"invalid brush RLE for a {w}x{h} image ({exc}); expected a list of bytes 0..255 "
             "encoding width*height*4 RGBA values"

@@ -170,3 +170,12 @@ def test_versions_lists_the_served_models_when_the_plugins_default_is_not_served
     assert http.get("/ls/versions").get_json() == {"versions": ["sam-scripted", f"sam-{SAM2}", "sam-vit_h"]}
     runtime.settings = replace(runtime.settings, model="vit_h")
     assert http.get("/ls/versions").get_json()["versions"][0] == "sam-vit_h"
+
+
+def test_a_refused_setup_leaves_the_project_on_its_model(http, sam_client):
+    """Label Studio keeps the old Extra params when the connection check fails; so does the
+    plugin (a refused 'vit_x' used to become the project's model, and every click a 400)."""
+    assert _setup(http, "10.1700000000", {"model": SAM2}).status_code == 200
+    assert _setup(http, "10.1700000000", {"model": "vit_x"}).status_code == 400
+    answer = _click(http, "10.1700000000")
+    assert answer.status_code == 200 and sam_client.calls[-1]["model"] == SAM2
