@@ -281,26 +281,32 @@ def embedding_ready(seconds: float) -> Status:
 
 def failed(error: BaseException) -> Status:
     """An error, in full: the server's message (its ``detail``) says what to change."""
-    if isinstance(error, SamError):
-        return Status(f"error: {error.detail}", "error")
-    return Status(f"error: {type(error).__name__}: {error}", "error")
+    return Status(f"error: {_message(error)}", "error")
+
+
+def _message(error: BaseException) -> str:
+    return error.detail if isinstance(error, SamError) else f"{type(error).__name__}: {error}"
 
 
 def embedding_failed(error: BaseException) -> Status:
-    """The embedding could not be computed: nothing can be segmented until that is fixed."""
-    return Status(f"could not compute the embedding: {failed(error).text}", "error")
+    """The embedding could not be computed: the next click (or ``wait_ready()``) tries again."""
+    return Status(f"could not compute the embedding: {_message(error)} (the next click tries again)", "error")
 
 
-def no_mask_message(state: ObjectState, thresholds: dict[str, Any] | None = None) -> str:
+def no_mask_message(
+    state: ObjectState, thresholds: dict[str, Any] | None = None, *, model: str | None = None
+) -> str:
     """Why an answer can be empty, and what to do, worded for the kind of prompt.
 
     Args:
         state: The object whose answer was empty.
         thresholds: The segment-everything thresholds a text prompt filtered with (the
             model's ``automask_defaults``), so that the suggested ones are lower.
+        model: The widget's model (None: the server's first), named in the suggested call.
     """
     iou, stability = lower_thresholds(thresholds or {})
-    lower = f"w.client.automask(w.image_id, pred_iou_thresh={iou:g}, stability_score_thresh={stability:g})"
+    chosen = "" if model is None else f", model={model!r}"
+    lower = f"w.client.automask(w.image_id{chosen}, pred_iou_thresh={iou:g}, stability_score_thresh={stability:g})"
     if not state.text:
         return "the model returned no mask for this prompt: try another click or box"
     where, prompts = [], []
@@ -313,7 +319,8 @@ def no_mask_message(state: ObjectState, thresholds: dict[str, Any] | None = None
     if where:
         return (
             f'no object matches "{state.text}": segment-everything found no mask {" and ".join(where)}. '
-            f"Press Esc to drop {' and '.join(prompts)} and try the text alone, or lower segment-everything's "
+            f"Press Esc (which drops {' and '.join(prompts)} and the text), type the text again and press find, "
+            "or lower segment-everything's "
             f"thresholds for this image, e.g. {lower}, then press find again."
         )
     return (

@@ -29,14 +29,14 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import ipywidgets as widgets
 import numpy as np
 import traitlets
 
 from backend.api.answers import ImageInfo, ObjectMasks
-from backend.api.errors import InvalidInput
+from backend.api.errors import InvalidInput, SamError
 from backend.client.base import ImageSource, SamClientBase
 from backend.formats.images import load_image
 from widget import export, feedback
@@ -57,6 +57,8 @@ from widget.state import (
 )
 from widget.ticker import Ticker
 from widget.toolbar import Toolbar
+
+T = TypeVar("T")
 
 
 class SamWidget(widgets.VBox):
@@ -121,9 +123,11 @@ class SamWidget(widgets.VBox):
         model: str | None = None,
         max_canvas_size: tuple[int, int] = (960, 720),
         opacity: float = 0.5,
-        palette: Sequence[Sequence[int] | str] | None = None,
+        palette: Sequence[Sequence[int] | str] | Sequence[int] | str | None = None,
         threshold: float = DEFAULT_THRESHOLD,
     ) -> None:
+        if isinstance(labels, str):  # one label, not its letters
+            labels = [labels]
         if not labels:
             raise InvalidInput("labels must name at least one label, e.g. labels=['object']")
         if min(max_canvas_size) < 1:
@@ -147,16 +151,20 @@ class SamWidget(widgets.VBox):
         super().__init__(
             [self.canvas, self.toolbar.box],
             opacity=opacity,
-            palette=list(palette or CONTRAST_PALETTE),
+            palette=_colour_list(palette),
             threshold=threshold,
             layout=widgets.Layout(width=view.css_width, max_width="100%"),
         )
         self._wire()
         self._refresh(feedback.embedding_progress(0.0), image=True)
-        self._embedding = EmbeddingJob(
+        self._embedding = self._start_embedding()
+
+    def _start_embedding(self) -> EmbeddingJob:
+        """Compute the image's embedding in the background (on the widget's model)."""
+        return EmbeddingJob(
             self.client,
             self.pixels,
-            model=model,
+            model=self.model,
             on_tick=self._embedding_progress,
             on_done=self._embedding_done,
         ).start()
@@ -168,6 +176,15 @@ class SamWidget(widgets.VBox):
     @traitlets.validate("threshold")
     def _valid_threshold(self, proposal: dict[str, Any]) -> float:
         return _check_threshold(proposal["value"])
+
+    @traitlets.validate("opacity")
+    def _valid_opacity(self, proposal: dict[str, Any]) -> float:
+        value = float(proposal["value"])
+        if not 0.0 <= value <= 1.0:
+            raise InvalidInput(
+                f"opacity must lie in [0, 1] (0: masks hidden, 1: opaque), got {proposal['value']}"
+            )
+        return value
 
     # ------------------------------------------------------------ public API
     @property
@@ -208,12 +225,19 @@ class SamWidget(widgets.VBox):
         return next((m for m in listed if self.model is None or m.get("name") == self.model), None)
 
     def wait_ready(self, timeout: float | None = None) -> None:
-        """Block until the embedding is computed; re-raise its error if it failed."""
+        """Block until the embedding is computed; re-raise its error if it failed.
+
+        An embedding that failed before (the server was down, or still loading the
+        model) is tried again first, as the next click would.
+        """
+        with self._lock:
+            if self.image_id is None and self._embedding.error is not None:
+                self._embedding = self._start_embedding()
         self._embedding.wait(timeout)
 
     def add_point(self, x: float, y: float, *, positive: bool = True) -> None:
         """Add a click at original-image pixel ``(x, y)``; refines the current answer."""
-        check_inside(x, y, self.image_size)
+        self._shown(lambda: check_inside(x, y, self.image_size))
         state = self._prompts_for_clicks()
         new = ObjectState(
             points=(*state.points, Point(float(x), float(y), positive)), box=state.box, text=state.text
@@ -222,9 +246,14 @@ class SamWidget(widgets.VBox):
 
     def set_box(self, box: Sequence[float] | Box) -> None:
         """Set the box prompt ``[x1, y1, x2, y2]`` (original pixels); keeps the clicks."""
-        box = box if isinstance(box, Box) else Box.from_corners(*[float(v) for v in box])
-        check_inside(box.x1, box.y1, self.image_size)
-        check_inside(box.x2, box.y2, self.image_size)
+
+        def checked() -> Box:
+            shape = box if isinstance(box, Box) else Box.from_corners(*[float(v) for v in box])
+            check_inside(shape.x1, shape.y1, self.image_size)
+            check_inside(shape.x2, shape.y2, self.image_size)
+            return shape
+
+        box = self._shown(checked)
         state = self._prompts_for_clicks()
         self._ask(ObjectState(points=state.points, box=box, text=state.text), refine_from=None)
 
@@ -239,6 +268,8 @@ class SamWidget(widgets.VBox):
         text = text.strip()
         if not text:
             raise InvalidInput("the text prompt is empty: type a short description such as 'a dog'")
+        if self.toolbar.text.value.strip() != text:  # set from code: the field shows what is asked
+            self.toolbar.text.value = text
         state = self.current
         new = self._text_state(text, state)
         if state.text == text and state.candidates and state.threshold == new.threshold:
@@ -434,6 +465,14 @@ class SamWidget(widgets.VBox):
         else:
             (self.undo if command.name == "undo" else self.clear)()
 
+    def _shown(self, check: Callable[[], T]) -> T:
+        """``check()``, whose :class:`InvalidInput` (a prompt outside the image, say) the status line shows too."""
+        try:
+            return check()
+        except InvalidInput as exc:
+            self._refresh(feedback.failed(exc))
+            raise
+
     def _ask(self, state: ObjectState, *, refine_from: str | None) -> None:
         """Send ``state``'s prompts to the model (if the embedding is ready) and show the answer.
 
@@ -442,13 +481,16 @@ class SamWidget(widgets.VBox):
         """
         with self._lock:
             if self.image_id is None:
-                self.editor.push(state)
-                error = self._embedding.error
-                self._refresh(
-                    feedback.embedding_progress(0.0, pending=True)
-                    if error is None
-                    else feedback.failed(error)
-                )
+                # one waiting state at a time: its prompts are asked once the embedding is
+                # ready (undo then never lands on a state that no answer will reach)
+                current = self.current
+                if current.has_prompt and not current.candidates:
+                    self.editor.replace_current(state)
+                else:
+                    self.editor.push(state)
+                if self._embedding.error is not None:  # the last try failed: try again
+                    self._embedding = self._start_embedding()
+                self._refresh(feedback.embedding_progress(0.0, pending=True))
                 return
             try:
                 answers, latency_ms = self._predict(state, refine_from=refine_from)
@@ -458,7 +500,8 @@ class SamWidget(widgets.VBox):
                 if not state.is_concept and not answers:
                     entry = self._model_entry() if state.text else None
                     thresholds = (entry or {}).get("automask_defaults", {})
-                    raise InvalidInput(feedback.no_mask_message(state, thresholds), code="no_mask")
+                    message = feedback.no_mask_message(state, thresholds, model=self.model)
+                    raise InvalidInput(message, code="no_mask")
             except Exception as exc:
                 self._refresh(feedback.failed(exc))
                 raise
@@ -479,10 +522,23 @@ class SamWidget(widgets.VBox):
         assert self.image_id is not None
         with self._busy(state):
             start = time.perf_counter()
-            prompt = state.prompt(refine_from=refine_from)
-            answers = self.client.predict(self.image_id, model=self.model, **prompt.fields())
+            try:
+                answers = self._ask_server(state, refine_from)
+            except SamError as exc:
+                if exc.status != 404 or "unknown model" in exc.detail:
+                    raise
+                # the server lost the image or the answer refined from (a restart, or its cache
+                # evicted them): upload the image again and ask with the prompts alone
+                chosen = {} if self.model is None else {"model": self.model}
+                self.image_id = self.client.add_image(self.pixels, **chosen).image_id
+                answers = self._ask_server(state, None)
             latency_ms = (time.perf_counter() - start) * 1000.0
         return list(answers), latency_ms
+
+    def _ask_server(self, state: ObjectState, refine_from: str | None) -> list[ObjectMasks]:
+        assert self.image_id is not None
+        prompt = state.prompt(refine_from=refine_from)
+        return list(self.client.predict(self.image_id, model=self.model, **prompt.fields()))
 
     def _text_state(self, text: str, state: ObjectState) -> ObjectState:
         """The prompts a typed ``text`` asks with: a concept (and the box as example) on SAM 3,
@@ -594,7 +650,11 @@ class SamWidget(widgets.VBox):
 
     def _on_selected(self, change: dict[str, Any]) -> None:
         if not self._syncing:
-            self.select(int(change["new"]))
+            try:
+                self.select(int(change["new"]))
+            except InvalidInput:
+                self._refresh()  # the trait shows the candidate that is shown again
+                raise
 
     def _on_picked(self, change: dict[str, Any]) -> None:
         if not self._syncing:
@@ -636,6 +696,15 @@ class SamWidget(widgets.VBox):
                 if pending.text and not pending.points and not pending.is_concept:
                     pending = self._text_state(pending.text, pending)
                 self._guarded(lambda: self._ask(pending, refine_from=None))
+
+
+def _colour_list(palette: Any) -> list[Any]:
+    """The palette as a list of colours: one colour (``"#rrggbb"`` or ``(r, g, b)``) is a
+    palette of one; None is :data:`~widget.drawing.CONTRAST_PALETTE`."""
+    if palette is None or len(palette) == 0:
+        return list(CONTRAST_PALETTE)
+    one_tuple = isinstance(palette, tuple) and len(palette) == 3 and all(isinstance(v, int) for v in palette)
+    return [palette] if isinstance(palette, str) or one_tuple else list(palette)
 
 
 def _check_threshold(value: float) -> float:

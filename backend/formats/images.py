@@ -152,6 +152,11 @@ def load_image(source: Any, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarr
         PayloadTooLarge: More than ``max_pixels`` pixels.
     """
     if isinstance(source, (str, os.PathLike)):
+        if isinstance(source, str) and source.lower().startswith(("http://", "https://")):
+            raise InvalidInput(
+                f"{source} is a URL: images are read from files, bytes, arrays or PIL images here; "
+                "download it first (e.g. requests.get(url).content)"
+            )
         path = Path(source).expanduser()
         if not path.is_file():
             raise InvalidInput(f"no image file at {path}")

@@ -123,7 +123,8 @@ class TextPrompter:
         if not os.path.isfile(path):
             raise WeightsUnavailable(
                 f"CLIP weights for {self.clip_model!r} not found: download {_clip_url(self.clip_model)} "
-                f"and save it as {path} (or set the CLIP weights path / download root option to where the file is)"
+                f"and save it as {path}, or put it in another folder and give that folder as --clip-root "
+                "(sam-server, sam-annotate) or download_root (TextPrompter); the default folder is ~/.cache/clip"
             )
 
     def load(self) -> None:

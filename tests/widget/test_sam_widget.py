@@ -355,7 +355,7 @@ def test_text_field_sends_a_text_prompt_with_the_current_box(client: Any) -> Non
     assert (
         w.status.startswith('error: no object matches "a bright square"') and "another click" not in w.status
     )
-    assert "drop the box and try" in w.status
+    assert "Press Esc (which drops the box and the text), type the text again" in w.status
     assert "pred_iou_thresh" in w.status
     w.toolbar.find.click()  # retry (e.g. after lowering the thresholds): asks again
     assert [c.get("text") for c in recorder.predict_calls[-2:]] == ["a bright square"] * 2

@@ -94,6 +94,8 @@ def test_an_empty_answer_is_worded_for_the_kind_of_prompt() -> None:
     demo = {"pred_iou_thresh": 0.7, "stability_score_thresh": 0.75}  # the demo model's: go below them
     lowered = feedback.no_mask_message(ObjectState(text="a red car"), demo)
     assert "pred_iou_thresh=0.5, stability_score_thresh=0.6" in lowered
+    on_a_model = feedback.no_mask_message(ObjectState(text="a red car"), demo, model="sam2.1_hiera_t")
+    assert "w.client.automask(w.image_id, model='sam2.1_hiera_t', pred_iou_thresh=0.5" in on_a_model
     boxed = feedback.no_mask_message(ObjectState(text="car", box=Box(0, 0, 5, 5), points=(Point(1, 1),)))
     assert "inside the box and that agrees with the clicks" in boxed and "Esc" in boxed
 
