@@ -289,6 +289,7 @@ class SamLabelStudioModel:
             logger.warning("pre-annotation of task %s skipped: %s", task.get("id"), exc.detail)
             return {
                 "error": f"task {task.get('id')}: {public_detail(exc.detail)}",
+                "code": exc.code,
                 "model_version": self.model_version,
             }
 

@@ -207,7 +207,7 @@ def test_path_traversal_in_task_urls_is_refused_unfetched(image_host, reference)
     assert image_host.seen == []
 
 
-def test_the_plugin_route_answers_403_for_a_refused_image_and_fetches_nothing(make_app, image_host):
+def test_the_plugin_route_refuses_an_image_it_may_not_fetch_and_fetches_nothing(make_app, image_host):
     settings = PluginSettings(preannotate="automask", label_studio_url=image_host.base_url)
     http = make_app(plugin_settings=settings).test_client()
     body = {
@@ -215,11 +215,12 @@ def test_the_plugin_route_answers_403_for_a_refused_image_and_fetches_nothing(ma
         "project": "1.1",
         "label_config": EXAMPLE_CONFIG,
     }
-    response = http.post("/ls/predict", json=body)
-    assert response.status_code == 403, response.get_data(as_text=True)
-    assert response.get_json()["error"] == "image_url_refused"
-    body["tasks"][0]["data"]["image"] = "/data/local-files/?d=../../etc/passwd"
-    assert http.post("/ls/predict", json=body).status_code == 403
+    for image in ("http://169.254.169.254/latest/meta-data/iam", "/data/local-files/?d=../../etc/passwd"):
+        body["tasks"][0]["data"]["image"] = image
+        response = http.post("/ls/predict", json=body)  # a batch: the task alone is refused
+        assert response.status_code == 200, response.get_data(as_text=True)
+        [answer] = response.get_json()["results"]
+        assert "result" not in answer and answer["code"] == "image_url_refused", answer
     assert image_host.seen == []
 
 

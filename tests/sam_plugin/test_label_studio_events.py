@@ -116,4 +116,5 @@ def test_one_task_whose_image_fails_costs_only_its_own_prediction(runtime: Plugi
     first, gone, empty = answer.get_json()["results"]
     assert "result" in first
     assert "result" not in gone and gone["error"].startswith("task 7: cannot download the task image")
+    assert gone["code"] == "image_fetch_failed"
     assert "result" not in empty and "no image URL" in empty["error"]
