@@ -8,6 +8,7 @@ from collections.abc import Callable
 import numpy as np
 
 from backend.api.answers import ImageInfo
+from backend.api.errors import SamError
 from backend.client.base import SamClientBase
 from widget.ticker import TICK_SECONDS, Ticker
 
@@ -45,6 +46,19 @@ class EmbeddingJob:
         """Start the thread; returns self."""
         threading.Thread(target=self._run, name="sam-widget-embedding", daemon=True).start()
         return self
+
+    @property
+    def failure(self) -> BaseException | None:
+        """The error the job finished with (``on_done`` has returned), else None."""
+        return self.error if self._finished.is_set() else None
+
+    @property
+    def may_retry(self) -> bool:
+        """True once the job has finished (``on_done`` has returned) with an error another try
+        may not get: the server unreachable or busy (5xx), e.g. still loading the model. An
+        unknown model or a refused image fails the same way every time."""
+        error = self.failure
+        return error is not None and (not isinstance(error, SamError) or error.status >= 500)
 
     def wait(self, timeout: float | None = None) -> None:
         """Block until ``on_done`` has returned; re-raise the embedding's error."""

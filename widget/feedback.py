@@ -289,8 +289,11 @@ def _message(error: BaseException) -> str:
 
 
 def embedding_failed(error: BaseException) -> Status:
-    """The embedding could not be computed: the next click (or ``wait_ready()``) tries again."""
-    return Status(f"could not compute the embedding: {_message(error)} (the next click tries again)", "error")
+    """The embedding could not be computed; the next click (or ``wait_ready()``) tries again
+    when the cause may pass (the server unreachable or busy: not a SamError below 500)."""
+    passing = not isinstance(error, SamError) or error.status >= 500
+    again = " (the next click tries again)" if passing else ""
+    return Status(f"could not compute the embedding: {_message(error)}{again}", "error")
 
 
 def no_mask_message(

@@ -24,6 +24,7 @@ a remote ``SamClient`` or the in-process ``LocalSamClient`` behave alike.
 
 from __future__ import annotations
 
+import numbers
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -179,7 +180,10 @@ class SamWidget(widgets.VBox):
 
     @traitlets.validate("opacity")
     def _valid_opacity(self, proposal: dict[str, Any]) -> float:
-        value = float(proposal["value"])
+        try:
+            value = float(proposal["value"])
+        except (TypeError, ValueError):
+            raise InvalidInput(f"opacity must be a number in [0, 1], got {proposal['value']!r}") from None
         if not 0.0 <= value <= 1.0:
             raise InvalidInput(
                 f"opacity must lie in [0, 1] (0: masks hidden, 1: opaque), got {proposal['value']}"
@@ -231,7 +235,7 @@ class SamWidget(widgets.VBox):
         model) is tried again first, as the next click would.
         """
         with self._lock:
-            if self.image_id is None and self._embedding.error is not None:
+            if self.image_id is None and self._embedding.may_retry:
                 self._embedding = self._start_embedding()
         self._embedding.wait(timeout)
 
@@ -269,7 +273,11 @@ class SamWidget(widgets.VBox):
         if not text:
             raise InvalidInput("the text prompt is empty: type a short description such as 'a dog'")
         if self.toolbar.text.value.strip() != text:  # set from code: the field shows what is asked
-            self.toolbar.text.value = text
+            self._syncing = True  # not a new text typed: _on_text must not ask again
+            try:
+                self.toolbar.text.value = text
+            finally:
+                self._syncing = False
         state = self.current
         new = self._text_state(text, state)
         if state.text == text and state.candidates and state.threshold == new.threshold:
@@ -488,9 +496,14 @@ class SamWidget(widgets.VBox):
                     self.editor.replace_current(state)
                 else:
                     self.editor.push(state)
-                if self._embedding.error is not None:  # the last try failed: try again
+                if self._embedding.may_retry:  # the last try failed for a passing reason: try again
                     self._embedding = self._start_embedding()
-                self._refresh(feedback.embedding_progress(0.0, pending=True))
+                failure = self._embedding.failure  # one that trying again would not mend
+                self._refresh(
+                    feedback.embedding_progress(0.0, pending=True)
+                    if failure is None
+                    else feedback.embedding_failed(failure)
+                )
                 return
             try:
                 answers, latency_ms = self._predict(state, refine_from=refine_from)
@@ -641,7 +654,7 @@ class SamWidget(widgets.VBox):
 
     def _on_text(self, change: dict[str, Any]) -> None:
         """Enter (or leaving the field) with a new text: a text prompt; the text stays in the field."""
-        if change["new"].strip():
+        if change["new"].strip() and not self._syncing:
             self._guarded(self.set_text, change["new"])
 
     def _on_candidate_button(self, change: dict[str, Any]) -> None:
@@ -703,8 +716,12 @@ def _colour_list(palette: Any) -> list[Any]:
     palette of one; None is :data:`~widget.drawing.CONTRAST_PALETTE`."""
     if palette is None or len(palette) == 0:
         return list(CONTRAST_PALETTE)
-    one_tuple = isinstance(palette, tuple) and len(palette) == 3 and all(isinstance(v, int) for v in palette)
-    return [palette] if isinstance(palette, str) or one_tuple else list(palette)
+    one_rgb = (
+        not isinstance(palette, str)
+        and len(palette) == 3
+        and all(isinstance(v, numbers.Integral) for v in palette)
+    )
+    return [palette] if isinstance(palette, str) or one_rgb else list(palette)
 
 
 def _check_threshold(value: float) -> float:

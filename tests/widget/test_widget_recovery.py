@@ -107,6 +107,7 @@ def test_one_label_and_one_colour_need_no_list(flaky: FlakyClient) -> None:
     w = SamWidget(scene(), client=flaky, labels="cat", palette="#ff0000")
     assert w.labels == ["cat"] and w.palette == [(255, 0, 0)]
     assert SamWidget(scene(), client=flaky, palette=(0, 128, 255)).palette == [(0, 128, 255)]
+    assert SamWidget(scene(), client=flaky, palette=[255, 0, 0]).palette == [(255, 0, 0)]
 
 
 def test_a_refused_candidate_number_or_opacity_does_not_stick(flaky: FlakyClient) -> None:
@@ -132,3 +133,28 @@ def test_a_click_or_box_outside_the_image_is_said_in_the_status_line(flaky: Flak
     with pytest.raises(InvalidInput):
         w.set_box([0, 0, 5000, 10])
     assert w.status_kind == "error" and "outside" in w.status
+
+
+def test_set_text_from_code_asks_once_even_when_it_fails(flaky: FlakyClient) -> None:
+    """Filling the field must not re-enter set_text through the field's observer."""
+    w = SamWidget(scene(), client=flaky)
+    w.wait_ready(60)
+    asked = len(flaky.predict_calls)
+    with contextlib.suppress(SamError):
+        w.set_text("a green dog")
+    texts = [c.get("text") for c in flaky.predict_calls[asked:]]
+    assert texts == ["a green dog"], texts
+
+
+def test_an_embedding_refused_for_good_is_not_tried_again(local_client: Any) -> None:
+    class UnknownModel(FlakyClient):
+        def add_image(self, image: Any, **kwargs: Any) -> ImageInfo:
+            self.uploads += 1
+            raise NotFound("unknown model 'nope'; this server serves ['demo']")
+
+    client = UnknownModel(local_client)
+    w = SamWidget(scene(), client=client, model="nope")
+    with pytest.raises(NotFound):
+        w.wait_ready(60)
+    click(w, 100, 80)
+    assert client.uploads == 1 and "unknown model" in w.status and "tries again" not in w.status
