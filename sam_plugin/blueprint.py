@@ -87,10 +87,10 @@ def _json_body() -> dict[str, Any]:
 
 def _project_id(raw: Any) -> str | None:
     """``"12.1700000000"`` (Label Studio's project uid) -> ``"12"``."""
-    if raw is None:
-        return None
     if isinstance(raw, dict):
         raw = raw.get("id")
+    if raw is None:
+        return None
     return str(raw).split(".", 1)[0]
 
 

@@ -129,10 +129,25 @@ class DatasetWriter:
     def delete_annotation(self, project_id: Any, annotation_id: Any) -> int:
         """Remove a project's annotation known by its id alone (Label Studio's deletion webhook
         names no task); returns how many files went (0 or 1)."""
-        pattern = f"project{_safe(project_id)}-task*-annotation{_safe(annotation_id)}"
+        return self._delete_matching(project_id, task_id=None, annotation_id=annotation_id)
+
+    def delete_task(self, project_id: Any, task_id: Any) -> int:
+        """Remove every annotation of a deleted task; returns how many files went."""
+        return self._delete_matching(project_id, task_id=task_id, annotation_id=None)
+
+    def _delete_matching(self, project_id: Any, *, task_id: Any, annotation_id: Any) -> int:
+        """Remove the annotation files of ``project_id`` whose task or annotation id is the one
+        given (None: any); ids are matched whole (``annotation5`` is not ``annotation55``)."""
         folder = self.root / "annotations"
+        if not folder.is_dir():
+            return 0
+        any_id = r"[^-]+"  # _safe keeps '-', so an id with one could pose as another: such never match
+        task = any_id if task_id is None else re.escape(_safe(task_id))
+        annotation = any_id if annotation_id is None else re.escape(_safe(annotation_id))
+        wanted = re.compile(rf"project{re.escape(_safe(project_id))}-task{task}-annotation{annotation}\.json")
         gone = 0
-        for path in folder.glob(f"{pattern}.json") if folder.is_dir() else ():
-            path.unlink(missing_ok=True)
-            gone += 1
+        for path in folder.glob(f"project{_safe(project_id)}-task*-annotation*.json"):
+            if wanted.fullmatch(path.name):
+                path.unlink(missing_ok=True)
+                gone += 1
         return gone

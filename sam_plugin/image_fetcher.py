@@ -70,6 +70,12 @@ class ImageFetchFailed(SamError):
     status = 502
 
 
+class LabelStudioRefused(ImageFetchFailed):
+    """Label Studio refused the plugin's token for an image (every task's problem, not one's)."""
+
+    code = "label_studio_refused"
+
+
 class ImageFetchTimeout(ImageFetchFailed):
     """The whole download did not finish within its deadline."""
 
@@ -367,12 +373,12 @@ class TaskImageFetcher:
             raise ImageFetchFailed(f"cannot download the task image from {url}: {exc}") from exc
         if response.status_code >= 400:
             response.close()
-            hint = ""
             if is_ls and response.status_code in (401, 403):
-                hint = " (check LABEL_STUDIO_API_KEY)"
-            raise ImageFetchFailed(
-                f"downloading the task image {url} failed: HTTP {response.status_code}{hint}"
-            )
+                raise LabelStudioRefused(
+                    f"downloading the task image {url} failed: HTTP {response.status_code} "
+                    "(check LABEL_STUDIO_API_KEY)"
+                )
+            raise ImageFetchFailed(f"downloading the task image {url} failed: HTTP {response.status_code}")
         return response
 
     def _auth_header(self, token: str) -> str:
@@ -390,7 +396,7 @@ class TaskImageFetcher:
             response.raise_for_status()
             return str(response.json()["access"])
         except (requests.RequestException, ValueError, KeyError) as exc:
-            raise ImageFetchFailed(
+            raise LabelStudioRefused(
                 f"Label Studio refused the personal access token in LABEL_STUDIO_API_KEY ({exc}); "
                 "create a new token under Account & Settings"
             ) from exc

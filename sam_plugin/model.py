@@ -14,6 +14,7 @@ every other Label Studio backend:
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -40,17 +41,18 @@ from sam_plugin.runtime import PluginRuntime, as_model_server_error, require_loa
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-TASK_IMAGE_ERRORS = frozenset(
-    {
-        "no_task_image",
-        "image_url_refused",
-        "image_fetch_failed",
-        "image_fetch_timeout",
-        "invalid_image",
-        "payload_too_large",
-    }
+TASK_IMAGE_ERRORS = frozenset({"image_fetch_failed", "image_fetch_timeout"})
+"""Errors of status 500 and above that are still one task's: its image host failed or was too
+slow (4xx errors while getting a task's image are that task's too, but for an unknown model)."""
+NOT_THE_TASKS = frozenset({"label_studio_refused"})
+"""Errors while getting a task's image that are every task's: Label Studio refused the plugin's key."""
+BATCH_SECONDS = 80.0
+"""Batch pre-annotation starts no task after this many seconds of a request: Label Studio 1.23
+waits 100 s for the answer (``ML_TIMEOUT_PREDICT``) and stores nothing when it gives up."""
+BATCH_DEADLINE_MESSAGE = (
+    "not started: Label Studio waits 100 s for a batch, and this one had used 80 s; "
+    "Retrieve Predictions again for the tasks without predictions (or tick fewer at once)"
 )
-"""Error codes of a task whose image cannot be had: batch pre-annotation skips that task alone."""
 
 FIT_EVENTS = (
     "ANNOTATION_CREATED",
@@ -58,11 +60,13 @@ FIT_EVENTS = (
     "ANNOTATIONS_CREATED",
     "ANNOTATION_DELETED",
     "ANNOTATIONS_DELETED",
+    "TASKS_DELETED",
 )
 """Webhook events ``fit()`` handles; any other event is acknowledged and ignored. Label Studio
 1.23 sends ``ANNOTATIONS_CREATED`` (lists of annotations and their tasks) from "Create
-Annotations From Predictions" and ``ANNOTATIONS_DELETED`` (annotation ids only) for every
-deletion; ``ANNOTATION_DELETED`` is the older single form."""
+Annotations From Predictions", ``ANNOTATIONS_DELETED`` (annotation ids only) for every
+deletion and ``TASKS_DELETED`` (task ids) when tasks go with their annotations;
+``ANNOTATION_DELETED`` is the older single form."""
 
 
 def annotator(task: dict[str, Any]) -> str:
@@ -167,27 +171,26 @@ class SamLabelStudioModel:
                 return [self._predict_interactive(tasks[0], context["result"])]
             if tasks and self.runtime.settings.preannotate == "concepts":
                 self._require_concepts()  # the project's problem, not one task's: the request fails
-            return [self._preannotate_unless_its_image_fails(task) for task in tasks]
+            deadline = time.monotonic() + BATCH_SECONDS
+            return [
+                self._preannotate_unless_its_image_fails(task)
+                if time.monotonic() < deadline
+                else _task_error(task, "batch_deadline", BATCH_DEADLINE_MESSAGE, self.model_version)
+                for task in tasks
+            ]
         except Exception as exc:
             mapped = as_model_server_error(exc)
             if mapped is exc:
                 raise
             raise mapped from exc
 
-    def _on_task_image(
-        self,
-        task: dict[str, Any],
-        action: Callable[[ImageInfo], T],
-        *,
-        priority: Priority = Priority.INTERACTIVE,
-    ) -> T:
-        """Run ``action`` with the model server's info on the task image.
+    def _task_image(self, task: dict[str, Any], priority: Priority) -> tuple[bytes, ImageInfo]:
+        """The task image's bytes and the model server's info on it (``priority``: the lane of
+        its encoding, ``BULK`` for batch pre-annotation, so it waits behind the annotators' clicks).
 
-        ``priority`` is the lane of the image's encoding: ``BULK`` for batch
-        pre-annotation, so it waits behind the annotators' clicks.
-
-        When the server answers 404 for the image id (it restarted and lost
-        its cache) the image is registered again and ``action`` retried once.
+        Raises:
+            InvalidInput: ``no_task_image``, or a reference that cannot be fetched.
+            SamError: The download, the decoding or the encoding failed.
         """
         key = self.config.image_key
         reference = (task.get("data") or {}).get(key)
@@ -197,8 +200,24 @@ class SamLabelStudioModel:
                 code="no_task_image",
             )
         data = self.runtime.image_bytes(reference, task_id=task.get("id"), project_id=self.project_id)
+        return data, self.runtime.add_image(data, model=self.model, priority=priority)
+
+    def _on_task_image(
+        self,
+        task: dict[str, Any],
+        action: Callable[[ImageInfo], T],
+        *,
+        priority: Priority = Priority.INTERACTIVE,
+        image: tuple[bytes, ImageInfo] | None = None,
+    ) -> T:
+        """Run ``action`` with the model server's info on the task image (``image``: already had).
+
+        When the server answers 404 for the image id (it restarted and lost
+        its cache) the image is registered again and ``action`` retried once.
+        """
+        data, info = image or self._task_image(task, priority)
         try:
-            return action(self.runtime.add_image(data, model=self.model, priority=priority))
+            return action(info)
         except SamError as exc:
             if exc.status != 404 or "unknown model" in exc.detail:
                 raise
@@ -277,26 +296,26 @@ class SamLabelStudioModel:
         return InteractiveAnswer(objects=objects, session=None)
 
     def _preannotate_unless_its_image_fails(self, task: dict[str, Any]) -> dict[str, Any]:
-        """The task's prediction, or, when its image cannot be had (fetched, decoded, or too
-        large), an answer without ``result`` naming why: Label Studio logs it, stores nothing
-        for that task (Retrieve Predictions tries it again) and keeps the other tasks'
-        predictions, which one failed task used to cost the whole batch."""
+        """The task's prediction, or, when its image cannot be had (no reference, a download
+        refused or failed, an image that cannot be decoded or is too large), an answer without
+        ``result`` naming why: Label Studio logs it, stores nothing for that task (Retrieve
+        Predictions tries it again) and keeps the other tasks' predictions, which one failed
+        task used to cost the whole batch. Failures that are not the task's (the model server
+        down or without the model, Label Studio refusing the plugin's key) fail the batch."""
+        if self.runtime.settings.preannotate == "off":
+            return prediction([], self.model_version)
         try:
-            return self._preannotate(task)
+            image = self._task_image(task, Priority.BULK)
         except SamError as exc:
-            if exc.code not in TASK_IMAGE_ERRORS:
+            server_side = exc.status >= 500 and exc.code not in TASK_IMAGE_ERRORS
+            if server_side or exc.code in NOT_THE_TASKS or "unknown model" in exc.detail:
                 raise
             logger.warning("pre-annotation of task %s skipped: %s", task.get("id"), exc.detail)
-            return {
-                "error": f"task {task.get('id')}: {public_detail(exc.detail)}",
-                "code": exc.code,
-                "model_version": self.model_version,
-            }
+            return _task_error(task, exc.code, public_detail(exc.detail), self.model_version)
+        return self._preannotate(task, image)
 
-    def _preannotate(self, task: dict[str, Any]) -> dict[str, Any]:
+    def _preannotate(self, task: dict[str, Any], image: tuple[bytes, ImageInfo]) -> dict[str, Any]:
         settings = self.runtime.settings
-        if settings.preannotate == "off":
-            return prediction([], self.model_version)
 
         def run(info: ImageInfo) -> list[dict[str, Any]]:
             if settings.preannotate == "automask":
@@ -305,7 +324,8 @@ class SamLabelStudioModel:
                 return concept_regions(self.client, info.image_id, self.config, settings)
             return text_regions(self.client, info.image_id, task, self.config, settings)
 
-        return prediction(self._on_task_image(task, run, priority=Priority.BULK), self.model_version)
+        regions = self._on_task_image(task, run, priority=Priority.BULK, image=image)
+        return prediction(regions, self.model_version)
 
     def _require_concepts(self) -> None:
         """Refuse ``concepts`` mode on a model that does not answer concept prompts.
@@ -350,11 +370,15 @@ class SamLabelStudioModel:
         if settings.dataset_dir is None:
             return {"skipped": "SAM_DATASET_DIR is not set"}
         writer = DatasetWriter(settings.dataset_dir)
-        if event == "ANNOTATIONS_DELETED":
-            deleted = data.get("annotations")
-            if not isinstance(deleted, list) or not all(isinstance(a, dict) and "id" in a for a in deleted):
-                raise InvalidInput("an ANNOTATIONS_DELETED webhook needs 'annotations': [{\"id\": ...}, ...]")
-            return {"deleted": sum(writer.delete_annotation(self.project_id, a["id"]) for a in deleted)}
+        if event in ("ANNOTATIONS_DELETED", "TASKS_DELETED"):
+            key = "annotations" if event == "ANNOTATIONS_DELETED" else "tasks"
+            ids = data.get(key)
+            if ids is None:  # Label Studio sends none when it deleted nothing it could name (a draft)
+                return {"skipped": f"{event} without '{key}'"}
+            if not isinstance(ids, list) or not all(isinstance(a, dict) and "id" in a for a in ids):
+                raise InvalidInput(f"an {event} webhook needs '{key}': [{{\"id\": ...}}, ...]")
+            delete = writer.delete_annotation if key == "annotations" else writer.delete_task
+            return {"deleted": sum(delete(self.project_id, item["id"]) for item in ids)}
         if event == "ANNOTATIONS_CREATED":
             annotations, tasks = data.get("annotation"), data.get("task")
             if (
@@ -366,10 +390,7 @@ class SamLabelStudioModel:
                     "an ANNOTATIONS_CREATED webhook needs lists 'annotation' and 'task' of one length"
                 )
             return {
-                "stored": [
-                    self._fit_one(writer, a, t, deleted=False)
-                    for a, t in zip(annotations, tasks, strict=True)
-                ]
+                "stored": [self._fit_or_error(writer, a, t) for a, t in zip(annotations, tasks, strict=True)]
             }
         return self._fit_one(
             writer,
@@ -377,6 +398,16 @@ class SamLabelStudioModel:
             data.get("task") or {},
             deleted=event == "ANNOTATION_DELETED",
         )
+
+    def _fit_or_error(self, writer: DatasetWriter, annotation: Any, task: Any) -> dict[str, Any]:
+        """:meth:`_fit_one`, or ``{"error": ...}`` for that annotation alone (one of thousands
+        that Label Studio sends in one webhook must not cost the others)."""
+        try:
+            return self._fit_one(writer, annotation, task, deleted=False)
+        except SamError as exc:
+            ident = annotation.get("id") if isinstance(annotation, dict) else None
+            logger.warning("fit: annotation %s not stored: %s", ident, exc.detail)
+            return {"error": f"annotation {ident}: {public_detail(exc.detail)}", "code": exc.code}
 
     def _fit_one(self, writer: DatasetWriter, annotation: Any, task: Any, *, deleted: bool) -> dict[str, Any]:
         """Store (or, ``deleted``, remove) one annotation of one task."""
@@ -454,3 +485,8 @@ class SamLabelStudioModel:
         except InvalidInput:
             return {}
         return prompt.as_record()
+
+
+def _task_error(task: dict[str, Any], code: str, detail: str, model_version: str) -> dict[str, Any]:
+    """A batch answer for one task without ``result``: Label Studio logs it and stores nothing."""
+    return {"error": f"task {task.get('id')}: {detail}", "code": code, "model_version": model_version}

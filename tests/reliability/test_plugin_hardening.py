@@ -173,10 +173,8 @@ def test_a_download_stops_at_its_deadline_when_the_host_sends_a_byte_every_2_s(s
         "//[::1/data/upload/1/a.png",
     ],
 )
-def test_malformed_task_urls_get_400(server, reference):
-    response = _predict(server, reference)
-    assert response.status_code == 400, response.text
-    assert response.json()["error"] == "invalid_input"
+def test_malformed_task_urls_are_refused_for_their_task(server, reference):
+    assert _task_refused(_predict(server, reference)) == "invalid_input"
 
 
 def _webhook(server: ServerProcess, region: dict[str, Any]) -> tuple[requests.Response, float]:

@@ -118,3 +118,78 @@ def test_one_task_whose_image_fails_costs_only_its_own_prediction(runtime: Plugi
     assert "result" not in gone and gone["error"].startswith("task 7: cannot download the task image")
     assert gone["code"] == "image_fetch_failed"
     assert "result" not in empty and "no image URL" in empty["error"]
+
+
+def test_tasks_deleted_take_their_annotations_and_an_empty_deletion_is_skipped(
+    runtime: PluginRuntime, http: Any
+) -> None:
+    mask = np.zeros((H, W), dtype=bool)
+    mask[2:9, 3:12] = True
+    _model(runtime).fit("ANNOTATION_CREATED", webhook([brush(mask)], annotation_id=80))
+    project = {"id": 2, "label_config": EXAMPLE_CONFIG}
+    draft = http.post("/ls/webhook", json={"action": "ANNOTATIONS_DELETED", "project": project})
+    assert draft.status_code == 201 and "skipped" in draft.get_json()["result"]
+    gone = http.post(
+        "/ls/webhook", json={"action": "TASKS_DELETED", "tasks": [{"id": 5}], "project": project}
+    )
+    assert gone.status_code == 201 and gone.get_json()["result"] == {"deleted": 1}
+    assert _stored(runtime) == []
+
+
+def test_deletion_by_id_matches_ids_whole(runtime: PluginRuntime) -> None:
+    from sam_plugin.dataset_writer import DatasetWriter
+
+    folder = runtime.settings.dataset_dir / "annotations"
+    folder.mkdir(parents=True)
+    names = [
+        "project2-task5-annotation55",
+        "project2-task5-annotation155",
+        "project22-task5-annotation55",
+        "project2-taskx-annotation7-annotation55",
+    ]  # the last: an id holding '-annotation55'
+    for name in names:
+        (folder / f"{name}.json").write_text("{}")
+    assert DatasetWriter(runtime.settings.dataset_dir).delete_annotation(2, 55) == 1
+    assert _stored(runtime) == sorted(f"{n}.json" for n in names[1:])
+
+
+def test_one_bad_annotation_among_those_created_together_costs_only_itself(runtime: PluginRuntime) -> None:
+    mask = np.zeros((H, W), dtype=bool)
+    mask[4:10, 4:10] = True
+    bad = brush(mask)
+    bad["value"] = {**bad["value"], "rle": [0, 0, 0, 1, 255]}
+    annotations = [{"id": 90, "result": [bad], "task": 5}, {"id": 91, "result": [brush(mask)], "task": 5}]
+    stored = _model(runtime).fit("ANNOTATIONS_CREATED", {"annotation": annotations, "task": [TASK, TASK]})[
+        "stored"
+    ]
+    assert stored[0]["error"].startswith("annotation 90: ") and stored[1]["masks"] == 1
+    assert _stored(runtime) == ["project2-task5-annotation91.json"]
+
+
+def test_tasks_not_started_within_the_batch_time_get_an_answer_to_retry_later(
+    runtime: PluginRuntime, http: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Label Studio waits 100 s and then stores nothing: what is done by then is answered."""
+    import sam_plugin.model as model_module
+
+    clock = iter([0.0, 0.0, 1000.0])  # the deadline, task 5 starts, task 6 would start too late
+    monkeypatch.setattr(model_module.time, "monotonic", lambda: next(clock, 1000.0))
+    other = {"id": 6, "data": {"image": "/data/upload/2/y.png"}}
+    body = {"tasks": [TASK, other], "project": "2.1", "label_config": EXAMPLE_CONFIG, "params": {}}
+    first, late = http.post("/ls/predict", json=body).get_json()["results"]
+    assert "result" in first
+    assert (
+        "result" not in late
+        and late["code"] == "batch_deadline"
+        and "Retrieve Predictions again" in late["error"]
+    )
+
+
+def test_label_studio_refusing_the_key_fails_the_batch_not_each_task(
+    runtime: PluginRuntime, http: Any, fake_session: FakeSession
+) -> None:
+    fake_session.add(f"{LS_URL}/data/upload/2/x.png", b"", status=401)
+    body = {"tasks": [TASK], "project": "2.1", "label_config": EXAMPLE_CONFIG, "params": {}}
+    answer = http.post("/ls/predict", json=body)
+    assert answer.status_code == 502 and answer.get_json()["error"] == "label_studio_refused"
+    assert "LABEL_STUDIO_API_KEY" in answer.get_json()["detail"]
