@@ -107,14 +107,18 @@ def measure(url: str, sam2: str, points_per_side: int, seed: int) -> dict[str, A
             raise RuntimeError(f"upload for {sam2}: {answer.status_code} {answer.text}")
         uploads.append(answer.json()["image_id"])
     busy_id, alone_id = uploads
-    requests.post(f"{url}/v1/images", data=fresh_picture(seed), timeout=120)  # the demo model's embedding too
+    requests.post(f"{url}/v1/images", data=fresh_picture(seed), timeout=120).raise_for_status()  # demo's too
     bulk = {"image_id": busy_id, "model": sam2, "points_per_side": points_per_side}
     took: dict[str, float] = {}
 
+    failed: list[str] = []
+
     def segment_everything() -> None:
         start = time.perf_counter()
-        requests.post(f"{url}/v1/automask", json=bulk, timeout=600).raise_for_status()
+        answer = requests.post(f"{url}/v1/automask", json=bulk, timeout=600)
         took["during"] = time.perf_counter() - start
+        if not answer.ok:
+            failed.append(f"{answer.status_code} {answer.text}")
 
     worker = threading.Thread(target=segment_everything)
     worker.start()
@@ -125,6 +129,12 @@ def measure(url: str, sam2: str, points_per_side: int, seed: int) -> dict[str, A
         requests.post(f"{url}/v1/predict", json=click, timeout=60).raise_for_status()
         waits.append(time.perf_counter() - start)
     worker.join()
+    if failed or not waits:
+        raise RuntimeError(
+            failed[0]
+            if failed
+            else "segment-everything ended before the first click: raise --points-per-side"
+        )
     start = time.perf_counter()
     requests.post(f"{url}/v1/automask", json={**bulk, "image_id": alone_id}, timeout=600).raise_for_status()
     took["alone"] = time.perf_counter() - start
