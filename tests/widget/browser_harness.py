@@ -90,11 +90,18 @@ def can_run_browser() -> bool:
 
 @contextmanager
 def model_server(
-    work: Path, *, log_name: str = "server.log", model: str | None = None, more_models: tuple[str, ...] = ()
+    work: Path,
+    *,
+    log_name: str = "server.log",
+    model: str | None = None,
+    more_models: tuple[str, ...] = (),
+    port: int | None = None,
+    token: str | None = None,
 ) -> Iterator[tuple[str, str]]:
     """``(url, token)`` of a sam-server serving ``model`` (a name or a path), by default the demo
     model (a tiny random one when it is missing), and ``more_models`` (``--model`` values such
-    as ``NAME=PATH``) after it.
+    as ``NAME=PATH``) after it; ``port`` and ``token`` (default: new ones) let a test restart
+    the server where its clients expect it.
 
     Its CLIP folder is empty, so a text prompt fails the same way everywhere
     (no download, no weights found).
@@ -113,7 +120,7 @@ def model_server(
         )
     no_clip = work / "no-clip"
     no_clip.mkdir(exist_ok=True)
-    port, token = free_port(), secrets.token_hex(16)
+    port, token = port or free_port(), token or secrets.token_hex(16)
     cmd = [sys.executable, "-m", "backend.serving.cli", "--model", model, "--device", "cpu"]
     for more in more_models:
         cmd += ["--model", more]
